@@ -1,0 +1,194 @@
+"""Pydantic schema of an accelerator in the catalogue.
+
+Design rules:
+* every numeric figure is a :class:`Figure` carrying its source and confidence;
+* a figure that is not published is ``value: null`` with a ``note`` -- never invented;
+* ``unsupported: true`` means the chip has no such precision / feature, which is different
+  from "unknown" (``value: null`` and ``unsupported: false``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Precision(StrEnum):
+    FP64 = "fp64"
+    FP64_TENSOR = "fp64_tensor"
+    FP32 = "fp32"
+    TF32 = "tf32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+PRECISIONS: tuple[Precision, ...] = tuple(Precision)
+Confidence = Literal["high", "medium", "low"]
+
+
+class Source(BaseModel):
+    """A citable document: URL, repository path or document title."""
+
+    model_config = ConfigDict(extra="forbid")
+    ref: str = Field(min_length=3, description="URL, repo path or document title")
+    confidence: Confidence = "medium"
+
+
+class Figure(BaseModel):
+    """One number with provenance.
+
+    ``source`` is either a key of the chip's ``sources`` table or a literal reference.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    value: float | None = None
+    unsupported: bool = False
+    source: str | None = None
+    confidence: Confidence | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Figure:
+        if self.value is not None:
+            if self.unsupported:
+                raise ValueError("a figure cannot have a value and be unsupported")
+            if self.value < 0:
+                raise ValueError(f"value must be >= 0, got {self.value}")
+            if not self.source:
+                raise ValueError("a figure with a value needs a source")
+        elif not self.unsupported and not self.note:
+            raise ValueError("an unknown figure (value null) needs a note saying why")
+        return self
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+
+class Memory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str | None = None
+    size_gb: Figure
+    bandwidth_gbs: Figure
+
+
+class Interconnect(BaseModel):
+    """Intra-node chip-to-chip link (NVLink, HCCS, MLU-Link, BLink, MetaXLink, PCIe...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    bandwidth_gbs: Figure  # headline aggregate bidirectional GB/s per device
+    host_interface: str | None = None  # e.g. "PCIe 5.0 x16"
+
+
+class SoftwareStack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str  # CUDA, HIP/DTK, MUSA, SUPA, CANN, Neuware, XPU, CoreX, MACA, TopsRider, ROCm
+    frameworks: list[str] = Field(default_factory=list)
+    # How far CUDA code runs unchanged:
+    #   native     -- CUDA itself
+    #   binary     -- CUDA binaries / APIs run unchanged (API-compatible runtime)
+    #   source     -- CUDA-like source, recompiled after light/automatic translation (HIP, MUSA)
+    #   port       -- needs a real port to another programming model (CANN, BANG, ...)
+    cuda_compat: Literal["native", "binary", "source", "port"]
+    note: str | None = None
+
+
+class ExportControl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str  # free text: "license required for China since 2023-10-23", "n/a (non-US vendor)"
+    entity_list: str | None = None
+    source: str | None = None
+
+
+class Chip(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    vendor: str
+    vendor_zh: str | None = None
+    family: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    year: int | None = Field(default=None, ge=2010, le=2035)
+    process: str | None = None
+    form_factor: str | None = None
+    # How many accelerator devices the OS/framework sees per physical part (910C, MLU370-X8,
+    # BI-V150 are two dies on one card/module). Catalogue figures are for the whole part.
+    devices_per_part: int = Field(default=1, ge=1)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    memory: Memory
+    peak: dict[Precision, Figure]  # dense peak TFLOPS (TOPS for int8/int4)
+    sparse_peak: dict[Precision, Figure] = Field(default_factory=dict)
+    tdp_w: Figure
+    interconnect: Interconnect
+    stack: SoftwareStack
+    export_control: ExportControl
+    # Optional per-chip override of the performance model's efficiency factors
+    # (achievable fraction of peak): keys compute, memory, link.
+    efficiency: dict[Literal["compute", "memory", "link"], float] = Field(default_factory=dict)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Chip:
+        missing = [p.value for p in PRECISIONS if p not in self.peak]
+        if missing:
+            raise ValueError(
+                "peak must list every precision (null + note when unknown, "
+                f"unsupported: true when absent); missing: {', '.join(missing)}"
+            )
+        for name, fig in self._figures():
+            if fig.source and fig.source not in self.sources and len(fig.source) < 8:
+                raise ValueError(f"{name}: source '{fig.source}' is not a key of sources")
+        for k, v in self.efficiency.items():
+            if not 0 < v <= 1:
+                raise ValueError(f"efficiency.{k} must be in (0, 1], got {v}")
+        return self
+
+    def _figures(self) -> list[tuple[str, Figure]]:
+        out = [
+            ("memory.size_gb", self.memory.size_gb),
+            ("memory.bandwidth_gbs", self.memory.bandwidth_gbs),
+            ("tdp_w", self.tdp_w),
+            ("interconnect.bandwidth_gbs", self.interconnect.bandwidth_gbs),
+        ]
+        out += [(f"peak.{p.value}", f) for p, f in self.peak.items()]
+        out += [(f"sparse_peak.{p.value}", f) for p, f in self.sparse_peak.items()]
+        return out
+
+    # -- convenience accessors used by the layers above -------------------------------
+    def tflops(self, precision: Precision | str) -> float | None:
+        """Dense peak at ``precision`` in TFLOPS/TOPS, or None when unknown/unsupported."""
+        return self.peak[Precision(precision)].value
+
+    def supports(self, precision: Precision | str) -> bool | None:
+        """True/False when known, None when the catalogue does not know."""
+        fig = self.peak[Precision(precision)]
+        if fig.unsupported:
+            return False
+        return True if fig.value is not None else None
+
+    @property
+    def memory_gb(self) -> float | None:
+        return self.memory.size_gb.value
+
+    @property
+    def memory_bw_gbs(self) -> float | None:
+        return self.memory.bandwidth_gbs.value
+
+    @property
+    def link_gbs(self) -> float | None:
+        return self.interconnect.bandwidth_gbs.value
+
+    def source_of(self, fig: Figure) -> tuple[str | None, str | None]:
+        """(reference, confidence) of a figure, resolving source keys."""
+        if fig.source is None:
+            return None, fig.confidence
+        src = self.sources.get(fig.source)
+        if src is None:
+            return fig.source, fig.confidence
+        return src.ref, fig.confidence or src.confidence

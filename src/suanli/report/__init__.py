@@ -1,0 +1,1 @@
+"""HTML reports (plotly) shared by the CLI commands."""

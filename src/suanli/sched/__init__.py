@@ -1,0 +1,1 @@
+"""Scheduling: jobs, filter -> score -> allocate plugins, policies."""
