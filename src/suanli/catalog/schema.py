@@ -9,10 +9,11 @@ Design rules:
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Precision(StrEnum):
@@ -43,31 +44,62 @@ class Figure(BaseModel):
     """One number with provenance.
 
     ``source`` is either a key of the chip's ``sources`` table or a literal reference.
+    Checks are field validators so that an error names the offending field
+    (``peak.fp16.value``, ``peak.fp16.source`` ...).
     """
 
     model_config = ConfigDict(extra="forbid")
     value: float | None = None
     unsupported: bool = False
-    source: str | None = None
+    source: str | None = Field(default=None, validate_default=True)
     confidence: Confidence | None = None
-    note: str | None = None
+    note: str | None = Field(default=None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _check(self) -> Figure:
-        if self.value is not None:
-            if self.unsupported:
-                raise ValueError("a figure cannot have a value and be unsupported")
-            if self.value < 0:
-                raise ValueError(f"value must be >= 0, got {self.value}")
-            if not self.source:
-                raise ValueError("a figure with a value needs a source")
-        elif not self.unsupported and not self.note:
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, v: float | None) -> float | None:
+        if v is not None:
+            if not math.isfinite(v):
+                raise ValueError(f"value must be a finite number, got {v}")
+            if v < 0:
+                raise ValueError(f"value must be >= 0, got {v:g}")
+        return v
+
+    @field_validator("unsupported")
+    @classmethod
+    def _check_unsupported(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("value") is not None:
+            raise ValueError("a figure cannot have a value and be unsupported")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not v.strip():
+            v = None
+        if v is None and info.data.get("value") is not None:
+            raise ValueError("a figure with a value needs a source")
+        return v
+
+    @field_validator("note")
+    @classmethod
+    def _check_note(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if "value" not in info.data or "unsupported" not in info.data:
+            return v  # an earlier field already failed; report that one
+        if info.data["value"] is None and not info.data["unsupported"] and not v:
             raise ValueError("an unknown figure (value null) needs a note saying why")
-        return self
+        return v
 
     @property
     def known(self) -> bool:
         return self.value is not None
+
+    @property
+    def status(self) -> Literal["known", "unknown", "unsupported"]:
+        """``known`` (has a value), ``unsupported`` (chip lacks it) or ``unknown``."""
+        if self.unsupported:
+            return "unsupported"
+        return "known" if self.value is not None else "unknown"
 
 
 class Memory(BaseModel):
@@ -138,15 +170,19 @@ class Chip(BaseModel):
         missing = [p.value for p in PRECISIONS if p not in self.peak]
         if missing:
             raise ValueError(
-                "peak must list every precision (null + note when unknown, "
+                f"peak.{missing[0]}: peak must list every precision (null + note when unknown, "
                 f"unsupported: true when absent); missing: {', '.join(missing)}"
             )
         for name, fig in self._figures():
             if fig.source and fig.source not in self.sources and len(fig.source) < 8:
-                raise ValueError(f"{name}: source '{fig.source}' is not a key of sources")
+                raise ValueError(
+                    f"{name}.source: '{fig.source}' is not a key of sources "
+                    f"(keys: {', '.join(self.sources) or 'none'}); "
+                    "use a key or a full reference of 8+ characters"
+                )
         for k, v in self.efficiency.items():
             if not 0 < v <= 1:
-                raise ValueError(f"efficiency.{k} must be in (0, 1], got {v}")
+                raise ValueError(f"efficiency.{k}: must be in (0, 1], got {v}")
         return self
 
     def _figures(self) -> list[tuple[str, Figure]]:

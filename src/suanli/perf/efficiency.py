@@ -1,0 +1,200 @@
+"""Efficiency factors: the achievable fraction of a chip's datasheet peaks.
+
+Three factors per chip, each an explicit constant with its evidence (the measured rows of
+``shared/data/reference/microbenchmarks.csv``; see ``docs/perf-model.md``):
+
+* ``compute`` -- large dense GEMM throughput / dense peak, per precision class;
+* ``memory``  -- STREAM-like HBM bandwidth / datasheet bandwidth;
+* ``link``    -- intra-node collective bus bandwidth / per-direction link bandwidth.
+
+Measured *absolute* figures are stored (TFLOPS, GB/s) and divided by the catalogue's peak at
+run time, so a corrected catalogue peak does not silently change the evidence. Where a chip has
+no measurement the generic defaults below apply. Precedence (lowest to highest): generic
+default -> measured evidence -> ``chip.efficiency`` (catalogue) -> caller/CLI overrides.
+
+Nothing here is fitted to the validation rows; the one shape-dependent term,
+:func:`gemm_shape_factor`, is a single documented function of the GEMM width used for every
+model, chip and row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from suanli.catalog.schema import Chip, Precision
+
+# Generic fallbacks for chips without measurements (documented in docs/perf-model.md).
+DEFAULT_COMPUTE = 0.70  # vendor GEMM libraries outside CUDA: FlagPerf ratios 0.8-0.95 at best
+DEFAULT_MEMORY = 0.80  # HBM STREAM fraction; FlagPerf 0.75-0.85 across vendors
+DEFAULT_LINK = 0.70  # collective bus bandwidth / per-direction link bandwidth
+NETWORK = 0.80  # scale-out RoCE/IB ring collectives, fraction of NIC line rate (assumption)
+# Attention kernels (flash attention) run slower than plain GEMMs: FlashAttention-2 reports
+# 50-73 % of A100 peak forward and less backward, against ~83 % for cuBLAS GEMMs.
+ATTENTION_RELATIVE = 0.70
+# Fraction of a compute window that can hide data-parallel / FSDP collectives (prefetch of
+# the next layer's all-gather, bucketed reduce-scatter). The rest stays exposed (first
+# gather, last reduce, SM and HBM contention between NCCL kernels and GEMMs).
+DP_OVERLAP = 0.85
+# Width at which a GEMM reaches half of its asymptotic efficiency penalty (see gemm_shape_factor).
+GEMM_HALF_WIDTH = 192.0
+
+_TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Measured figures for chips whose id/name matches ``pattern``."""
+
+    pattern: str
+    tflops: dict[Precision, float] = field(default_factory=dict)  # measured GEMM TFLOPS/TOPS
+    hbm_gbs: float | None = None  # measured STREAM-like bandwidth
+    allreduce_busbw_gbs: float | None = None  # measured intra-node all-reduce bus bandwidth
+    link_ref_gbs: float | None = None  # the headline link figure the busbw is compared to
+    source: str = ""
+
+
+# FlagPerf base (FlagOpen/FlagPerf@1b5a030) and the other public rows of microbenchmarks.csv.
+EVIDENCE: tuple[Evidence, ...] = (
+    Evidence(
+        r"a100|a800",
+        tflops={Precision.BF16: 259.2, Precision.FP16: 251.5, Precision.TF32: 123.68,
+                Precision.FP32: 19.05, Precision.FP64_TENSOR: 17.8},
+        hbm_gbs=1328.25 * 2039 / 1555,  # 85.4 % of the 40 GB part's 1555 GB/s, scaled
+        allreduce_busbw_gbs=467.87, link_ref_gbs=600,
+        source="FlagPerf base A100-40GB / A800 (GEMM 83.1 % BF16, HBM 85.4 %, allreduce 78 %)",
+    ),
+    Evidence(
+        r"(^|[^0-9])h100", tflops={Precision.BF16: 789.2, Precision.FP16: 761.8},
+        source="public torch matmul table (H100 789 TFLOPS BF16 of 989)",
+    ),
+    Evidence(
+        r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
+        source="public torch matmul table (H20 141.9 TFLOPS of 148)",
+    ),
+    Evidence(
+        r"910b", tflops={Precision.BF16: 304.277, Precision.FP16: 313.182,
+                         Precision.FP32: 82.92, Precision.INT8: 608.554},
+        source="FlagPerf base Ascend 910B (Atlas 800T A2)",
+    ),
+    Evidence(
+        r"c550", tflops={}, hbm_gbs=1390.5,
+        source="FlagPerf base MetaX C550 (GEMM 82.8-87.4 % of spec, HBM 1390.5 GB/s)",
+    ),
+    Evidence(
+        r"(^|[^0-9a-z])k100", tflops={Precision.FP16: 32.9, Precision.FP32: 19.1,
+                                      Precision.FP64: 14.9},
+        source="wangzy0327/hblas-bench rocBLAS on Hygon K100 (FP16 only ~33 % of 100)",
+    ),
+    Evidence(
+        r"bw200|bw-?series", tflops={Precision.FP16: 456.4, Precision.FP32: 58.0,
+                                     Precision.FP64: 27.5},
+        source="wangzy0327/hblas-bench rocBLAS on Hygon BW200 (raised clock)",
+    ),
+    Evidence(r"(^|[^0-9a-z])l20($|[^0-9])", tflops={Precision.FP16: 110.0},
+             source="DefTruth/CUDA-Learn-Notes cuBLAS HGEMM 105-115 TFLOPS"),
+    Evidence(r"mi250", tflops={Precision.FP64_TENSOR: 38.0 * 2},
+             source="ROCm/Tensile#1705 DGEMM ~38 TFLOPS per GCD"),
+)
+
+# Fractions given as ratios (absolute values not published).
+RATIO_EVIDENCE: dict[str, dict[Precision, float]] = {
+    r"c550": {Precision.FP16: 0.835, Precision.BF16: 0.828, Precision.FP32: 0.874,
+              Precision.TF32: 0.828},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Factors:
+    """Achievable fractions used by the model for one chip at one precision."""
+
+    compute: float
+    memory: float
+    link: float
+    network: float = NETWORK
+    attention: float = ATTENTION_RELATIVE
+    overlap: float = DP_OVERLAP
+    source: str = "generic defaults"
+
+
+def _matches(pattern: str, chip: Chip) -> bool:
+    hay = " ".join([chip.id, chip.name.lower(), *[a.lower() for a in chip.aliases]])
+    return re.search(pattern, hay) is not None
+
+
+def _clip(x: float) -> float:
+    return float(min(1.0, max(0.05, x)))
+
+
+def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float], str]:
+    """Fractions backed by measurements for ``chip`` (may be empty)."""
+    out: dict[str, float] = {}
+    sources: list[str] = []
+    prec = Precision(precision)
+    for ev in EVIDENCE:
+        if not _matches(ev.pattern, chip):
+            continue
+        sources.append(ev.source)
+        t = ev.tflops.get(prec)
+        if t is None and prec in _TENSOR:  # same tensor-core path: use the closest measured
+            t_bf = ev.tflops.get(Precision.BF16) or ev.tflops.get(Precision.FP16)
+            p_bf = chip.tflops(Precision.BF16) or chip.tflops(Precision.FP16)
+            if t_bf and p_bf:
+                out["compute"] = _clip(t_bf / p_bf)
+        if t is None and prec == Precision.FP64_TENSOR:
+            t = ev.tflops.get(Precision.FP64)
+        peak = chip.tflops(prec)
+        if t is not None and peak:
+            out["compute"] = _clip(t / peak)
+        if ev.hbm_gbs and chip.memory_bw_gbs:
+            out["memory"] = _clip(ev.hbm_gbs / chip.memory_bw_gbs)
+        if ev.allreduce_busbw_gbs and ev.link_ref_gbs:
+            out["link"] = _clip(ev.allreduce_busbw_gbs / ev.link_ref_gbs)
+    for pattern, ratios in RATIO_EVIDENCE.items():
+        if _matches(pattern, chip) and prec in ratios:
+            out["compute"] = ratios[prec]
+    return out, "; ".join(sources)
+
+
+def factors_for(
+    chip: Chip,
+    precision: Precision | str,
+    overrides: dict[str, float] | None = None,
+) -> Factors:
+    """Efficiency factors for ``chip`` at ``precision`` (defaults < evidence < chip < overrides)."""
+    prec = Precision(precision)
+    vals: dict[str, float] = {
+        "compute": DEFAULT_COMPUTE, "memory": DEFAULT_MEMORY, "link": DEFAULT_LINK,
+        "network": NETWORK, "attention": ATTENTION_RELATIVE, "overlap": DP_OVERLAP,
+    }
+    measured, src = measured_factors(chip, prec)
+    vals.update(measured)
+    vals.update({k: float(v) for k, v in chip.efficiency.items()})
+    if chip.efficiency:
+        src = (src + "; " if src else "") + "catalogue efficiency override"
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        if not 0 < float(v) <= 1:
+            from suanli.errors import SuanliError
+
+            raise SuanliError(f"efficiency {k} must be in (0, 1], got {v}")
+        vals[k] = float(v)
+        src = (src + "; " if src else "") + f"override {k}={v}"
+    return Factors(source=src or "generic defaults", **vals)
+
+
+def gemm_shape_factor(width: ArrayLike) -> np.ndarray:
+    """Relative GEMM efficiency for a transformer whose (per-device) matmul width is ``width``.
+
+    ``width / (width + GEMM_HALF_WIDTH)`` normalised to 1 at width 8192: narrow layers (small
+    d_model, or d_model / tp) use tensor cores less well (tile quantisation, low arithmetic
+    intensity of the K dimension, kernel launch overhead). 768 -> 0.82, 2048 -> 0.93,
+    4096 -> 0.98, 8192 -> 1. One function for every chip and row.
+    """
+    w = np.maximum(np.asarray(width, dtype=float), 1.0)
+    ref = 8192.0 / (8192.0 + GEMM_HALF_WIDTH)
+    return np.minimum(1.0, (w / (w + GEMM_HALF_WIDTH)) / ref)

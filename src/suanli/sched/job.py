@@ -1,0 +1,90 @@
+"""Jobs and queues as the scheduler sees them.
+
+A :class:`Job` is one gang-scheduled unit of work: ``gang`` accelerators of a single chip type
+inside one site, all started and stopped together. Its ``work`` is counted in the units of its
+workload (tokens, FLOP, bytes, or training steps when speeds come from a measured matrix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suanli.catalog.schema import Precision
+from suanli.perf.workload import Workload
+
+MILLI = 1000  # capacity is accounted in milli-accelerators (fractional GPU requests)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job of a trace or one request submitted to a live scheduler."""
+
+    id: str
+    arrival: float  # s since the trace start
+    gang: int  # accelerators, all of one chip type in one site
+    work: float  # in the unit of ``workload`` (or steps for a measured job type)
+    queue: str = "default"  # tenant / virtual cluster
+    workload: Workload | None = None  # what the performance model prices
+    job_type: str | None = None  # key into a measured throughput matrix (Gavel job type)
+    precision: Precision | None = None  # required precision; default: the workload's
+    mem_gb: float = 0.0  # memory needed per device
+    cuda_only: bool = False  # CUDA kernels: needs stack cuda_compat native or binary
+    fp64: bool = False  # needs FP64 hardware
+    allowed_chips: frozenset[str] | None = None  # chip ids (or opaque type names)
+    allowed_sites: frozenset[str] | None = None
+    priority: float = 1.0  # weight in fairness policies
+    deadline: float | None = None  # absolute s, informational (reported)
+    data_gb: float = 0.0  # input data to move when the job runs outside ``home_site``
+    home_site: str | None = None
+    gpu_fraction: float = 1.0  # fraction of one device (Alibaba gpu_milli / 1000), gang == 1
+    origin: str = ""  # e.g. "philly.csv row 17": for messages and reports
+
+    @property
+    def demand_milli(self) -> int:
+        """Capacity the job holds while running, in milli-accelerators."""
+        return max(1, round(self.gang * self.gpu_fraction * MILLI))
+
+    @property
+    def need_precision(self) -> Precision | None:
+        if self.precision is not None:
+            return self.precision
+        if self.workload is not None:
+            return Precision(self.workload.precision)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A tenant queue: ``weight`` scales its jobs' fair share, ``quota`` caps its accelerators."""
+
+    name: str
+    weight: float = 1.0
+    quota: float | None = None  # max accelerators running at once (None = unlimited)
+
+
+@dataclass
+class JobColumns:
+    """Column view of a job list for hot loops (arrival-sorted by the caller if needed)."""
+
+    ids: list[str]
+    arrival: np.ndarray
+    gang: np.ndarray
+    demand_milli: np.ndarray
+    work: np.ndarray
+    priority: np.ndarray
+    queue: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, jobs: Sequence[Job]) -> JobColumns:
+        return cls(
+            ids=[j.id for j in jobs],
+            arrival=np.fromiter((j.arrival for j in jobs), float, len(jobs)),
+            gang=np.fromiter((j.gang for j in jobs), np.int64, len(jobs)),
+            demand_milli=np.fromiter((j.demand_milli for j in jobs), np.int64, len(jobs)),
+            work=np.fromiter((j.work for j in jobs), float, len(jobs)),
+            priority=np.fromiter((j.priority for j in jobs), float, len(jobs)),
+            queue=[j.queue for j in jobs],
+        )
