@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SuanliError as exc:
-        err_console.print("error:", exc.render(), style="bold red", highlight=False, markup=False)
+        err_console.print(
+            "error:", exc.render(), style="bold red", highlight=False, markup=False, soft_wrap=True
+        )
         sys.exit(2)
 
 

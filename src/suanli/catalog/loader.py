@@ -24,16 +24,33 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-_./()]+", "", name).casefold()
 
 
+_PATH_PREFIX = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace so a message stays on one line; shorten very long input echoes."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_validation_error(exc: ValidationError) -> tuple[str, str]:
-    """(field path, problem) of the first error of a pydantic ValidationError."""
+    """(field path, problem) of the first error of a pydantic ValidationError.
+
+    Model-level checks phrase their message as ``"<field path>: <problem>"``; that path is
+    appended to the location so every error names the exact field.
+    """
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
+    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         msg = "required field is missing"
     elif err["type"] == "extra_forbidden":
         msg = "unknown field"
-    return loc, msg
+    m = _PATH_PREFIX.match(msg)
+    if m and err["type"] == "value_error":
+        loc.append(m.group(1))
+        msg = m.group(2)
+    return ".".join(loc) or "(top level)", _one_line(msg)
 
 
 def read_yaml(path: Path) -> Any:
@@ -45,32 +62,49 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SuanliError(f"cannot read: {exc}", file=path) from None
+        raise SuanliError(f"cannot read: {_one_line(str(exc))}", file=path) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuanliError(f"malformed YAML: {problem}", file=path, where=where) from None
+        raise SuanliError(f"malformed YAML: {_one_line(problem)}", file=path, where=where) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # e.g. an impossible date such as 2024-13-45 raises ValueError inside PyYAML
+        raise SuanliError(f"malformed YAML: {_one_line(str(exc))}", file=path) from None
+
+
+def _chip_label(i: int, raw: Any) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str | int) and str(raw["id"]).strip():
+        return f"chip '{_one_line(str(raw['id']), 60)}'"
+    return f"chip #{i + 1}"
 
 
 def parse_chips(data: Any, file: str | Path) -> list[Chip]:
     """Validate the ``chips:`` list of one catalogue file."""
     if not isinstance(data, dict) or not isinstance(data.get("chips"), list):
         raise SuanliError("expected a mapping with a 'chips:' list", file=file)
+    extra = sorted(str(k) for k in data if k != "chips")
+    if extra:
+        raise SuanliError(
+            f"unknown top-level key(s) {', '.join(extra)}; expected only 'chips'", file=file
+        )
     chips: list[Chip] = []
+    seen: set[str] = set()
     for i, raw in enumerate(data["chips"]):
-        label = f"chip #{i + 1}"
-        if isinstance(raw, dict) and raw.get("id"):
-            label = f"chip '{raw['id']}'"
+        label = _chip_label(i, raw)
         if not isinstance(raw, dict):
             raise SuanliError("each chip must be a mapping", file=file, where=label)
         try:
-            chips.append(Chip.model_validate(raw))
+            chip = Chip.model_validate(raw)
         except ValidationError as exc:
             field, problem = format_validation_error(exc)
             raise SuanliError(problem, file=file, where=label, field=field) from None
+        if chip.id in seen:
+            raise SuanliError("duplicate chip id in this file", file=file, where=label, field="id")
+        seen.add(chip.id)
+        chips.append(chip)
     return chips
 
 
@@ -81,10 +115,17 @@ class Catalog:
         self._chips: dict[str, Chip] = {}
         for chip in chips:
             self._chips[chip.id] = chip  # later files override earlier ones by id
+        # ids win over names, names over aliases; among equals the first chip keeps the key
         self._index: dict[str, str] = {}
-        for chip in self._chips.values():
-            for key in (chip.id, chip.name, *chip.aliases):
-                self._index.setdefault(_norm(key), chip.id)
+        for keys in (
+            lambda c: [c.id],
+            lambda c: [c.name],
+            lambda c: list(c.aliases),
+        ):
+            for chip in self._chips.values():
+                for key in keys(chip):
+                    if _norm(key):
+                        self._index.setdefault(_norm(key), chip.id)
 
     def __iter__(self) -> Iterator[Chip]:
         return iter(self._chips.values())
@@ -102,6 +143,8 @@ class Catalog:
     def get(self, name: str) -> Chip:
         """Resolve an id, name, alias or Chinese name ("910B", "深算二号", "k100")."""
         key = _norm(name)
+        if not key:
+            raise SuanliError("empty chip name")
         if key in self._index:
             return self._chips[self._index[key]]
         # unique prefix / substring match as a convenience
@@ -135,8 +178,29 @@ def _bundled() -> tuple[Chip, ...]:
 
 
 def load_catalog(extra: Iterable[str | Path] | None = None) -> Catalog:
-    """Bundled chips, then files in $SUANLI_CATALOG, then ``extra`` (later overrides earlier)."""
+    """Bundled chips, then files in $SUANLI_CATALOG, then ``extra`` (later overrides earlier).
+
+    A user chip whose name or alias already belongs to another chip is an error (otherwise the
+    alias would silently resolve to the other chip).
+    """
     chips = list(_bundled())
+    user: list[tuple[Path, Chip]] = []
     for path in user_files(extra):
-        chips += parse_chips(read_yaml(path), path)
-    return Catalog(chips)
+        parsed = parse_chips(read_yaml(path), path)
+        chips += parsed
+        user += [(path, c) for c in parsed]
+    catalog = Catalog(chips)
+    for path, chip in user:
+        if catalog.get(chip.id) is not chip:
+            continue  # overridden again by a later file
+        for field, keys in (("name", [chip.name]), ("aliases", chip.aliases)):
+            for key in keys:
+                owner = catalog._index.get(_norm(key))
+                if owner is not None and owner != chip.id:
+                    raise SuanliError(
+                        f"'{key}' is already a name or alias of chip '{owner}'",
+                        file=path,
+                        where=f"chip '{chip.id}'",
+                        field=field,
+                    )
+    return catalog

@@ -170,8 +170,8 @@ class Chip(BaseModel):
         missing = [p.value for p in PRECISIONS if p not in self.peak]
         if missing:
             raise ValueError(
-                f"peak.{missing[0]}: peak must list every precision (null + note when unknown, "
-                f"unsupported: true when absent); missing: {', '.join(missing)}"
+                f"peak: missing precision(s) {', '.join(missing)} (list every precision: "
+                "null + note when unknown, unsupported: true when the chip lacks it)"
             )
         for name, fig in self._figures():
             if fig.source and fig.source not in self.sources and len(fig.source) < 8:

@@ -46,8 +46,5 @@ def fmt(x: float | None, digits: int = 1, unit: str = "") -> str:
     """Human formatting of a possibly-unknown number."""
     if x is None:
         return "—"
-    if abs(x) >= 1e4:
-        s = f"{x:,.0f}"
-    else:
-        s = f"{x:,.{digits}f}"
+    s = f"{x:,.0f}" if abs(x) >= 10000.0 else f"{x:,.{digits}f}"
     return f"{s} {unit}".rstrip()

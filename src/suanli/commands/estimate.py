@@ -1,9 +1,381 @@
-"""`suanli estimate` command group."""
+"""`suanli estimate train|infer|hpc` and `suanli validate`: the performance model on the CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from suanli.catalog.loader import Catalog, load_catalog
+from suanli.catalog.schema import Chip
+from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.errors import CannotRun, SuanliError
+from suanli.perf.estimate import estimate_infer, estimate_train
+from suanli.perf.hpc import estimate_hpc
+from suanli.perf.models import ModelShape, model_from_dict, resolve_model
+from suanli.perf.validate import run_validation
+
+estimate_app = typer.Typer(
+    name="estimate",
+    help="Estimate training, inference and HPC jobs on catalogued chips (analytical model).",
+    no_args_is_help=True,
+)
+
+ChipOpt = Annotated[
+    list[str], typer.Option("--chip", help="Chip id, name or alias; repeat to compare chips.")
+]
+DevicesOpt = Annotated[int, typer.Option("--devices", "-n", help="Number of devices.")]
+DpnOpt = Annotated[int, typer.Option("--devices-per-node", help="Devices per node.")]
+NetOpt = Annotated[
+    float,
+    typer.Option("--inter-node-gbps", help="Scale-out bandwidth per node (sum of NICs), Gbit/s."),
+]
+LinkOpt = Annotated[
+    float | None,
+    typer.Option("--link-gbs", help="Override the intra-node link (GB/s, bidirectional)."),
+]
+EffC = Annotated[float | None, typer.Option("--eff-compute", help="Override compute efficiency.")]
+EffM = Annotated[float | None, typer.Option("--eff-memory", help="Override memory-bw efficiency.")]
+EffL = Annotated[float | None, typer.Option("--eff-link", help="Override link efficiency.")]
+PrecOpt = Annotated[str, typer.Option("--precision", help="bf16, fp16, fp8, ...")]
+
+
+def _catalog(files: list[Path] | None) -> Catalog:
+    return load_catalog(files or None)
+
+
+def _eff(c: float | None, m: float | None, lk: float | None) -> dict[str, float]:
+    return {k: v for k, v in (("compute", c), ("memory", m), ("link", lk)) if v is not None}
+
+
+def _model(
+    name: str | None, layers: int | None, d_model: int | None, heads: int | None,
+    kv_heads: int | None, ffn_hidden: int | None, vocab: int | None, ffn: str | None,
+) -> ModelShape:
+    custom = {k: v for k, v in (("n_layers", layers), ("d_model", d_model), ("n_heads", heads),
+                                ("n_kv_heads", kv_heads), ("d_ff", ffn_hidden), ("vocab", vocab),
+                                ("ffn", ffn)) if v is not None}
+    if not custom:
+        if not name:
+            raise SuanliError("give --model (a preset or a YAML file) or a custom shape "
+                              "(--layers --d-model --heads --ffn-hidden --vocab)")
+        return resolve_model(name)
+    if name:
+        return model_from_dict({"base": name, **custom})
+    missing = [f for f in ("n_layers", "d_model", "n_heads", "d_ff", "vocab") if f not in custom]
+    if missing:
+        raise SuanliError(f"custom model needs {', '.join(missing)} (flags --layers --d-model "
+                          "--heads --ffn-hidden --vocab)")
+    return model_from_dict({"name": "custom", **custom})
+
+
+def _check_devices(n: int) -> None:
+    if n < 1:
+        raise SuanliError(f"--devices must be a positive integer, got {n}")
+
+
+def _per_chip(
+    cat: Catalog, chips: list[str], fn: Callable[[Chip], Any]
+) -> list[tuple[str, Any, str | None]]:
+    """Run ``fn`` per chip; unknown chips are errors, CannotRun is collected per chip."""
+    if not chips:
+        raise SuanliError("give at least one --chip")
+    resolved = [cat.get(c) for c in chips]
+    out: list[tuple[str, Any, str | None]] = []
+    for chip in resolved:
+        try:
+            out.append((chip.name, fn(chip), None))
+        except CannotRun as exc:
+            if len(resolved) == 1:
+                raise SuanliError(f"cannot run: {exc.problem}") from None
+            out.append((chip.name, None, f"cannot run: {exc.problem}"))
+    return out
+
+
+def _emit_json(results: list[tuple[str, Any, str | None]]) -> None:
+    items = [r.as_dict() if r is not None else {"chip": name, "error": err}
+             for name, r, err in results]
+    print_json(items[0] if len(items) == 1 else items)
+
+
+def _hours(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s >= 86400:
+        return f"{s / 86400:,.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:,.1f} h"
+    return f"{s:,.2f} s"
+
+
+def _layout_str(lay: dict[str, Any]) -> str:
+    parts = [f"tp{lay['tp']} pp{lay['pp']} dp{lay['dp']}"]
+    if lay["cp"] > 1:
+        parts.append(f"cp{lay['cp']}")
+    if lay["ep"] > 1:
+        parts.append(f"ep{lay['ep']}")
+    parts.append(
+        f"mb{lay['micro_batch']}x{lay['grad_accum']} {lay['recompute']} ZeRO-{lay['zero']}"
+    )
+    return " ".join(parts)
+
+
+@estimate_app.command("train")
+def train_cmd(
+    chip: ChipOpt,
+    devices: DevicesOpt,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Preset or YAML.")] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len")] = 4096,
+    global_batch: Annotated[int, typer.Option("--global-batch", help="Sequences per step.")] = 1024,
+    precision: PrecOpt = "bf16",
+    tp: Annotated[int | None, typer.Option("--tp")] = None,
+    pp: Annotated[int | None, typer.Option("--pp")] = None,
+    cp: Annotated[int | None, typer.Option("--cp", help="Context (sequence) parallel.")] = None,
+    ep: Annotated[int | None, typer.Option("--ep", help="Expert parallel (MoE).")] = None,
+    micro_batch: Annotated[int | None, typer.Option("--micro-batch")] = None,
+    recompute: Annotated[str | None, typer.Option(help="none|selective|full")] = None,
+    zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
+    interleave: Annotated[int, typer.Option("--interleave", help="Virtual PP stages.")] = 1,
+    search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
+    top: Annotated[int, typer.Option("--top", help="Rows of the search table.")] = 5,
+    tokens: Annotated[float | None, typer.Option(help="Token budget, e.g. 15e12.")] = None,
+    devices_per_node: DpnOpt = 8,
+    inter_node_gbps: NetOpt = 1600.0,
+    link_gbs: LinkOpt = None,
+    eff_compute: EffC = None,
+    eff_memory: EffM = None,
+    eff_link: EffL = None,
+    attention_kernel: Annotated[str, typer.Option("--attention", help="flash2|flash1")] = "flash2",
+    pue: Annotated[float, typer.Option("--pue")] = 1.3,
+    price: Annotated[float | None, typer.Option("--price-cny-per-hour",
+                                                help="CNY per accelerator-hour.")] = None,
+    electricity: Annotated[float, typer.Option("--electricity-cny-kwh")] = 0.5,
+    layers: Annotated[int | None, typer.Option("--layers")] = None,
+    d_model: Annotated[int | None, typer.Option("--d-model")] = None,
+    heads: Annotated[int | None, typer.Option("--heads")] = None,
+    kv_heads: Annotated[int | None, typer.Option("--kv-heads")] = None,
+    ffn_hidden: Annotated[int | None, typer.Option("--ffn-hidden")] = None,
+    vocab: Annotated[int | None, typer.Option("--vocab")] = None,
+    ffn: Annotated[str | None, typer.Option("--ffn", help="gelu|swiglu")] = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Training step time, tokens/s, MFU, memory per device, time/energy/cost for a token budget."""
+    _check_devices(devices)
+    shape = _model(model, layers, d_model, heads, kv_heads, ffn_hidden, vocab, ffn)
+    cat = _catalog(catalog)
+    eff = _eff(eff_compute, eff_memory, eff_link)
+
+    def run(c: Chip) -> Any:
+        return estimate_train(
+            shape, c, devices, seq_len=seq_len, global_batch=global_batch, precision=precision,
+            tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=micro_batch, recompute=recompute, zero=zero,
+            search_layouts=True if search else None, top_k=max(1, top), tokens=tokens,
+            devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
+            link_gbs=link_gbs, efficiency=eff, interleave=interleave,
+            attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
+            electricity_cny_kwh=electricity,
+        )
+
+    results = _per_chip(cat, chip, run)
+    if json:
+        _emit_json(results)
+        return
+    if len(results) == 1:
+        _show_train(results[0][1], shape, search)
+    else:
+        _compare_train(results, shape, devices)
+
+
+def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
+    t = Table(title=f"{shape.name} on {e.n_devices} x {e.chip} ({e.precision})",
+              show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    params = f"{shape.n_params / 1e9:,.1f} B"
+    if shape.is_moe:
+        params += f" ({shape.n_active / 1e9:,.1f} B active)"
+    t.add_row("parameters", params)
+    t.add_row("sequence x global batch", f"{e.seq_len} x {e.global_batch}")
+    how = f"search: best of {e.searched:,}" if e.searched else "as given"
+    t.add_row("layout", f"{_layout_str(e.layout)}  ({how})")
+    t.add_row("step time", f"{e.step_time_s:,.3f} s")
+    step = e.step_time_s or 1.0
+    t.add_row("  split", "  ".join(f"{k} {v:,.3f} s ({v / step:.0%})"
+                                   for k, v in e.breakdown_s.items()))
+    t.add_row("tokens/s", f"{fmt(e.tokens_per_s)} ({fmt(e.tokens_per_s_per_device)} per device)")
+    t.add_row("MFU / HFU", f"{e.mfu:.1%} / {e.hfu:.1%}")
+    t.add_row("bottleneck", e.bottleneck)
+    mem = e.memory_gb
+    t.add_row("memory per device", f"{mem['total']:,.1f} GB of {mem['capacity']:,.0f} GB "
+              f"(weights {mem['weights']:,.1f}, grads {mem['grads']:,.1f}, optimizer "
+              f"{mem['optimizer']:,.1f}, activations {mem['activations']:,.1f})")
+    if e.tokens is not None:
+        t.add_row("time to train", f"{_hours(e.time_to_train_s)} for {e.tokens:.3g} tokens")
+        t.add_row("accelerator-hours", fmt(e.accelerator_hours))
+        t.add_row("energy", fmt(e.energy_kwh, unit="kWh"))
+        if e.cost_cny is not None:
+            t.add_row("cost", f"{fmt(e.cost_cny)} CNY ({e.cost_basis})")
+    ef = e.efficiency
+    t.add_row("efficiency", f"compute {ef['compute']:.2f} memory {ef['memory']:.2f} link "
+              f"{ef['link']:.2f} network {ef['network']:.2f} — {ef['source']}")
+    console.print(t)
+    if search and e.alternatives:
+        s = Table(title="fastest fitting layouts")
+        for col in ("#", "layout", "tokens/s", "MFU", "step s", "mem GB"):
+            s.add_column(col, justify="right" if col not in ("layout",) else "left")
+        for i, a in enumerate(e.alternatives, 1):
+            s.add_row(str(i), _layout_str(a), fmt(a["tokens_per_s"]), f"{a['mfu']:.1%}",
+                      f"{a['step_time_s']:,.3f}", f"{a['mem_gb']:,.1f}")
+        console.print(s)
+
+
+def _compare_train(results: list[tuple[str, Any, str | None]], shape: ModelShape, n: int) -> None:
+    t = Table(title=f"{shape.name} on {n} devices")
+    for col in ("chip", "layout", "tokens/s", "per device", "MFU", "step s", "bottleneck",
+                "mem GB", "time", "kWh"):
+        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck") else "right")
+    for name, e, err in results:
+        if e is None:
+            t.add_row(name, err or "", *[""] * 8)
+            continue
+        t.add_row(name, _layout_str(e.layout), fmt(e.tokens_per_s), fmt(e.tokens_per_s_per_device),
+                  f"{e.mfu:.1%}", f"{e.step_time_s:,.2f}", e.bottleneck,
+                  f"{e.memory_gb['total']:,.1f}", _hours(e.time_to_train_s), fmt(e.energy_kwh))
+    console.print(t)
+
+
+@estimate_app.command("infer")
+def infer_cmd(
+    chip: ChipOpt,
+    devices: DevicesOpt,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Preset or YAML.")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Concurrent requests.")] = 1,
+    prompt: Annotated[int, typer.Option("--prompt", help="Prompt tokens per request.")] = 2048,
+    output: Annotated[int, typer.Option("--output", help="Output tokens per request.")] = 512,
+    precision: PrecOpt = "bf16",
+    kv_precision: Annotated[str | None, typer.Option("--kv-precision")] = None,
+    tp: Annotated[int | None, typer.Option("--tp", help="Devices per replica.")] = None,
+    devices_per_node: DpnOpt = 8,
+    inter_node_gbps: NetOpt = 1600.0,
+    link_gbs: LinkOpt = None,
+    eff_compute: EffC = None,
+    eff_memory: EffM = None,
+    eff_link: EffL = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Inference: TTFT, time per output token, tokens/s, weights + KV-cache memory and fit."""
+    _check_devices(devices)
+    shape = _model(model, None, None, None, None, None, None, None)
+    cat = _catalog(catalog)
+    eff = _eff(eff_compute, eff_memory, eff_link)
+
+    def run(c: Chip) -> Any:
+        return estimate_infer(shape, c, devices, batch=batch, prompt=prompt, output=output,
+                              precision=precision, tp=tp, kv_precision=kv_precision,
+                              devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
+                              link_gbs=link_gbs, efficiency=eff)
+
+    results = _per_chip(cat, chip, run)
+    if json:
+        _emit_json(results)
+        return
+    t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
+    for col in ("chip", "tp x replicas", "TTFT s", "TPOT ms", "output tok/s", "decode tok/s",
+                "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev"):
+        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right")
+    for name, e, err in results:
+        if e is None:
+            t.add_row(name, err or "", *[""] * 8)
+            continue
+        t.add_row(name, f"{e.tp} x {e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
+                  fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
+                  f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
+                  f"{e.memory_gb['total']:,.1f} / {e.memory_gb['capacity']:,.0f}")
+    console.print(t)
+
+
+@estimate_app.command("hpc")
+def hpc_cmd(
+    chip: ChipOpt,
+    devices: DevicesOpt,
+    kernel: Annotated[str, typer.Option("--kernel", help="hpl | stream")] = "hpl",
+    problem_size: Annotated[int | None, typer.Option("--problem-size",
+                                                     help="HPL N (default: fills memory).")] = None,
+    devices_per_node: DpnOpt = 8,
+    inter_node_gbps: NetOpt = 1600.0,
+    eff_compute: EffC = None,
+    eff_memory: EffM = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """HPL-like FP64 (fp64_tensor if present) or STREAM-like bandwidth on N devices."""
+    _check_devices(devices)
+    k = kernel.strip().lower()
+    if k not in ("hpl", "stream"):
+        raise SuanliError(f"--kernel must be hpl or stream, got {kernel!r}")
+    cat = _catalog(catalog)
+    eff = _eff(eff_compute, eff_memory, None)
+    results = _per_chip(cat, chip, lambda c: estimate_hpc(
+        c, devices, k, devices_per_node=devices_per_node,  # type: ignore[arg-type]
+        inter_node_gbps=inter_node_gbps, efficiency=eff, problem_size=problem_size))
+    if json:
+        _emit_json(results)
+        return
+    t = Table(title=f"{k.upper()}-like on {devices} devices")
+    for col in ("chip", "precision", "rate", "per device", "of peak", "problem", "time"):
+        t.add_column(col, justify="left" if col in ("chip", "precision") else "right")
+    for name, r, err in results:
+        if r is None:
+            t.add_row(name, err or "", *[""] * 5)
+            continue
+        scale, unit = (1e12, "TFLOP/s") if r.unit == "flop/s" else (1e9, "GB/s")
+        t.add_row(name, r.precision, f"{fmt(r.rate / scale)} {unit}",
+                  f"{fmt(r.per_device / scale)} {unit}", f"{r.fraction_of_peak:.0%}",
+                  f"N={r.problem_size:,}", _hours(r.time_s))
+    console.print(t)
+
+
+def validate_cmd(
+    data: Annotated[Path | None, typer.Option(help="Directory of validation CSVs.")] = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Predict every published measurement in ../shared/data/validation and report the error."""
+    cat = _catalog(catalog)
+    rep = run_validation(data, cat.get)
+    summ = rep.summary()
+    if json:
+        print_json(rep.as_dict())
+        return
+    t = Table(title="validation: predicted vs measured tokens/s per device")
+    for col in ("row", "chip", "predicted", "measured", "error"):
+        t.add_column(col, justify="left" if col in ("row", "chip") else "right")
+    for r in rep.rows:
+        if r.predicted is None:
+            t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, "—", fmt(r.measured),
+                      f"skipped: {r.problem}")
+            continue
+        t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, fmt(r.predicted), fmt(r.measured),
+                  f"{r.error_pct:+.1f} %")
+    console.print(t)
+    if summ["predicted"] == 0:
+        raise SuanliError("no row could be predicted (see the skipped reasons above)")
+    console.print(
+        f"{summ['predicted']} rows predicted ({summ['skipped']} skipped): median |error| "
+        f"{summ['median_abs_error_pct']:.1f} %, mean {summ['mean_abs_error_pct']:.1f} %, "
+        f"p90 {summ['p90_abs_error_pct']:.1f} %, worst {summ['worst_abs_error_pct']:.1f} %; "
+        f"{summ['within_15_pct']} within 15 %; mean signed error "
+        f"{summ['mean_signed_error_pct']:+.1f} % (target: median <= 15 %)",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this command group to the root app (filled in by its owner)."""
+    """Attach `estimate` (train / infer / hpc) and `validate` to the root app."""
+    app.add_typer(estimate_app, name="estimate")
+    app.command("validate")(validate_cmd)

@@ -32,9 +32,15 @@ DEFAULT_COMPUTE = 0.70  # vendor GEMM libraries outside CUDA: FlagPerf ratios 0.
 DEFAULT_MEMORY = 0.80  # HBM STREAM fraction; FlagPerf 0.75-0.85 across vendors
 DEFAULT_LINK = 0.70  # collective bus bandwidth / per-direction link bandwidth
 NETWORK = 0.80  # scale-out RoCE/IB ring collectives, fraction of NIC line rate (assumption)
-# Attention kernels (flash attention) run slower than plain GEMMs: FlashAttention-2 reports
-# 50-73 % of A100 peak forward and less backward, against ~83 % for cuBLAS GEMMs.
-ATTENTION_RELATIVE = 0.70
+# Attention kernels run slower than plain GEMMs. Relative to the chip's GEMM efficiency, per
+# kernel class (causal masking skipped, FLOPs counted as executed):
+#   flash2 -- FlashAttention-2/3-class kernels: FA2 reports 50-73 % of A100 peak forward and
+#             ~45-60 % forward+backward, i.e. ~0.55-0.7 of cuBLAS GEMM efficiency (83 %);
+#   flash1 -- FlashAttention-1 / Triton flash attention (with ALiBi bias): FA2 is 1.7-3.0x
+#             faster than FA1 and 1.3-2.5x faster than the Triton kernel, which puts them at
+#             ~0.25-0.45 of GEMM efficiency.
+ATTENTION_KERNELS: dict[str, float] = {"flash2": 0.65, "flash1": 0.35}
+DEFAULT_ATTENTION_KERNEL = "flash2"
 # Fraction of a compute window that can hide data-parallel / FSDP collectives (prefetch of
 # the next layer's all-gather, bucketed reduce-scatter). The rest stays exposed (first
 # gather, last reduce, SM and HBM contention between NCCL kernels and GEMMs).
@@ -115,7 +121,7 @@ class Factors:
     memory: float
     link: float
     network: float = NETWORK
-    attention: float = ATTENTION_RELATIVE
+    attention: float | None = None  # None = by attention kernel class (ATTENTION_KERNELS)
     overlap: float = DP_OVERLAP
     source: str = "generic defaults"
 
@@ -166,9 +172,9 @@ def factors_for(
 ) -> Factors:
     """Efficiency factors for ``chip`` at ``precision`` (defaults < evidence < chip < overrides)."""
     prec = Precision(precision)
-    vals: dict[str, float] = {
+    vals: dict[str, float | None] = {
         "compute": DEFAULT_COMPUTE, "memory": DEFAULT_MEMORY, "link": DEFAULT_LINK,
-        "network": NETWORK, "attention": ATTENTION_RELATIVE, "overlap": DP_OVERLAP,
+        "network": NETWORK, "overlap": DP_OVERLAP,
     }
     measured, src = measured_factors(chip, prec)
     vals.update(measured)
@@ -184,7 +190,7 @@ def factors_for(
             raise SuanliError(f"efficiency {k} must be in (0, 1], got {v}")
         vals[k] = float(v)
         src = (src + "; " if src else "") + f"override {k}={v}"
-    return Factors(source=src or "generic defaults", **vals)
+    return Factors(source=src or "generic defaults", **vals)  # type: ignore[arg-type]
 
 
 def gemm_shape_factor(width: ArrayLike) -> np.ndarray:

@@ -1,1 +1,29 @@
-"""Scheduling: jobs, filter -> score -> allocate plugins, policies."""
+"""Scheduling: jobs, filter -> score -> allocate plugins, policies, the Scheduler object."""
+
+from suanli.sched.cluster import ClusterSpec, ClusterState, Pool
+from suanli.sched.job import Job, Queue
+from suanli.sched.policies import Policy, get_policy, policy_names
+from suanli.sched.scheduler import Decision, Scheduler
+from suanli.sched.throughput import (
+    MeasuredThroughput,
+    ModelThroughput,
+    ThroughputMatrix,
+    ThroughputProvider,
+)
+
+__all__ = [
+    "ClusterSpec",
+    "ClusterState",
+    "Decision",
+    "Job",
+    "MeasuredThroughput",
+    "ModelThroughput",
+    "Policy",
+    "Pool",
+    "Queue",
+    "Scheduler",
+    "ThroughputMatrix",
+    "ThroughputProvider",
+    "get_policy",
+    "policy_names",
+]

@@ -1,0 +1,386 @@
+"""Training: vectorised step-time / memory model over arrays of parallel layouts.
+
+:func:`evaluate` takes numpy arrays ``tp, pp, dp, cp, ep, mb, recompute, zero`` (broadcast
+together) and returns a dict of arrays; :func:`search` enumerates every valid layout for N
+devices and evaluates them in one call. All formulas are documented in ``docs/perf-model.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from suanli.catalog.schema import Precision
+from suanli.errors import CannotRun, SuanliError
+from suanli.perf.efficiency import (
+    ATTENTION_KERNELS,
+    DEFAULT_ATTENTION_KERNEL,
+    gemm_shape_factor,
+)
+from suanli.perf.hardware import GIB, Hardware
+from suanli.perf.models import ModelShape
+
+RECOMPUTE = ("none", "selective", "full")
+ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations in memory)
+# Adam step, bytes moved per locally-owned parameter: read fp32 master, m, v and the gradient,
+# write master, m, v and the bf16 working copy.
+OPT_BYTES_PER_PARAM = 30.0
+# Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
+ATTN_BWD_MULT = 2.5
+LOGIT_BYTES = 14.0  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """The job: model, sequence length, global batch (sequences per optimizer step)."""
+
+    model: ModelShape
+    seq_len: int = 4096
+    global_batch: int = 1024
+    grad_reduce_bytes: float = 2.0  # bf16 gradient reduction (FSDP "PURE"); 4 = fp32
+    interleave: int = 1  # virtual pipeline stages per device (interleaved 1F1B)
+    causal: bool = True
+    attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 (see efficiency.py)
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            raise SuanliError(f"sequence length must be >= 1, got {self.seq_len}")
+        if self.global_batch < 1:
+            raise SuanliError(f"global batch must be >= 1 sequence, got {self.global_batch}")
+        if self.attention_kernel not in ATTENTION_KERNELS:
+            raise SuanliError(f"attention kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
+                              f"got {self.attention_kernel!r}")
+        if self.interleave < 1:
+            raise SuanliError(f"interleave must be >= 1, got {self.interleave}")
+
+
+def _f(x: ArrayLike) -> np.ndarray:
+    return np.asarray(x, dtype=float)
+
+
+def evaluate(
+    spec: TrainSpec,
+    hw: Hardware,
+    tp: ArrayLike,
+    pp: ArrayLike,
+    dp: ArrayLike,
+    cp: ArrayLike = 1,
+    ep: ArrayLike = 1,
+    mb: ArrayLike = 1,
+    recompute: ArrayLike = 1,
+    zero: ArrayLike = 1,
+    n_micro: ArrayLike | None = None,
+) -> dict[str, np.ndarray]:
+    """Step time, throughput, utilisation and memory per device for arrays of layouts.
+
+    ``recompute``: 0 none, 1 selective, 2 full. ``zero``: 0-3 (3 = FSDP FULL_SHARD,
+    2 = SHARD_GRAD_OP). ``n_micro`` (micro-batches per step per replica) defaults to
+    ``global_batch / (dp * mb)``.
+    """
+    m = spec.model
+    tp, pp, dp, cp, ep, mb = (_f(x) for x in (tp, pp, dp, cp, ep, mb))
+    rc = np.asarray(recompute, dtype=int)
+    zr = np.asarray(zero, dtype=int)
+    nm = _f(spec.global_batch) / (dp * mb) if n_micro is None else _f(n_micro)
+    s = float(spec.seq_len)
+    d = float(m.d_model)
+    L = float(m.n_layers)
+    V = float(m.vocab)
+    dpn = float(hw.devices_per_node)
+    full = (rc == 2).astype(float)
+    sel = (rc == 1).astype(float)
+
+    Lp = np.ceil(L / pp)  # layers on the busiest pipeline stage
+    moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
+    T = mb * s / cp  # tokens of one micro-batch held by one device (before tp split)
+
+    # ---- compute -------------------------------------------------------------------
+    layer_mm = (m.matmul_params_active - V * d) / L  # matmul params per layer (active)
+    head_mm = V * d
+    gemm_fwd = 2.0 * T * (Lp * layer_mm + head_mm) / tp
+    ctx = s / 2.0 if spec.causal else s  # flash attention skips fully-masked blocks
+    attn_fwd = T * m.attn_flops_fwd(ctx) / L * Lp / tp
+    head_fwd = 2.0 * T * head_mm / tp
+    gemm_exec = gemm_fwd * 3.0 + (gemm_fwd - head_fwd) * full  # the LM head is not recomputed
+    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
+    g = gemm_shape_factor(d / tp)
+    t_gemm = gemm_exec / (hw.flops * g)
+    attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
+    t_attn = attn_exec / (hw.flops * attn_rel)
+    t_comp = t_gemm + t_attn
+
+    # ---- memory-bound element-wise work (norms, activations, residuals, loss) -------
+    ffn_w = m.ffn_params_active / (L * m.ffn_mats * d)  # active FFN width per layer
+    elem_fwd = 10.0 * d + (m.ffn_mats * 1.0 + (1.0 if m.ffn == "swiglu" else 0.0)) * ffn_w
+    passes = 3.0 + full + 0.5 * sel  # fwd + 2x bwd traffic, + recomputed fwd
+    mem_bytes = T * Lp * elem_fwd * ACT_BYTES * passes / tp + T * V * LOGIT_BYTES / tp
+    t_mem = mem_bytes / hw.hbm_bw
+
+    # ---- communication per micro-batch ------------------------------------------------
+    tp_inter = tp > dpn
+    bw_tp = np.where(tp_inter, hw.node_net_bw / dpn, hw.link_bw)
+    a_tp = np.where(tp_inter, hw.alpha_inter, hw.alpha_intra)
+    n_tp_coll = Lp * (4.0 + 2.0 * full)
+    tp_bytes = T * d * ACT_BYTES
+    t_tp = np.where(
+        tp > 1, n_tp_coll * (2 * (tp - 1) / tp * tp_bytes / bw_tp + 2 * (tp - 1) * a_tp), 0.0
+    )
+    inner = tp * cp
+    # context parallel: ring exchange of K/V chunks, overlapped with attention compute
+    cp_inter = inner > dpn
+    bw_cp = np.where(cp_inter, hw.node_net_bw / dpn, hw.link_bw)
+    kv_bytes = mb * s * (m.kv_elems_per_token() / L) * ACT_BYTES / tp
+    t_cp_raw = np.where(cp > 1, Lp * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
+    t_cp = np.maximum(0.0, t_cp_raw - t_attn)
+    # expert parallel: dispatch + combine all-to-all per MoE layer, fwd and bwd
+    ep_inter = inner * ep > dpn
+    bw_ep = np.where(ep_inter, hw.node_net_bw / dpn, hw.link_bw)
+    a_ep = np.where(ep_inter, hw.alpha_inter, hw.alpha_intra)
+    ep_bytes = T * max(m.top_k, 1) * d * ACT_BYTES / tp
+    t_ep = np.where(
+        ep > 1,
+        Lp * moe_frac * (4.0 + 2.0 * full) * ((ep - 1) / ep * ep_bytes / bw_ep + (ep - 1) * a_ep),
+        0.0,
+    )
+    # pipeline point-to-point (activations forward, gradients backward)
+    pp_inter = inner * dp >= dpn
+    bw_pp = np.where(pp_inter, hw.node_net_bw / dpn, hw.link_bw)
+    a_pp = np.where(pp_inter, hw.alpha_inter, hw.alpha_intra)
+    t_pp = np.where(pp > 1, 2.0 * (T * d * ACT_BYTES / tp / bw_pp + a_pp), 0.0)
+
+    t_micro = t_comp + t_mem + t_tp + t_cp + t_ep + t_pp
+
+    # ---- data parallel / ZeRO / FSDP ------------------------------------------------
+    n_total = float(m.n_params)
+    n_exp = float(m.expert_params_total)
+    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (tp * pp * ep)
+    p_bytes = p_dev * ACT_BYTES
+    g_bytes = p_dev * spec.grad_reduce_bytes
+    ring = np.where(dp > 1, (dp - 1) / dp, 0.0)
+    k_dp = np.clip(np.floor(dpn / inner), 1.0, dp)  # DP peers sharing a node
+    dp_inter = (inner * dp > dpn) & (dp > k_dp)
+    bw_dp = np.where(dp_inter, np.minimum(hw.link_bw, hw.node_net_bw * k_dp / dpn), hw.link_bw)
+    a_dp = np.where(dp_inter, hw.alpha_inter, hw.alpha_intra)
+    # per micro-batch: ZeRO-3 gathers params twice (fwd, bwd) and reduce-scatters grads;
+    # ZeRO-2 (FSDP SHARD_GRAD_OP) gathers once and reduce-scatters.
+    vol_micro = np.select([zr >= 3, zr == 2], [2 * p_bytes + g_bytes, p_bytes + g_bytes], 0.0)
+    n_coll_micro = np.select([zr >= 3, zr == 2], [3.0 * Lp, 2.0 * Lp], 0.0)
+    # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
+    vol_step = np.select([zr == 1, zr == 0], [g_bytes + p_bytes, 2 * g_bytes], 0.0)
+    n_coll_step = np.where(zr <= 1, 2.0 * Lp, 0.0)
+    t_dp_micro = ring * vol_micro / bw_dp + n_coll_micro * (dp - 1) * a_dp * (dp > 1)
+    t_dp_step = ring * vol_step / bw_dp + n_coll_step * (dp - 1) * a_dp * (dp > 1)
+    ov = hw.eff.overlap
+    exp_micro = np.maximum(0.0, t_dp_micro - ov * t_comp)
+    exp_step = np.maximum(0.0, t_dp_step - ov * t_comp * 2.0 / 3.0)  # last backward only
+
+    p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
+    t_opt = p_opt * OPT_BYTES_PER_PARAM / hw.hbm_bw
+
+    bubble = np.where(pp > 1, (pp - 1) / spec.interleave * t_micro, 0.0)
+    step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
+
+    # ---- memory per device --------------------------------------------------------------
+    states = np.select(
+        [zr == 0, zr == 1, zr == 2],
+        [16.0 * p_dev, 4.0 * p_dev + 12.0 * p_dev / dp, 2.0 * p_dev + 14.0 * p_dev / dp],
+        16.0 * p_dev / dp + 2 * 2.0 * p_dev / Lp,  # ZeRO-3: + two gathered layers
+    )
+    w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_dev / dp)
+    g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
+    o_mem = states - w_mem - g_mem
+    d_kv = float(m.kv_elems_per_token() / (2 * L)) if not m.is_mla else float(m.kv_lora_rank)
+    ffn_store_none = (2.0 if m.ffn == "gelu" else 3.0) * ffn_w
+    a_none = ACT_BYTES * (6 * d + 2 * d_kv + ffn_store_none)  # no dropout masks
+    a_sel = ACT_BYTES * (4 * d + 2 * d_kv + ffn_w)
+    a_full = ACT_BYTES * d
+    a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
+    in_flight = np.minimum(nm, pp)  # 1F1B: the first stage holds pp micro-batches
+    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp  # + recompute working set
+    logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
+    act_mem = act + logits
+    total_mem = states + act_mem
+    fits = total_mem <= hw.mem_usable
+
+    # ---- throughput, utilisation -------------------------------------------------------
+    n_dev = tp * pp * dp * cp
+    seqs = nm * mb * dp
+    tokens = seqs * s
+    mf_tok = m.model_flops_per_token(spec.seq_len)
+    hf_tok = mf_tok + full * (2.0 * m.matmul_params_active + m.attn_flops_fwd(s)) + sel * (
+        m.attn_flops_fwd(s)
+    )
+    denom = step * n_dev * hw.peak_flops
+    comp_part = nm * t_comp
+    mem_part = nm * t_mem + t_opt
+    comm_part = nm * (t_tp + t_cp + t_ep + t_pp + exp_micro) + exp_step
+    return {
+        "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "mb": mb, "recompute": rc,
+        "zero": zr, "n_micro": nm, "n_devices": n_dev,
+        "step_time": step, "t_micro": t_micro, "t_compute": comp_part, "t_memory": mem_part,
+        "t_comm": comm_part, "t_bubble": bubble,
+        "t_comm_tp": nm * t_tp, "t_comm_dp_total": nm * t_dp_micro + t_dp_step,
+        "t_comm_dp_exposed": nm * exp_micro + exp_step, "t_comm_pp": nm * t_pp,
+        "t_comm_ep": nm * t_ep, "t_comm_cp": nm * t_cp,
+        "tokens_per_s": tokens / step, "tokens_per_s_per_device": tokens / step / n_dev,
+        "mfu": mf_tok * tokens / denom, "hfu": hf_tok * tokens / denom,
+        "mem_weights": w_mem, "mem_grads": g_mem, "mem_optimizer": o_mem,
+        "mem_activations": act_mem, "mem_total": total_mem, "fits": fits,
+    }
+
+
+def bottleneck_of(res: dict[str, Any], i: int = 0) -> str:
+    parts = {
+        "compute": float(np.ravel(res["t_compute"])[i]),
+        "memory": float(np.ravel(res["t_memory"])[i]),
+        "communication": float(np.ravel(res["t_comm"])[i]),
+        "pipeline bubble": float(np.ravel(res["t_bubble"])[i]),
+    }
+    return max(parts, key=lambda k: parts[k])
+
+
+# -------------------------------------------------------------------------------------
+# layout enumeration
+# -------------------------------------------------------------------------------------
+def _divisors(n: int) -> list[int]:
+    out = [i for i in range(1, int(n**0.5) + 1) if n % i == 0]
+    return sorted(set(out + [n // i for i in out]))
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """Layout dimensions the user pinned (None = free for the search)."""
+
+    tp: int | None = None
+    pp: int | None = None
+    cp: int | None = None
+    ep: int | None = None
+    dp: int | None = None
+    mb: int | None = None
+    recompute: int | None = None
+    zero: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def enumerate_layouts(
+    spec: TrainSpec, n_devices: int, devices_per_node: int, fixed: Fixed | None = None,
+    *, strict_batch: bool = True,
+) -> dict[str, np.ndarray]:
+    """Every valid (tp, pp, cp, ep, dp, mb, recompute, zero) for ``n_devices``.
+
+    tp divides the query and KV heads and is at most ``devices_per_node``; pp divides the
+    layers (or is a power of two with the busiest stage rounded up); cp in powers of two while
+    each shard keeps >= 512 tokens; ep divides the routed experts and dp; dp = N / (tp pp cp);
+    mb divides the per-replica batch (``strict_batch=False`` rounds the per-replica batch up
+    instead of rejecting a dp that does not divide the global batch).
+    """
+    fx = fixed or Fixed()
+    m = spec.model
+    L = m.n_layers
+    tps = [t for t in _divisors(m.n_heads) if t <= devices_per_node and m.kv_heads % t == 0]
+    pps = sorted(set(_divisors(L)) | {2**i for i in range(1, 8) if 2**i <= L // 2})
+    cps = [c for c in (1, 2, 4, 8, 16, 32) if spec.seq_len // c >= 512 or c == 1]
+    if fx.tp is not None:
+        tps = [fx.tp]
+    if fx.pp is not None:
+        pps = [fx.pp]
+    if fx.cp is not None:
+        cps = [fx.cp]
+    rcs = [fx.recompute] if fx.recompute is not None else [0, 1, 2]
+    zs = [fx.zero] if fx.zero is not None else [0, 1, 2, 3]
+    rows: list[tuple[int, int, int, int, int, int, int]] = []  # tp pp cp ep dp mb n_micro
+    for t in tps:
+        for p in pps:
+            if p > L:
+                continue
+            for c in cps:
+                if n_devices % (t * p * c):
+                    continue
+                dp = n_devices // (t * p * c)
+                if fx.dp is not None and dp != fx.dp:
+                    continue
+                if strict_batch and spec.global_batch % dp:
+                    continue
+                per_rep = -(-spec.global_batch // dp)
+                eps = [1]
+                if m.is_moe:
+                    eps = [e for e in _divisors(dp) if m.n_experts % e == 0 and e <= 256]
+                if fx.ep is not None:
+                    eps = [fx.ep] if (dp % fx.ep == 0) else []
+                mbs = [b for b in _divisors(per_rep) if b <= 64] or [1]
+                if fx.mb is not None:
+                    mbs = [fx.mb] if per_rep % fx.mb == 0 else []
+                for e in eps:
+                    for b in mbs:
+                        rows.append((t, p, c, e, dp, b, per_rep // b))
+    if not rows:
+        return {}
+    arr = np.asarray(rows, dtype=float)
+    k = len(rcs) * len(zs)
+    base = np.repeat(arr, k, axis=0)
+    combo = np.asarray([(r, z) for r in rcs for z in zs], dtype=int)
+    combo = np.tile(combo, (len(rows), 1))
+    return {
+        "tp": base[:, 0], "pp": base[:, 1], "cp": base[:, 2], "ep": base[:, 3],
+        "dp": base[:, 4], "mb": base[:, 5], "n_micro": base[:, 6],
+        "recompute": combo[:, 0], "zero": combo[:, 1],
+    }
+
+
+def search(
+    spec: TrainSpec, hw: Hardware, n_devices: int, fixed: Fixed | None = None, *,
+    top_k: int = 10, strict_batch: bool = True,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Evaluate every valid layout; returns (all results, indices of the best fitting ones)."""
+    lay = enumerate_layouts(spec, n_devices, hw.devices_per_node, fixed, strict_batch=strict_batch)
+    if not lay:
+        raise CannotRun(
+            f"no valid parallel layout for {spec.model.name} on {n_devices} devices "
+            f"(global batch {spec.global_batch}; tp must divide {spec.model.n_heads} heads, "
+            "tp * pp * cp must divide the device count)"
+        )
+    res = evaluate(spec, hw, **lay)
+    ok = np.flatnonzero(res["fits"])
+    order = ok[np.argsort(-res["tokens_per_s"][ok], kind="stable")]
+    return res, order[:top_k]
+
+
+def recompute_code(name: str | int | bool | None) -> int:
+    if isinstance(name, bool):
+        return 2 if name else 0
+    if isinstance(name, int):
+        if name in (0, 1, 2):
+            return name
+    elif isinstance(name, str):
+        key = name.strip().lower()
+        if key in RECOMPUTE:
+            return RECOMPUTE.index(key)
+        if key in ("true", "on", "yes"):
+            return 2
+        if key in ("false", "off", "no"):
+            return 0
+    raise SuanliError(f"recompute must be one of none, selective, full; got {name!r}")
+
+
+def zero_code(z: str | int | None) -> int:
+    key = str(z).strip().upper()
+    table = {"0": 0, "1": 1, "2": 2, "3": 3, "FULL_SHARD": 3, "SHARD_GRAD_OP": 2,
+             "NO_SHARD": 0, "FSDP": 3, "DDP": 0}
+    if key in table:
+        return table[key]
+    raise SuanliError(
+        f"zero must be 0, 1, 2, 3 (or FULL_SHARD = 3, SHARD_GRAD_OP = 2); got {z!r}"
+    )
+
+
+def precision_bytes(p: Precision) -> float:
+    return {Precision.FP8: 1.0, Precision.INT8: 1.0, Precision.INT4: 0.5,
+            Precision.FP32: 4.0, Precision.TF32: 4.0, Precision.FP64: 8.0,
+            Precision.FP64_TENSOR: 8.0}.get(p, 2.0)
+
+
+__all__ = ["GIB", "RECOMPUTE", "Fixed", "TrainSpec", "bottleneck_of", "enumerate_layouts",
+           "evaluate", "recompute_code", "search", "zero_code"]

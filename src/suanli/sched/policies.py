@@ -1,0 +1,223 @@
+"""Scheduling policies as plugins of the filter -> score -> allocate pipeline.
+
+A policy decides two things for a set of jobs: the *order* in which they claim capacity
+(``priority``, lower first) and, per job, a *score* per pool (lower is better, ``inf`` = never
+there). Share policies (``lp = True``) first solve an allocation LP (:mod:`suanli.sched.lp`)
+for the jobs' long-run time shares per pool; the scheduler turns shares into rounds with a
+deficit counter (see :class:`suanli.sched.scheduler.Scheduler`).
+
+Every policy exists in two flavours: heterogeneity-aware (uses each chip type's real speed) and
+``-agnostic`` (treats every chip type a job can run on as equally fast), so that the gain from
+awareness can be measured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from suanli.errors import SuanliError
+from suanli.sched import lp
+
+if TYPE_CHECKING:
+    from suanli.sched.scheduler import Scheduler
+
+INF = np.inf
+
+
+class Policy:
+    """Base policy: FIFO order, place on the pool that finishes the job soonest."""
+
+    name = "fifo"
+    description = "first come, first served; non-preemptive; backfills jobs that fit"
+    preemptive = False
+    lp = False
+
+    def __init__(self, aware: bool = True) -> None:
+        self.aware = aware
+
+    @property
+    def label(self) -> str:
+        return self.name if self.aware else f"{self.name}-agnostic"
+
+    # -- ordering ---------------------------------------------------------------------
+    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        return slots.astype(float)  # submit order == arrival order
+
+    # -- scoring ----------------------------------------------------------------------
+    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        """Default: estimated time to finish there (aware) / 0 everywhere allowed (agnostic;
+        the allocator then balances load by free fraction)."""
+        R = sched.view_rates(slots, self.aware)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if not self.aware:
+                return np.where(R > 0, 0.0, INF)
+            rem = sched.remaining(slots, now)[:, None]
+            t = np.where(R > 0, rem / R, INF) + sched.stage_matrix(slots)
+        return t
+
+    # -- shares (LP policies) ---------------------------------------------------------
+    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ShortestRemaining(Policy):
+    name = "srpt"
+    description = "shortest remaining processing time first; preemptive at round boundaries"
+    preemptive = True
+
+    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R = sched.view_rates(slots, self.aware)
+        best = R.max(axis=1)
+        return sched.remaining(slots, now) / np.maximum(best, 1e-300)
+
+
+class LeastAttained(Policy):
+    name = "las"
+    description = "least attained service (accelerator-seconds) first; preemptive"
+    preemptive = True
+
+    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        return sched.attained(slots, now)
+
+
+class _EnergyBase(Policy):
+    """FIFO order; place where one unit of work costs least (price, energy or carbon)."""
+
+    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R = sched.view_rates(slots, self.aware)
+        per_h = self.per_device_hour(sched)[None, :] * sched.gang(slots)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(R > 0, per_h / (3600.0 * R), INF)
+
+
+class MinCost(_EnergyBase):
+    name = "min-cost"
+    description = "FIFO; each job goes where its work costs least (electricity x PUE / speed)"
+
+    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
+        c = sched.cluster
+        return c.power_kw * c.pue * c.price
+
+
+class MinEnergy(_EnergyBase):
+    name = "min-energy"
+    description = "FIFO; each job goes where its work needs the least energy incl. PUE"
+
+    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
+        c = sched.cluster
+        return c.power_kw * c.pue
+
+
+class MinCarbon(_EnergyBase):
+    name = "min-carbon"
+    description = "FIFO; each job goes where its work emits the least CO2"
+
+    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
+        c = sched.cluster
+        return c.power_kw * c.pue * c.carbon
+
+
+class _SharePolicy(Policy):
+    preemptive = True
+    lp = True
+
+    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        p = sched.share_priority(slots)
+        best = np.where(np.isfinite(p), p, -INF).max(axis=1)
+        return -best
+
+    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        p = sched.share_priority(slots)
+        return np.where(np.isfinite(p), -p, INF)
+
+
+class MaxMinFairness(_SharePolicy):
+    name = "max-min"
+    description = (
+        "Gavel-style max-min fairness over effective (normalised) throughput; LP per round"
+    )
+
+    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, w, cap, inv, _ = sched.class_problem(slots, self.aware)
+        return lp.max_min(R, m, g, w, cap)[inv]
+
+
+class FinishTimeFairness(_SharePolicy):
+    name = "ftf"
+    description = (
+        "finish-time fairness: maximise the worst ratio of a job's throughput to what it needs "
+        "to finish by its isolated (1/n of the cluster) finish time"
+    )
+
+    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, cls = sched.class_problem(slots, self.aware)
+        need = sched.ftf_need(slots, now, self.aware)
+        urgency = np.zeros(len(m))
+        np.maximum.at(urgency, inv, need)
+        return lp.max_min(R, m, g, np.maximum(urgency, 1e-6), cap)[inv]
+
+
+class MinMakespan(_SharePolicy):
+    name = "min-makespan"
+    description = "minimise the time until all active jobs are done (LP on time shares)"
+
+    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
+        rem = sched.remaining(slots, now)
+        mx = np.zeros(len(m))
+        np.maximum.at(mx, inv, rem)
+        return lp.min_makespan(R, m, g, cap, mx)[inv]
+
+
+class MaxThroughput(_SharePolicy):
+    name = "max-throughput"
+    description = "maximise total normalised throughput (LP on time shares)"
+
+    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
+        return lp.max_throughput(R, m, g, cap)[inv]
+
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (
+        Policy,
+        ShortestRemaining,
+        LeastAttained,
+        MaxMinFairness,
+        FinishTimeFairness,
+        MinMakespan,
+        MaxThroughput,
+        MinCost,
+        MinEnergy,
+        MinCarbon,
+    )
+}
+ALIASES = {"gavel": "max-min", "max-min-fairness": "max-min", "sjf": "srpt", "fcfs": "fifo"}
+
+
+def policy_names() -> list[str]:
+    """Every accepted policy name, aware and agnostic."""
+    return [n for base in POLICIES for n in (base, f"{base}-agnostic")]
+
+
+def get_policy(name: str) -> Policy:
+    """``fifo``, ``max-min``, ... or their ``-agnostic`` variants (``max-min-agnostic``)."""
+    key = name.strip().casefold()
+    aware = True
+    if key.endswith("-agnostic"):
+        key, aware = key.removesuffix("-agnostic"), False
+    key = ALIASES.get(key, key)
+    cls = POLICIES.get(key)
+    if cls is None:
+        raise SuanliError(
+            f"unknown policy '{name}' (choose from {', '.join(POLICIES)}; add -agnostic for the "
+            "heterogeneity-agnostic variant)",
+            field="--policy",
+        )
+    return cls(aware=aware)

@@ -1,0 +1,497 @@
+"""The scheduler object shared by the simulator and (later) the live service.
+
+A driver calls :meth:`Scheduler.submit` when a job arrives, :meth:`Scheduler.on_finish` when
+one completes, and :meth:`Scheduler.schedule` whenever something changed or the time returned by
+:meth:`Scheduler.next_wakeup` has come. ``schedule`` returns :class:`Decision` s (stops first,
+then starts) that the driver carries out: the simulator by advancing simulated time, a service by
+launching and checkpointing real jobs.
+
+Mechanism
+---------
+* **Filter** (at submit): :mod:`suanli.sched.filters` plus the throughput matrix remove pools a
+  job can never use; a job with no pool left is *unrunnable* and gets a reason.
+* **Score / order**: the policy (:mod:`suanli.sched.policies`) orders jobs and scores pools.
+* **Allocate**: gangs are all-or-nothing inside one pool; per-queue quotas are enforced.
+* **Rounds**: preemptive policies re-plan every ``round_s`` seconds while jobs are waiting
+  (rounds stop when nobody waits). Between rounds, freed capacity is back-filled without
+  preempting anyone.
+* **Shares**: LP policies turn their time-share matrix ``X`` into rounds with a deficit counter
+  per (job, pool): each round a job is owed ``X * elapsed`` and is charged the time it actually
+  ran there; jobs with the largest (deficit + this round's entitlement) go first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from suanli.errors import SuanliError
+from suanli.sched.cluster import ClusterSpec, ClusterState
+from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
+from suanli.sched.job import MILLI, Job, Queue
+from suanli.sched.policies import Policy
+from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
+
+WAITING, RUNNING, DONE, UNRUNNABLE = 0, 1, 2, 3
+DEFICIT_CAP_ROUNDS = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Start ``job_id`` on pool ``pool`` (``demand_milli`` of it), or stop it there."""
+
+    action: Literal["start", "stop"]
+    job_id: str
+    slot: int
+    pool: int
+    demand_milli: int
+    rate: float = 0.0  # expected work units/s once running (the scheduler's estimate)
+    stage_s: float = 0.0  # time to move the job's data before it makes progress
+
+
+class Scheduler:
+    """Heterogeneity-aware gang scheduler over the pools of a :class:`ClusterSpec`."""
+
+    def __init__(
+        self,
+        cluster: ClusterSpec,
+        policy: Policy,
+        throughput: ThroughputProvider | ThroughputMatrix,
+        *,
+        round_s: float = 360.0,
+        queues: Iterable[Queue] = (),
+        filters: Sequence[Filter] = DEFAULT_FILTERS,
+    ) -> None:
+        if round_s <= 0:
+            raise SuanliError(f"round length must be > 0 s, got {round_s}", field="--round")
+        self.cluster = cluster
+        self.policy = policy
+        self.matrix = (
+            throughput
+            if isinstance(throughput, ThroughputMatrix)
+            else ThroughputMatrix(throughput, cluster.chip_types)
+        )
+        if self.matrix.chip_types != cluster.chip_types:
+            raise ValueError("throughput matrix chip types differ from the cluster's")
+        self.round_s = float(round_s)
+        self.filters = tuple(filters)
+        self.P = cluster.n_pools
+        self.capacity = cluster.capacity_milli.copy()
+        self.free = self.capacity.copy()
+        # queues
+        self.queue_names: list[str] = []
+        self.queue_index: dict[str, int] = {}
+        self.queue_weight: list[float] = []
+        self.queue_quota: list[float] = []  # milli; inf = none
+        for q in queues:
+            self._queue(q.name, q.weight, q.quota)
+        self.queue_used = np.zeros(len(self.queue_names), dtype=np.int64)
+        # per-slot columns (grown on demand)
+        self.jobs: list[Job] = []
+        self.slot_of: dict[str, int] = {}
+        self._n = 0
+        self._cap = 0
+        self._alloc(1024)
+        # classes (interchangeable jobs) and caches
+        self._class_of_key: dict[tuple[object, ...], int] = {}
+        self._class_rates: list[np.ndarray] = []
+        self._class_weight: list[float] = []
+        self._class_demand: list[int] = []
+        self._filter_cache: dict[tuple[object, ...], list[str | None]] = {}
+        # active sets (dicts keep insertion order = submit order)
+        self.waiting: dict[int, None] = {}
+        self.running: dict[int, int] = {}
+        self.unrunnable: dict[str, str] = {}
+        # rounds and shares
+        self._next_round: float | None = None
+        self._last_round_t: float | None = None
+        self._dirty = True
+        self.stats = {"rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0}
+
+    # ------------------------------------------------------------------ storage
+    def _queue(self, name: str, weight: float = 1.0, quota: float | None = None) -> int:
+        if name not in self.queue_index:
+            self.queue_index[name] = len(self.queue_names)
+            self.queue_names.append(name)
+            self.queue_weight.append(float(weight))
+            self.queue_quota.append(np.inf if quota is None else float(quota) * MILLI)
+            if hasattr(self, "queue_used"):
+                self.queue_used = np.append(self.queue_used, 0)
+        return self.queue_index[name]
+
+    def _alloc(self, cap: int) -> None:
+        P = self.P
+
+        def grow(name: str, shape: tuple[int, ...], dtype: type, fill: float = 0) -> None:
+            new = np.full(shape, fill, dtype=dtype)
+            old = getattr(self, name, None)
+            if old is not None:
+                new[: len(old)] = old
+            setattr(self, name, new)
+
+        grow("demand", (cap,), np.int64)
+        grow("gang_", (cap,), np.int64)
+        grow("work", (cap,), float)
+        grow("arrival", (cap,), float)
+        grow("weight", (cap,), float, 1.0)
+        grow("qidx", (cap,), np.int64)
+        grow("cls", (cap,), np.int64)
+        grow("state", (cap,), np.int8)
+        grow("pool", (cap,), np.int64, -1)
+        grow("done", (cap,), float)
+        grow("prog_t", (cap,), float)
+        grow("seg_t0", (cap,), float)
+        grow("rate_now", (cap,), float)
+        grow("attained_", (cap,), float)
+        grow("iso_time", (cap,), float)
+        grow("data_site", (cap,), np.int64, -1)
+        grow("data_gb", (cap,), float)
+        grow("acct_t", (cap,), float)
+        grow("share", (cap, P), float)
+        grow("deficit", (cap, P), float)
+        grow("recv", (cap, P), float)
+        self._cap = cap
+
+    # ------------------------------------------------------------------ driver API
+    def submit(self, job: Job, now: float) -> str | None:
+        """Register an arrived job. Returns the reason when it can never run, else None."""
+        if job.id in self.slot_of:
+            raise SuanliError(f"duplicate job id '{job.id}'", where=job.origin or None)
+        s = self._n
+        if s >= self._cap:
+            self._alloc(self._cap * 2)
+        self._n += 1
+        self.jobs.append(job)
+        self.slot_of[job.id] = s
+        qi = self._queue(job.queue)
+        self.qidx[s] = qi
+        self.demand[s] = job.demand_milli
+        self.gang_[s] = job.gang
+        self.work[s] = job.work
+        self.arrival[s] = job.arrival
+        self.weight[s] = job.priority * self.queue_weight[qi]
+        self.data_gb[s] = job.data_gb
+        if job.home_site is not None and job.home_site in self.cluster.sites:
+            self.data_site[s] = self.cluster.sites.index(job.home_site)
+        rates, reason = self._rates_for(job)
+        if reason is not None:
+            self.state[s] = UNRUNNABLE
+            self.unrunnable[job.id] = reason
+            return reason
+        key = (self.matrix.provider.key(job), job.gang, job.demand_milli,
+               filter_signature(job), self.weight[s], rates.tobytes())
+        c = self._class_of_key.get(key)
+        if c is None:
+            c = len(self._class_rates)
+            self._class_of_key[key] = c
+            self._class_rates.append(rates)
+            self._class_weight.append(float(self.weight[s]))
+            self._class_demand.append(job.demand_milli)
+        self.cls[s] = c
+        self.state[s] = WAITING
+        self.waiting[s] = None
+        self.iso_time[s] = self._isolated_time(s, rates)
+        self._dirty = True
+        return None
+
+    def on_finish(self, job_id: str, now: float) -> None:
+        """The job completed (its work is done)."""
+        s = self.slot_of[job_id]
+        if self.state[s] == RUNNING:
+            self._stop(s, now)
+        self.waiting.pop(s, None)
+        self.state[s] = DONE
+        self.done[s] = self.work[s]
+        self._dirty = True
+
+    def next_wakeup(self, now: float) -> float | None:
+        """When the scheduler wants to be called again without any event (a round), or None."""
+        return self._next_round
+
+    def schedule(self, now: float, state: ClusterState | None = None) -> list[Decision]:
+        """Decisions for time ``now``: a full round when one is due, else a back-fill."""
+        if state is not None:
+            self.free = np.minimum(self.free, state.free_milli.astype(np.int64))
+        due = self._next_round is not None and now >= self._next_round - 1e-9
+        if due:
+            out = self._round(now)
+        elif self.waiting:
+            out = self._fill(now)
+        else:
+            out = []
+        if self.policy.preemptive:
+            if self.waiting:
+                if due or self._next_round is None:
+                    if self._next_round is None:
+                        self._start_rounds(now)
+                    self._next_round = now + self.round_s
+            else:
+                self._next_round = None
+        return out
+
+    # ------------------------------------------------------------------ views for policies
+    def view_rates(self, slots: np.ndarray, aware: bool) -> np.ndarray:
+        """Rates per pool; agnostic: every allowed pool at the job's mean allowed rate."""
+        R = self._class_matrix()[self.cls[slots]] * 1.0
+        if aware:
+            return R
+        feas = R > 0
+        mean = R.sum(axis=1) / np.maximum(feas.sum(axis=1), 1)
+        return np.where(feas, mean[:, None], 0.0)
+
+    def remaining(self, slots: np.ndarray, now: float) -> np.ndarray:
+        run = self.state[slots] == RUNNING
+        prog = np.where(run, self.rate_now[slots] * np.maximum(0.0, now - self.prog_t[slots]), 0)
+        return np.maximum(self.work[slots] - self.done[slots] - prog, 0.0)
+
+    def attained(self, slots: np.ndarray, now: float) -> np.ndarray:
+        run = self.state[slots] == RUNNING
+        extra = np.where(run, (now - self.seg_t0[slots]) * self.demand[slots] / MILLI, 0.0)
+        return self.attained_[slots] + extra
+
+    def gang(self, slots: np.ndarray) -> np.ndarray:
+        return self.demand[slots] / MILLI
+
+    def stage_matrix(self, slots: np.ndarray) -> np.ndarray:
+        """Seconds to move each job's data to each pool's site (0 where it already is)."""
+        ds = self.data_site[slots]
+        gb = self.data_gb[slots]
+        t = (gb[:, None] * 8.0) / self.cluster.wan_gbps[None, :]
+        here = (ds[:, None] < 0) | (ds[:, None] == self.cluster.pool_site[None, :])
+        return np.where(here, 0.0, t)
+
+    def share_priority(self, slots: np.ndarray) -> np.ndarray:
+        X = self.share[slots]
+        p = self.deficit[slots] + X * self.round_s
+        return np.where(X > 1e-6, p, -np.inf)
+
+    def class_problem(
+        self, slots: np.ndarray, aware: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Aggregate ``slots`` into classes: (R, m, g, w, cap, inverse, class ids)."""
+        ucls, inv, m = np.unique(self.cls[slots], return_inverse=True, return_counts=True)
+        R = self._class_matrix()[ucls]
+        if not aware:
+            feas = R > 0
+            mean = R.sum(axis=1) / np.maximum(feas.sum(axis=1), 1)
+            R = np.where(feas, mean[:, None], 0.0)
+        g = np.asarray(self._class_demand, dtype=float)[ucls] / MILLI
+        w = np.asarray(self._class_weight)[ucls]
+        cap = self.capacity / MILLI
+        return R, m.astype(float), g, w, cap, inv, ucls
+
+    def ftf_need(self, slots: np.ndarray, now: float, aware: bool) -> np.ndarray:
+        """Normalised throughput each job needs to finish by its isolated finish time."""
+        R = self.view_rates(slots, aware)
+        best = np.maximum(R.max(axis=1), 1e-300)
+        rem_t = self.remaining(slots, now) / best
+        budget = self.iso_time[slots] - (now - self.arrival[slots])
+        return rem_t / np.maximum(budget, self.round_s)
+
+    def job_state(self, job_id: str) -> str:
+        return ("waiting", "running", "done", "unrunnable")[self.state[self.slot_of[job_id]]]
+
+    # ------------------------------------------------------------------ internals
+    def _class_matrix(self) -> np.ndarray:
+        cm = getattr(self, "_cm", None)
+        if cm is None or len(cm) != len(self._class_rates):
+            cm = np.array(self._class_rates).reshape(len(self._class_rates), self.P)
+            self._cm = cm
+        return cm
+
+    def _rates_for(self, job: Job) -> tuple[np.ndarray, str | None]:
+        """Per-pool rate of ``job`` (0 where it cannot run) or the reason it can run nowhere."""
+        sig = filter_signature(job)
+        freasons = self._filter_cache.get(sig)
+        if freasons is None:
+            freasons = run_filters(job, self.cluster, self.filters)
+            self._filter_cache[sig] = freasons
+        trow, treasons = self.matrix.row(job)
+        pt = self.cluster.pool_type
+        rates = trow[pt] * job.gpu_fraction
+        reasons: list[str] = []
+        for p in range(self.P):
+            r = freasons[p] or (treasons[pt[p]] if rates[p] <= 0 else None)
+            if r:
+                rates[p] = 0.0
+                reasons.append(r)
+        if not (rates > 0).any():
+            uniq = list(dict.fromkeys(reasons))
+            text = "; ".join(uniq[:3]) + (f" (+{len(uniq) - 3} more)" if len(uniq) > 3 else "")
+            return rates, f"no pool can run it: {text}" if text else "cluster has no pools"
+        return rates, None
+
+    def _isolated_time(self, s: int, rates: np.ndarray) -> float:
+        """Job time alone on 1/n of the cluster (n = active jobs incl. this one)."""
+        n = len(self.waiting) + len(self.running)
+        cap = self.capacity / MILLI
+        feas = rates > 0
+        share = float(cap[feas].sum()) / max(n, 1)
+        r = float((rates[feas] * cap[feas]).sum() / max(cap[feas].sum(), 1e-12))
+        frac = min(1.0, share / max(self.demand[s] / MILLI, 1e-9))
+        return float(self.work[s]) / max(r * frac, 1e-300)
+
+    def _start_rounds(self, now: float) -> None:
+        self._last_round_t = now
+        act = self._active()
+        self.recv[act] = 0.0
+        self.acct_t[act] = now
+
+    def _active(self) -> np.ndarray:
+        return np.fromiter(
+            [*self.waiting, *self.running], np.int64, len(self.waiting) + len(self.running)
+        )
+
+    def _start(self, s: int, p: int, now: float) -> Decision:
+        job = self.jobs[s]
+        stage = 0.0
+        ds = self.data_site[s]
+        site = int(self.cluster.pool_site[p])
+        if self.data_gb[s] > 0 and ds >= 0 and ds != site:
+            stage = float(self.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
+        if self.data_gb[s] > 0 and ds >= 0:
+            self.data_site[s] = site
+        rate = float(self._class_rates[self.cls[s]][p])
+        d = int(self.demand[s])
+        self.free[p] -= d
+        self.queue_used[self.qidx[s]] += d
+        self.pool[s] = p
+        self.state[s] = RUNNING
+        self.seg_t0[s] = now
+        self.prog_t[s] = now + stage
+        self.rate_now[s] = rate
+        self.acct_t[s] = now
+        self.waiting.pop(s, None)
+        self.running[s] = p
+        return Decision("start", job.id, s, p, d, rate, stage)
+
+    def _stop(self, s: int, now: float) -> Decision:
+        p = int(self.pool[s])
+        d = int(self.demand[s])
+        self.done[s] = min(
+            self.work[s], self.done[s] + self.rate_now[s] * max(0.0, now - self.prog_t[s])
+        )
+        self.attained_[s] += (now - self.seg_t0[s]) * d / MILLI
+        self.recv[s, p] += now - self.acct_t[s]
+        self.free[p] += d
+        self.queue_used[self.qidx[s]] -= d
+        self.pool[s] = -1
+        self.rate_now[s] = 0.0
+        self.state[s] = WAITING
+        del self.running[s]
+        self.waiting[s] = None
+        return Decision("stop", self.jobs[s].id, s, p, d)
+
+    def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(slots in claim order, score matrix rows in that order)."""
+        pri = self.policy.priority(self, slots, now)
+        order = np.lexsort((slots, pri))
+        slots = slots[order]
+        scores = self.policy.scores(self, slots, now)
+        if self.policy.lp:
+            # jobs without a share (not yet solved, or zero share) fall back to the rate score
+            none = ~np.isfinite(scores).any(axis=1)
+            if none.any():
+                scores[none] = Policy.scores(self.policy, self, slots[none], now)
+        return slots, scores
+
+    def _allocate(
+        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray
+    ) -> dict[int, int]:
+        """Greedy all-or-nothing placement in order; mutates ``free``."""
+        out: dict[int, int] = {}
+        if len(slots) == 0:
+            return out
+        dem = self.demand[slots]
+        qi = self.qidx[slots]
+        used = self.queue_used.astype(float).copy()
+        quota = np.asarray(self.queue_quota)
+        capf = np.maximum(self.capacity, 1).astype(float)
+        maxfree = int(free.max())
+        min_dem = int(dem.min())
+        has_quota = bool(np.isfinite(quota).any())
+        for i in range(len(slots)):
+            if maxfree < min_dem:
+                break
+            d = int(dem[i])
+            if d > maxfree:
+                continue
+            q = int(qi[i])
+            if has_quota and used[q] + d > quota[q]:
+                continue
+            row = scores[i]
+            ok = (free >= d) & np.isfinite(row)
+            if not ok.any():
+                continue
+            best = row[ok].min()
+            tie = ok & (row <= best + 1e-9 * abs(best) + 1e-12)
+            p = int(np.argmax(np.where(tie, free / capf, -1.0)))
+            free[p] -= d
+            used[q] += d
+            out[int(slots[i])] = p
+            maxfree = int(free.max())
+        return out
+
+    def _fill(self, now: float) -> list[Decision]:
+        slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
+        if len(slots) == 0 or self.free.max() < self.demand[slots].min():
+            return []
+        slots, scores = self._plan(slots, now)
+        # the running quota use is already in self.queue_used
+        place = self._allocate(slots, scores, self.free.copy())
+        return [self._start(s, p, now) for s, p in place.items()]
+
+    def _round(self, now: float) -> list[Decision]:
+        self.stats["rounds"] += 1
+        act = self._active()
+        if len(act) == 0:
+            return []
+        if self.policy.lp:
+            run = np.fromiter(self.running, np.int64, len(self.running))
+            if len(run):
+                self.recv[run, self.pool[run]] += now - self.acct_t[run]
+                self.acct_t[run] = now
+            dt = now - (self._last_round_t if self._last_round_t is not None else now)
+            lim = DEFICIT_CAP_ROUNDS * self.round_s
+            self.deficit[act] = np.clip(
+                self.deficit[act] + self.share[act] * dt - self.recv[act], -lim, lim
+            )
+            self.recv[act] = 0.0
+            self._last_round_t = now
+            if self._dirty:
+                t0 = time.perf_counter()
+                self.share[act] = self.policy.solve(self, act, now)
+                self.stats["lp_solves"] += 1
+                self.stats["lp_seconds"] += time.perf_counter() - t0
+                self._dirty = False
+        slots, scores = self._plan(act, now)
+        # every active job competes afresh: capacity held by running jobs counts as free,
+        # and their queue usage is released for the quota check
+        free = self.free.copy()
+        saved_used = self.queue_used.copy()
+        for s, p in self.running.items():
+            free[p] += self.demand[s]
+            self.queue_used[self.qidx[s]] -= self.demand[s]
+        # a running job keeps its pool on ties (no needless migration)
+        cur = self.pool[slots]
+        rows = np.nonzero(cur >= 0)[0]
+        if len(rows):
+            sc = scores[rows, cur[rows]]
+            fin = np.isfinite(sc)
+            scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
+        place = self._allocate(slots, scores, free)
+        self.queue_used = saved_used
+        out: list[Decision] = []
+        for s in list(self.running):
+            if place.get(s) != self.running[s]:
+                out.append(self._stop(s, now))
+                if s not in place:
+                    self.stats["preemptions"] += 1
+        for s, p in place.items():
+            if self.state[s] != RUNNING:
+                out.append(self._start(s, p, now))
+        return out

@@ -1,0 +1,680 @@
+"""Trace loaders (Philly, Alibaba 2023, Gavel, suanli CSV), a seeded synthetic generator and
+the workload rule for traces that carry no workload description.
+
+Every loader validates as it reads: a missing column, a non-numeric field, a negative duration
+or an unknown chip in a constraint raises one :class:`SuanliError` naming file, row and column.
+Rows are numbered like a spreadsheet: the header is row 1, the first job row 2 (Gavel traces
+have no header: line 1 is the first job).
+
+Traces that give durations instead of work set ``Job.duration_ref`` (run time on the trace's
+original chip); :func:`attach_work` turns it into work with the throughput provider:
+``work = duration_ref x rate(workload, reference chip, gang)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suanli.catalog.schema import Precision
+from suanli.errors import CannotRun, SuanliError
+from suanli.fleet.schema import Fleet
+from suanli.perf.workload import Workload
+from suanli.sched.job import Job
+from suanli.sched.throughput import ThroughputProvider
+
+FORMATS = ("philly", "alibaba", "gavel", "synthetic")
+
+
+@dataclass
+class Trace:
+    """Jobs of a trace plus what the loader assumed (shown in reports)."""
+
+    jobs: list[Job]
+    source: str
+    format: str
+    notes: list[str] = field(default_factory=list)
+    fleet: Fleet | None = None  # a trace that describes its own cluster (Alibaba node list)
+    opaque_chips: frozenset[str] = frozenset()  # chip types with no catalogue entry
+    reference_chip: str | None = None  # chip the durations were measured on
+
+
+# ----------------------------------------------------------------------- workload rule
+@dataclass(frozen=True)
+class WorkloadRule:
+    """Seeded rule giving trace jobs a workload when the trace has none.
+
+    Each job draws independently (``seed``, then the job's row): its kind from the mix, whether
+    it needs CUDA-only kernels, and its memory per device. Training and inference use FP16
+    (supported from Pascal on, so every reference GPU can price it); HPC jobs are FP64 HPL.
+    """
+
+    seed: int = 0
+    train: float = 1.0
+    infer: float = 0.0
+    hpc: float = 0.0
+    cuda_only: float = 0.2
+    mem_gb: tuple[float, float] = (4.0, 16.0)
+
+    def describe(self) -> str:
+        return (
+            f"workloads drawn by a seeded rule (seed {self.seed}): train {self.train:.0%}, "
+            f"infer {self.infer:.0%}, hpc {self.hpc:.0%}; {self.cuda_only:.0%} need CUDA-only "
+            f"kernels; memory per device uniform {self.mem_gb[0]:g}-{self.mem_gb[1]:g} GB"
+        )
+
+    def draw(self, n: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        mix = np.array([self.train, self.infer, self.hpc], dtype=float)
+        mix = mix / mix.sum()
+        return {
+            "kind": rng.choice(3, size=n, p=mix),
+            "cuda": rng.random(n) < self.cuda_only,
+            "mem": rng.uniform(self.mem_gb[0], self.mem_gb[1], size=n).round(0),
+        }
+
+
+# The rule's workloads: small models so a 1-device job fits a 16 GB card of the Philly era.
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(kind="train", model="mpt-350m", precision=Precision.FP16, seq_len=1024, batch=32),
+    Workload(kind="infer", model="mpt-1b", precision=Precision.FP16, seq_len=1024, batch=16),
+    Workload(kind="hpc", precision=Precision.FP64, hpc_kernel="hpl"),
+)
+
+
+def _apply_rule(jobs: list[Job], rule: WorkloadRule) -> list[Job]:
+    d = rule.draw(len(jobs))
+    out = []
+    for i, j in enumerate(jobs):
+        k = int(d["kind"][i])
+        out.append(
+            replace(
+                j,
+                workload=WORKLOADS[k],
+                fp64=k == 2,
+                cuda_only=bool(d["cuda"][i]),
+                mem_gb=float(d["mem"][i]) if k != 2 else 8.0,
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------- CSV helpers
+class _Rows:
+    """CSV reader that validates columns and converts fields with row/column errors."""
+
+    def __init__(self, path: Path, required: Sequence[str], delimiter: str = ",") -> None:
+        self.path = path
+        self.required = required
+        self.delimiter = delimiter
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
+        p = self.path
+        if not p.exists():
+            raise SuanliError("file not found", file=p)
+        try:
+            fh = p.open(encoding="utf-8", newline="")
+        except OSError as exc:
+            raise SuanliError(f"cannot read: {exc}", file=p) from None
+        with fh:
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise SuanliError("empty file (no header row)", file=p) from None
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise SuanliError(f"not a CSV file: {exc}", file=p, where="row 1") from None
+            missing = [c for c in self.required if c not in header]
+            if missing:
+                raise SuanliError(
+                    f"missing column(s) {', '.join(missing)} (found: {', '.join(header)})",
+                    file=p,
+                    where="row 1",
+                )
+            idx = {h: i for i, h in enumerate(header)}
+            row_no = 1
+            try:
+                for rec in reader:
+                    row_no += 1
+                    if not rec or all(not x.strip() for x in rec):
+                        continue
+                    if len(rec) < len(header):
+                        rec = rec + [""] * (len(header) - len(rec))
+                    yield row_no, {h: rec[i].strip() for h, i in idx.items()}
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise SuanliError(f"malformed CSV: {exc}", file=p, where=f"row {row_no}") from None
+
+    def num(
+        self, row: int, rec: dict[str, str], col: str, *, ge: float | None = 0.0,
+        optional: bool = False,
+    ) -> float:
+        raw = rec.get(col, "")
+        if raw == "" and optional:
+            return float("nan")
+        try:
+            v = float(raw)
+        except ValueError:
+            what = "is empty" if raw == "" else f"'{raw}' is not a number"
+            raise SuanliError(what, file=self.path, where=f"row {row}", field=col) from None
+        if not np.isfinite(v):
+            raise SuanliError(f"'{raw}' is not a finite number", file=self.path,
+                              where=f"row {row}", field=col)
+        if ge is not None and v < ge:
+            raise SuanliError(f"must be >= {ge:g}, got {raw}", file=self.path,
+                              where=f"row {row}", field=col)
+        return v
+
+
+def _limit(jobs: list[Job], max_jobs: int | None) -> list[Job]:
+    if max_jobs is not None and max_jobs < len(jobs):
+        jobs = sorted(jobs, key=lambda j: j.arrival)[:max_jobs]
+    return jobs
+
+
+# ----------------------------------------------------------------------- Philly
+def load_philly(
+    path: str | Path, *, rule: WorkloadRule | None = None, max_jobs: int | None = None
+) -> Trace:
+    """Microsoft Philly: ``timestamp,duration,num_gpus,gpu_time,cluster`` (duration in s)."""
+    p = Path(path)
+    rows = _Rows(p, ("timestamp", "duration", "num_gpus", "cluster"))
+    stamps: list[str] = []
+    jobs: list[Job] = []
+    for r, rec in rows:
+        dur = rows.num(r, rec, "duration")
+        if dur <= 0:
+            raise SuanliError(f"duration must be > 0 s, got {rec['duration']}", file=p,
+                              where=f"row {r}", field="duration")
+        g = rows.num(r, rec, "num_gpus", ge=1)
+        if g != int(g):
+            raise SuanliError(f"num_gpus must be a whole number, got {rec['num_gpus']}",
+                              file=p, where=f"row {r}", field="num_gpus")
+        ts = rec["timestamp"]
+        if not re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?", ts):
+            raise SuanliError(f"'{ts}' is not a 'YYYY-MM-DD HH:MM:SS' time", file=p,
+                              where=f"row {r}", field="timestamp")
+        stamps.append(ts)
+        jobs.append(
+            Job(id=f"philly-{r}", arrival=0.0, gang=int(g), work=0.0,
+                queue=rec["cluster"] or "default", duration_ref=dur, origin=f"{p.name} row {r}")
+        )
+    if not jobs:
+        raise SuanliError("trace has no jobs", file=p)
+    try:
+        t = np.array(stamps, dtype="datetime64[s]").astype(np.int64)
+    except ValueError as exc:
+        raise SuanliError(f"bad timestamp: {exc}", file=p, field="timestamp") from None
+    t = t - t.min()
+    jobs = [replace(j, arrival=float(ti)) for j, ti in zip(jobs, t, strict=True)]
+    jobs = _limit(jobs, max_jobs)
+    rule = rule or WorkloadRule()
+    return Trace(
+        jobs=_apply_rule(jobs, rule),
+        source=str(p),
+        format="philly",
+        notes=[f"Philly trace has no workload descriptions: {rule.describe()}"],
+    )
+
+
+# ----------------------------------------------------------------------- Alibaba 2023
+# Alibaba GPU model names -> catalogue chip ids tried in order; G2 and G3 are undisclosed and
+# stay opaque chip types named alibaba_g2 / alibaba_g3.
+ALIBABA_CHIPS: dict[str, tuple[str, ...]] = {
+    "T4": ("nvidia_t4",),
+    "P100": ("nvidia_p100",),
+    "V100M16": ("nvidia_v100_16", "nvidia_v100_sxm2_16", "nvidia_v100"),
+    "V100M32": ("nvidia_v100_32", "nvidia_v100_sxm2_32", "nvidia_v100"),
+    "A10": ("nvidia_a10",),
+    "G2": (),
+    "G3": (),
+}
+
+
+def alibaba_chip(model: str, catalog: Any | None) -> str:
+    """Chip type for an Alibaba model name: a catalogue id, else ``alibaba_<model>``."""
+    for cid in ALIBABA_CHIPS.get(model, ()):
+        if catalog is not None and cid in catalog:
+            return str(catalog.get(cid).id)
+    return f"alibaba_{model.casefold()}"
+
+
+def load_alibaba_nodes(path: str | Path, catalog: Any | None = None) -> Fleet:
+    """Alibaba node list (``sn,cpu_milli,memory_mib,gpu,model``) as a one-site fleet."""
+    p = Path(path)
+    rows = _Rows(p, ("sn", "gpu", "model"))
+    groups: dict[tuple[str, int], int] = {}
+    for r, rec in rows:
+        g = rows.num(r, rec, "gpu")
+        model = rec["model"]
+        if g == 0:
+            continue
+        if model not in ALIBABA_CHIPS:
+            raise SuanliError(f"unknown GPU model '{model}' (known: {', '.join(ALIBABA_CHIPS)})",
+                              file=p, where=f"row {r}", field="model")
+        key = (alibaba_chip(model, catalog), int(g))
+        groups[key] = groups.get(key, 0) + 1
+    if not groups:
+        raise SuanliError("node list has no GPU nodes", file=p)
+    return Fleet.model_validate(
+        {
+            "name": f"alibaba ({p.name})",
+            "sites": [
+                {
+                    "name": "alibaba",
+                    "node_groups": [
+                        {"chip": c, "chips_per_node": n, "nodes": k}
+                        for (c, n), k in sorted(groups.items())
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def load_alibaba(
+    path: str | Path,
+    *,
+    nodes: str | Path | None = None,
+    catalog: Any | None = None,
+    rule: WorkloadRule | None = None,
+    max_jobs: int | None = None,
+) -> Trace:
+    """Alibaba 2023 pod list; ``nodes`` (node list CSV) is found next to it when not given."""
+    p = Path(path)
+    rows = _Rows(p, ("name", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time",
+                     "deletion_time", "scheduled_time"))
+    jobs: list[Job] = []
+    cpu_only = 0
+    never_scheduled = 0
+    for r, rec in rows:
+        g = rows.num(r, rec, "num_gpu")
+        if g == 0:
+            cpu_only += 1
+            continue
+        milli = rows.num(r, rec, "gpu_milli")
+        created = rows.num(r, rec, "creation_time")
+        deleted = rows.num(r, rec, "deletion_time")
+        sched_t = rows.num(r, rec, "scheduled_time", optional=True)
+        if np.isnan(sched_t):
+            never_scheduled += 1
+            sched_t = created
+        dur = deleted - sched_t
+        if dur < 0:
+            raise SuanliError(f"negative duration: deletion_time {rec['deletion_time']} < "
+                              f"scheduled_time {sched_t:g}", file=p, where=f"row {r}",
+                              field="deletion_time")
+        allowed: frozenset[str] | None = None
+        if rec["gpu_spec"]:
+            names = []
+            for m in rec["gpu_spec"].split("|"):
+                m = m.strip()
+                if m not in ALIBABA_CHIPS:
+                    raise SuanliError(
+                        f"unknown chip '{m}' in constraint (known: {', '.join(ALIBABA_CHIPS)})",
+                        file=p, where=f"row {r}", field="gpu_spec")
+                names.append(alibaba_chip(m, catalog))
+            allowed = frozenset(names)
+        frac = milli / 1000.0 if g == 1 and 0 < milli < 1000 else 1.0
+        jobs.append(
+            Job(id=rec["name"] or f"pod-{r}", arrival=created, gang=int(g), work=0.0,
+                queue=rec["qos"] or "default", allowed_chips=allowed, gpu_fraction=frac,
+                duration_ref=max(dur, 1.0), origin=f"{p.name} row {r}")
+        )
+    if not jobs:
+        raise SuanliError("trace has no GPU jobs", file=p)
+    jobs = _limit(jobs, max_jobs)
+    rule = rule or WorkloadRule(train=0.4, infer=0.6)
+    jobs = _apply_rule(jobs, rule)
+    notes = [f"Alibaba trace has no workload descriptions: {rule.describe()}",
+             f"{cpu_only} CPU-only pods (num_gpu = 0) are not GPU jobs and were left out",
+             "durations are deletion - scheduled time; fractional gpu_milli is modelled as a "
+             "share of one device at that share of its speed"]
+    if never_scheduled:
+        notes.append(f"{never_scheduled} pods never scheduled in the original cluster: "
+                     "duration taken as deletion - creation time")
+    fleet = None
+    node_file = Path(nodes) if nodes else _sibling_nodes(p)
+    if node_file is not None:
+        fleet = load_alibaba_nodes(node_file, catalog)
+        notes.append(f"cluster from the node list {node_file.name}")
+    opaque = frozenset(f"alibaba_{m.casefold()}" for m in ALIBABA_CHIPS)
+    return Trace(jobs=jobs, source=str(p), format="alibaba", notes=notes, fleet=fleet,
+                 opaque_chips=opaque, reference_chip=None)
+
+
+def _sibling_nodes(p: Path) -> Path | None:
+    hits = sorted(p.parent.glob("*node_list*.csv"))
+    return hits[0] if hits else None
+
+
+# ----------------------------------------------------------------------- Gavel
+_GAVEL_FIELDS = ("job_type", "command", "working_directory", "num_steps_arg", "needs_data_dir",
+                 "total_steps", "scale_factor", "priority_weight", "SLO", "arrival_time")
+
+
+def gavel_workload(job_type: str) -> Workload:
+    """Documented rule for pricing a Gavel job type with the performance model: FP32 training
+    (the K80 has no FP16) of mpt-125m with the job type's batch size (default 32) and 512-token
+    samples."""
+    m = re.search(r"batch size (\d+)", job_type)
+    return Workload(kind="train", model="mpt-125m", precision=Precision.FP32, seq_len=512,
+                    batch=int(m.group(1)) if m else 32)
+
+
+def load_gavel(path: str | Path, *, max_jobs: int | None = None) -> Trace:
+    """Gavel trace: 10 tab-separated fields per line (see module docs); work = total steps."""
+    p = Path(path)
+    if not p.exists():
+        raise SuanliError("file not found", file=p)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuanliError(f"cannot read: {exc}", file=p) from None
+    jobs: list[Job] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if len(f) != 10:
+            raise SuanliError(f"expected 10 tab-separated fields, got {len(f)}", file=p,
+                              where=f"line {n}")
+        vals: dict[str, float] = {}
+        for i in (5, 6, 7, 8, 9):
+            try:
+                vals[_GAVEL_FIELDS[i]] = float(f[i])
+            except ValueError:
+                raise SuanliError(f"'{f[i]}' is not a number", file=p, where=f"line {n}",
+                                  field=_GAVEL_FIELDS[i]) from None
+        steps, scale = vals["total_steps"], vals["scale_factor"]
+        if steps <= 0:
+            raise SuanliError(f"must be > 0, got {f[5]}", file=p, where=f"line {n}",
+                              field="total_steps")
+        if scale < 1 or scale != int(scale):
+            raise SuanliError(f"must be a whole number >= 1, got {f[6]}", file=p,
+                              where=f"line {n}", field="scale_factor")
+        if vals["arrival_time"] < 0:
+            raise SuanliError(f"must be >= 0, got {f[9]}", file=p, where=f"line {n}",
+                              field="arrival_time")
+        jt = f[0].strip()
+        slo = vals["SLO"]
+        jobs.append(
+            Job(id=f"gavel-{n}", arrival=vals["arrival_time"], gang=int(scale), work=steps,
+                job_type=jt, workload=gavel_workload(jt), priority=max(vals["priority_weight"],
+                1e-6), deadline=vals["arrival_time"] + slo if slo > 0 else None,
+                origin=f"{p.name} line {n}")
+        )
+    if not jobs:
+        raise SuanliError("trace has no jobs", file=p)
+    return Trace(jobs=_limit(jobs, max_jobs), source=str(p), format="gavel",
+                 notes=["Gavel trace: work = total steps of each job"])
+
+
+def gavel_steps_to_tokens(trace: Trace) -> Trace:
+    """For runs priced by the performance model: work = steps x batch x seq_len tokens."""
+    jobs = []
+    for j in trace.jobs:
+        w = j.workload or gavel_workload(j.job_type or "")
+        jobs.append(replace(j, work=j.work * w.batch * w.seq_len, workload=w))
+    notes = [*trace.notes, "no measured throughputs given: Gavel jobs priced by the performance "
+             "model as FP32 mpt-125m training, work = steps x batch x 512 tokens (gavel_workload)"]
+    return replace(trace, jobs=jobs, notes=notes)
+
+
+# ----------------------------------------------------------------------- suanli CSV
+JOB_COLUMNS = ("id", "queue", "arrival_s", "gang", "work", "duration_ref_s", "kind", "model",
+               "precision", "seq_len", "batch", "hpc_kernel", "mem_gb", "cuda_only", "fp64",
+               "allowed_chips", "allowed_sites", "priority", "deadline_s", "data_gb",
+               "home_site", "gpu_fraction", "job_type")
+
+
+def write_jobs_csv(jobs: Sequence[Job], path: str | Path) -> Path:
+    """Write jobs in suanli's own trace format (``--trace-format synthetic``)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(JOB_COLUMNS)
+        for j in jobs:
+            wl = j.workload
+            w.writerow([
+                j.id, j.queue, f"{j.arrival:.3f}", j.gang, f"{j.work:.6g}" if j.work else "",
+                f"{j.duration_ref:.3f}" if j.duration_ref else "",
+                wl.kind if wl else "", (wl.model or "") if wl else "",
+                Precision(wl.precision).value if wl else (j.precision or ""),
+                wl.seq_len if wl else "", wl.batch if wl else "", wl.hpc_kernel if wl else "",
+                f"{j.mem_gb:g}", int(j.cuda_only), int(j.fp64),
+                "|".join(sorted(j.allowed_chips)) if j.allowed_chips else "",
+                "|".join(sorted(j.allowed_sites)) if j.allowed_sites else "",
+                f"{j.priority:g}", f"{j.deadline:.3f}" if j.deadline is not None else "",
+                f"{j.data_gb:g}", j.home_site or "", f"{j.gpu_fraction:g}", j.job_type or "",
+            ])
+    return p
+
+
+def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
+    """Read suanli's own trace format (as written by :func:`write_jobs_csv`)."""
+    p = Path(path)
+    rows = _Rows(p, ("id", "arrival_s", "gang", "kind", "precision"))
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for r, rec in rows:
+        where = f"row {r}"
+        jid = rec["id"] or f"job-{r}"
+        if jid in seen:
+            raise SuanliError(f"duplicate job id '{jid}'", file=p, where=where, field="id")
+        seen.add(jid)
+        gang = rows.num(r, rec, "gang", ge=1)
+        work = rows.num(r, rec, "work", optional=True) if "work" in rec else float("nan")
+        dur = (rows.num(r, rec, "duration_ref_s", optional=True) if "duration_ref_s" in rec
+               else float("nan"))
+        if not (work > 0) and not (dur > 0):
+            raise SuanliError("needs work > 0 or duration_ref_s > 0", file=p, where=where,
+                              field="work")
+        kind = rec["kind"]
+        wl = None
+        if kind:
+            if kind not in ("train", "infer", "hpc"):
+                raise SuanliError(f"kind must be train, infer or hpc, got '{kind}'", file=p,
+                                  where=where, field="kind")
+            try:
+                prec = Precision(rec["precision"] or "bf16")
+            except ValueError:
+                raise SuanliError(f"unknown precision '{rec['precision']}'", file=p,
+                                  where=where, field="precision") from None
+            hk = rec.get("hpc_kernel") or "hpl"
+            if hk not in ("hpl", "stream"):
+                raise SuanliError(f"hpc_kernel must be hpl or stream, got '{hk}'", file=p,
+                                  where=where, field="hpc_kernel")
+            wl = Workload(
+                kind=kind,  # type: ignore[arg-type]
+                model=rec.get("model") or None,
+                precision=prec,
+                seq_len=int(rows.num(r, rec, "seq_len", ge=1)) if rec.get("seq_len") else 2048,
+                batch=int(rows.num(r, rec, "batch", ge=1)) if rec.get("batch") else 256,
+                hpc_kernel=hk,  # type: ignore[arg-type]
+            )
+
+        def flag(col: str, rec: dict[str, str] = rec, where: str = where) -> bool:
+            v = rec.get(col, "").casefold()
+            if v in ("", "0", "false", "no"):
+                return False
+            if v in ("1", "true", "yes"):
+                return True
+            raise SuanliError(f"expected 0/1, got '{v}'", file=p, where=where, field=col)
+
+        def opt(col: str, r: int = r, rec: dict[str, str] = rec) -> float | None:
+            if not rec.get(col):
+                return None
+            return rows.num(r, rec, col)
+
+        def names(col: str, rec: dict[str, str] = rec) -> frozenset[str] | None:
+            v = rec.get(col, "")
+            return frozenset(x.strip() for x in v.split("|") if x.strip()) or None
+
+        frac = opt("gpu_fraction")
+        jobs.append(Job(
+            id=jid, queue=rec.get("queue") or "default", arrival=rows.num(r, rec, "arrival_s"),
+            gang=int(gang), work=work if work > 0 else 0.0,
+            duration_ref=dur if dur > 0 else None, workload=wl,
+            mem_gb=opt("mem_gb") or 0.0, cuda_only=flag("cuda_only"), fp64=flag("fp64"),
+            allowed_chips=names("allowed_chips"), allowed_sites=names("allowed_sites"),
+            priority=opt("priority") or 1.0, deadline=opt("deadline_s"),
+            data_gb=opt("data_gb") or 0.0, home_site=rec.get("home_site") or None,
+            gpu_fraction=frac if frac and 0 < frac <= 1 else 1.0,
+            job_type=rec.get("job_type") or None, origin=f"{p.name} row {r}",
+        ))
+    if not jobs:
+        raise SuanliError("trace has no jobs", file=p)
+    return Trace(jobs=_limit(jobs, max_jobs), source=str(p), format="synthetic")
+
+
+# ----------------------------------------------------------------------- synthetic
+def synthetic_jobs(
+    n: int = 500,
+    *,
+    seed: int = 0,
+    mean_interarrival_s: float = 120.0,
+    sites: Sequence[str] = (),
+    mix: tuple[float, float, float] = (0.6, 0.3, 0.1),
+    cuda_only: float = 0.25,
+    queues: Sequence[str] = ("research", "production", "batch"),
+) -> list[Job]:
+    """Seeded synthetic trace: Poisson arrivals, gang sizes 1-64 (mostly small), log-normal
+    durations (median ~40 min on the reference chip), a train/infer/hpc mix (HPC jobs need
+    FP64), a share of CUDA-only jobs, data sets of 0-2 TB with a home site."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(mean_interarrival_s, n))
+    gangs = rng.choice([1, 2, 4, 8, 16, 32, 64], size=n,
+                       p=[0.45, 0.15, 0.15, 0.15, 0.06, 0.03, 0.01])
+    durations = np.clip(rng.lognormal(np.log(2400.0), 1.2, n), 60.0, 7 * 86400.0)
+    kinds = rng.choice(3, size=n, p=np.asarray(mix) / sum(mix))
+    cuda = rng.random(n) < cuda_only
+    mem = rng.uniform(8, 60, n).round(0)
+    data = np.where(rng.random(n) < 0.5, rng.uniform(10, 2000, n).round(0), 0.0)
+    home = rng.integers(0, max(len(sites), 1), n)
+    qs = rng.integers(0, len(queues), n)
+    prio = rng.choice([1.0, 2.0], size=n, p=[0.8, 0.2])
+    jobs = []
+    for i in range(n):
+        k = int(kinds[i])
+        jobs.append(Job(
+            id=f"syn-{i:05d}", queue=queues[int(qs[i])], arrival=float(arrivals[i].round(3)),
+            gang=int(gangs[i]), work=0.0, duration_ref=float(durations[i].round(1)),
+            workload=WORKLOADS[k], fp64=k == 2, cuda_only=bool(cuda[i]),
+            mem_gb=float(mem[i]) if k != 2 else 8.0, priority=float(prio[i]),
+            data_gb=float(data[i]) if sites else 0.0,
+            home_site=sites[int(home[i])] if sites else None, origin=f"synthetic job {i}",
+        ))
+    return jobs
+
+
+def demo_trace_path() -> Path:
+    return Path(str(resources.files("suanli.sim") / "data" / "demo_trace.csv"))
+
+
+# ----------------------------------------------------------------------- detection, work
+def detect_format(path: str | Path) -> str:
+    """Guess a trace's format from its first line."""
+    p = Path(path)
+    if p.suffix == ".trace":
+        return "gavel"
+    try:
+        with p.open(encoding="utf-8") as fh:
+            first = fh.readline()
+    except FileNotFoundError:
+        raise SuanliError("file not found", file=p) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuanliError(f"cannot read: {exc}", file=p) from None
+    if first.count("\t") == 9:
+        return "gavel"
+    cols = {c.strip() for c in first.split(",")}
+    if {"timestamp", "duration", "num_gpus"} <= cols:
+        return "philly"
+    if {"num_gpu", "gpu_milli", "creation_time"} <= cols:
+        return "alibaba"
+    if {"id", "arrival_s", "gang"} <= cols:
+        return "synthetic"
+    raise SuanliError("cannot tell the trace format from the first line; pass --trace-format "
+                      f"({', '.join(FORMATS)})", file=p, where="row 1")
+
+
+def load_trace(
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    catalog: Any | None = None,
+    max_jobs: int | None = None,
+    seed: int = 0,
+) -> Trace:
+    """Load any supported trace format (``auto`` detects it)."""
+    f = detect_format(path) if fmt == "auto" else fmt
+    if f == "philly":
+        return load_philly(path, rule=WorkloadRule(seed=seed), max_jobs=max_jobs)
+    if f == "alibaba":
+        return load_alibaba(path, catalog=catalog, rule=WorkloadRule(seed=seed, train=0.4,
+                            infer=0.6), max_jobs=max_jobs)
+    if f == "gavel":
+        return load_gavel(path, max_jobs=max_jobs)
+    if f == "synthetic":
+        return load_jobs_csv(path, max_jobs=max_jobs)
+    raise SuanliError(f"unknown trace format '{fmt}' (choose from {', '.join(FORMATS)}, auto)",
+                      field="--trace-format")
+
+
+def attach_work(
+    jobs: Sequence[Job],
+    provider: ThroughputProvider,
+    reference: str,
+    fallbacks: Sequence[str] = (),
+) -> tuple[list[Job], list[str]]:
+    """Give jobs that only have ``duration_ref`` their work: duration x rate on ``reference``
+    (else the first of ``fallbacks`` that can run the job). Notes say what was assumed."""
+    out: list[Job] = []
+    cache: dict[tuple[Hashable, int], float | None] = {}
+    moved = 0
+    dropped = 0
+    for j in jobs:
+        if j.work > 0 or j.duration_ref is None:
+            out.append(j)
+            continue
+        key = (provider.key(j), j.gang)
+        if key not in cache:
+            cache[key] = _first_rate(provider, key[0], j.gang, [reference, *fallbacks])
+        r = cache[key]
+        if r is None:
+            dropped += 1
+            out.append(replace(j, work=j.duration_ref))  # cannot price: 1 unit/s placeholder
+            continue
+        if r[1] != reference:
+            moved += 1
+        out.append(replace(j, work=j.duration_ref * j.gpu_fraction * r[0]))
+    notes = [f"trace durations are taken as run times on {reference}: work = duration x its "
+             "modelled rate"]
+    if moved:
+        notes.append(f"{moved} jobs cannot run on {reference}; their durations were taken on "
+                     "the first fallback chip that can run them")
+    if dropped:
+        notes.append(f"{dropped} jobs cannot be priced on any reference chip")
+    return out, notes
+
+
+def _first_rate(provider: ThroughputProvider, key: Hashable, n: int,
+                chips: Sequence[str]) -> tuple[float, str] | None:
+    for c in chips:
+        try:
+            r = provider.rate(key, c, n)
+        except CannotRun:
+            continue
+        if r > 0:
+            return r, c
+    return None
+
+
+Loader = Callable[..., Trace]
