@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream: Any) -> int | None:
+    """Rich wraps at 80 columns when not on a terminal; tables read better wider in files/CI."""
+    if "COLUMNS" in os.environ or stream.isatty():
+        return None
+    return 200
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CatalogOpt = Annotated[

@@ -36,6 +36,7 @@ class SimResult:
     jobs: list[Job]
     start: np.ndarray  # first start time, nan if never
     finish: np.ndarray  # nan if not completed
+    first_pool: np.ndarray  # pool of the first start, -1 if never started
     work_done: np.ndarray
     iso_time: np.ndarray  # time alone on 1/n of the cluster (fairness reference)
     unrunnable: dict[str, str]
@@ -88,6 +89,7 @@ def run_simulation(
     pool_of = np.full(N, -1, dtype=np.int64)
     ver = np.zeros(N, dtype=np.int64)
     start = np.full(N, np.nan)
+    first_pool = np.full(N, -1, dtype=np.int64)
     finish = np.full(N, np.nan)
     used = np.zeros(P, dtype=np.int64)
     busy = np.zeros(P)
@@ -166,6 +168,7 @@ def run_simulation(
             prog_t[i] = t + d.stage_s
             if np.isnan(start[i]):
                 start[i] = t
+                first_pool[i] = d.pool
             ver[i] += 1
             eta = prog_t[i] + rem[i] / d.rate
             heapq.heappush(heap, (eta, i, int(ver[i])))
@@ -197,6 +200,7 @@ def run_simulation(
         jobs=jobs,
         start=start,
         finish=finish,
+        first_pool=first_pool,
         work_done=np.array([j.work for j in jobs]) - rem,
         iso_time=sched.iso_time[:N].copy(),
         unrunnable=unrunnable,
