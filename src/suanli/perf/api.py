@@ -31,8 +31,9 @@ def job_rate(workload: Workload, chip: Chip, n_devices: int) -> float:
     """Work units per second (``workload.unit``) of ``workload`` on ``n_devices`` x ``chip``.
 
     * train: tokens/s of the fastest fitting layout (searched) for a global batch of
-      ``workload.batch`` sequences of ``workload.seq_len`` tokens (rounded up to a multiple of
-      the data-parallel degree when needed); model ``workload.model`` or ``llama3-8b``;
+      ``workload.batch`` sequences of ``workload.seq_len`` tokens (when no data-parallel degree
+      divides it, the per-replica batch is rounded up); model ``workload.model`` or
+      ``llama3-8b``;
     * infer: end-to-end output tokens/s for ``workload.batch`` concurrent requests of
       ``seq_len`` prompt tokens (default 1024) and 256 output tokens; model default
       ``llama3-8b``;
@@ -71,12 +72,14 @@ def _compute(w: Workload, chip: Chip, n: int) -> float:
             prompt=w.seq_len or INFER_PROMPT, output=INFER_OUTPUT, precision=prec,
         ).output_tokens_per_s
     if w.kind == "train":
-        est = estimate_train(
-            w.model or DEFAULT_TRAIN_MODEL, chip, n, seq_len=w.seq_len,
-            global_batch=max(1, w.batch), precision=prec, search_layouts=True, top_k=1,
-            strict_batch=False,
-        )
-        return est.tokens_per_s
+        kw = dict(seq_len=w.seq_len, global_batch=max(1, w.batch), precision=prec,
+                  search_layouts=True, top_k=1)
+        model = w.model or DEFAULT_TRAIN_MODEL
+        try:  # the global batch as given (dp must divide it) ...
+            return estimate_train(model, chip, n, **kw).tokens_per_s  # type: ignore[arg-type]
+        except CannotRun:  # ... else round the per-replica batch up
+            est = estimate_train(model, chip, n, strict_batch=False, **kw)  # type: ignore[arg-type]
+            return est.tokens_per_s
     raise SuanliError(f"unknown workload kind {w.kind!r}")
 
 

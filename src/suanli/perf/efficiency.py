@@ -47,6 +47,9 @@ DEFAULT_ATTENTION_KERNEL = "flash2"
 DP_OVERLAP = 0.85
 # Width at which a GEMM reaches half of its asymptotic efficiency penalty (see gemm_shape_factor).
 GEMM_HALF_WIDTH = 192.0
+# Same form for the token (row) dimension of a GEMM: few tokens per device per micro-batch
+# (large cp / pp with micro-batch 1, decode) leave tensor-core waves partly empty.
+GEMM_HALF_ROWS = 128.0
 
 _TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32)
 
@@ -74,8 +77,8 @@ EVIDENCE: tuple[Evidence, ...] = (
         source="FlagPerf base A100-40GB / A800 (GEMM 83.1 % BF16, HBM 85.4 %, allreduce 78 %)",
     ),
     Evidence(
-        r"(^|[^0-9])h100", tflops={Precision.BF16: 789.2, Precision.FP16: 761.8},
-        source="public torch matmul table (H100 789 TFLOPS BF16 of 989)",
+        r"(^|[^0-9])h(100|800)", tflops={Precision.BF16: 789.2, Precision.FP16: 761.8},
+        source="public torch matmul table (H100 789 TFLOPS BF16 of 989; H800 = same SMs)",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
@@ -91,7 +94,7 @@ EVIDENCE: tuple[Evidence, ...] = (
         source="FlagPerf base MetaX C550 (GEMM 82.8-87.4 % of spec, HBM 1390.5 GB/s)",
     ),
     Evidence(
-        r"(^|[^0-9a-z])k100", tflops={Precision.FP16: 32.9, Precision.FP32: 19.1,
+        r"(^|[^0-9a-z])k100(?![-_ ]?ai)", tflops={Precision.FP16: 32.9, Precision.FP32: 19.1,
                                       Precision.FP64: 14.9},
         source="wangzy0327/hblas-bench rocBLAS on Hygon K100 (FP16 only ~33 % of 100)",
     ),
@@ -204,3 +207,11 @@ def gemm_shape_factor(width: ArrayLike) -> np.ndarray:
     w = np.maximum(np.asarray(width, dtype=float), 1.0)
     ref = 8192.0 / (8192.0 + GEMM_HALF_WIDTH)
     return np.minimum(1.0, (w / (w + GEMM_HALF_WIDTH)) / ref)
+
+
+def gemm_rows_factor(rows: ArrayLike) -> np.ndarray:
+    """Relative GEMM efficiency for ``rows`` tokens per GEMM (same form as the width curve,
+    normalised to 1 at 8192 rows): 512 -> 0.81, 2048 -> 0.95, >= 8192 -> 1."""
+    r = np.maximum(np.asarray(rows, dtype=float), 1.0)
+    ref = 8192.0 / (8192.0 + GEMM_HALF_ROWS)
+    return np.minimum(1.0, (r / (r + GEMM_HALF_ROWS)) / ref)

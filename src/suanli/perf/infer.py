@@ -8,7 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suanli.errors import CannotRun, SuanliError
-from suanli.perf.efficiency import ATTENTION_KERNELS, DEFAULT_ATTENTION_KERNEL, gemm_shape_factor
+from suanli.perf.efficiency import (
+    ATTENTION_KERNELS,
+    DEFAULT_ATTENTION_KERNEL,
+    gemm_rows_factor,
+    gemm_shape_factor,
+)
 from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
@@ -76,7 +81,7 @@ def evaluate_infer(
     gemm = 2.0 * model.matmul_params_active * toks / tp
     attn = model.attn_flops_fwd(prompt / 2.0) * toks / tp
     t_prefill = (
-        gemm / (hw.flops * g)
+        gemm / (hw.flops * g * float(gemm_rows_factor(toks)))
         + attn / (hw.flops * attn_rel)
         + w_dev / hw.hbm_bw
         + allreduce(toks * model.d_model * 2.0)
@@ -91,7 +96,8 @@ def evaluate_infer(
     kv_read = b * ctx_mean * kv_tok / tp
     t_mem = (w_read + kv_read) / hw.hbm_bw
     flops_step = (2.0 * model.matmul_params_active + model.attn_flops_fwd(ctx_mean)) * b / tp
-    t_comp = flops_step / (hw.flops * min(1.0, g * b / (b + 16.0)))  # thin GEMMs at small batch
+    # decode GEMMs are skinny (M = batch): specialised GEMV/skinny kernels, half-efficiency at 16
+    t_comp = flops_step / (hw.flops * g * b / (b + 16.0))
     tpot = max(t_mem, t_comp) + allreduce(b * model.d_model * 2.0)
     total = t_prefill + output * tpot
     return InferResult(

@@ -18,6 +18,7 @@ from suanli.errors import CannotRun, SuanliError
 from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
+    gemm_rows_factor,
     gemm_shape_factor,
 )
 from suanli.perf.hardware import GIB, Hardware
@@ -106,7 +107,7 @@ def evaluate(
     head_fwd = 2.0 * T * head_mm / tp
     gemm_exec = gemm_fwd * 3.0 + (gemm_fwd - head_fwd) * full  # the LM head is not recomputed
     attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
-    g = gemm_shape_factor(d / tp)
+    g = gemm_shape_factor(d / tp) * gemm_rows_factor(T)
     t_gemm = gemm_exec / (hw.flops * g)
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
     t_attn = attn_exec / (hw.flops * attn_rel)

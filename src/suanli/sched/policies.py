@@ -33,9 +33,13 @@ class Policy:
     description = "first come, first served; non-preemptive; backfills jobs that fit"
     preemptive = False
     lp = False
+    # A job waits instead of taking a free pool that scores worse than PATIENCE x its best
+    # pool (time or cost): how the greedy policies weigh queueing against speed and price.
+    patience: float | None = 3.0
 
-    def __init__(self, aware: bool = True) -> None:
+    def __init__(self, aware: bool = True, patience: float | None = 3.0) -> None:
         self.aware = aware
+        self.patience = patience
 
     @property
     def label(self) -> str:

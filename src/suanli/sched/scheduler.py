@@ -414,6 +414,14 @@ class Scheduler:
         maxfree = int(free.max())
         min_dem = int(dem.min())
         has_quota = bool(np.isfinite(quota).any())
+        # patience: a job waits rather than take a pool scoring > patience x its best pool's
+        # (scores are times or costs; share scores are negative and exempt)
+        pat = getattr(self.policy, "patience", None)
+        lim = np.full(len(slots), np.inf)
+        if pat is not None:
+            fin = np.where(np.isfinite(scores), scores, np.inf).min(axis=1)
+            pos = np.isfinite(fin) & (fin > 0)
+            lim[pos] = fin[pos] * pat
         for i in range(len(slots)):
             if maxfree < min_dem:
                 break
@@ -424,7 +432,7 @@ class Scheduler:
             if has_quota and used[q] + d > quota[q]:
                 continue
             row = scores[i]
-            ok = (free >= d) & np.isfinite(row)
+            ok = (free >= d) & np.isfinite(row) & (row <= lim[i])
             if not ok.any():
                 continue
             best = row[ok].min()
