@@ -190,3 +190,12 @@ def test_validation_median_error_target(extra_catalog: Path) -> None:
     s = d["summary"]
     assert s["predicted"] == s["rows"] >= 100
     assert s["median_abs_error_pct"] <= 15.0
+
+
+def test_validate_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --data the command finds ../shared/data/validation from the project root."""
+    monkeypatch.chdir(ROOT)
+    d = run_json("validate")
+    assert d["summary"]["rows"] >= 100
+    for r in d["rows"]:
+        assert (r["predicted"] is None) == (r["problem"] is not None)

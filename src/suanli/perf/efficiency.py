@@ -51,6 +51,11 @@ GEMM_HALF_WIDTH = 192.0
 # (large cp / pp with micro-batch 1, decode) leave tensor-core waves partly empty.
 GEMM_HALF_ROWS = 128.0
 
+# Measured GEMM fractions above this are capped: they suggest a datasheet peak below the clock
+# the benchmark actually ran at (910B 304/313, H20 142/148), and training GEMMs with real shapes
+# never sustain them. Applies to evidence only; explicit overrides are taken as given.
+MAX_MEASURED_COMPUTE = 0.90
+
 _TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32)
 
 
@@ -165,6 +170,8 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
     for pattern, ratios in RATIO_EVIDENCE.items():
         if _matches(pattern, chip) and prec in ratios:
             out["compute"] = ratios[prec]
+    if "compute" in out:
+        out["compute"] = min(out["compute"], MAX_MEASURED_COMPUTE)
     return out, "; ".join(sources)
 
 

@@ -333,6 +333,11 @@ def model_from_dict(data: Any, *, file: str | Path | None = None) -> ModelShape:
         raise SuanliError(f"unknown field(s): {', '.join(unknown)}", file=file)
     try:
         if base is not None:
+            base_name = get_model(str(base)).name
+            if "name" not in data:
+                data["name"] = Path(str(file)).stem if file else f"{base_name}-custom"
+            for k in ("published_params", "published_active"):
+                data.setdefault(k, None)  # the publisher's count no longer describes this shape
             return replace(get_model(str(base)), **data)
         data.setdefault("name", Path(str(file)).stem if file else "custom")
         return ModelShape(**data)

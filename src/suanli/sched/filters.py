@@ -66,7 +66,7 @@ def site_filter(job: Job, pool: Pool) -> str | None:
 
 def capacity_filter(job: Job, pool: Pool) -> str | None:
     if job.gang > pool.devices:
-        return f"gang of {job.gang} > {pool.devices} accelerators in {pool.label}"
+        return f"gang of {job.gang} > {pool.devices} accelerators of {pool.chip_type} in a site"
     return None
 
 

@@ -402,7 +402,12 @@ class Scheduler:
     def _allocate(
         self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray
     ) -> dict[int, int]:
-        """Greedy all-or-nothing placement in order; mutates ``free``."""
+        """Greedy all-or-nothing placement in order; mutates ``free``.
+
+        Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
+        pool just used is updated after each placement, so jobs that cannot be placed cost
+        nothing in the Python loop.
+        """
         out: dict[int, int] = {}
         if len(slots) == 0:
             return out
@@ -410,38 +415,34 @@ class Scheduler:
         qi = self.qidx[slots]
         used = self.queue_used.astype(float).copy()
         quota = np.asarray(self.queue_quota)
-        capf = np.maximum(self.capacity, 1).astype(float)
-        maxfree = int(free.max())
-        min_dem = int(dem.min())
         has_quota = bool(np.isfinite(quota).any())
+        capf = np.maximum(self.capacity, 1).astype(float)
+        fin = np.isfinite(scores)
+        okm = fin & (free[None, :] >= dem[:, None])
         # patience: a job waits rather than take a pool scoring > patience x its best pool's
         # (scores are times or costs; share scores are negative and exempt)
         pat = getattr(self.policy, "patience", None)
-        lim = np.full(len(slots), np.inf)
         if pat is not None:
-            fin = np.where(np.isfinite(scores), scores, np.inf).min(axis=1)
-            pos = np.isfinite(fin) & (fin > 0)
-            lim[pos] = fin[pos] * pat
-        for i in range(len(slots)):
-            if maxfree < min_dem:
-                break
-            d = int(dem[i])
-            if d > maxfree:
+            best = np.where(fin, scores, np.inf).min(axis=1)
+            pos = np.isfinite(best) & (best > 0)
+            if pos.any():
+                okm[pos] &= scores[pos] <= (best[pos] * pat)[:, None]
+        for i in np.nonzero(okm.any(axis=1))[0]:
+            row_ok = okm[i]
+            if not row_ok.any():
                 continue
+            d = int(dem[i])
             q = int(qi[i])
             if has_quota and used[q] + d > quota[q]:
                 continue
             row = scores[i]
-            ok = (free >= d) & np.isfinite(row) & (row <= lim[i])
-            if not ok.any():
-                continue
-            best = row[ok].min()
-            tie = ok & (row <= best + 1e-9 * abs(best) + 1e-12)
+            best_i = row[row_ok].min()
+            tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
             p = int(np.argmax(np.where(tie, free / capf, -1.0)))
             free[p] -= d
             used[q] += d
             out[int(slots[i])] = p
-            maxfree = int(free.max())
+            okm[:, p] &= dem <= free[p]
         return out
 
     def _fill(self, now: float) -> list[Decision]:
