@@ -31,7 +31,7 @@ def extra_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     a100 = load_catalog().get("nvidia_a100_sxm_80").model_dump(mode="json", exclude_none=True)
     forty = json.loads(json.dumps(a100))
     forty.update(id="test_a100_sxm_40", name="Test A100 SXM4 40GB",
-                 aliases=["A100-SXM-40GB", "A100-40GB"])
+                 aliases=["TEST-A100-40"])
     forty["memory"]["size_gb"]["value"] = 40
     forty["memory"]["bandwidth_gbs"]["value"] = 1555
     nofp64 = json.loads(json.dumps(a100))

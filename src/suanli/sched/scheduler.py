@@ -427,10 +427,11 @@ class Scheduler:
             pos = np.isfinite(best) & (best > 0)
             if pos.any():
                 okm[pos] &= scores[pos] <= (best[pos] * pat)[:, None]
-        for i in np.nonzero(okm.any(axis=1))[0]:
-            row_ok = okm[i]
-            if not row_ok.any():
+        cnt = okm.sum(axis=1)  # pools each job still fits in now
+        for i in np.nonzero(cnt)[0].tolist():
+            if cnt[i] <= 0:
                 continue
+            row_ok = okm[i]
             d = int(dem[i])
             q = int(qi[i])
             if has_quota and used[q] + d > quota[q]:
@@ -442,7 +443,10 @@ class Scheduler:
             free[p] -= d
             used[q] += d
             out[int(slots[i])] = p
-            okm[:, p] &= dem <= free[p]
+            flip = okm[:, p] & (dem > free[p])
+            if flip.any():
+                okm[flip, p] = False
+                cnt[flip] -= 1
         return out
 
     def _fill(self, now: float) -> list[Decision]:
