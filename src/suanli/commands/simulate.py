@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from suanli.commands.common import CatalogOpt, JsonOpt, console, err_console, fmt, print_json
+from suanli.errors import SuanliError
+from suanli.sched.job import Queue
 from suanli.sched.policies import get_policy, policy_names
 from suanli.sim.engine import SimResult, run_simulation
 from suanli.sim.setup import prepare
@@ -44,6 +46,10 @@ def simulate(
                        "preemptive policies.")] = 360.0,
     load: Annotated[float, typer.Option("--load", help="Multiply the trace's arrival rate "
                     "by K.")] = 1.0,
+    quota: Annotated[list[str] | None, typer.Option("--quota", help="Queue quota NAME=N "
+                     "accelerators (repeatable).")] = None,
+    weight: Annotated[list[str] | None, typer.Option("--weight", help="Queue weight NAME=W "
+                      "for the fairness policies (repeatable).")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")]
     = None,
     catalog: CatalogOpt = None,
@@ -52,10 +58,11 @@ def simulate(
     """Simulate scheduling policies on a fleet with a job trace and compare them.
 
     Policies: fifo, srpt, las, max-min (Gavel-style), ftf, min-makespan, max-throughput,
-    min-cost, min-energy, min-carbon; each also as <name>-agnostic.
+    min-cost, min-energy, min-carbon, balanced; each also as <name>-agnostic.
     """
     names = [policy, *(compare or [])]
     policies = [get_policy(n) for n in names]
+    queues = parse_queues(quota or [], weight or [])
     setup = prepare(fleet=fleet, trace=trace, trace_format=trace_format,
                     throughputs=throughputs, seed=seed, scale_fleet=scale_fleet,
                     max_jobs=max_jobs, load=load, catalog_files=catalog)
@@ -64,7 +71,7 @@ def simulate(
     if json_out:
         for pol in policies:
             results.append(run_simulation(setup.cluster, jobs, pol, setup.provider,
-                                          round_s=round_s, notes=setup.notes))
+                                          round_s=round_s, notes=setup.notes, queues=queues))
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=False) as bar:
@@ -76,7 +83,7 @@ def simulate(
 
                 results.append(run_simulation(setup.cluster, jobs, pol, setup.provider,
                                               round_s=round_s, notes=setup.notes,
-                                              progress=tick))
+                                              progress=tick, queues=queues))
     if html is not None:
         from suanli.report.sim import write_sim_html
 
@@ -102,6 +109,23 @@ def simulate(
     for u in unr[:3]:
         console.print(f"[yellow]{u['jobs']} job(s) cannot run:[/yellow] {u['reason']}",
                       highlight=False, markup=True)
+
+
+def parse_queues(quotas: list[str], weights: list[str]) -> list[Queue]:
+    """``--quota NAME=N`` and ``--weight NAME=W`` into queue definitions."""
+    q: dict[str, float] = {}
+    w: dict[str, float] = {}
+    for opt, items, out in (("--quota", quotas, q), ("--weight", weights, w)):
+        for item in items:
+            name, sep, val = item.partition("=")
+            try:
+                num = float(val)
+            except ValueError:
+                num = -1.0
+            if not sep or not name.strip() or num <= 0:
+                raise SuanliError(f"expected NAME=number > 0, got '{item}'", field=opt)
+            out[name.strip()] = num
+    return [Queue(n, weight=w.get(n, 1.0), quota=q.get(n)) for n in sorted({*q, *w})]
 
 
 def _print_table(results: list[SimResult], fleet: str, devices: int, source: str) -> None:

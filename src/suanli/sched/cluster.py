@@ -29,6 +29,7 @@ class ChipResolver(Protocol):
 class Pool:
     index: int
     site: str
+    region: str | None
     chip_type: str  # catalogue id, or an opaque type name (no catalogue entry)
     chip: Chip | None  # None for opaque types
     devices: int
@@ -105,6 +106,7 @@ class ClusterSpec:
                     Pool(
                         index=len(pools),
                         site=site.name,
+                        region=site.region,
                         chip_type=ctype,
                         chip=chip,
                         devices=group.accelerators,

@@ -43,7 +43,8 @@ def stack_filter(job: Job, pool: Pool) -> str | None:
     if chip is None or not job.cuda_only:
         return None
     if chip.stack.cuda_compat not in ("native", "binary"):
-        return f"CUDA-only job; {chip.id} ({chip.stack.name}) is cuda_compat={chip.stack.cuda_compat}"
+        compat = chip.stack.cuda_compat
+        return f"CUDA-only job; {chip.id} ({chip.stack.name}) is cuda_compat={compat}"
     return None
 
 
@@ -59,9 +60,12 @@ def allowed_chips_filter(job: Job, pool: Pool) -> str | None:
 
 
 def site_filter(job: Job, pool: Pool) -> str | None:
-    if job.allowed_sites is not None and pool.site not in job.allowed_sites:
-        return f"site {pool.site} is not allowed for the job"
-    return None
+    """``allowed_sites`` may name sites or regions (e.g. a national hub)."""
+    if job.allowed_sites is None:
+        return None
+    if pool.site in job.allowed_sites or (pool.region and pool.region in job.allowed_sites):
+        return None
+    return f"site {pool.site} is not allowed for the job"
 
 
 def capacity_filter(job: Job, pool: Pool) -> str | None:

@@ -7,10 +7,7 @@ workload (tokens, FLOP, bytes, or training steps when speeds come from a measure
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from suanli.catalog.schema import Precision
 from suanli.perf.workload import Workload
@@ -34,7 +31,7 @@ class Job:
     cuda_only: bool = False  # CUDA kernels: needs stack cuda_compat native or binary
     fp64: bool = False  # needs FP64 hardware
     allowed_chips: frozenset[str] | None = None  # chip ids (or opaque type names)
-    allowed_sites: frozenset[str] | None = None
+    allowed_sites: frozenset[str] | None = None  # site names or regions
     priority: float = 1.0  # weight in fairness policies
     deadline: float | None = None  # absolute s, informational (reported)
     data_gb: float = 0.0  # input data to move when the job runs outside ``home_site``
@@ -66,28 +63,3 @@ class Queue:
     name: str
     weight: float = 1.0
     quota: float | None = None  # max accelerators running at once (None = unlimited)
-
-
-@dataclass
-class JobColumns:
-    """Column view of a job list for hot loops (arrival-sorted by the caller if needed)."""
-
-    ids: list[str]
-    arrival: np.ndarray
-    gang: np.ndarray
-    demand_milli: np.ndarray
-    work: np.ndarray
-    priority: np.ndarray
-    queue: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, jobs: Sequence[Job]) -> JobColumns:
-        return cls(
-            ids=[j.id for j in jobs],
-            arrival=np.fromiter((j.arrival for j in jobs), float, len(jobs)),
-            gang=np.fromiter((j.gang for j in jobs), np.int64, len(jobs)),
-            demand_milli=np.fromiter((j.demand_milli for j in jobs), np.int64, len(jobs)),
-            work=np.fromiter((j.work for j in jobs), float, len(jobs)),
-            priority=np.fromiter((j.priority for j in jobs), float, len(jobs)),
-            queue=[j.queue for j in jobs],
-        )

@@ -126,6 +126,35 @@ class MinCarbon(_EnergyBase):
         return c.power_kw * c.pue * c.carbon
 
 
+class Balanced(Policy):
+    """FIFO; each job goes where it costs least in money, counting its time too.
+
+    score = accelerator-hours held (data staging + compute) x ``value_cny_per_acc_h`` (what an
+    accelerator-hour is worth to its owner: rental price or opportunity cost)
+    + electricity (power x PUE x site price) + CO2 x ``carbon_cny_per_kg``. This is how a job
+    weighs speed, price, energy, carbon and the time to move its data to a site; queueing is
+    weighed by the patience rule (wait for a better pool rather than take a much worse one).
+    """
+
+    name = "balanced"
+    description = "FIFO; place where value of time + electricity + carbon cost is lowest"
+    value_cny_per_acc_h = 10.0
+    carbon_cny_per_kg = 0.08
+
+    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        c = sched.cluster
+        R = sched.view_rates(slots, self.aware)
+        g = sched.gang(slots)[:, None]
+        rem = sched.remaining(slots, now)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            comp_h = np.where(R > 0, rem / R, np.inf) / 3600.0
+        stage_h = sched.stage_matrix(slots) / 3600.0
+        kwh = g * comp_h * (c.power_kw * c.pue)[None, :]
+        money = (g * (comp_h + stage_h) * self.value_cny_per_acc_h
+                 + kwh * (c.price + c.carbon * self.carbon_cny_per_kg)[None, :])
+        return np.where(R > 0, money, INF)
+
+
 class _SharePolicy(Policy):
     preemptive = True
     lp = True
@@ -159,7 +188,7 @@ class FinishTimeFairness(_SharePolicy):
     )
 
     def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R, m, g, _, cap, inv, cls = sched.class_problem(slots, self.aware)
+        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
         need = sched.ftf_need(slots, now, self.aware)
         urgency = np.zeros(len(m))
         np.maximum.at(urgency, inv, need)
@@ -200,6 +229,7 @@ POLICIES: dict[str, type[Policy]] = {
         MinCost,
         MinEnergy,
         MinCarbon,
+        Balanced,
     )
 }
 ALIASES = {"gavel": "max-min", "max-min-fairness": "max-min", "sjf": "srpt", "fcfs": "fifo"}

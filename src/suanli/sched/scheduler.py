@@ -38,6 +38,7 @@ from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 WAITING, RUNNING, DONE, UNRUNNABLE = 0, 1, 2, 3
 DEFICIT_CAP_ROUNDS = 24.0
+UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,10 @@ class Scheduler:
         self._next_round: float | None = None
         self._last_round_t: float | None = None
         self._dirty = True
-        self.stats = {"rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0}
+        self.stats = {"rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0,
+                      "migrations": 0}
+        self._freed = False  # capacity was released since the last schedule()
+        self._subopt: set[int] = set()  # running slots not on one of their fastest pools
 
     # ------------------------------------------------------------------ storage
     def _queue(self, name: str, weight: float = 1.0, quota: float | None = None) -> int:
@@ -157,8 +161,10 @@ class Scheduler:
         self._cap = cap
 
     # ------------------------------------------------------------------ driver API
-    def submit(self, job: Job, now: float) -> str | None:
-        """Register an arrived job. Returns the reason when it can never run, else None."""
+    def submit(self, job: Job, now: float | None = None) -> str | None:
+        """Register an arrived job (``now`` defaults to its arrival time).
+
+        Returns the reason when it can never run anywhere in the cluster, else None."""
         if job.id in self.slot_of:
             raise SuanliError(f"duplicate job id '{job.id}'", where=job.origin or None)
         s = self._n
@@ -203,6 +209,7 @@ class Scheduler:
         s = self.slot_of[job_id]
         if self.state[s] == RUNNING:
             self._stop(s, now)
+            self._freed = True
         self.waiting.pop(s, None)
         self.state[s] = DONE
         self.done[s] = self.work[s]
@@ -213,9 +220,21 @@ class Scheduler:
         return self._next_round
 
     def schedule(self, now: float, state: ClusterState | None = None) -> list[Decision]:
-        """Decisions for time ``now``: a full round when one is due, else a back-fill."""
+        """Decisions for time ``now``: a full round when one is due, else a back-fill.
+
+        ``state`` (optional) is what the executors report free; capacity the scheduler thinks
+        free but the cluster does not is held back for this call only."""
+        hidden = None
         if state is not None:
-            self.free = np.minimum(self.free, state.free_milli.astype(np.int64))
+            hidden = np.maximum(self.free - state.free_milli.astype(np.int64), 0)
+            self.free -= hidden
+        try:
+            return self._schedule(now)
+        finally:
+            if hidden is not None:
+                self.free += hidden
+
+    def _schedule(self, now: float) -> list[Decision]:
         due = self._next_round is not None and now >= self._next_round - 1e-9
         if due:
             out = self._round(now)
@@ -223,6 +242,10 @@ class Scheduler:
             out = self._fill(now)
         else:
             out = []
+        if (not self.waiting and self._subopt and self.policy.preemptive and self.policy.aware
+                and self._freed):
+            out += self._upgrade(now)
+        self._freed = False
         if self.policy.preemptive:
             if self.waiting:
                 if due or self._next_round is None:
@@ -355,7 +378,10 @@ class Scheduler:
             stage = float(self.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
         if self.data_gb[s] > 0 and ds >= 0:
             self.data_site[s] = site
-        rate = float(self._class_rates[self.cls[s]][p])
+        rates = self._class_rates[self.cls[s]]
+        rate = float(rates[p])
+        if rate < 0.999 * rates.max():
+            self._subopt.add(s)
         d = int(self.demand[s])
         self.free[p] -= d
         self.queue_used[self.qidx[s]] += d
@@ -381,6 +407,7 @@ class Scheduler:
         self.queue_used[self.qidx[s]] -= d
         self.pool[s] = -1
         self.rate_now[s] = 0.0
+        self._subopt.discard(s)
         self.state[s] = WAITING
         del self.running[s]
         self.waiting[s] = None
@@ -447,6 +474,32 @@ class Scheduler:
             if flip.any():
                 okm[flip, p] = False
                 cnt[flip] -= 1
+        return out
+
+    def _upgrade(self, now: float) -> list[Decision]:
+        """Nobody waits and capacity came free: move running jobs (preemptive, aware policies)
+        to a free pool where they would finish in under UPGRADE_GAIN of the time left where
+        they are. Rounds are dormant then, so this is how jobs reach faster pools."""
+        run = np.fromiter(sorted(self._subopt), np.int64, len(self._subopt))
+        if self.free.max() < self.demand[run].min():
+            return []
+        t = Policy.scores(self.policy, self, run, now)
+        cur = self.pool[run]
+        here = t[np.arange(len(run)), cur]
+        out: list[Decision] = []
+        free = self.free.copy()
+        for k in np.argsort(-(here - t.min(axis=1)), kind="stable"):
+            s = int(run[k])
+            d = int(self.demand[s])
+            ok = (free >= d) & (t[k] < UPGRADE_GAIN * here[k])
+            if not ok.any():
+                continue
+            p = int(np.argmin(np.where(ok, t[k], np.inf)))
+            free[p] -= d
+            free[cur[k]] += d
+            out.append(self._stop(s, now))
+            out.append(self._start(s, p, now))
+            self.stats["migrations"] += 1
         return out
 
     def _fill(self, now: float) -> list[Decision]:

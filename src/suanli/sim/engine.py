@@ -51,6 +51,8 @@ class SimResult:
     stats: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # (time, "start" | "stop" | "finish", job index, pool, milli-accelerators) when recorded
+    decisions: list[tuple[float, str, int, int, int]] = field(default_factory=list)
 
     @property
     def completed(self) -> np.ndarray:
@@ -68,6 +70,7 @@ def run_simulation(
     progress: Progress | None = None,
     notes: Sequence[str] = (),
     max_samples: int = 200_000,
+    record_decisions: bool = False,
 ) -> SimResult:
     """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs."""
     from suanli.sim.metrics import summarize  # local: metrics imports SimResult
@@ -81,6 +84,11 @@ def run_simulation(
     arrival = np.fromiter((j.arrival for j in jobs), float, N)
     if N and (np.isnan(arrival).any() or arrival.min() < 0):
         raise SuanliError("job arrival times must be >= 0")
+    for j in jobs:
+        if not j.work > 0:
+            raise SuanliError(
+                "job has no work to do (work <= 0); for traces with durations call "
+                "suanli.sim.traces.attach_work first", where=j.origin or f"job '{j.id}'")
 
     rem = np.fromiter((j.work for j in jobs), float, N)
     rate = np.zeros(N)
@@ -101,6 +109,7 @@ def run_simulation(
     tl_t: list[float] = []
     tl_used: list[np.ndarray] = []
     tl_q: list[int] = []
+    log: list[tuple[float, str, int, int, int]] = []
 
     def settle(i: int, t: float) -> None:
         p = int(pool_of[i])
@@ -121,6 +130,7 @@ def run_simulation(
     events = 0
     n_final = 0
     next_report = 0
+    n_dec = 1
     while True:
         t_arr = arrival[ia] if ia < N else np.inf
         while heap and heap[0][2] != ver[heap[0][1]]:
@@ -129,8 +139,8 @@ def run_simulation(
         wake = sched.next_wakeup(t)
         t_wake = wake if wake is not None else np.inf
         t_next = min(t_arr, t_fin, t_wake)
-        if t_next == np.inf:
-            break
+        if t_next == np.inf or (t_arr == np.inf and t_fin == np.inf and not n_dec):
+            break  # nothing left, or only rounds that can no longer change anything
         t = max(t, float(t_next))
         events += 1
         # completions
@@ -138,6 +148,8 @@ def run_simulation(
             _, i, v = heapq.heappop(heap)
             if v != ver[i]:
                 continue
+            if record_decisions:
+                log.append((t, "finish", i, int(pool_of[i]), int(demand[i])))
             settle(i, t)
             rem[i] = 0.0
             finish[i] = t
@@ -150,8 +162,12 @@ def run_simulation(
                 n_final += 1
             ia += 1
         # decisions: stops first, then starts
-        for d in sched.schedule(t):
+        decisions = sched.schedule(t)
+        n_dec = len(decisions)
+        for d in decisions:
             i = d.slot
+            if record_decisions:
+                log.append((t, d.action, i, d.pool, d.demand_milli))
             if d.action == "stop":
                 if pool_of[i] != d.pool:
                     raise RuntimeError(f"scheduler stopped {d.job_id} which is not running there")
@@ -214,6 +230,7 @@ def run_simulation(
         wall_s=time.perf_counter() - t_wall,
         stats=dict(sched.stats) | {"provider_calls": sched.matrix.calls},
         notes=list(notes),
+        decisions=log,
     )
     res.metrics = summarize(res)
     return res

@@ -21,6 +21,7 @@ from suanli.fleet import Fleet, demo_fleet_path, load_fleet
 from suanli.sched.cluster import ClusterSpec
 from suanli.sched.throughput import MeasuredThroughput, ModelThroughput, ThroughputProvider
 from suanli.sim.traces import (
+    FORMATS,
     Trace,
     attach_work,
     demo_trace_path,
@@ -30,7 +31,11 @@ from suanli.sim.traces import (
     synthetic_jobs,
 )
 
-REFERENCE_CHIP = {"philly": "nvidia_p100", "alibaba": "nvidia_t4", "synthetic": "nvidia_a100_sxm_80"}
+REFERENCE_CHIP = {
+    "philly": "nvidia_p100",
+    "alibaba": "nvidia_t4",
+    "synthetic": "nvidia_a100_sxm_80",
+}
 FALLBACK_CHIPS = ("nvidia_v100", "nvidia_a100_sxm_80", "nvidia_h800_sxm", "hygon_k100_ai")
 
 
@@ -83,6 +88,9 @@ def prepare(
         raise SuanliError(f"must be > 0, got {load}", field="--load")
     if max_jobs is not None and max_jobs < 1:
         raise SuanliError(f"must be >= 1, got {max_jobs}", field="--max-jobs")
+    if trace_format not in ("auto", *FORMATS):
+        raise SuanliError(f"unknown trace format '{trace_format}' (choose from "
+                          f"{', '.join(FORMATS)}, auto)", field="--trace-format")
     fl: Fleet | None = load_fleet(fleet, cat).fleet if fleet is not None else None
 
     # --- trace
@@ -98,6 +106,8 @@ def prepare(
         tr.notes.append("bundled demo trace (synthetic, seed 0)")
     else:
         raise SuanliError(f"--trace-format {trace_format} needs --trace FILE", field="--trace")
+    if max_jobs is not None:
+        tr.notes.append(f"--max-jobs {max_jobs}: at most the first {max_jobs} jobs by arrival")
     if load != 1.0:
         tr.jobs = [replace(j, arrival=j.arrival / load) for j in tr.jobs]
         tr.notes.append(f"arrival rate multiplied by {load:g} (inter-arrival times / {load:g})")

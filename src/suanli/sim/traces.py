@@ -173,6 +173,7 @@ class _Rows:
 
 
 def _limit(jobs: list[Job], max_jobs: int | None) -> list[Job]:
+    """The first ``max_jobs`` jobs by arrival (stable for equal arrival times)."""
     if max_jobs is not None and max_jobs < len(jobs):
         jobs = sorted(jobs, key=lambda j: j.arrival)[:max_jobs]
     return jobs
