@@ -72,6 +72,12 @@ def gavel(loads: list[float]) -> None:
             cells.append(f"{a:6.2f} vs {b:6.2f} = {b / a:4.2f}x")
         print(f"x{k:<4g} " + "  ".join(f"{c:>26s}" for c in cells)
               + f"   {time.perf_counter() - t0:5.1f}")
+    print("\nmakespan in hours, min-makespan vs min-makespan-agnostic (ratio agnostic / aware)")
+    for k in loads:
+        jobs = [dataclasses.replace(j, arrival=j.arrival / k) for j in tr.jobs]
+        a = run_simulation(cl, jobs, "min-makespan", tp).metrics["makespan_s"] / 3600
+        b = run_simulation(cl, jobs, "min-makespan-agnostic", tp).metrics["makespan_s"] / 3600
+        print(f"x{k:<4g} {a:6.1f} vs {b:6.1f} = {b / a:4.2f}x")
 
 
 def main(argv: list[str]) -> int:

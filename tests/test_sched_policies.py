@@ -309,3 +309,25 @@ def test_cluster_state_hides_capacity_for_one_call_only() -> None:
     assert (s.free == s.capacity).all()
     (d,) = s.schedule(1.0)
     assert d.job_id == "j0"
+
+
+def test_register_a_custom_policy() -> None:
+    from suanli.sched import Policy, register_policy
+    from suanli.sched.policies import POLICIES
+
+    @register_policy
+    class Biggest(Policy):
+        name = "biggest-first"
+
+        def priority(self, sched, slots, now):
+            return -sched.gang(slots)
+
+    try:
+        s = Scheduler(make_cluster(), get_policy("biggest-first"), FixedRates(RATES))
+        s.submit(job(0, gang=1), 0.0)
+        s.submit(job(1, gang=8), 0.0)
+        s.submit(job(2, gang=8), 0.0)
+        starts = s.schedule(0.0)
+        assert [d.job_id for d in starts][:2] == ["j1", "j2"]
+    finally:
+        POLICIES.pop("biggest-first")

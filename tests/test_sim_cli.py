@@ -49,12 +49,12 @@ def test_table_and_html(tmp_path: Path) -> None:
 
 def test_quota_option_caps_a_queue() -> None:
     r = runner.invoke(app, ["simulate", "--json", "--max-jobs", "120", "--policy", "fifo",
-                            "--quota", "research=8", "--weight", "production=2"])
+                            "--quota", "research=1", "--weight", "production=2"])
     assert r.exit_code == 0, r.output
     m = json.loads(r.stdout)["results"][0]
     assert m["completed"] + m["unrunnable"] == 120
     big = [u for u in m["unrunnable_reasons"] if "never placed" in u["reason"]]
-    assert big  # research jobs with gangs > 8 can never start under the quota
+    assert big  # research jobs with gangs > 1 can never start under the quota
 
 
 def test_gavel_with_measured_throughputs() -> None:
@@ -149,3 +149,13 @@ def test_alibaba_and_philly_end_to_end(tmp_path: Path) -> None:
     m = json.loads(r.stdout)["results"][0]
     assert m["completed"] + m["unrunnable"] == 399
     assert any("nvidia_p100" in n for n in json.loads(r.stdout)["notes"])
+
+
+def test_gavel_priced_by_the_model() -> None:
+    r = runner.invoke(app, ["simulate", "--json", "--trace", str(TRACES / "gavel_300jobs.trace"),
+                            "--policy", "fifo", "--max-jobs", "30"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert any("steps / 10 steps/s" in n for n in data["notes"])
+    m = data["results"][0]
+    assert m["completed"] + m["unrunnable"] == 30 and m["completed"] > 0

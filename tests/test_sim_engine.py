@@ -83,7 +83,7 @@ def check_invariants(res, jobs: list[Job]) -> None:
     assert len(by_id) == len(jobs)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs=st.lists(job_st, min_size=1, max_size=40), policy=st.sampled_from(POLICIES),
        round_s=st.sampled_from([60.0, 360.0]))
 def test_invariants_hold_for_any_trace_and_policy(specs: list[tuple], policy: str,

@@ -140,7 +140,7 @@ def test_jobs_csv_malformed(tmp_path: Path) -> None:
 
 def test_bundled_demo_trace_and_detection(tmp_path: Path) -> None:
     assert detect_format(demo_trace_path()) == "synthetic"
-    assert len(load_trace(demo_trace_path()).jobs) == 400
+    assert len(load_trace(demo_trace_path()).jobs) == 500
     assert detect_format(TRACES / "gavel_300jobs.trace") == "gavel"
     assert detect_format(TRACES / "philly.csv") == "philly"
     assert detect_format(TRACES / "alibaba2023_openb_pod_list_default.csv") == "alibaba"

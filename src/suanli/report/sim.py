@@ -104,6 +104,13 @@ def sim_report(results: Sequence[SimResult], report: Report, notes: Sequence[str
         [[p.label, p.devices, *[100 * r.metrics["utilisation_by_pool"][p.label] for r in results]]
          for p in c.pools],
     )
+    for key, label in (("by_chip_type", "chip type"), ("by_site", "site")):
+        names = list(results[0].metrics[key])
+        report.table(
+            [label, "devices", *[f"{r.policy} util %" for r in results]],
+            [[n, results[0].metrics[key][n]["devices"],
+              *[100 * r.metrics[key][n]["utilisation"] for r in results]] for n in names],
+        )
     report.heading("Delivered compute and energy")
     precs = sorted({k for r in results for k in r.metrics["eflops_h_by_precision"]})
     report.table(

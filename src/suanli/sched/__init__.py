@@ -2,7 +2,7 @@
 
 from suanli.sched.cluster import ClusterSpec, ClusterState, Pool
 from suanli.sched.job import Job, Queue
-from suanli.sched.policies import Policy, get_policy, policy_names
+from suanli.sched.policies import Policy, get_policy, policy_names, register_policy
 from suanli.sched.scheduler import Decision, Scheduler
 from suanli.sched.throughput import (
     MeasuredThroughput,
@@ -26,4 +26,5 @@ __all__ = [
     "ThroughputProvider",
     "get_policy",
     "policy_names",
+    "register_policy",
 ]

@@ -235,6 +235,14 @@ POLICIES: dict[str, type[Policy]] = {
 ALIASES = {"gavel": "max-min", "max-min-fairness": "max-min", "sjf": "srpt", "fcfs": "fifo"}
 
 
+def register_policy(cls: type[Policy]) -> type[Policy]:
+    """Add a policy class to the registry (usable as a decorator); ``cls.name`` is its name."""
+    if not cls.name or cls.name.endswith("-agnostic"):
+        raise ValueError(f"bad policy name {cls.name!r}")
+    POLICIES[cls.name] = cls
+    return cls
+
+
 def policy_names() -> list[str]:
     """Every accepted policy name, aware and agnostic."""
     return [n for base in POLICIES for n in (base, f"{base}-agnostic")]

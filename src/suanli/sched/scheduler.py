@@ -138,7 +138,6 @@ class Scheduler:
             setattr(self, name, new)
 
         grow("demand", (cap,), np.int64)
-        grow("gang_", (cap,), np.int64)
         grow("work", (cap,), float)
         grow("arrival", (cap,), float)
         grow("weight", (cap,), float, 1.0)
@@ -176,7 +175,6 @@ class Scheduler:
         qi = self._queue(job.queue)
         self.qidx[s] = qi
         self.demand[s] = job.demand_milli
-        self.gang_[s] = job.gang
         self.work[s] = job.work
         self.arrival[s] = job.arrival
         self.weight[s] = job.priority * self.queue_weight[qi]

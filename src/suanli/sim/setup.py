@@ -25,7 +25,7 @@ from suanli.sim.traces import (
     Trace,
     attach_work,
     demo_trace_path,
-    gavel_steps_to_tokens,
+    gavel_steps_to_work,
     load_jobs_csv,
     load_trace,
     synthetic_jobs,
@@ -35,6 +35,7 @@ REFERENCE_CHIP = {
     "philly": "nvidia_p100",
     "alibaba": "nvidia_t4",
     "synthetic": "nvidia_a100_sxm_80",
+    "gavel": "nvidia_v100",
 }
 FALLBACK_CHIPS = ("nvidia_v100", "nvidia_a100_sxm_80", "nvidia_h800_sxm", "hygon_k100_ai")
 
@@ -146,7 +147,7 @@ def prepare(
         provider = ModelThroughput({**extra, **chips}, proxies=proxies)
         notes.append("job speeds from the performance model (suanli.perf.job_rate)")
         if tr.format == "gavel":
-            tr = gavel_steps_to_tokens(tr)
+            tr = gavel_steps_to_work(tr)
             notes.append(tr.notes[-1])
         if any(j.duration_ref is not None and j.work <= 0 for j in tr.jobs):
             if ref not in cat:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -417,15 +417,20 @@ def load_gavel(path: str | Path, *, max_jobs: int | None = None) -> Trace:
                  notes=["Gavel trace: work = total steps of each job"])
 
 
-def gavel_steps_to_tokens(trace: Trace) -> Trace:
-    """For runs priced by the performance model: work = steps x batch x seq_len tokens."""
-    jobs = []
-    for j in trace.jobs:
-        w = j.workload or gavel_workload(j.job_type or "")
-        jobs.append(replace(j, work=j.work * w.batch * w.seq_len, workload=w))
+GAVEL_REF_STEPS_PER_S = 10.0  # ~ median isolated V100 rate of Gavel's 26 job types (10.8)
+
+
+def gavel_steps_to_work(trace: Trace) -> Trace:
+    """For runs priced by the performance model (no measured matrix): each job's duration on
+    the reference chip (nvidia_v100) is taken as steps / GAVEL_REF_STEPS_PER_S; its workload is
+    :func:`gavel_workload`; :func:`attach_work` then turns the duration into work."""
+    jobs = [replace(j, work=0.0, duration_ref=j.work / GAVEL_REF_STEPS_PER_S,
+                    workload=j.workload or gavel_workload(j.job_type or ""))
+            for j in trace.jobs]
     notes = [*trace.notes, "no measured throughputs given: Gavel jobs priced by the performance "
-             "model as FP32 mpt-125m training, work = steps x batch x 512 tokens (gavel_workload)"]
-    return replace(trace, jobs=jobs, notes=notes)
+             "model as FP32 mpt-125m training (gavel_workload); each job's duration on "
+             f"nvidia_v100 = steps / {GAVEL_REF_STEPS_PER_S:g} steps/s"]
+    return replace(trace, jobs=jobs, notes=notes, reference_chip="nvidia_v100")
 
 
 # ----------------------------------------------------------------------- suanli CSV
@@ -677,5 +682,3 @@ def _first_rate(provider: ThroughputProvider, key: Hashable, n: int,
             return r, c
     return None
 
-
-Loader = Callable[..., Trace]
