@@ -153,3 +153,28 @@ def test_jobs_without_work_are_rejected() -> None:
             origin="t.csv row 2")
     with pytest.raises(SuanliError, match=r"t.csv row 2: job has no work"):
         run_simulation(CLUSTER, [j], "fifo", FixedRates(RATES))
+
+
+def test_energy_leaves_out_chips_with_unknown_tdp() -> None:
+    """Unknown TDP is never guessed into the energy figures: those busy hours are reported."""
+    from suanli.catalog.loader import Catalog
+    from suanli.sched.cluster import ClusterSpec
+    from test_sched_support import make_chip, make_fleet
+
+    catalog = Catalog([
+        make_chip("fast_gpu", 900.0, mem_gb=80, tdp=700),
+        make_chip("mid_npu", 300.0, fp64=None, mem_gb=64, tdp=350, compat="port"),
+        make_chip("slow_dcu", 150.0, fp64=20.0, mem_gb=32, tdp=None, compat="source"),
+    ])
+    cluster = ClusterSpec.from_fleet(make_fleet(), catalog)
+    jobs = make_jobs([(float(i), 8, 5e4, False, False, 0.0, 1.0, "a", None) for i in range(40)])
+    res = run_simulation(cluster, jobs, "fifo", FixedRates(RATES))
+    m = res.metrics
+    unknown = [p.index for p in cluster.pools if p.chip_type == "slow_dcu"]
+    assert m["energy_unknown_for"] == ["slow_dcu"]
+    assert m["energy_excluded_busy_dev_h"] > 0  # the chip did run jobs
+    assert m["energy_excluded_busy_dev_h"] == pytest.approx(
+        sum(res.busy_dev_s[i] for i in unknown) / 3600)
+    expected = sum(res.busy_dev_s[p.index] / 3600 * p.power_w / 1000 * p.pue
+                   for p in cluster.pools if p.index not in unknown)
+    assert m["energy_kwh"] == pytest.approx(expected)

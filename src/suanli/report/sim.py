@@ -128,10 +128,10 @@ def sim_report(results: Sequence[SimResult], report: Report, notes: Sequence[str
     report.heading("Assumptions")
     for n in [*notes, *results[0].notes]:
         report.text(n, note=True)
-    assumed = results[0].metrics.get("power_assumed_for") or []
-    if assumed:
-        report.text(f"TDP unknown in the catalogue, 350 W assumed: {', '.join(assumed)}",
-                    note=True)
+    unknown = results[0].metrics.get("energy_unknown_for") or []
+    if unknown:
+        report.text("TDP unknown in the catalogue, so energy, cost and carbon leave out the busy "
+                    f"time on: {', '.join(unknown)} (the totals are lower bounds)", note=True)
 
 
 def write_sim_html(results: Sequence[SimResult], path: str | Path,

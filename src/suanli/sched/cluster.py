@@ -37,7 +37,9 @@ class Pool:
     price_cny_kwh: float
     carbon_kg_kwh: float
     wan_gbps: float
-    power_w: float  # per device, from the catalogue TDP (or DEFAULT_POWER_W when unknown)
+    # per device, from the catalogue TDP; when unknown DEFAULT_POWER_W is used only to rank
+    # placements (min-energy), never in reported energy figures (see power_known)
+    power_w: float
     power_known: bool
 
     @property

@@ -60,7 +60,10 @@ def summarize(res: SimResult) -> dict[str, Any]:
     total_busy = float(res.busy_dev_s.sum())
     for a in by_type.values():
         a["share"] = a["busy_dev_h"] * 3600 / total_busy if total_busy else 0.0
-    energy_p = res.busy_dev_s / 3600 * c.power_kw * c.pue  # kWh per pool
+    # Energy only where the catalogue knows the TDP: unknown stays unknown (the busy
+    # device-hours it leaves out are reported), so these totals are lower bounds.
+    known = np.array([p.power_known for p in c.pools], dtype=bool)
+    energy_p = np.where(known, res.busy_dev_s / 3600 * c.power_kw * c.pue, 0.0)  # kWh/pool
     rho = (jct / np.maximum(res.iso_time[done], 1e-9)) if done.any() else np.zeros(0)
     reasons = Counter(res.unrunnable.values())
     return {
@@ -93,5 +96,6 @@ def summarize(res: SimResult) -> dict[str, Any]:
         "events_per_s": res.events / res.wall_s if res.wall_s > 0 else None,
         "scheduler": res.stats,
         "notes": res.notes,
-        "power_assumed_for": sorted({p.chip_type for p in c.pools if not p.power_known}),
+        "energy_unknown_for": sorted({p.chip_type for p in c.pools if not p.power_known}),
+        "energy_excluded_busy_dev_h": float(res.busy_dev_s[~known].sum() / 3600),
     }
