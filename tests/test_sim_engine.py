@@ -168,7 +168,7 @@ def test_energy_leaves_out_chips_with_unknown_tdp() -> None:
     ])
     cluster = ClusterSpec.from_fleet(make_fleet(), catalog)
     jobs = make_jobs([(float(i), 8, 5e4, False, False, 0.0, 1.0, "a", None) for i in range(40)])
-    res = run_simulation(cluster, jobs, "fifo", FixedRates(RATES))
+    res = run_simulation(cluster, jobs, "max-min", FixedRates(RATES))
     m = res.metrics
     unknown = [p.index for p in cluster.pools if p.chip_type == "slow_dcu"]
     assert m["energy_unknown_for"] == ["slow_dcu"]
