@@ -24,12 +24,17 @@ from suanli.perf.estimate import estimate_infer, estimate_train
 from suanli.perf.hpc import estimate_hpc
 from suanli.report.html import Report
 from suanli.report.meter import meter_report
+from suanli.report.sim import sim_report
+from suanli.sched.policies import get_policy
+from suanli.sim.engine import SimResult, run_simulation
+from suanli.sim.setup import prepare
 
 TRAIN_MODEL = "llama3-70b"
 TRAIN_DEVICES = 1024
 TRAIN_TOKENS = 1.0e12
 INFER_MODEL = "llama2-70b"
 INFER_DEVICES = 8
+SIM_POLICIES = ("max-min", "max-min-agnostic", "fifo", "min-cost")
 
 
 def _demo_chips(catalog: Any) -> list[Chip]:
@@ -78,6 +83,13 @@ def _hpc_rows(chips: list[Chip]) -> list[dict[str, Any]]:
             rows.append({"chip": chip.name, "chip_id": chip.id, "ok": False,
                          "reason": exc.problem})
     return rows
+
+
+def _simulate(catalog: list[Path] | None) -> tuple[Any, list[SimResult]]:
+    setup = prepare(catalog_files=catalog)
+    results = [run_simulation(setup.cluster, setup.trace.jobs, get_policy(name), setup.provider,
+                              notes=setup.notes) for name in SIM_POLICIES]
+    return setup, results
 
 
 def _layout(r: dict[str, Any]) -> str:
@@ -148,7 +160,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """The main job on bundled data: meter the demo fleet, estimate training, inference
-        and HPC on each of its chips, and write out/report.html."""
+        and HPC on each of its chips, simulate scheduling policies on the demo trace, and
+        write out/report.html."""
         t0 = time.perf_counter()
         cat = load_catalog(catalog)
         metered = run_meter(None, catalog)
@@ -156,6 +169,7 @@ def register(app: typer.Typer) -> None:
         train = _train_rows(chips)
         infer = _infer_rows(chips)
         hpc = _hpc_rows(chips)
+        setup, sims = _simulate(catalog)
 
         report = Report(
             title="算力 suanli — demo report",
@@ -174,12 +188,16 @@ def register(app: typer.Typer) -> None:
         report.figure(_bar(infer, "output_tokens_per_s", "Inference output tokens/s"))
         report.heading("HPC: HPL-like FP64 on 64 chips")
         report.table(*_hpc_table(hpc))
+        report.heading(f"Scheduling: {len(setup.trace.jobs)} jobs of the bundled demo trace "
+                       "on the demo fleet")
+        sim_report(sims, report, setup.notes)
         path = report.write(out / "report.html")
         elapsed = time.perf_counter() - t0
 
         if json_out:
             print_json({"meter": metered.to_dict(), "train": train, "infer": infer,
-                        "hpc": hpc, "report": str(path), "seconds": elapsed})
+                        "hpc": hpc, "simulate": [r.metrics for r in sims],
+                        "report": str(path), "seconds": elapsed})
             return
         for line in metered_summary(metered):
             console.print(line, highlight=False)
@@ -187,7 +205,15 @@ def register(app: typer.Typer) -> None:
                *_train_table(train))
         _print(f"Inference {INFER_MODEL} on {INFER_DEVICES} chips", *_infer_table(infer))
         _print("HPL-like FP64 on 64 chips", *_hpc_table(hpc))
+        print_sim_table(sims, setup.cluster.fleet_name, setup.cluster.devices,
+                        setup.trace.source)
         err_console.print(f"report written to {path} ({elapsed:.1f} s)")
+
+
+def print_sim_table(sims: list[SimResult], fleet: str, devices: int, source: str) -> None:
+    from suanli.commands.simulate import _print_table
+
+    _print_table(sims, fleet, devices, source)
 
 
 def metered_summary(metered: Any) -> list[str]:

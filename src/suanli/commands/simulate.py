@@ -134,7 +134,10 @@ def _print_table(results: list[SimResult], fleet: str, devices: int, source: str
     t = Table(title=f"{len(results[0].jobs)} jobs from {Path(source).name} on {fleet} "
               f"({devices} accelerators)")
     for c in COLUMNS:
-        t.add_column(c, justify="left" if c == "policy" else "right")
+        if c == "policy":
+            t.add_column(c, justify="left", no_wrap=True, min_width=16)
+        else:
+            t.add_column(c, justify="right")
     for row in summary_rows(results):
         cells = [str(row[0]), str(row[1]), str(row[2])]
         for v in row[3:]:
