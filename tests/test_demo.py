@@ -38,7 +38,7 @@ def test_demo_json_and_report(tmp_path: Path) -> None:
     for m in data["simulate"]:
         assert m["completed"] + m["unrunnable"] == m["jobs"] > 0
     # the report holds each section and embeds plotly once, so it works offline
-    for heading in ("Compute metering", "Training", "Serving", "HPC", "Scheduling"):
+    for heading in ("Compute metering", "Training", "Serving", "HPC", "Scheduling simulation"):
         assert heading in html
     assert html.count("<script type=\"text/javascript\">/**") <= 1
     assert "plotly" in html.lower()

@@ -188,9 +188,7 @@ def register(app: typer.Typer) -> None:
         report.figure(_bar(infer, "output_tokens_per_s", "Inference output tokens/s"))
         report.heading("HPC: HPL-like FP64 on 64 chips")
         report.table(*_hpc_table(hpc))
-        report.heading(f"Scheduling: {len(setup.trace.jobs)} jobs of the bundled demo trace "
-                       "on the demo fleet")
-        sim_report(sims, report, setup.notes)
+        sim_report(sims, report)
         path = report.write(out / "report.html")
         elapsed = time.perf_counter() - t0
 
