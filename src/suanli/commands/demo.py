@@ -8,6 +8,7 @@ heterogeneity-aware and an agnostic policy, and write one HTML report.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,43 +47,31 @@ def _demo_chips(catalog: Any) -> list[Chip]:
     return list(seen.values())
 
 
-def _train_rows(chips: list[Chip]) -> list[dict[str, Any]]:
+def _per_chip(chips: list[Chip], estimate: Callable[[Chip], Any]) -> list[dict[str, Any]]:
+    """One row per chip: the estimate's fields, or why the job cannot run there."""
     rows = []
     for chip in chips:
+        row: dict[str, Any] = {"chip": chip.name, "chip_id": chip.id}
         try:
-            est = estimate_train(TRAIN_MODEL, chip, TRAIN_DEVICES, seq_len=8192,
-                                 global_batch=512, tokens=TRAIN_TOKENS, search_layouts=True,
-                                 top_k=1)
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": True, **est.as_dict()})
+            rows.append({**row, "ok": True, **estimate(chip).as_dict()})
         except CannotRun as exc:
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": False,
-                         "reason": exc.problem})
+            rows.append({**row, "ok": False, "reason": exc.problem})
     return rows
+
+
+def _train_rows(chips: list[Chip]) -> list[dict[str, Any]]:
+    return _per_chip(chips, lambda chip: estimate_train(
+        TRAIN_MODEL, chip, TRAIN_DEVICES, seq_len=8192, global_batch=512, tokens=TRAIN_TOKENS,
+        search_layouts=True, top_k=1))
 
 
 def _infer_rows(chips: list[Chip]) -> list[dict[str, Any]]:
-    rows = []
-    for chip in chips:
-        try:
-            est = estimate_infer(INFER_MODEL, chip, INFER_DEVICES, batch=32, prompt=2048,
-                                 output=512)
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": True, **est.as_dict()})
-        except CannotRun as exc:
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": False,
-                         "reason": exc.problem})
-    return rows
+    return _per_chip(chips, lambda chip: estimate_infer(
+        INFER_MODEL, chip, INFER_DEVICES, batch=32, prompt=2048, output=512))
 
 
 def _hpc_rows(chips: list[Chip]) -> list[dict[str, Any]]:
-    rows = []
-    for chip in chips:
-        try:
-            res = estimate_hpc(chip, 64, "hpl")
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": True, **res.as_dict()})
-        except CannotRun as exc:
-            rows.append({"chip": chip.name, "chip_id": chip.id, "ok": False,
-                         "reason": exc.problem})
-    return rows
+    return _per_chip(chips, lambda chip: estimate_hpc(chip, 64, "hpl"))
 
 
 def _simulate(catalog: list[Path] | None) -> tuple[Any, list[SimResult]]:
