@@ -6,6 +6,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
@@ -148,3 +150,31 @@ def test_bundled_demo_trace_and_detection(tmp_path: Path) -> None:
         detect_format(write(tmp_path, "w.csv", "a,b,c\n"))
     with pytest.raises(SuanliError, match=r"missing.csv: file not found"):
         load_trace(tmp_path / "missing.csv", "philly")
+
+
+_CELL = st.one_of(
+    st.text(alphabet="0123456789.-e ,|\"'x", max_size=8),
+    st.integers(-10, 10_000).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=12), min_size=0, max_size=6),
+       header=st.sampled_from([PHILLY_HEAD, ALI_HEAD, ""]),
+       fmt=st.sampled_from(["philly", "alibaba", "gavel", "auto"]))
+def test_any_garbage_trace_is_a_suanli_error_or_loads(tmp_path: Path, rows: list[list[str]],
+                                                       header: str, fmt: str) -> None:
+    """A trace parser never crashes with a traceback: it loads valid jobs or says what is wrong."""
+    sep = "\t" if fmt == "gavel" else ","
+    path = write(tmp_path, "fuzz.csv", header + "".join(sep.join(r) + "\n" for r in rows))
+    try:
+        tr = load_trace(path, fmt)
+    except SuanliError as exc:
+        assert "\n" not in exc.render() and "fuzz.csv" in exc.render()
+    else:
+        assert tr.jobs  # an empty trace must be an error, not a silent empty run
+        for j in tr.jobs:
+            assert j.gang >= 1 and j.arrival >= 0
+            assert (j.work is not None and j.work > 0) or (j.duration_ref or 0) >= 0

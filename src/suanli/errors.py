@@ -28,9 +28,11 @@ class SuanliError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """One line, always: newlines quoted from bad input are shown escaped."""
         parts = [p for p in (self.file, self.where, self.field) if p]
         prefix = ": ".join(parts)
-        return f"{prefix}: {self.problem}" if prefix else self.problem
+        text = f"{prefix}: {self.problem}" if prefix else self.problem
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class CannotRun(SuanliError):
