@@ -281,3 +281,33 @@ def test_demo_fleet_resolves_against_bundled_catalogue() -> None:
         assert 0.3 <= site.carbon_kg_per_kwh <= 0.8
     vendors = {g.chip.vendor for g in rf.groups()}
     assert len(vendors) >= 6
+
+
+_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-5, 5000),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["H800", "910B", "nope", "400 Gbps", "5 GB/s", "", "-1"]))
+_KEYS = st.sampled_from(["name", "sites", "node_groups", "chip", "chips_per_node", "nodes",
+                         "pue", "region", "inter_node_gbps", "intra_node_gbs", "wan_gbps",
+                         "electricity_price_cny_kwh", "bogus"])
+_YAMLISH = st.recursive(_SCALAR, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=6)), max_leaves=25)
+
+
+@given(data=_YAMLISH)
+def test_any_fleet_document_loads_or_gives_one_line_error(data: Any) -> None:
+    """Whatever the YAML holds, loading a fleet either succeeds or raises one SuanliError."""
+    catalog = load_catalog()
+    try:
+        fleet = parse_fleet(data, "fuzz.yaml")
+        resolved = load_fleet_from(fleet, catalog)
+    except SuanliError as exc:
+        text = exc.render()
+        assert "\n" not in text and text.startswith("fuzz.yaml")
+    else:
+        assert resolved.fleet.accelerators >= 1
+
+
+def load_fleet_from(fleet: Fleet, catalog: Catalog) -> ResolvedFleet:
+    from suanli.fleet.loader import resolve_fleet
+
+    return resolve_fleet(fleet, catalog, "fuzz.yaml")
