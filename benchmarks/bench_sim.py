@@ -5,7 +5,9 @@
    getrusage, so it includes the trace and the interpreter), events/s.
    Target: each under 60 s on one core.
 2. The same trace on a small fleet (contended: rounds, LPs and queues really happen).
-3. Gavel's 300-job trace on 36 K80 + 36 P100 + 36 V100 with Gavel's measured throughputs:
+3. The same trace on the >= 10,000-accelerator fleet with arrivals x300 (thousands of jobs
+   active at once: contended at 10k accelerators).
+4. Gavel's 300-job trace on 36 K80 + 36 P100 + 36 V100 with Gavel's measured throughputs:
    mean JCT of heterogeneity-aware vs -agnostic policies at several loads (arrival rate x K).
 
 Run: ``python benchmarks/bench_sim.py [--quick]`` from the project root (needs ../shared/data).
@@ -30,9 +32,9 @@ TRACES = ROOT.parent / "shared" / "data" / "traces"
 TARGET_S = 60.0
 
 
-def philly(scale: float, policies: list[str], label: str) -> bool:
+def philly(scale: float, policies: list[str], label: str, load: float = 1.0) -> bool:
     t0 = time.perf_counter()
-    setup = prepare(trace=TRACES / "philly.csv", scale_fleet=scale)
+    setup = prepare(trace=TRACES / "philly.csv", scale_fleet=scale, load=load)
     print(f"\n## Philly, {label}: {len(setup.trace.jobs)} jobs on {setup.cluster.devices} "
           f"accelerators ({len(setup.cluster.pools)} pools); load + workload rule + work "
           f"{time.perf_counter() - t0:.1f} s")
@@ -87,7 +89,9 @@ def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     ok = philly(6.1, ["fifo", "max-min"], "demo fleet x6.1")
     if not quick:
-        philly(0.01, ["fifo", "max-min"], "demo fleet x0.01 (contended)")
+        ok &= philly(0.01, ["fifo", "max-min"], "demo fleet x0.01 (contended)")
+        ok &= philly(6.1, ["fifo", "max-min"],
+                     "demo fleet x6.1, arrivals x300 (contended at 10k accelerators)", load=300)
     gavel([1, 10, 20, 30, 45, 60] if not quick else [30])
     return 0 if ok else 1
 

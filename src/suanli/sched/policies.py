@@ -232,6 +232,12 @@ POLICIES: dict[str, type[Policy]] = {
         Balanced,
     )
 }
+# The policies above score a *waiting* job the same until the next round (their scores depend
+# on its remaining work, data site, shares and deficits, which only change when it runs or at a
+# round) and score each job on its own; the scheduler relies on that to skip, between rounds,
+# waiting jobs that cannot start anywhere (see Scheduler._fill). Policies registered later do
+# not get that shortcut.
+FIXED_WHILE_WAITING: frozenset[type[Policy]] = frozenset(POLICIES.values())
 ALIASES = {"gavel": "max-min", "max-min-fairness": "max-min", "sjf": "srpt", "fcfs": "fifo"}
 
 

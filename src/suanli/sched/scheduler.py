@@ -33,11 +33,14 @@ from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec, ClusterState
 from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
 from suanli.sched.job import MILLI, Job, Queue
-from suanli.sched.policies import Policy
+from suanli.sched.policies import FIXED_WHILE_WAITING, Policy
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 WAITING, RUNNING, DONE, UNRUNNABLE = 0, 1, 2, 3
 DEFICIT_CAP_ROUNDS = 24.0
+# back-fill plans only the waiting jobs that could start now once this many wait (below it the
+# cache costs more than planning the whole short queue; both give the same placements)
+ELIG_MIN_QUEUE = 64
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -114,7 +117,14 @@ class Scheduler:
         self.stats = {"rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0,
                       "migrations": 0}
         self._freed = False  # capacity was released since the last schedule()
-        self._subopt: set[int] = set()  # running slots not on one of their fastest pools
+        # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
+        self._subopt: set[int] = set()
+        self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
+        # back-fill cache: self.elig[s] = pools waiting job s would take if its gang fitted
+        # (see _fill); valid for built-in policies until s stops again or the next round
+        self._elig_cache = type(policy) in FIXED_WHILE_WAITING
+        self._elig_stale: set[int] = set()
+        self._elig_all_stale = True
 
     # ------------------------------------------------------------------ storage
     def _queue(self, name: str, weight: float = 1.0, quota: float | None = None) -> int:
@@ -157,6 +167,7 @@ class Scheduler:
         grow("share", (cap, P), float)
         grow("deficit", (cap, P), float)
         grow("recv", (cap, P), float)
+        grow("elig", (cap, P), bool)
         self._cap = cap
 
     # ------------------------------------------------------------------ driver API
@@ -198,6 +209,7 @@ class Scheduler:
         self.cls[s] = c
         self.state[s] = WAITING
         self.waiting[s] = None
+        self._elig_stale.add(s)
         self.iso_time[s] = self._isolated_time(s, rates)
         self._dirty = True
         return None
@@ -324,6 +336,13 @@ class Scheduler:
             self._cm = cm
         return cm
 
+    def _class_demand_arr(self) -> np.ndarray:
+        cd = getattr(self, "_cd", None)
+        if cd is None or len(cd) != len(self._class_demand):
+            cd = np.asarray(self._class_demand, dtype=np.int64)
+            self._cd = cd
+        return cd
+
     def _rates_for(self, job: Job) -> tuple[np.ndarray, str | None]:
         """Per-pool rate of ``job`` (0 where it cannot run) or the reason it can run nowhere."""
         sig = filter_signature(job)
@@ -378,8 +397,14 @@ class Scheduler:
             self.data_site[s] = site
         rates = self._class_rates[self.cls[s]]
         rate = float(rates[p])
-        if rate < 0.999 * rates.max():
+        # _upgrade moves a job only where t_new < GAIN * t_here; with no staging where it runs
+        # (its data is now here) that needs rate_new > rate / GAIN (exact in floating point:
+        # rem / r' >= rem / (2 r) = 0.5 * (rem / r) whenever r' <= 2 r), so jobs without such a
+        # pool are left out of the candidates for good
+        if rates.max() > rate / UPGRADE_GAIN:
             self._subopt.add(s)
+            key = (int(self.cls[s]), int(p))
+            self._subopt_groups[key] = self._subopt_groups.get(key, 0) + 1
         d = int(self.demand[s])
         self.free[p] -= d
         self.queue_used[self.qidx[s]] += d
@@ -405,10 +430,18 @@ class Scheduler:
         self.queue_used[self.qidx[s]] -= d
         self.pool[s] = -1
         self.rate_now[s] = 0.0
-        self._subopt.discard(s)
+        if s in self._subopt:
+            self._subopt.remove(s)
+            key = (int(self.cls[s]), p)
+            left = self._subopt_groups[key] - 1
+            if left:
+                self._subopt_groups[key] = left
+            else:
+                del self._subopt_groups[key]
         self.state[s] = WAITING
         del self.running[s]
         self.waiting[s] = None
+        self._elig_stale.add(s)
         return Decision("stop", self.jobs[s].id, s, p, d)
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
@@ -416,13 +449,30 @@ class Scheduler:
         pri = self.policy.priority(self, slots, now)
         order = np.lexsort((slots, pri))
         slots = slots[order]
+        return slots, self._scores(slots, now)
+
+    def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
         scores = self.policy.scores(self, slots, now)
         if self.policy.lp:
             # jobs without a share (not yet solved, or zero share) fall back to the rate score
             none = ~np.isfinite(scores).any(axis=1)
             if none.any():
                 scores[none] = Policy.scores(self.policy, self, slots[none], now)
-        return slots, scores
+        return scores
+
+    def _eligible(self, scores: np.ndarray) -> np.ndarray:
+        """(job x pool) pools a job would take if it fitted there: finite score, and within
+        the policy's patience of its best pool."""
+        ok = np.isfinite(scores)
+        # patience: a job waits rather than take a pool scoring > patience x its best pool's
+        # (scores are times or costs; share scores are negative and exempt)
+        pat = getattr(self.policy, "patience", None)
+        if pat is not None:
+            best = np.where(ok, scores, np.inf).min(axis=1)
+            pos = np.isfinite(best) & (best > 0)
+            if pos.any():
+                ok[pos] &= scores[pos] <= (best[pos] * pat)[:, None]
+        return ok
 
     def _allocate(
         self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray
@@ -442,16 +492,7 @@ class Scheduler:
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
         capf = np.maximum(self.capacity, 1).astype(float)
-        fin = np.isfinite(scores)
-        okm = fin & (free[None, :] >= dem[:, None])
-        # patience: a job waits rather than take a pool scoring > patience x its best pool's
-        # (scores are times or costs; share scores are negative and exempt)
-        pat = getattr(self.policy, "patience", None)
-        if pat is not None:
-            best = np.where(fin, scores, np.inf).min(axis=1)
-            pos = np.isfinite(best) & (best > 0)
-            if pos.any():
-                okm[pos] &= scores[pos] <= (best[pos] * pat)[:, None]
+        okm = self._eligible(scores) & (free[None, :] >= dem[:, None])
         cnt = okm.sum(axis=1)  # pools each job still fits in now
         for i in np.nonzero(cnt)[0].tolist():
             if cnt[i] <= 0:
@@ -477,33 +518,94 @@ class Scheduler:
     def _upgrade(self, now: float) -> list[Decision]:
         """Nobody waits and capacity came free: move running jobs (preemptive, aware policies)
         to a free pool where they would finish in under UPGRADE_GAIN of the time left where
-        they are. Rounds are dormant then, so this is how jobs reach faster pools."""
-        run = np.fromiter(sorted(self._subopt), np.int64, len(self._subopt))
-        if self.free.max() < self.demand[run].min():
-            return []
-        t = Policy.scores(self.policy, self, run, now)
-        cur = self.pool[run]
-        here = t[np.arange(len(run)), cur]
-        out: list[Decision] = []
+        they are. Rounds are dormant then, so this is how jobs reach faster pools.
+
+        Jobs are visited in order of how much time they would save (largest first); each takes
+        its fastest qualifying pool with room left *at its turn* (a move frees its old pool for
+        later jobs). Vectorised like :meth:`_allocate`: the (job x pool) "qualifies and fits"
+        mask is built once and only the two columns a move touches are updated, so the Python
+        loop runs once per move, not once per running job (thousands of them under load).
+        """
         free = self.free.copy()
-        for k in np.argsort(-(here - t.min(axis=1)), kind="stable"):
-            s = int(run[k])
-            d = int(self.demand[s])
-            ok = (free >= d) & (t[k] < UPGRADE_GAIN * here[k])
-            if not ok.any():
-                continue
-            p = int(np.argmin(np.where(ok, t[k], np.inf)))
+        # gate, per (class, pool) group instead of per job: a pool only gains room through a
+        # move away from it, so unless some job qualifies for a pool with room *now*, nothing
+        # moves in this call (the common case under load: every fast pool is full)
+        groups = np.fromiter(
+            (x for key in self._subopt_groups for x in key), np.int64, 2 * len(self._subopt_groups)
+        ).reshape(-1, 2)
+        Rg = self._class_matrix()[groups[:, 0]]
+        r_here = Rg[np.arange(len(groups)), groups[:, 1]]
+        dg = self._class_demand_arr()[groups[:, 0]]
+        if not ((Rg > (r_here / UPGRADE_GAIN)[:, None]) & (free[None, :] >= dg[:, None])).any():
+            return []
+        run = np.sort(np.fromiter(self._subopt, np.int64, len(self._subopt)))
+        dem_all = self.demand[run]
+        t = Policy.scores(self.policy, self, run, now)
+        cur_all = self.pool[run]
+        here = t[np.arange(len(run)), cur_all]
+        cand = t < UPGRADE_GAIN * here[:, None]  # pools worth moving to (ignoring room)
+        rows = np.flatnonzero(cand.any(axis=1))
+        if len(rows) == 0:
+            return []
+        gain = here - t.min(axis=1)
+        rows = rows[np.argsort(-gain[rows], kind="stable")]  # = the stable order over all jobs
+        C = cand[rows]
+        T = np.where(C, t[rows], np.inf)
+        D = dem_all[rows]
+        cur = cur_all[rows]
+        ok = C & (free[None, :] >= D[:, None])
+        cnt = ok.sum(axis=1)
+        out: list[Decision] = []
+        i = 0
+        n = len(rows)
+        while i < n:
+            nz = np.flatnonzero(cnt[i:])
+            if len(nz) == 0:
+                break
+            i += int(nz[0])
+            s = int(run[rows[i]])
+            d = int(D[i])
+            p = int(np.argmin(np.where(ok[i], T[i], np.inf)))
+            q = int(cur[i])
             free[p] -= d
-            free[cur[k]] += d
+            free[q] += d
             out.append(self._stop(s, now))
             out.append(self._start(s, p, now))
             self.stats["migrations"] += 1
+            i += 1
+            if i < n:
+                for col in (p, q):
+                    new = C[i:, col] & (D[i:] <= free[col])
+                    cnt[i:] += new.astype(np.int64) - ok[i:, col]
+                    ok[i:, col] = new
         return out
 
     def _fill(self, now: float) -> list[Decision]:
         slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
         if len(slots) == 0 or self.free.max() < self.demand[slots].min():
             return []
+        if self._elig_cache and len(slots) < ELIG_MIN_QUEUE:
+            self._elig_all_stale = True  # short queue: plan it all, rebuild the cache later
+            self._elig_stale.clear()
+        elif self._elig_cache:
+            # Only jobs with an eligible pool that has room for their gang now can be placed,
+            # and placing them never makes room for others; scores and priorities are per job,
+            # so dropping the rest changes nothing. Under load this is thousands of waiting
+            # jobs against the one or two a completion lets in.
+            if self._elig_all_stale:
+                todo = slots
+            else:
+                todo = np.fromiter(
+                    (x for x in self._elig_stale if x in self.waiting), np.int64)
+            self._elig_all_stale = False
+            self._elig_stale.clear()
+            if len(todo):
+                self.elig[todo] = self._eligible(self._scores(todo, now))
+            fits = (self.elig[slots] & (self.free[None, :] >= self.demand[slots][:, None])).any(
+                axis=1)
+            slots = slots[fits]
+            if len(slots) == 0:
+                return []
         slots, scores = self._plan(slots, now)
         # the running quota use is already in self.queue_used
         place = self._allocate(slots, scores, self.free.copy())
@@ -511,6 +613,7 @@ class Scheduler:
 
     def _round(self, now: float) -> list[Decision]:
         self.stats["rounds"] += 1
+        self._elig_all_stale = True  # deficits and shares change
         act = self._active()
         if len(act) == 0:
             return []
