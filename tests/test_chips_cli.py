@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import cli_support
 from suanli.catalog.loader import ENV_VAR, load_catalog
 from suanli.cli import app, main
 from suanli.commands import common
@@ -26,26 +26,15 @@ def _no_env_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(*args: str) -> str:
-    result = runner.invoke(app, ["chips", *args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
+    return cli_support.run("chips", *args)
 
 
 def run_json(*args: str) -> Any:
-    return json.loads(run(*args, "--json"))
+    return cli_support.run_json("chips", *args)
 
 
 def run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Run through ``main`` (the console script); return the single stderr line."""
-    with pytest.raises(SystemExit) as info:
-        main(["chips", *args])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    return lines[0]
+    return cli_support.run_error(capsys, "chips", *args)
 
 
 # -- list ----------------------------------------------------------------------------------

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from cli_support import run, run_error, run_json
 from suanli.catalog.loader import ENV_VAR, load_catalog
-from suanli.cli import app, main
 from suanli.commands import common
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VALIDATION = ROOT / ".." / "shared" / "data" / "validation"
 
@@ -41,27 +38,6 @@ def extra_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cat") / "extra.yaml"
     path.write_text(yaml.safe_dump({"chips": [forty, nofp64]}, allow_unicode=True))
     return path
-
-
-def run(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
-
-
-def run_json(*args: str) -> Any:
-    return json.loads(run(*args, "--json"))
-
-
-def run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error:")
-    return err
 
 
 def test_train_json_and_table() -> None:
