@@ -8,7 +8,20 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "suanli"
-RANK = {"errors": 0, "catalog": 1, "fleet": 2, "perf": 2, "sched": 3, "sim": 4}
+RANK = {
+    "errors": 0,
+    "catalog": 1,
+    "fleet": 2,
+    "perf": 2,
+    "port": 2,  # port-check rules: catalogue only
+    "probes": 2,  # vendor device probes: catalogue only
+    "sched": 3,
+    "sim": 4,
+    "plan": 4,  # capacity planner: perf, fleet, catalogue
+    "exec": 4,  # executors: may use sched decisions, never the service
+    "service": 5,  # control plane (API, DB, scheduler loop, dashboard)
+    "agent": 6,  # node agent: talks to the service over HTTP, shares its API models
+}
 TOP = 9  # report, commands, cli: may import anything
 
 
