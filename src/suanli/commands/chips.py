@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from suanli.catalog.coverage import derivation_note
 from suanli.catalog.loader import Catalog, load_catalog
 from suanli.catalog.schema import PRECISIONS, Chip, Figure, Precision
 from suanli.commands.common import CatalogOpt, JsonOpt, console, print_json
@@ -36,6 +37,9 @@ chips_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Attach ``suanli chips`` to the root app."""
+    from suanli.commands import chips_coverage  # `chips coverage` lives in its own module
+
+    chips_coverage.register(chips_app)
     app.add_typer(chips_app, name="chips")
 
 
@@ -459,7 +463,7 @@ def show_chip(
             unit,
             src or "",
             conf or "",
-            fig.note or "",
+            derivation_note(fig),
         )
     console.print(table)
 
