@@ -226,7 +226,7 @@ def test_unknown_vs_unsupported_semantics(cat: Catalog) -> None:
     assert cat.get("K80").supports("fp16") is False
     # unknown stays unknown
     assert cat.get("H20").supports("fp32") is None
-    assert cat.get("MLU590").supports("fp16") is None
+    assert cat.get("P800").supports("fp16") is None
     assert cat.get("H20").tflops("fp32") is None
     # known values
     assert cat.get("H800").supports("fp8") is True
