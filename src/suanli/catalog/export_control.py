@@ -90,9 +90,21 @@ class DieArea(BaseModel):
     note: str | None = None
 
 
+class Notice(BaseModel):
+    """A licence requirement issued by letter to one company (not a published rule)."""
+
+    model_config = ConfigDict(extra="forbid")
+    chip: str
+    effective: dt.date
+    effect: str
+    source: str
+    confidence: Confidence
+
+
 class ExportRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     definitions: dict[str, str]
+    notices: list[Notice] = Field(default_factory=list)
     bit_length: dict[Precision, int]
     versions: list[RuleVersion] = Field(min_length=1)
     default_version: str
