@@ -6,6 +6,7 @@ site, price) and the field.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,10 +37,8 @@ def _locate(loc: tuple[Any, ...], data: Any) -> tuple[str | None, str | None]:
     where = None
     if len(parts) >= 2 and parts[0] in _LISTS and isinstance(parts[1], int):
         item = None
-        try:
+        with contextlib.suppress(KeyError, IndexError, TypeError):
             item = data[parts[0]][parts[1]]
-        except (KeyError, IndexError, TypeError):
-            pass
         label = None
         if isinstance(item, dict):
             label = item.get("name") or item.get("chip")

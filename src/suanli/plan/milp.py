@@ -112,9 +112,9 @@ def build(p: Problem, elastic: bool = False, fixed_nodes: np.ndarray | None = No
     """(c, integrality, bounds, A, lo, hi, tags, n_base_vars) for scipy.optimize.milp."""
     from scipy.sparse import coo_matrix
 
-    O, P, W = len(p.options), len(p.pairs), p.n_workloads
+    n_o, P, W = len(p.options), len(p.pairs), p.n_workloads
     maxthr = p.objective == "max_throughput" or fixed_nodes is not None
-    nv = O + P + (W if maxthr else 0)
+    nv = n_o + P + (W if maxthr else 0)
     R = _rows()
     row = 0
     slack_rows: list[tuple[int, float, str]] = []  # (row, sign, tag)
@@ -134,18 +134,18 @@ def build(p: Problem, elastic: bool = False, fixed_nodes: np.ndarray | None = No
         row += 1
 
     by_w: list[list[int]] = [[] for _ in range(W)]
-    by_o: list[list[int]] = [[] for _ in range(O)]
+    by_o: list[list[int]] = [[] for _ in range(n_o)]
     for i, pr in enumerate(p.pairs):
         by_w[pr.w].append(i)
         by_o[pr.o].append(i)
     for w in range(W):
-        ent = [(O + i, 1.0) for i in by_w[w]]
+        ent = [(n_o + i, 1.0) for i in by_w[w]]
         if maxthr:
-            add([*ent, (O + P + w, -1.0)], 0.0, 0.0, f"serve:{w}")
+            add([*ent, (n_o + P + w, -1.0)], 0.0, 0.0, f"serve:{w}")
         else:
             add(ent, 1.0, 1.0, f"serve:{w}")
-    for o in range(O):
-        ent = [(O + i, p.pairs[i].need) for i in by_o[o]]
+    for o in range(n_o):
+        ent = [(n_o + i, p.pairs[i].need) for i in by_o[o]]
         if ent:
             add([*ent, (o, -1.0)], -np.inf, 0.0, f"capacity:{o}")
     for s in range(p.n_sites):
@@ -193,12 +193,12 @@ def build(p: Problem, elastic: bool = False, fixed_nodes: np.ndarray | None = No
             scale = max(abs(R["hi"][r]) if np.isfinite(R["hi"][r]) else abs(R["lo"][r]), 1.0)
             c[nv + k] = 1.0 / scale
     elif fixed_nodes is not None:
-        c[O + P:O + P + W] = -1.0
+        c[n_o + P:n_o + P + W] = -1.0
     elif p.objective == "max_throughput":
         w_arr = np.asarray(p.weights or [1.0] * W, dtype=float)
-        c[O + P:O + P + W] = -w_arr
+        c[n_o + P:n_o + P + W] = -w_arr
         costs = np.array([p.cost(op) for op in p.options]) / COST_SCALE
-        c[:O] = 1e-6 * costs / max(1.0, (p.budget or 1.0) / COST_SCALE)
+        c[:n_o] = 1e-6 * costs / max(1.0, (p.budget or 1.0) / COST_SCALE)
     else:
         for o, op in enumerate(p.options):
             if p.objective == "min_tco":
@@ -211,19 +211,19 @@ def build(p: Problem, elastic: bool = False, fixed_nodes: np.ndarray | None = No
                 raise ValueError(p.objective)
 
     integrality = np.zeros(total)
-    integrality[:O] = 1
+    integrality[:n_o] = 1
     for i, pr in enumerate(p.pairs):
-        integrality[O + i] = 1 if pr.integer else 0
+        integrality[n_o + i] = 1 if pr.integer else 0
     lb = np.zeros(total)
     ub = np.full(total, np.inf)
     for o, op in enumerate(p.options):
         if not op.new:
             ub[o] = float(op.existing)
     if fixed_nodes is not None:
-        lb[:O] = ub[:O] = fixed_nodes
-    ub[O:O + P] = 1.0
+        lb[:n_o] = ub[:n_o] = fixed_nodes
+    ub[n_o:n_o + P] = 1.0
     if maxthr:
-        ub[O + P:O + P + W] = 1.0
+        ub[n_o + P:n_o + P + W] = 1.0
     return c, integrality, (lb, ub), A, np.array(R["lo"]), np.array(R["hi"]), R["tag"], \
         slack_rows, nv
 
@@ -232,7 +232,7 @@ def solve(p: Problem, fixed_nodes: np.ndarray | None = None) -> Solution:
     """Solve the plan (or, with ``fixed_nodes``, the largest served fraction on those nodes)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    O, P, W = len(p.options), len(p.pairs), p.n_workloads
+    n_o, P, W = len(p.options), len(p.pairs), p.n_workloads
     c, integ, (lb, ub), A, lo, hi, _tags, _sr, _nv = build(p, fixed_nodes=fixed_nodes)
     cons = [LinearConstraint(A, lo, hi)] if A.shape[0] else []
     res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=cons,
@@ -241,15 +241,15 @@ def solve(p: Problem, fixed_nodes: np.ndarray | None = None) -> Solution:
     status = {0: "optimal", 1: "time limit", 2: "infeasible", 3: "unbounded"}.get(
         res.status, f"status {res.status}")
     if res.x is None:
-        return Solution(status, np.zeros(O), np.zeros(P), np.zeros(W), math.nan,
+        return Solution(status, np.zeros(n_o), np.zeros(P), np.zeros(W), math.nan,
                         message=str(res.message))
     if res.status == 1:
         status = "time limit (feasible)"
     x = np.asarray(res.x)
-    nodes = np.round(x[:O])
-    assign = x[O:O + P]
-    served = x[O + P:O + P + W] if (p.objective == "max_throughput" or fixed_nodes is not None) \
-        else np.ones(W)
+    nodes = np.round(x[:n_o])
+    assign = x[n_o:n_o + P]
+    with_served = p.objective == "max_throughput" or fixed_nodes is not None
+    served = x[n_o + P:n_o + P + W] if with_served else np.ones(W)
     gap = getattr(res, "mip_gap", None)
     return Solution(status, nodes, assign, np.clip(served, 0, 1), float(res.fun),
                     None if gap is None else float(gap), str(res.message))

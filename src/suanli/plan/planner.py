@@ -641,10 +641,7 @@ def _delivered(cap: CapacityModel, w: AnyWorkload, cfg: NodeConfig, nodes: int) 
     if isinstance(w, InferWorkload):
         per_node, _ = cap.infer_capacity(w, cfg)
         return per_node * nodes
-    if isinstance(w, TrainWorkload):
-        r = cap.train_rate(w, cfg, nodes)
-    else:
-        r = cap.hpc_rate(cfg, nodes)
+    r = cap.train_rate(w, cfg, nodes) if isinstance(w, TrainWorkload) else cap.hpc_rate(cfg, nodes)
     return r if isinstance(r, float) else 0.0
 
 
