@@ -174,7 +174,8 @@ def make_problem(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel, *,
                               deadline_scale=deadline_scale, derate=derate.get(cfg.chip.id, 0.0))
                 memo[key] = nd
             if not nd.ok:
-                reasons[op.candidate or op.name] = f"{cfg.chip.name}: {nd.detail}"
+                det = nd.detail.removeprefix(f"{cfg.chip.name}: ")
+                reasons[op.candidate or op.name] = f"{cfg.chip.name}: {det}"
                 continue
             pairs.append(Pair(wi, oi, nd.nodes, nd.integer))
             needs.append(nd)
@@ -308,7 +309,8 @@ def read_solution(b: Built, sol: Solution, name: str, scenario: str) -> PlanResu
               "intelligent_share": (intel * Conversion().fp16_to_fp32 / fp32eq)
               if fp32eq else None,
               "served": served, "mip_gap": sol.gap,
-              "makespan_days": max((a["finish_days"] or 0.0 for a in assigns), default=0.0)}
+              "makespan_days": max((a["finish_days"] for a in assigns
+                                    if a["finish_days"] is not None), default=None)}
     return PlanResult(name, sol.status, p.objective, scenario, buys, used, assigns, totals,
                       b.excluded, solution=sol, built=b, notes=list(b.notes))
 
@@ -406,12 +408,12 @@ def robustness(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel, b: Built,
 
 # -- Pareto -------------------------------------------------------------------------------
 
-DEADLINE_SCALES = (1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.2)
+DEADLINE_SCALES = (2.0, 1.6, 1.3, 1.15, 1.0, 0.9, 0.8)
 
 
 def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
            scales: tuple[float, ...] = DEADLINE_SCALES) -> list[dict[str, Any]]:
-    """Cost vs time to finish: min TCO with every deadline scaled; non-dominated points
+    """Cost vs time to finish: min TCO with every deadline scaled (x2 ... x0.8); non-dominated points
     flagged, and whether each plan still holds with pessimistic rates."""
     cap = cap or CapacityModel(lp.plan.infer_headroom)
     plan = lp.plan.model_copy(update={"objective": "min_tco"})
@@ -424,6 +426,8 @@ def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
             pts.append({"deadline_scale": f, "feasible": False, "why": r.infeasible[:2]})
             continue
         rob = robustness(lp2, catalog, cap, b, r.solution) if r.solution is not None else {}
+        if r.totals["makespan_days"] is None:
+            raise SuanliError("pareto needs workloads with deadlines (training or HPC)")
         pts.append({"deadline_scale": f, "feasible": True, "tco_cny": r.totals["tco_cny"],
                     "capex_cny": r.totals["capex_cny"],
                     "makespan_days": r.totals["makespan_days"],
@@ -504,7 +508,8 @@ class Substitution:
     ratios: dict[str, float | None]
     source_totals: dict[str, float]
     sentence: str
-    confidence: list[dict[str, Any]]
+    confidence: list[dict[str, Any]]  # source chips first, then the replacement's
+    source_chips: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "source": self.source, "targets": self.targets,
@@ -629,7 +634,8 @@ def substitute(source: ResolvedFleet, lp: LoadedPlan, catalog: Catalog, scenario
     conf = chip_confidence(list(src_chips.values()), cap) + res.confidence
     return Substitution(scenario, src_rows, tgt_rows, res, ratios,
                         {"accelerators": float(src_acc), "it_kw": src_kw,
-                         "capex_cny": src_capex, "tco_cny": src_tco}, sentence, conf)
+                         "capex_cny": src_capex, "tco_cny": src_tco}, sentence, conf,
+                        list(src_chips))
 
 
 def _unit(w: AnyWorkload) -> str:
