@@ -7,6 +7,7 @@ site, price) and the field.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -63,12 +64,9 @@ def validate(model: type[BaseModel], data: Any, file: str | Path | None) -> Any:
         if err["type"] in ("greater_than", "greater_than_equal", "less_than_equal",
                            "less_than", "float_parsing", "int_parsing"):
             msg = f"{msg} (got {err.get('input')!r})"
-        if err["type"] == "value_error" and ":" in msg and fld is None:
-            fld, _, msg = msg.partition(": ")
-        elif err["type"] == "value_error" and ":" in msg:
-            sub, _, rest = msg.partition(": ")
-            if " " not in sub:
-                fld, msg = f"{fld}.{sub}" if fld else sub, rest
+        m = re.match(r"^([A-Za-z0-9_.]+): (.+)$", str(err["msg"]).removeprefix("Value error, "))
+        if err["type"] == "value_error" and m:
+            fld = f"{fld}.{m.group(1)}" if fld else m.group(1)
         return _raise(msg, file, where, fld)
 
 
