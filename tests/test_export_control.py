@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.cli_support import run, run_error, run_json
 
 from suanli.catalog.export_control import (
     NOT_CONTROLLED,
@@ -15,7 +16,6 @@ from suanli.catalog.export_control import (
 from suanli.catalog.loader import bundled_files, load_catalog
 from suanli.catalog.schema import Precision
 from suanli.errors import SuanliError
-from tests.cli_support import run, run_error, run_json
 
 CAT = load_catalog()
 BITS = {"fp64": 64, "fp64_tensor": 64, "fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16,

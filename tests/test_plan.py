@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.cli_support import run, run_error, run_json
 
 from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
@@ -21,7 +22,6 @@ from suanli.plan.planner import (
     substitute,
 )
 from suanli.plan.schema import InferWorkload, PlanInput, TrainWorkload
-from tests.cli_support import run, run_error, run_json
 
 CAT = load_catalog()
 ROOT = Path(__file__).resolve().parents[1]

@@ -193,15 +193,18 @@ def _print_plan(res: Any) -> None:
 
 def _print_pareto(pts: list[dict[str, Any]]) -> None:
     tb = Table(title="cost vs time to finish (deadlines scaled, min TCO)", title_justify="left")
-    for c in ("deadline x", "TCO M CNY", "makespan d", "new accel.", "Pareto", "robust"):
+    for c in ("deadline x", "TCO M CNY", "makespan d", "new accel.", "Pareto", "holds if "
+              "pessimistic", "pessimistic TCO"):
         tb.add_column(c, justify="right")
     for p in pts:
         if not p["feasible"]:
-            tb.add_row(f"{p['deadline_scale']:g}", "infeasible", "", "", "", "")
+            tb.add_row(f"{p['deadline_scale']:g}", "infeasible", "", "", "", "", "")
             continue
+        pt = p.get("pessimistic_tco_cny")
         tb.add_row(f"{p['deadline_scale']:g}", fmt(p["tco_cny"] / 1e6), fmt(p["makespan_days"]),
                    f"{p['new_accelerators']:,.0f}", "yes" if p["pareto"] else "",
-                   "yes" if p["robust"] else "no")
+                   "yes" if p["robust"] else "no",
+                   "infeasible" if pt is None else fmt(pt / 1e6))
     console.print(tb)
 
 

@@ -413,8 +413,10 @@ DEADLINE_SCALES = (2.0, 1.6, 1.3, 1.15, 1.0, 0.9, 0.8)
 
 def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
            scales: tuple[float, ...] = DEADLINE_SCALES) -> list[dict[str, Any]]:
-    """Cost vs time to finish: min TCO with every deadline scaled (x2 ... x0.8); non-dominated points
-    flagged, and whether each plan still holds with pessimistic rates."""
+    """Cost vs time to finish: min TCO with every deadline scaled (x2 ... x0.8).
+
+    Non-dominated points are flagged, with whether each plan still holds with pessimistic
+    rates and what a plan sized for pessimistic rates would cost."""
     cap = cap or CapacityModel(lp.plan.infer_headroom)
     plan = lp.plan.model_copy(update={"objective": "min_tco"})
     lp2 = replace(lp, plan=plan)
@@ -433,7 +435,8 @@ def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
                     "makespan_days": r.totals["makespan_days"],
                     "energy_mwh_year": r.totals["energy_mwh_year"],
                     "new_accelerators": r.totals["new_accelerators"],
-                    "robust": rob.get("plan_holds")})
+                    "robust": rob.get("plan_holds"),
+                    "pessimistic_tco_cny": (rob.get("pessimistic_plan") or {}).get("tco_cny")})
     ok = [p for p in pts if p["feasible"]]
     for p in ok:
         p["pareto"] = not any(
