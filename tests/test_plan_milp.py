@@ -33,7 +33,8 @@ def _random_problem(rng: np.random.Generator, n_w: int, n_o: int, infer: bool = 
             pairs.append(Pair(w, 0, float(rng.integers(1, 7)), not infer))
     cap = [float(rng.uniform(60, 200)) if power else None for _ in range(2)]
     return Problem(n_workloads=n_w, options=opts, pairs=pairs, n_sites=2, horizon_years=3.0,
-                   power_cap_kw=cap, existing_kw=[0.0, 0.0], racks=[None, None])
+                   power_cap_kw=cap, existing_kw=[0.0, 0.0], racks=[None, None],
+                   mip_rel_gap=0.0)  # exact, to compare with enumeration
 
 
 def _brute_train(p: Problem) -> float:
@@ -148,7 +149,7 @@ def test_removing_a_candidate_never_lowers_cost(seed: int, drop: int) -> None:
                 pairs=[Pair(pr.w, remap[pr.o], pr.need, pr.integer) for pr in p.pairs
                        if pr.o != drop],
                 n_sites=2, horizon_years=p.horizon_years, power_cap_kw=p.power_cap_kw,
-                existing_kw=p.existing_kw, racks=p.racks)
+                existing_kw=p.existing_kw, racks=p.racks, mip_rel_gap=0.0)
     if any(not any(pr.w == w for pr in q.pairs) for w in range(q.n_workloads)):
         return  # a workload lost its only option: infeasible by construction
     fewer = solve(q)

@@ -381,11 +381,12 @@ def run_plan(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
 
 
 def robustness(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel, b: Built,
-               sol: Solution) -> dict[str, Any]:
+               sol: Solution, deadline_scale: float = 1.0) -> dict[str, Any]:
     """Re-check the plan with every rate derated by its chip's pessimistic margin."""
     chips = {cfg.chip.id: cfg.chip for cfg in b.configs}
     derate = {cid: cap.confidence(c)[1] for cid, c in chips.items()}
-    pb = make_problem(lp, catalog, cap, derate=derate)
+    pb = make_problem(lp, catalog, cap, derate=derate, deadline_scale=deadline_scale,
+                      workloads=b.workloads)
     out: dict[str, Any] = {"margins": derate}
     if infeasible_reasons(pb):
         out["plan_holds"] = False
@@ -427,7 +428,7 @@ def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
         if not r.feasible:
             pts.append({"deadline_scale": f, "feasible": False, "why": r.infeasible[:2]})
             continue
-        rob = robustness(lp2, catalog, cap, b, r.solution) if r.solution is not None else {}
+        rob = robustness(lp2, catalog, cap, b, r.solution, f) if r.solution is not None else {}
         if r.totals["makespan_days"] is None:
             raise SuanliError("pareto needs workloads with deadlines (training or HPC)")
         pts.append({"deadline_scale": f, "feasible": True, "tco_cny": r.totals["tco_cny"],
