@@ -254,7 +254,7 @@ def classify(chip: Chip, rule: str | None = None, rules: ExportRules | None = No
         cb = version.license_review.case_by_case
         bw = chip.memory_bw_gbs
         case = (tpp < cb.tpp_below and bw is not None and bw < cb.dram_gbs_below)
-    base = dict(chip_id=chip.id, rule=version.id, tpp=tpp, tpp_precision=prec,
+    base: dict[str, Any] = dict(chip_id=chip.id, rule=version.id, tpp=tpp, tpp_precision=prec,
                 tpp_complete=complete, unknown_precisions=unknown, die_area_mm2=area,
                 die_area_source=da.source if da else None, performance_density=pd,
                 case_by_case=case, notes=notes)

@@ -274,9 +274,9 @@ def substitute_cmd(
                        t.get("unit", t.get("note", "")))
         console.print(tt)
         _print_plan(sub.plan)
-        for c in sub.confidence[:len(sub.source_chips)]:
-            console.print(f"model confidence (source) {c['name']}: {c['efficiency']}; peak "
-                          f"figure confidence {c['peak_confidence']}", highlight=False,
+        for conf in sub.confidence[:len(sub.source_chips)]:
+            console.print(f"model confidence (source) {conf['name']}: {conf['efficiency']}; "
+                          f"peak figure confidence {conf['peak_confidence']}", highlight=False,
                           markup=False)
     if not sub.plan.feasible:
         raise typer.Exit(1)

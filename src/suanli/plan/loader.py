@@ -183,10 +183,10 @@ def resolve_plan(plan: PlanInput, catalog: Catalog, file: Path | None = None) ->
     existing = None
     if plan.existing_fleet:
         existing = load_fleet((base / plan.existing_fleet).resolve(), catalog)
-        for s in existing.fleet.sites:
-            if s.name not in site_names:
+        for fs in existing.fleet.sites:
+            if fs.name not in site_names:
                 raise SuanliError(
-                    f"existing fleet site '{s.name}' is not in sites (add it to sites:)",
+                    f"existing fleet site '{fs.name}' is not in sites (add it to sites:)",
                     file=file, field="existing_fleet")
     return LoadedPlan(plan, file, priced, existing, prices, price_file)
 

@@ -271,7 +271,7 @@ def read_solution(b: Built, sol: Solution, name: str, scenario: str) -> PlanResu
             fp32eq += op.fp32eq_tflops * op.existing
         if n <= 0:
             continue
-        row = {"option": op.name, "candidate": op.candidate, "site": b.sites[op.site].name,
+        row: dict[str, Any] = {"option": op.name, "candidate": op.candidate, "site": b.sites[op.site].name,
                "chip": op.chip_id, "nodes": n, "accelerators": n * op.chips_per_node,
                "capex_cny": n * op.capex, "tco_cny": n * p.cost(op),
                "it_kw": n * op.node_kw, "facility_kw": n * op.node_kw * op.pue,
@@ -290,7 +290,7 @@ def read_solution(b: Built, sol: Solution, name: str, scenario: str) -> PlanResu
         else:
             row["of"] = op.existing
             used.append(row)
-    assigns = []
+    assigns: list[dict[str, Any]] = []
     for i, pr in enumerate(p.pairs):
         a = float(sol.assign[i])
         if a <= 1e-6:
@@ -421,7 +421,7 @@ def pareto(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel | None = None,
     cap = cap or CapacityModel(lp.plan.infer_headroom)
     plan = lp.plan.model_copy(update={"objective": "min_tco"})
     lp2 = replace(lp, plan=plan)
-    pts = []
+    pts: list[dict[str, Any]] = []
     for f in scales:
         b = make_problem(lp2, catalog, cap, deadline_scale=f)
         r = solve_built(b, plan.name, plan.scenario)
