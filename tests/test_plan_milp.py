@@ -157,3 +157,33 @@ def test_removing_a_candidate_never_lowers_cost(seed: int, drop: int) -> None:
         assert not fewer.ok
     elif fewer.ok:
         assert fewer.objective >= full.objective - 1e-6 * max(1.0, abs(full.objective))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=small, supply=st.booleans(), share=st.booleans(), existing=st.booleans())
+def test_pruning_dominated_pairs_keeps_the_optimum(seed: int, supply: bool, share: bool,
+                                                   existing: bool) -> None:
+    from dataclasses import replace
+
+    from suanli.plan.milp import dominated_pairs
+
+    rng = np.random.default_rng(seed)
+    p = _random_problem(rng, n_w=int(rng.integers(1, 5)), n_o=5)
+    for i, op in enumerate(p.options):  # same site for all: dominance can apply
+        op.site = 0
+        op.vendor = "A" if i % 2 else "B"
+        op.intelligent_tflops = float(rng.uniform(0, 100))
+        op.fp32eq_tflops = float(rng.uniform(10, 100))
+    p.power_cap_kw = [float(rng.uniform(60, 300)), None]
+    if existing:
+        p.options[0].new, p.options[0].existing, p.options[0].capex = False, 3, 0.0
+    if supply:
+        p.supply = {"A": int(rng.integers(8, 64))}
+    if share:
+        p.share_min = 0.3
+    drop = dominated_pairs(p)
+    q = replace(p, pairs=[pr for i, pr in enumerate(p.pairs) if i not in drop])
+    a, b = solve(p), solve(q)
+    assert a.ok == b.ok
+    if a.ok:
+        assert b.objective == pytest.approx(a.objective, rel=1e-9, abs=1e-9)

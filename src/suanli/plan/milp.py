@@ -88,6 +88,59 @@ class Problem:
         return self.energy_kwh(o) * o.carbon / 1000.0
 
 
+def dominated_pairs(p: Problem) -> set[int]:
+    """Indices of training/HPC pairs that another pair of the same workload dominates.
+
+    Exact for integer needs: a run on option ``o`` uses ``need x`` (cost, energy, carbon, site
+    power, racks, vendor supply, accelerators) and adds ``need x`` its share term. A pair is
+    dropped when another *new, uncapped* option at the same site uses no more of every
+    resource, contributes no less to the intelligent share and is strictly better in one (ties:
+    the lower index stays). Swapping the assignment never breaks a constraint nor raises the
+    objective, so the optimum is unchanged. Fractional (inference) pairs are kept: rounding
+    node counts couples them.
+    """
+    n_opts = len(p.options)
+    if not p.pairs:
+        return set()
+    phi = p.share_min or 0.0
+    capped_vendors = set(p.supply)
+    res = np.zeros((n_opts, 8))
+    eligible = np.zeros(n_opts, dtype=bool)  # may replace another option
+    for o, op in enumerate(p.options):
+        # existing nodes use no power or rack row (already installed): zero there
+        res[o] = (p.cost(op), p.energy_kwh(op), p.carbon_t(op),
+                  op.node_kw * op.pue if op.new else 0.0,
+                  1.0 / op.nodes_per_rack if op.new else 0.0, float(op.chips_per_node),
+                  -(op.intelligent_tflops - phi * op.fp32eq_tflops), op.site)
+        eligible[o] = op.new and op.candidate not in p.candidate_caps
+    by_key: dict[tuple[int, int], list[int]] = {}
+    for i, pr in enumerate(p.pairs):
+        if pr.integer:
+            by_key.setdefault((pr.w, p.options[pr.o].site), []).append(i)
+    drop: set[int] = set()
+    for idx in by_key.values():
+        if len(idx) < 2:
+            continue
+        opts = np.array([p.pairs[i].o for i in idx])
+        need = np.array([p.pairs[i].need for i in idx])
+        use = res[opts, :7] * need[:, None]
+        # a dominates b: a <= b everywhere, < somewhere (or equal and a earlier)
+        le = (use[:, None, :] <= use[None, :, :] + 1e-12).all(axis=2)
+        lt = (use[:, None, :] < use[None, :, :] - 1e-12).any(axis=2)
+        earlier = np.arange(len(idx))[:, None] < np.arange(len(idx))[None, :]
+        dom = le & (lt | earlier)
+        dom[~eligible[opts], :] = False
+        if capped_vendors:
+            vend = np.array([p.options[o].vendor for o in opts])
+            capped = np.isin(vend, list(capped_vendors))
+            # never move load onto another vendor's supply cap
+            dom &= ~((vend[:, None] != vend[None, :]) & capped[:, None])
+        np.fill_diagonal(dom, False)
+        for b in np.nonzero(dom.any(axis=0))[0]:
+            drop.add(idx[b])
+    return drop
+
+
 @dataclass
 class Solution:
     status: str  # "optimal", "infeasible", "time limit", ...

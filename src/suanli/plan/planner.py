@@ -24,7 +24,7 @@ from suanli.fleet.loader import ResolvedFleet, parse_fleet
 from suanli.fleet.metering import ClassRule, ComputeClass, Conversion, class_peak_tflops
 from suanli.plan.capacity import AnyWorkload, CapacityModel, Need, NodeConfig
 from suanli.plan.loader import LoadedPlan, Priced
-from suanli.plan.milp import Option, Pair, Problem, Solution, explain, solve
+from suanli.plan.milp import Option, Pair, Problem, Solution, dominated_pairs, explain, solve
 from suanli.plan.schema import (
     HpcWorkload,
     InferWorkload,
@@ -194,6 +194,10 @@ def make_problem(lp: LoadedPlan, catalog: Catalog, cap: CapacityModel, *,
         racks=[s.racks for s in sites], budget=cons.budget_cny, supply=supply,
         candidate_caps=cand_caps, share_min=cons.intelligent_share_min,
         share_existing=(share_i, share_t))
+    drop = dominated_pairs(prob)
+    if drop:
+        prob.pairs = [pr for i, pr in enumerate(pairs) if i not in drop]
+        needs = [nd for i, nd in enumerate(needs) if i not in drop]
     return Built(prob, wl, list(sites), configs, needs, excluded, unservable, notes)
 
 
