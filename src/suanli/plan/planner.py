@@ -275,7 +275,8 @@ def read_solution(b: Built, sol: Solution, name: str, scenario: str) -> PlanResu
             fp32eq += op.fp32eq_tflops * op.existing
         if n <= 0:
             continue
-        row: dict[str, Any] = {"option": op.name, "candidate": op.candidate, "site": b.sites[op.site].name,
+        row: dict[str, Any] = {
+               "option": op.name, "candidate": op.candidate, "site": b.sites[op.site].name,
                "chip": op.chip_id, "nodes": n, "accelerators": n * op.chips_per_node,
                "capex_cny": n * op.capex, "tco_cny": n * p.cost(op),
                "it_kw": n * op.node_kw, "facility_kw": n * op.node_kw * op.pue,
