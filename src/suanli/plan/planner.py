@@ -242,13 +242,18 @@ class PlanResult:
             "feasible": self.feasible}
 
 
+def _power(kw: float) -> str:
+    return f"{kw / 1000:.2f} MW" if kw >= 1000 else f"{kw:.1f} kW"
+
+
 def _violation_text(tag: str, amount: float, b: Built) -> str:
     kind, _, key = tag.partition(":")
     p = b.problem
     if kind == "power":
         s = b.sites[int(key)]
-        return (f"power cap at site '{s.name}' exceeded by {amount / 1000:.2f} MW "
-                f"(cap {(p.power_cap_kw[int(key)] or 0) / 1000:.2f} MW facility power)")
+        cap = p.power_cap_kw[int(key)] or 0.0
+        return (f"power cap at site '{s.name}' exceeded by {_power(amount)} "
+                f"(cap {_power(cap)} facility power)")
     if kind == "racks":
         return f"site '{b.sites[int(key)].name}' needs {amount:.1f} more racks"
     if kind == "budget":
