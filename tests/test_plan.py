@@ -282,3 +282,12 @@ def test_cli_plan_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
 def test_cli_schema() -> None:
     out = run("plan", "schema")
     assert '"workloads"' in out and '"candidates"' in out
+
+
+def test_examples_json_schema_is_current() -> None:
+    import json
+
+    from suanli.plan.schema import PlanInput
+
+    on_disk = json.loads((ROOT / "examples" / "plan" / "plan.schema.json").read_text())
+    assert on_disk == PlanInput.model_json_schema(), "regenerate: suanli plan schema > ..."
