@@ -158,9 +158,16 @@ class Catalog:
         )
 
 
+# Data files in catalog/data/ that are not chip lists (read by their own modules).
+NON_CHIP_FILES = frozenset({"export_rules.yaml"})
+
+
 def bundled_files() -> list[Path]:
     root = resources.files("suanli.catalog") / "data"
-    return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith((".yaml", ".yml")))
+    return sorted(
+        Path(str(p)) for p in root.iterdir()
+        if str(p).endswith((".yaml", ".yml")) and Path(str(p)).name not in NON_CHIP_FILES
+    )
 
 
 def user_files(extra: Iterable[str | Path] | None = None) -> list[Path]:

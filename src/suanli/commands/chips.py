@@ -18,6 +18,7 @@ from rich.text import Text
 from suanli.catalog.coverage import derivation_note
 from suanli.catalog.loader import Catalog, load_catalog
 from suanli.catalog.schema import PRECISIONS, Chip, Figure, Precision
+from suanli.commands.chips_export import ExportOpt, RuleOpt, export_dict, export_table, print_export
 from suanli.commands.common import CatalogOpt, JsonOpt, console, print_json
 from suanli.errors import SuanliError
 
@@ -342,6 +343,8 @@ def list_chips(
     desc: DescOpt = False,
     as_json: JsonOpt = False,
     catalog: CatalogOpt = None,
+    export: ExportOpt = False,
+    export_rule: RuleOpt = None,
 ) -> None:
     """List catalogued chips as a table (? = unknown, — = unsupported)."""
     cat = _load(catalog)
@@ -365,13 +368,15 @@ def list_chips(
             row = chip_summary(c)
             if sort_key and sort_key in METRICS:
                 row["sort_value"] = METRICS[sort_key].get(c)[0]
+            if export:
+                row["export"] = export_dict(c, export_rule)
             rows.append(row)
         print_json(rows)
         return
     if not chips:
         console.print("no chips match these filters")
         return
-    console.print(_list_table(chips, sort_key))
+    console.print(export_table(chips, export_rule) if export else _list_table(chips, sort_key))
 
 
 _LIST_COLS = ("memory", "bw", "fp64", "fp32", "bf16/fp16", "fp8", "int8", "tdp")
@@ -419,11 +424,12 @@ def show_chip(
     name: Annotated[str, typer.Argument(help="Chip id, name, alias or Chinese name.")],
     as_json: JsonOpt = False,
     catalog: CatalogOpt = None,
+    export_rule: RuleOpt = None,
 ) -> None:
     """Every figure of one chip with its source and confidence."""
     chip = _load(catalog).get(name)
     if as_json:
-        print_json(chip_detail(chip))
+        print_json({**chip_detail(chip), "export": export_dict(chip, export_rule)})
         return
     head = f"[bold]{chip.name}[/bold]  ({chip.id})"
     console.print(head)
@@ -489,6 +495,7 @@ def show_chip(
     for k, v in lines:
         if v:
             console.print(f"{k}: {v}", highlight=False, markup=False)
+    print_export(chip, export_rule)
 
 
 @chips_app.command("compare")
