@@ -160,7 +160,11 @@ class Catalog:
 
 def bundled_files() -> list[Path]:
     root = resources.files("suanli.catalog") / "data"
-    return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith((".yaml", ".yml")))
+    return sorted(
+        Path(str(p))
+        for p in root.iterdir()
+        if str(p).endswith((".yaml", ".yml")) and Path(str(p)).name != "stacks.yaml"  # stacks.py
+    )
 
 
 def user_files(extra: Iterable[str | Path] | None = None) -> list[Path]:
