@@ -185,3 +185,23 @@ def load_stacks(extra: Iterable[str | Path] | None = None) -> StackTable:
         stacks += more
         sources.update(more_src)
     return StackTable(stacks, sources)
+
+
+@lru_cache(maxsize=1)
+def default_stacks() -> StackTable:
+    """The bundled stack table (cached; used by the scheduler's allowed-stacks filter)."""
+    return load_stacks()
+
+
+def stack_ids(names: Iterable[str], table: StackTable | None = None) -> frozenset[str]:
+    """Normalise stack ids/names (``CANN``, ``cann``, ``CANN (torch_npu)``) to ids.
+
+    An unknown name raises SuanliError naming it."""
+    t = table or default_stacks()
+    out: set[str] = set()
+    for n in names:
+        s = t.resolve(n)
+        if s is None:
+            raise SuanliError(f"unknown stack '{n}' (known: {', '.join(t.ids)})")
+        out.add(s.id)
+    return frozenset(out)
