@@ -225,8 +225,8 @@ _SH_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bCUDA_VISIBLE_DEVICES\b"), "env.cuda-visible-devices"),
     (re.compile(r"\bnvidia-smi\b"), "sh.nvidia-smi"),
     (re.compile(r"\btorchrun\b|torch\.distributed\.(run|launch)\b"), "sh.torchrun"),
-    (re.compile(r"download\.pytorch\.org/whl/(nightly/)?cu\d+|^\s*FROM\s+(nvcr\.io/nvidia/|"
-                r"nvidia/cuda\b)", re.I), "req.cuda-torch"),
+    (re.compile(r"download\.pytorch\.org/whl/(nightly/)?cu\d+"), "req.cuda-torch"),
+    (re.compile(r"^\s*FROM\s+(\S+/)?(nvcr\.io/nvidia/|nvidia/cuda\b)", re.I), "sh.cuda-image"),
 )
 _PIP = re.compile(r"\bpip3?\s+install\s+(.+)")
 
