@@ -1,0 +1,83 @@
+"""port-check on real source distributions downloaded from PyPI by .ci/setup.d/40-port-samples.sh
+(SUANLI_TEST_SDIST_DIR). The expected verdicts and items were checked by hand against the
+sources (docs/ports.md lists them)."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from needs import need
+from suanli.port import analyze
+
+SDISTS = {"accelerate": "accelerate-1.1.1.tar.gz", "mmcv": "mmcv-2.1.0.tar.gz"}
+
+
+def _unpack(name: str, tmp: Path) -> Path:
+    d = os.environ.get("SUANLI_TEST_SDIST_DIR", "")
+    path = Path(d) / SDISTS[name] if d else Path("/nonexistent")
+    need(path.exists(), f"{SDISTS[name]} in $SUANLI_TEST_SDIST_DIR "
+                        "(.ci/setup.d/40-port-samples.sh downloads it)")
+    with tarfile.open(path) as tf:
+        tf.extractall(tmp, filter="data")
+    return tmp / SDISTS[name].removesuffix(".tar.gz")
+
+
+@pytest.fixture(scope="module")
+def accelerate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _unpack("accelerate", tmp_path_factory.mktemp("acc"))
+
+
+@pytest.fixture(scope="module")
+def mmcv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _unpack("mmcv", tmp_path_factory.mktemp("mmcv"))
+
+
+def test_accelerate_training_library(accelerate: Path) -> None:
+    r = analyze(accelerate)
+    assert r.problems == []
+    rules = Counter(f.rule for f in r.findings)
+    # checked by hand: torch.cuda calls, 'cuda' devices, NCCL_IB_DISABLE/NCCL_P2P_DISABLE in the
+    # launcher, backend = "nccl" in state.py, allow_tf32 in state.py, float8 in modeling.py
+    assert rules["py.cuda-api"] > 50 and rules["py.cuda-device"] > 30
+    assert rules["env.nccl"] >= 4 and rules["py.nccl-backend"] >= 1
+    assert rules["py.fp8"] == 1 and rules["py.tf32"] == 1
+    assert rules["pkg.bitsandbytes"] > 0 and rules["pkg.deepspeed"] > 0
+    assert rules["cpp.cuda-source"] == 0 and rules["py.cpp-extension"] == 0  # no kernels
+    by = {(f.file, f.rule) for f in r.findings}
+    assert ("src/accelerate/state.py", "py.nccl-backend") in by
+    assert ("src/accelerate/utils/modeling.py", "py.fp8") in by
+    assert ("src/accelerate/utils/environment.py", "pkg.nvidia-wheels") in by  # import pynvml
+    v = {x.stack: x for x in r.verdicts}
+    assert v["cuda"].verdict == "unchanged"
+    assert v["rocm"].verdict == "port"  # only pynvml (NVML) is NVIDIA-only
+    assert [i.finding.rule for i in v["rocm"].by_outcome("port")] == ["pkg.nvidia-wheels"]
+    assert v["cann"].verdict == "blocked"  # the FP8 path: no catalogued Ascend chip has FP8
+    assert [i.finding.file for i in v["cann"].by_outcome("blocked")] == [
+        "src/accelerate/utils/modeling.py"]
+    assert "from torch_npu.contrib import transfer_to_npu" in v["cann"].shims
+    for s in ("dtk", "musa", "neuware", "xpu", "topsrider", "supa"):
+        assert v[s].verdict == "port", s  # optional bitsandbytes / TE / pynvml integrations
+    assert v["corex"].verdict == "unknown" and v["maca"].verdict == "unknown"
+    assert r.allowed_stacks() == ["cuda"]
+
+
+def test_mmcv_custom_cuda_kernels(mmcv: Path) -> None:
+    r = analyze(mmcv)
+    assert r.problems == []
+    rules = Counter(f.rule for f in r.findings)
+    cu_files = {p.relative_to(mmcv).as_posix() for p in mmcv.rglob("*")
+                if p.suffix in (".cu", ".cuh")}
+    assert rules["cpp.cuda-source"] == len(cu_files) == 111
+    assert rules["py.cpp-extension"] >= 1  # setup.py builds CUDAExtension
+    assert ("setup.py", "py.cpp-extension") in {(f.file, f.rule) for f in r.findings}
+    v = {x.stack: x.verdict for x in r.verdicts}
+    assert v["cuda"] == "unchanged"
+    for s in ("rocm", "dtk", "musa", "cann", "neuware", "xpu", "topsrider", "supa"):
+        assert v[s] == "port", s
+    assert v["corex"] == "unknown" and v["maca"] == "unknown"
+    assert r.allowed_stacks() == ["cuda"]
