@@ -271,9 +271,9 @@ def test_user_rules_override_per_rule_and_stack(tmp_path: Path) -> None:
     user = tmp_path / "mine.yaml"
     user.write_text(
         "rules:\n  py.cuda-api:\n    stacks:\n"
-        "      supa: {outcome: shim, shim: 'import my_supa_shim', source: 'our lab test 2026-11'}\n"
+        "      supa: {outcome: shim, shim: 'import my_supa_shim', source: 'our lab, 2026-11'}\n"
         "  py.cuda-device:\n    stacks:\n"
-        "      supa: {outcome: shim, shim: 'import my_supa_shim', source: 'our lab test 2026-11'}\n",
+        "      supa: {outcome: shim, shim: 'import my_supa_shim', source: 'our lab, 2026-11'}\n",
         encoding="utf-8")
     v = {x.stack: x for x in analyze(DATA / "shim_only", rules=[user]).verdicts}
     assert v["supa"].verdict == "shim" and v["supa"].shims == ["import my_supa_shim"]
@@ -371,3 +371,27 @@ def test_json_is_serialisable_with_problems(tmp_path: Path) -> None:
     json.dumps(data)
     assert data["problems"][0]["file"] == "a.py"
     assert data["findings"][0]["rule"] == "pkg.flash-attn" and data["findings"][0]["text_match"]
+
+
+def test_pruned_walk_finds_what_the_full_walk_finds() -> None:
+    """The speed-up (skip subtrees without a trigger word) must not lose findings."""
+    import ast
+
+    from suanli.port.scan_python import make_trigger, scan_python_tree, trigger_lines
+
+    book = load_rules()
+    imports = book.import_index()
+    trigger = make_trigger(list(imports))
+    src = Path(__file__).resolve().parents[1] / "src"
+    files = [*DATA.rglob("*.py"), *src.rglob("*.py"), Path(__file__)]
+    extra = ("from torch.backends import cudnn as c\nx = c.benchmark\n"
+             "from torch.cuda import amp\n\n@triton.jit\ndef f():\n    pass\n"
+             "with amp.autocast():\n    pass\ny = torch.backends.cudnn.deterministic\n")
+    texts = [p.read_bytes() for p in files] + [extra.encode()]
+    for data in texts:
+        tree = ast.parse(data)
+        text = data.decode()
+        full = {(f.line, f.rule) for f in scan_python_tree(tree, "f", text, imports)}
+        pruned = {(f.line, f.rule) for f in scan_python_tree(
+            tree, "f", text, imports, None, trigger_lines(data, trigger))}
+        assert full == pruned

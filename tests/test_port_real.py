@@ -81,3 +81,24 @@ def test_mmcv_custom_cuda_kernels(mmcv: Path) -> None:
         assert v[s] == "port", s
     assert v["corex"] == "unknown" and v["maca"] == "unknown"
     assert r.allowed_stacks() == ["cuda"]
+
+
+def test_pruned_walk_loses_nothing_on_real_code(accelerate: Path, mmcv: Path) -> None:
+    import ast
+
+    from suanli.port import load_rules
+    from suanli.port.scan_python import make_trigger, scan_python_tree, trigger_lines
+
+    imports = load_rules().import_index()
+    trigger = make_trigger(list(imports))
+    n = 0
+    for p in [*accelerate.rglob("*.py"), *mmcv.rglob("*.py")]:
+        data = p.read_bytes()
+        tree = ast.parse(data)
+        text = data.decode("utf-8", errors="replace")
+        full = {(f.line, f.rule) for f in scan_python_tree(tree, "f", text, imports)}
+        pruned = {(f.line, f.rule) for f in scan_python_tree(
+            tree, "f", text, imports, None, trigger_lines(data, trigger))}
+        assert full == pruned, p
+        n += 1
+    assert n > 200

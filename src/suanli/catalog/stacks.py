@@ -8,9 +8,9 @@ stacks by id.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
-import datetime as dt
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path

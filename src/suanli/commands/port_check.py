@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
 def port_check(
     path: Annotated[Path, typer.Argument(help="Project directory or single file to analyse.")],
     target: Annotated[list[str] | None, typer.Option(
-        "--target", "-t", help="Target stack id or name (repeatable; default: all stacks).")] = None,
+        "--target", "-t",
+        help="Target stack id or name (repeatable; default: all stacks).")] = None,
     rules: Annotated[list[Path] | None, typer.Option(
         "--rules", help="Extra rules/packages YAML (overrides per rule and stack; also "
                         "$SUANLI_PORT_RULES).")] = None,

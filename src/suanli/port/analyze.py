@@ -9,6 +9,7 @@ shim "needs a shim"; anything undocumented makes it "unknown", never "works".
 from __future__ import annotations
 
 import ast
+import gc
 import os
 import stat
 import time
@@ -21,7 +22,12 @@ from suanli.catalog.stacks import Stack, StackTable, load_stacks
 from suanli.errors import SuanliError
 from suanli.port.findings import FileProblem, Finding
 from suanli.port.rules import Outcome, Resolved, RuleBook, load_rules
-from suanli.port.scan_python import make_trigger, scan_python_text, scan_python_tree
+from suanli.port.scan_python import (
+    make_trigger,
+    scan_python_text,
+    scan_python_tree,
+    trigger_lines,
+)
 from suanli.port.scan_text import (
     scan_cmake,
     scan_conda,
@@ -256,9 +262,10 @@ class _Scanner:
                                              "as text"))
         else:
             text = data.decode("utf-8", errors="replace")
+            lines = None if is_setup else trigger_lines(data, self.trigger)
             try:
                 return scan_python_tree(tree, rel, text, self.imports,
-                                        self.lookup if is_setup else None)
+                                        self.lookup if is_setup else None, lines)
             except RecursionError:
                 problems.append(FileProblem(rel, "syntax tree too deep: scanned as text"))
         return scan_python_text(data.decode("utf-8", errors="replace"), rel, self.imports)
@@ -307,7 +314,24 @@ def scan_project(path: str | Path, book: RuleBook, *, max_bytes: int = MAX_BYTES
     findings: list[Finding] = []
     problems: list[FileProblem] = []
     kinds: Counter[str] = Counter()
-    lines = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # syntax trees are acyclic garbage: cyclic GC passes only cost time here
+    try:
+        _scan_all(root, scanner, max_bytes, findings, problems, kinds)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    lines = kinds.pop("_lines", 0)
+    if root.is_file() and not kinds:
+        raise SuanliError("not a file type port-check reads (.py, .cu, .cpp, requirements*.txt, "
+                          "pyproject.toml, setup.cfg, environment.yml, .sh, Dockerfile)",
+                          file=root)
+    findings.sort(key=lambda f: (f.file, f.line, f.rule))
+    return findings, problems, kinds, lines
+
+
+def _scan_all(root: Path, scanner: _Scanner, max_bytes: int, findings: list[Finding],
+              problems: list[FileProblem], kinds: Counter[str]) -> None:
     for full, rel in _iter_files(root, problems):
         kind = classify(full.name)
         if kind is None:
@@ -316,18 +340,12 @@ def scan_project(path: str | Path, book: RuleBook, *, max_bytes: int = MAX_BYTES
         if data is None:
             continue
         kinds[kind] += 1
-        lines += data.count(b"\n")
+        kinds["_lines"] += data.count(b"\n")
         try:
             findings += scanner.scan(kind, data, rel, problems)
         except Exception as exc:  # a scanner bug must not stop the analysis of other files
             problems.append(FileProblem(rel, f"scanner error ({type(exc).__name__}: "
                                              f"{' '.join(str(exc).split())[:100]})"))
-    if root.is_file() and not kinds:
-        raise SuanliError("not a file type port-check reads (.py, .cu, .cpp, requirements*.txt, "
-                          "pyproject.toml, setup.cfg, environment.yml, .sh, Dockerfile)",
-                          file=root)
-    findings.sort(key=lambda f: (f.file, f.line, f.rule))
-    return findings, problems, kinds, lines
 
 
 # ----------------------------------------------------------------------------- verdicts

@@ -50,9 +50,13 @@ class Lines:
         self._text = text
         self._lines: list[str] | None = None
 
-    def get(self, lineno: int) -> str:
+    def all(self) -> list[str]:
         if self._lines is None:
             self._lines = self._text.splitlines()
-        if 1 <= lineno <= len(self._lines):
-            return evidence(self._lines[lineno - 1])
+        return self._lines
+
+    def get(self, lineno: int) -> str:
+        lines = self.all()
+        if 1 <= lineno <= len(lines):
+            return evidence(lines[lineno - 1])
         return ""

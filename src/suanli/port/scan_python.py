@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
 from suanli.port.findings import Finding, Lines, evidence
 from suanli.port.scan_text import requirement_name
@@ -43,8 +44,8 @@ CUDA_DEVICE = re.compile(r"cuda(:(\d*|\{\w*\}|%d|%s))?")
 NCCL_ENV = re.compile(r"NCCL_[A-Z0-9_]+")
 
 # cheap pre-filter: a file without any of these byte strings cannot produce a finding
-BASE_TRIGGERS = (b"cuda", b"nccl", b"NCCL", b"triton", b"cpp_extension", b"float8", b"tf32",
-                 b"float32_matmul", b"_scaled_mm", b"jit", b"CUDA")
+BASE_TRIGGERS = (b"cuda", b"cudnn", b"nccl", b"NCCL", b"triton", b"cpp_extension", b"float8",
+                 b"tf32", b"float32_matmul", b"_scaled_mm", b"jit", b"CUDA")
 
 
 def make_trigger(import_names: list[str]) -> re.Pattern[bytes]:
@@ -52,7 +53,52 @@ def make_trigger(import_names: list[str]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(w) for w in words))
 
 
+_IMPORT_START = re.compile(rb"^[ \t]*(?:import|from)[ \t]", re.M)
+
+
+def trigger_lines(data: bytes, trigger: re.Pattern[bytes]) -> list[int]:
+    """Sorted line numbers holding a trigger word or an import statement."""
+    starts = [0]
+    starts += [m.end() for m in re.finditer(b"\n", data)]
+    found = {bisect_left(starts, m.start() + 1) for m in trigger.finditer(data)}
+    found |= {bisect_left(starts, m.start() + 1) for m in _IMPORT_START.finditer(data)}
+    return sorted(found)
+
+
+def walk_pruned(tree: ast.AST, lines: list[int] | None) -> Iterator[ast.AST]:
+    """Like ``ast.walk``, but skips subtrees whose line span holds no line of ``lines``."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if lines is not None:
+            ln = getattr(node, "lineno", None)
+            if ln is not None:
+                end = getattr(node, "end_lineno", None) or ln
+                decorators = getattr(node, "decorator_list", None)
+                if decorators:  # a def's lineno is the 'def' line, after its decorators
+                    ln = min(ln, *(d.lineno for d in decorators))
+                i = bisect_left(lines, ln)
+                if i == len(lines) or lines[i] > end:
+                    continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+_RULE_CACHE: dict[str, str | None] = {}
+
+
 def _api_rule(name: str) -> str | None:
+    if not name.startswith("torch."):
+        return None
+    if name in _RULE_CACHE:
+        return _RULE_CACHE[name]
+    rule = _api_rule_uncached(name)
+    if len(_RULE_CACHE) < 100_000:
+        _RULE_CACHE[name] = rule
+    return rule
+
+
+def _api_rule_uncached(name: str) -> str | None:
     for prefix, rule in API_RULES:
         if name == prefix or name.startswith(prefix + ".") or (
             prefix.endswith("_") and name.startswith(prefix)
@@ -97,10 +143,8 @@ class _Scan:
         parts.append(self.alias.get(node.id, node.id))
         return ".".join(reversed(parts))
 
-    def run(self, tree: ast.AST) -> list[Finding]:
-        nodes = list(ast.walk(tree))
-        inner: set[int] = set()
-        for n in nodes:  # pass 1: import aliases, inner attribute nodes
+    def _aliases(self, nodes: list[ast.AST]) -> None:
+        for n in nodes:
             if isinstance(n, ast.Import):
                 for a in n.names:
                     if a.asname:
@@ -108,7 +152,23 @@ class _Scan:
             elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
                 for a in n.names:
                     self.alias[a.asname or a.name] = f"{n.module}.{a.name}"
-            elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute):
+
+    def run(self, tree: ast.AST, lines: list[int] | None = None) -> list[Finding]:
+        nodes = list(walk_pruned(tree, lines))
+        self._aliases(nodes)
+        if lines is not None:
+            # names bound to a CUDA API by an import (``from torch.cuda import amp``) are
+            # triggers too: widen the walk to the lines that use them
+            hot = [local for local, target in self.alias.items()
+                   if _api_rule(target) or target.startswith("triton") or self.package(target)]
+            if hot:
+                word = re.compile(r"\b(?:" + "|".join(map(re.escape, hot)) + r")\b")
+                extra = {i for i, ln in enumerate(self.lines.all(), 1) if word.search(ln)}
+                if not extra <= set(lines):
+                    nodes = list(walk_pruned(tree, sorted(extra | set(lines))))
+        inner: set[int] = set()
+        for n in nodes:  # pass 1: inner attribute nodes
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute):
                 inner.add(id(n.value))
             elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
                 inner.add(id(n.func))
@@ -196,9 +256,11 @@ class _Scan:
 
 
 def scan_python_tree(tree: ast.AST, rel: str, text: str, imports: dict[str, str],
-                     dist_lookup: Callable[[str], str | None] | None = None) -> list[Finding]:
-    """Findings in a parsed module. ``dist_lookup`` (for setup.py) maps requirement strings."""
-    return _Scan(rel, text, imports, dist_lookup).run(tree)
+                     dist_lookup: Callable[[str], str | None] | None = None,
+                     lines: list[int] | None = None) -> list[Finding]:
+    """Findings in a parsed module. ``dist_lookup`` (for setup.py) maps requirement strings;
+    ``lines`` (from :func:`trigger_lines`) lets the walk skip subtrees without a trigger."""
+    return _Scan(rel, text, imports, dist_lookup).run(tree, lines)
 
 
 # ----------------------------------------------------------------- text fallback

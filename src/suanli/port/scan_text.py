@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from suanli.port.findings import Finding, FileProblem, evidence
+from suanli.port.findings import FileProblem, Finding, evidence
 
 DistLookup = Callable[[str], str | None]
 
