@@ -309,6 +309,8 @@ def test_cli_json_html_and_targets(tmp_path: Path) -> None:
     assert data["allowed_stacks"] == ["cann"]
     page = html.read_text(encoding="utf-8")
     assert "infer.py" in page and "transfer_to_npu" in page and "<table>" in page
+    assert run("port-check", str(DATA / "shim_only"), "--allowed").strip() == (
+        "cuda|rocm|dtk|musa|cann|neuware|corex|maca|topsrider")
     out = run("port-check", str(DATA / "cpp_ext"), "-t", "rocm")
     assert "needs porting" in out and "csrc/kernel.cu:8 cpp.inline-ptx" in out
 

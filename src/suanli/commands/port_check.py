@@ -35,6 +35,9 @@ def port_check(
         "--max-items", min=0, help="Items listed per stack in the table output.")] = 12,
     max_mb: Annotated[float, typer.Option(
         "--max-mb", min=0.001, help="Skip (and report) files larger than this.")] = 5.0,
+    allowed_only: Annotated[bool, typer.Option(
+        "--allowed", help="Print only the allowed stacks, '|'-separated (the 'stacks' column of "
+                          "a suanli trace CSV / Job.stacks).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Scan a project for CUDA-specific code and give a verdict per target software stack:
@@ -52,6 +55,9 @@ def port_check(
         except OSError as exc:
             raise SuanliError(f"cannot write HTML report: {exc.strerror or exc}",
                               file=html) from None
+    if allowed_only:
+        print("|".join(report.allowed_stacks()))
+        return
     if json_out:
         print_json(report.to_dict())
         return

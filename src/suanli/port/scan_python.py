@@ -236,8 +236,8 @@ class _Scan:
             pass  # walked separately
 
     def _string(self, n: ast.Constant) -> None:
-        v: str = n.value
-        if len(v) > 40:
+        v = n.value
+        if not isinstance(v, str) or len(v) > 40:
             return
         if CUDA_DEVICE.fullmatch(v):
             self.add(n.lineno, "py.cuda-device")

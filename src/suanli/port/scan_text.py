@@ -135,15 +135,17 @@ def scan_pyproject(text: str, rel: str, lookup: DistLookup) -> tuple[list[Findin
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         return scan_requirements(text, rel, lookup), FileProblem(
             rel, f"malformed TOML ({' '.join(str(exc).split())[:120]}); scanned as text")
+    def table(obj: Any, key: str) -> dict[str, Any]:
+        v = obj.get(key) if isinstance(obj, dict) else None
+        return v if isinstance(v, dict) else {}
+
     specs: list[str] = []
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
+    project = table(data, "project")
     specs += list(_req_strings(project.get("dependencies", [])))
     specs += list(_req_strings(project.get("optional-dependencies", {})))
-    build = data.get("build-system") if isinstance(data.get("build-system"), dict) else {}
-    specs += list(_req_strings(build.get("requires", [])))
+    specs += list(_req_strings(table(data, "build-system").get("requires", [])))
     specs += list(_req_strings(data.get("dependency-groups", {})))
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    poetry = tool.get("poetry") if isinstance(tool.get("poetry"), dict) else {}
+    poetry = table(table(data, "tool"), "poetry")
     for key in ("dependencies", "dev-dependencies"):
         deps = poetry.get(key)
         if isinstance(deps, dict):
@@ -164,10 +166,10 @@ def scan_pyproject(text: str, rel: str, lookup: DistLookup) -> tuple[list[Findin
             if (line, r) not in seen:
                 seen.add((line, r))
                 out.append(Finding(rel, line, r, evidence(spec)))
-    for i, line in enumerate(text.splitlines(), 1):  # index URLs in [tool.*] tables
-        if _CUDA_TORCH.search(line) and (i, "req.cuda-torch") not in seen:
+    for i, raw in enumerate(text.splitlines(), 1):  # index URLs in [tool.*] tables
+        if _CUDA_TORCH.search(raw) and (i, "req.cuda-torch") not in seen:
             seen.add((i, "req.cuda-torch"))
-            out.append(Finding(rel, i, "req.cuda-torch", evidence(line)))
+            out.append(Finding(rel, i, "req.cuda-torch", evidence(raw)))
     return out, None
 
 
