@@ -54,8 +54,10 @@ def test_accelerate_training_library(accelerate: Path) -> None:
     assert ("src/accelerate/utils/environment.py", "pkg.nvidia-wheels") in by  # import pynvml
     v = {x.stack: x for x in r.verdicts}
     assert v["cuda"].verdict == "unchanged"
-    assert v["rocm"].verdict == "port"  # only pynvml (NVML) is NVIDIA-only
-    assert [i.finding.rule for i in v["rocm"].by_outcome("port")] == ["pkg.nvidia-wheels"]
+    # ROCm: pynvml (NVML) is NVIDIA-only, and allow_tf32 is ignored (no TF32 on ROCm)
+    assert v["rocm"].verdict == "port"
+    assert sorted(i.finding.rule for i in v["rocm"].by_outcome("port")) == [
+        "pkg.nvidia-wheels", "py.tf32"]
     assert v["cann"].verdict == "blocked"  # the FP8 path: no catalogued Ascend chip has FP8
     assert [i.finding.file for i in v["cann"].by_outcome("blocked")] == [
         "src/accelerate/utils/modeling.py"]
