@@ -397,3 +397,17 @@ def test_pruned_walk_finds_what_the_full_walk_finds() -> None:
         pruned = {(f.line, f.rule) for f in scan_python_tree(
             tree, "f", text, imports, None, trigger_lines(data, trigger))}
         assert full == pruned
+
+
+def test_existing_vendor_code_is_reported_but_never_changes_a_verdict() -> None:
+    r = analyze(DATA / "vendor_code")
+    assert {(f.file, f.line, f.rule) for f in r.findings} == {
+        ("npu_ops.py", 3, "vendor.cann"),
+        ("csrc/add.mlu", 1, "vendor.neuware"),
+        ("csrc/op_npu.cpp", 1, "vendor.cann"),
+        ("csrc/op_npu.cpp", 2, "vendor.rocm"),
+    }
+    v = {x.stack: x for x in r.verdicts}
+    assert {x.verdict for x in r.verdicts} == {"unchanged"}
+    assert v["cann"].vendor_files == ["csrc/op_npu.cpp", "npu_ops.py"]
+    assert v["neuware"].vendor_files == ["csrc/add.mlu"] and v["supa"].vendor_files == []

@@ -83,6 +83,11 @@ def test_mmcv_custom_cuda_kernels(mmcv: Path) -> None:
         assert v[s] == "port", s
     assert v["corex"] == "unknown" and v["maca"] == "unknown"
     assert r.allowed_stacks() == ["cuda"]
+    # mmcv already carries some Ascend (ACL) and Cambricon (CNNL/mlu_op) code: reported, and it
+    # does not turn "needs porting" into anything better (its 111 CUDA files remain)
+    vendor = {x.stack: x.vendor_files for x in r.verdicts}
+    assert "mmcv/ops/csrc/common/pytorch_npu_util.hpp" in vendor["cann"]
+    assert vendor["neuware"] and vendor["rocm"]
 
 
 def test_pruned_walk_loses_nothing_on_real_code(accelerate: Path, mmcv: Path) -> None:

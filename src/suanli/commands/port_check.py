@@ -80,7 +80,8 @@ def _print(report: object, max_items: int) -> None:
         console.print("findings by rule: " + ", ".join(f"{r} {n}" for r, n in
                                                       rules.most_common()), highlight=False)
     t = Table(title="verdict per stack")
-    for col in ("stack", "verdict", "shim", "port", "blocked", "unknown", "deciding items"):
+    for col in ("stack", "verdict", "shim", "port", "blocked", "unknown", "vendor code",
+                "deciding items"):
         t.add_column(col, overflow="fold")
     for v in report.verdicts:
         deciding = [i for i in v.items if i.outcome == v.verdict and v.verdict != "unchanged"]
@@ -95,6 +96,7 @@ def _print(report: object, max_items: int) -> None:
             str(len(v.by_outcome("port"))),
             str(len(v.by_outcome("blocked"))),
             str(len(v.by_outcome("unknown"))),
+            f"{len(v.vendor_files)} files" if v.vendor_files else "",
             "\n".join(shown) or "—",
         )
     console.print(t)

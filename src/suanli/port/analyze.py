@@ -36,6 +36,7 @@ from suanli.port.scan_text import (
     scan_requirements,
     scan_setup_cfg,
     scan_shell,
+    scan_vendor_source,
 )
 
 MAX_BYTES = 5_000_000
@@ -52,6 +53,7 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".t
                        ".eggs"})
 CPP_EXT = frozenset({".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".hxx", ".inl", ".ipp"})
 CUDA_EXT = frozenset({".cu", ".cuh"})
+VENDOR_EXT = {".mlu": "vendor:neuware", ".mu": "vendor:musa"}
 SHELL_EXT = frozenset({".sh", ".bash", ".zsh", ".slurm", ".sbatch", ".pbs"})
 
 
@@ -63,6 +65,8 @@ def classify(name: str) -> str | None:
         return "python"
     if ext in CUDA_EXT:
         return "cuda"
+    if ext in VENDOR_EXT:
+        return VENDOR_EXT[ext]
     if ext in CPP_EXT:
         return "cpp"
     if low == "cmakelists.txt" or ext == ".cmake":
@@ -118,6 +122,12 @@ class StackVerdict:
     def by_outcome(self, outcome: Outcome) -> list[Item]:
         return [i for i in self.items if i.outcome == outcome]
 
+    @property
+    def vendor_files(self) -> list[str]:
+        """Files with existing code for this stack (informational)."""
+        rule = f"vendor.{self.stack}"
+        return sorted({i.finding.file for i in self.items if i.finding.rule == rule})
+
     def reasons(self) -> list[str]:
         """Distinct notes of the items that decide the verdict."""
         return list(dict.fromkeys(
@@ -131,7 +141,9 @@ class StackVerdict:
             "label": self.label, "shims": self.shims,
             "counts": {k: counts.get(k, 0) for k in RANK},
             "reasons": self.reasons(),
-            "items": [i.to_dict() for i in self.items if i.outcome != "unchanged"],
+            "vendor_files": len(self.vendor_files),
+            "items": [i.to_dict() for i in self.items
+                      if i.outcome != "unchanged" and not i.finding.rule.startswith("vendor.")],
         }
 
 
@@ -277,6 +289,8 @@ class _Scanner:
         text = _decode(data, rel, problems)
         if kind in ("cuda", "cpp"):
             return scan_cpp(text, rel, cuda_file=kind == "cuda")
+        if kind.startswith("vendor:"):
+            return scan_vendor_source(text, rel, kind.split(":", 1)[1])
         if kind == "cmake":
             return scan_cmake(text, rel)
         if kind == "requirements":

@@ -39,13 +39,16 @@ API_RULES: tuple[tuple[str, str], ...] = (
     ("torch.backends.cudnn", "py.cuda-api"),
     ("torch.backends.cuda", "py.cuda-api"),
 )
+VENDOR_MODULES = {"torch_npu": "cann", "torch_mlu": "neuware", "torch_musa": "musa",
+                  "torchada": "musa", "torch_gcu": "topsrider", "torch_br": "supa"}
 TRITON_DECORATORS = ("triton.jit", "triton.autotune", "triton.heuristics")
 CUDA_DEVICE = re.compile(r"cuda(:(\d*|\{\w*\}|%d|%s))?")
 NCCL_ENV = re.compile(r"NCCL_[A-Z0-9_]+")
 
 # cheap pre-filter: a file without any of these byte strings cannot produce a finding
 BASE_TRIGGERS = (b"cuda", b"cudnn", b"nccl", b"NCCL", b"triton", b"cpp_extension", b"float8",
-                 b"tf32", b"float32_matmul", b"_scaled_mm", b"jit", b"CUDA")
+                 b"tf32", b"float32_matmul", b"_scaled_mm", b"jit", b"CUDA", b"hip",
+                 *(m.encode() for m in VENDOR_MODULES))
 
 
 def make_trigger(import_names: list[str]) -> re.Pattern[bytes]:
@@ -202,6 +205,9 @@ class _Scan:
         return self.out
 
     def _module(self, line: int, module: str) -> None:
+        vendor = VENDOR_MODULES.get(module.split(".")[0])
+        if vendor is not None:
+            self.add(line, f"vendor.{vendor}")
         pkg = self.package(module)
         if pkg is not None:
             self.add(line, f"pkg.{pkg}")
@@ -212,6 +218,9 @@ class _Scan:
     def _attribute(self, n: ast.Attribute) -> None:
         name = self.dotted(n)
         if name is None:
+            return
+        if name == "torch.version.hip":
+            self.add(n.lineno, "vendor.rocm")
             return
         rule = _api_rule(name)
         if rule is not None:

@@ -36,6 +36,13 @@ _LIBRARY_HEADERS = re.compile(
     r"^(cublas\w*\.h|cublasLt\.h|cudnn\w*\.h|nccl\.h|cusparse\w*\.h|cufft\w*\.h|curand\w*\.h|"
     r"cusolver\w*\.h|nvToolsExt\w*\.h|nvtx3/.*|cutlass/.*|cute/.*|cub/.*|thrust/.*)$"
 )
+_VENDOR_HEADERS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^hip/|^hipblas|^miopen/|^rccl"), "rocm"),
+    (re.compile(r"^musa|^mudnn|^mublas|^mccl|^torch_musa/"), "musa"),
+    (re.compile(r"^acl/|^aclnn|^torch_npu/|^hccl/"), "cann"),
+    (re.compile(r"^cnnl\.h|^cnrt\.h|^cncl\.h|^mlu_op\.h|^bang|^torch_mlu/|^framework/core/"),
+     "neuware"),
+)
 _PTX = re.compile(r"\basm\s*(?:volatile\s*|__volatile__\s*)?\(\s*\"\s*[a-z]+\.[a-z0-9.]")
 _CMAKE_CUDA = re.compile(
     r"enable_language\s*\(\s*CUDA|project\s*\([^)]*\bCUDA\b|find_package\s*\(\s*(CUDA|CUDAToolkit)"
@@ -57,10 +64,21 @@ def scan_cpp(text: str, rel: str, *, cuda_file: bool) -> list[Finding]:
                     out.append(Finding(rel, i, "cpp.cuda-runtime", evidence(line)))
                 elif _LIBRARY_HEADERS.match(header):
                     out.append(Finding(rel, i, "cpp.cuda-library", evidence(line)))
+                else:
+                    for pat, vendor in _VENDOR_HEADERS:
+                        if pat.match(header):
+                            out.append(Finding(rel, i, f"vendor.{vendor}", evidence(line)))
+                            break
                 continue
         if "asm" in line and _PTX.search(line):
             out.append(Finding(rel, i, "cpp.inline-ptx", evidence(line)))
     return out
+
+
+def scan_vendor_source(text: str, rel: str, vendor: str) -> list[Finding]:
+    """A source file in a vendor language (.mlu BANG C, .mu MUSA): one informational finding."""
+    return [Finding(rel, 1, f"vendor.{vendor}",
+                    f"{vendor} source file ({len(text.splitlines())} lines)")]
 
 
 def scan_cmake(text: str, rel: str) -> list[Finding]:

@@ -35,6 +35,7 @@ def render_port_html(report: Report) -> str:
             f'<td style="background:{COLOURS[v.verdict]}"><b>{escape(v.label)}</b></td>'
             f"<td>{'<br>'.join(f'<code>{escape(s)}</code>' for s in v.shims)}</td>"
             + "".join(f"<td>{counts[k]}</td>" for k in ("port", "blocked", "unknown"))
+            + f"<td>{len(v.vendor_files) or ''}</td>"
             + f"<td>{reasons}</td></tr>"
         )
     head = "".join(f"<th>{escape(v.stack)}</th>" for v in report.verdicts)
@@ -67,7 +68,8 @@ Allowed stacks for the scheduler (runs unchanged or with a shim):
 <b>{escape(', '.join(report.allowed_stacks()) or 'none')}</b></p>
 <h2>Verdict per stack</h2>
 <table><tr><th>stack</th><th>name</th><th>verdict</th><th>shim</th><th>port</th>
-<th>blocked</th><th>unknown</th><th>reasons (deciding items)</th></tr>{''.join(v_rows)}</table>
+<th>blocked</th><th>unknown</th><th>files with vendor code</th>
+<th>reasons (deciding items)</th></tr>{''.join(v_rows)}</table>
 <h2>Findings by file</h2><p class="muted">{escape(legend)}; hover a cell for the shim, note
 and source.</p>
 {''.join(sections) or '<p>No CUDA-specific code found.</p>'}
