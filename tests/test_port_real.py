@@ -86,7 +86,7 @@ def test_mmcv_custom_cuda_kernels(mmcv: Path) -> None:
     # mmcv already carries some Ascend (ACL) and Cambricon (CNNL/mlu_op) code: reported, and it
     # does not turn "needs porting" into anything better (its 111 CUDA files remain)
     vendor = {x.stack: x.vendor_files for x in r.verdicts}
-    assert "mmcv/ops/csrc/common/pytorch_npu_util.hpp" in vendor["cann"]
+    assert "mmcv/ops/csrc/common/pytorch_npu_helper.hpp" in vendor["cann"]
     assert vendor["neuware"] and vendor["rocm"]
 
 
