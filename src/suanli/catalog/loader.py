@@ -159,7 +159,7 @@ class Catalog:
 
 
 # Data files in catalog/data/ that are not chip lists (read by their own modules).
-NON_CHIP_FILES = frozenset({"export_rules.yaml"})
+NON_CHIP_FILES = frozenset({"stacks.yaml", "export_rules.yaml"})
 
 
 def bundled_files() -> list[Path]:

@@ -464,6 +464,15 @@ def write_jobs_csv(jobs: Sequence[Job], path: str | Path) -> Path:
     return p
 
 
+def _stack_ids(names: frozenset[str] | None, p: Path, where: str) -> frozenset[str] | None:
+    from suanli.catalog.stacks import stack_ids
+
+    try:
+        return None if names is None else stack_ids(names)
+    except SuanliError as exc:
+        raise SuanliError(exc.problem, file=p, where=where, field="stacks") from None
+
+
 def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
     """Read suanli's own trace format (as written by :func:`write_jobs_csv`)."""
     p = Path(path)
@@ -535,6 +544,7 @@ def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
             data_gb=opt("data_gb") or 0.0, home_site=rec.get("home_site") or None,
             gpu_fraction=frac if frac and 0 < frac <= 1 else 1.0,
             job_type=rec.get("job_type") or None, origin=f"{p.name} row {r}",
+            stacks=_stack_ids(names("stacks"), p, where),  # optional: allowed stacks, a|b
         ))
     if not jobs:
         raise SuanliError("trace has no jobs", file=p)
