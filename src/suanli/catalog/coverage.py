@@ -1,16 +1,23 @@
 """Catalogue coverage: which of the four critical figures of each chip are known.
 
-Everything that estimates, plans or meters needs four figures of a chip: the dense 16-bit peak
-(BF16, else FP16), the memory size, the memory bandwidth and the TDP. For each chip and each of
-these figures this module says whether it is
+Everything that estimates, plans or meters needs four figures of a chip: the dense training peak
+(BF16, else FP16; FP32 for a chip that provably has no 16-bit arithmetic), the memory size, the
+memory bandwidth and the TDP. For each chip and each of these figures this module says whether it
+is
 
 * ``known``    -- a value with a source (any confidence);
 * ``derived``  -- a value computed from other published numbers (``Figure.derived`` holds the
   formula and its inputs);
-* ``unsupported`` -- the chip provably lacks it (e.g. no 16-bit arithmetic on Kepler);
+* ``unsupported`` -- the chip provably lacks it and has no fallback (e.g. no 16-bit arithmetic
+  and no known FP32 peak either);
 * ``missing``  -- unknown; the figure's note says where we looked.
 
 A chip is *complete* when all four are known or derived.
+
+The training-peak rule: a chip whose catalogue entry marks both BF16 and FP16 as *unsupported*
+(not unknown) trains in FP32, and the performance model estimates FP32 jobs on it; for such a
+chip the FP32 peak, when known and sourced, is its training peak (path ``peak.fp32``). An
+unknown 16-bit figure never falls back to FP32: "not found" is not "unsupported".
 """
 
 from __future__ import annotations
@@ -121,6 +128,22 @@ def _entry(chip: Chip, key: str, path: str, fig: Figure) -> FigureCoverage:
     )
 
 
+def training_peak_figure(chip: Chip) -> tuple[str, Figure]:
+    """The dense peak the models train at: the 16-bit figure of :func:`half_precision_figure`,
+    or -- only when both BF16 and FP16 are *unsupported* and the FP32 peak is known -- the FP32
+    peak, since such a chip (e.g. the Kepler K80) trains in FP32."""
+    path, fig = half_precision_figure(chip)
+    bf16, fp16 = chip.peak[Precision.BF16], chip.peak[Precision.FP16]
+    fp32 = chip.peak[Precision.FP32]
+    if bf16.unsupported and fp16.unsupported and fp32.value is not None:
+        why = fp16.note or bf16.note or "no 16-bit arithmetic"
+        note = f"no BF16/FP16 arithmetic ({why}); the FP32 peak is the training peak"
+        if fp32.note:
+            note += f"; {fp32.note}"
+        return "peak.fp32", fp32.model_copy(update={"note": note})
+    return path, fig
+
+
 def half_precision_figure(chip: Chip) -> tuple[str, Figure]:
     """The dense 16-bit peak used by the models: BF16 when known, else FP16, else the
     more informative of the two (unsupported beats unknown only when both are unsupported)."""
@@ -135,7 +158,7 @@ def half_precision_figure(chip: Chip) -> tuple[str, Figure]:
 
 
 _GETTERS: dict[str, Callable[[Chip], tuple[str, Figure]]] = {
-    "half": half_precision_figure,
+    "half": training_peak_figure,
     "memory": lambda c: ("memory.size_gb", c.memory.size_gb),
     "bandwidth": lambda c: ("memory.bandwidth_gbs", c.memory.bandwidth_gbs),
     "tdp": lambda c: ("tdp_w", c.tdp_w),
