@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from cli_support import run, run_error, run_json
+from needs import shared_file
 from suanli.catalog.loader import ENV_VAR, load_catalog
 from suanli.commands import common
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_VALIDATION = ROOT / ".." / "shared" / "data" / "validation"
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +162,8 @@ def test_validate_small_file(tmp_path: Path) -> None:
 
 def test_validation_median_error_target(extra_catalog: Path) -> None:
     """The headline figure: median |error| <= 15 % over the MPT/A100 training rows."""
-    d = run_json("validate", "--data", str(SHARED_VALIDATION), "--catalog", str(extra_catalog))
+    validation = shared_file("data/validation")
+    d = run_json("validate", "--data", str(validation), "--catalog", str(extra_catalog))
     s = d["summary"]
     assert s["predicted"] == s["rows"] >= 100
     assert s["median_abs_error_pct"] <= 15.0
@@ -170,6 +171,7 @@ def test_validation_median_error_target(extra_catalog: Path) -> None:
 
 def test_validate_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --data the command finds ../shared/data/validation from the project root."""
+    shared_file("data/validation")
     monkeypatch.chdir(ROOT)
     d = run_json("validate")
     assert d["summary"]["rows"] >= 100
