@@ -81,7 +81,7 @@ def test_synthetic_generated_trace_with_seed() -> None:
         (["--trace-format", "philly"], "--trace-format philly needs --trace FILE"),
         (["--scale-fleet", "0"], "--scale-fleet: must be > 0"),
         (["--quota", "research"], "--quota: expected NAME=number > 0, got 'research'"),
-        (["--trace-format", "csv"], "--trace-format: unknown trace format 'csv'"),
+        (["--trace-format", "foo"], "--trace-format: unknown trace format 'foo'"),
     ],
 )
 def test_bad_options_one_line(args: list[str], needle: str,
@@ -96,15 +96,20 @@ def test_malformed_trace_names_file_row_column(tmp_path: Path,
     p = tmp_path / "bad.csv"
     p.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n"
                  "2017-10-09 07:01:55,66.0,1,66,a\n2017-10-09 07:01:55,abc,1,66,a\n")
-    code, _, err = run_main(["simulate", "--trace", str(p), "--json"], capsys)
+    code, _, err = run_main(["simulate", "--trace", str(p)], capsys)
     assert code == 2
     assert "bad.csv: row 3: duration: 'abc' is not a number" in err
     assert len(err.strip().splitlines()) == 1
+    # with --json the same error is JSON on stdout, with its parts separated
+    code, out, err = run_main(["simulate", "--trace", str(p), "--json"], capsys)
+    assert code == 2 and err == ""
+    assert json.loads(out)["error"] == {"file": str(p), "entry": "row 3", "field": "duration",
+                                        "problem": "'abc' is not a number"}
 
 
 def test_measured_throughputs_need_job_types(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["simulate", "--throughputs",
-                             str(data_file("gavel_throughputs_solo.json")), "--json"], capsys)
+                             str(data_file("gavel_throughputs_solo.json"))], capsys)
     assert code == 2 and "--throughputs: measured throughputs need a trace with job types" in err
 
 
