@@ -369,6 +369,22 @@ def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     sys.stdout.write(buf.getvalue())
 
 
+PARALLEL_DIMS = ("tp", "cp", "pp", "ep", "dp")
+
+
+def layout_text(lay: dict[str, Any], *, details: bool = True) -> str:
+    """A training layout in one line: every parallel dimension that is not 1 (tensor, context,
+    pipeline, expert, data), then micro-batching, recompute and ZeRO stage when ``details``."""
+    dims = [f"{d}{lay[d]}" for d in PARALLEL_DIMS if int(lay.get(d, 1) or 1) != 1]
+    if int(lay.get("interleave", 1) or 1) > 1:
+        dims.append(f"vpp{lay['interleave']}")
+    parts = dims or ["1 device"]
+    if details:
+        parts.append(f"mb{lay['micro_batch']}x{lay['grad_accum']}")
+        parts.append(f"{lay['recompute']} ZeRO-{lay['zero']}")
+    return " ".join(parts)
+
+
 def fmt(x: float | None, digits: int = 1, unit: str = "") -> str:
     """Human formatting of a possibly-unknown number."""
     if x is None:

@@ -17,6 +17,7 @@ from suanli.commands.common import (
     console,
     count_option,
     fmt,
+    layout_text,
     num_option,
     precision_option,
     print_json,
@@ -128,15 +129,7 @@ def _hours(s: float | None) -> str:
 
 
 def _layout_str(lay: dict[str, Any]) -> str:
-    parts = [f"tp{lay['tp']} pp{lay['pp']} dp{lay['dp']}"]
-    if lay["cp"] > 1:
-        parts.append(f"cp{lay['cp']}")
-    if lay["ep"] > 1:
-        parts.append(f"ep{lay['ep']}")
-    parts.append(
-        f"mb{lay['micro_batch']}x{lay['grad_accum']} {lay['recompute']} ZeRO-{lay['zero']}"
-    )
-    return " ".join(parts)
+    return layout_text(lay)
 
 
 @estimate_app.command("train")
@@ -260,7 +253,8 @@ def _compare_train(results: list[tuple[str, Any, str | None]], shape: ModelShape
     t = Table(title=f"{shape.name} on {n} devices")
     for col in ("chip", "layout", "tokens/s", "per device", "MFU", "step s", "bottleneck",
                 "mem GB", "time", "kWh"):
-        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck") else "right")
+        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck") else "right",
+                     overflow="fold")
     for name, e, err in results:
         if e is None:
             t.add_row(name, err or "", *[""] * 8)
@@ -314,7 +308,8 @@ def infer_cmd(
     t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
     for col in ("chip", "tp x replicas", "TTFT s", "TPOT ms", "output tok/s", "decode tok/s",
                 "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev"):
-        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right")
+        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right",
+                     overflow="fold")
     for name, e, err in results:
         if e is None:
             t.add_row(name, err or "", *[""] * 8)

@@ -10,9 +10,11 @@ from rich.table import Table
 
 from suanli.commands.common import (
     MAX_COUNT,
+    WIDE_COLUMNS,
     CatalogOpt,
     FormatOpt,
     JsonOpt,
+    WideOpt,
     check_names,
     console,
     count_option,
@@ -75,6 +77,7 @@ def simulate(
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     out_format: FormatOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Simulate scheduling policies on a fleet with a job trace and compare them.
 
@@ -147,7 +150,8 @@ def simulate(
             "results": [r.metrics for r in results],
         })
         return
-    _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source)
+    _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source,
+                 wide=wide)
     for n in setup.notes:
         console.print(f"[dim]• {n}[/dim]", highlight=False)
     unr = results[0].metrics["unrunnable_reasons"]
@@ -177,22 +181,31 @@ def parse_queues(quotas: list[str], weights: list[str]) -> list[Queue]:
     return [Queue(n, weight=w.get(n, 1.0), quota=q.get(n)) for n in sorted({*q, *w})]
 
 
-def _print_table(results: list[SimResult], fleet: str, devices: int, source: str) -> None:
+# the default table fits 100 columns; --wide shows every column of report.sim.COLUMNS
+NARROW = {"policy": "policy", "done": "done", "unrunnable": "unrun", "mean JCT h": "JCT h",
+          "p99 JCT h": "p99 h", "mean wait h": "wait h", "util %": "util %",
+          "energy MWh": "MWh", "cost kCNY": "kCNY", "JCT vs first": "JCT ×"}
+
+
+def _print_table(results: list[SimResult], fleet: str, devices: int, source: str,
+                 wide: bool = False) -> None:
     from suanli.report.sim import COLUMNS, summary_rows
 
     t = Table(title=f"{len(results[0].jobs)} jobs from {Path(source).name} on {fleet} "
               f"({devices} accelerators)")
-    for c in COLUMNS:
-        if c == "policy":
+    keep = [i for i, c in enumerate(COLUMNS) if wide or c in NARROW]
+    for i in keep:
+        c = COLUMNS[i] if wide else NARROW[COLUMNS[i]]
+        if i == 0:
             t.add_column(c, justify="left", no_wrap=True, min_width=16)
         else:
-            t.add_column(c, justify="right")
+            t.add_column(c, justify="right", overflow="fold")
     for row in summary_rows(results):
         cells = [str(row[0]), str(row[1]), str(row[2])]
         for v in row[3:]:
             cells.append(fmt(v, 2) if isinstance(v, float) else ("—" if v is None else str(v)))
-        t.add_row(*cells)
-    console.print(t)
+        t.add_row(*[cells[i] for i in keep])
+    console.print(t, width=WIDE_COLUMNS if wide else None)
 
 
 __all__ = ["register", "simulate"]
