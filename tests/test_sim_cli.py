@@ -39,7 +39,9 @@ def test_table_and_html(tmp_path: Path) -> None:
     r = runner.invoke(app, ["simulate", "--max-jobs", "60", "--policy", "srpt", "--compare",
                             "min-cost", "--html", str(out)])
     assert r.exit_code == 0, r.output
-    assert "srpt" in r.stdout and "min-cost" in r.stdout and "mean JCT h" in r.stdout
+    assert "srpt" in r.stdout and "min-cost" in r.stdout and "JCT h" in r.stdout
+    wide = runner.invoke(app, ["simulate", "--max-jobs", "60", "--policy", "srpt", "--wide"])
+    assert "mean JCT h" in wide.stdout and "rho max" in wide.stdout
     html = out.read_text()
     for title in ("JCT CDF", "Utilisation over time", "Queue length over time",
                   "Share of delivered device-hours per chip type"):
