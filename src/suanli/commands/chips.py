@@ -18,7 +18,6 @@ from rich.text import Text
 from suanli.catalog.loader import Catalog, load_catalog
 from suanli.catalog.schema import PRECISIONS, Chip, Figure, Precision
 from suanli.commands.common import (
-    WIDE_COLUMNS,
     CatalogOpt,
     FormatOpt,
     JsonOpt,
@@ -27,6 +26,7 @@ from suanli.commands.common import (
     output_format,
     print_csv,
     print_json,
+    print_table,
 )
 from suanli.commands.common import resolve_precision as _resolve_precision
 from suanli.errors import SuanliError
@@ -381,10 +381,7 @@ def list_chips(
     if not chips:
         console.print("no chips match these filters")
         return
-    if wide:
-        console.print(_list_table(chips, sort_key, wide=True), width=WIDE_COLUMNS)
-    else:
-        console.print(_list_table(chips, sort_key, wide=False))
+    print_table(_list_table(chips, sort_key, wide=wide), wide=wide)
 
 
 _LIST_COLS = ("memory", "bw", "fp64", "fp32", "bf16/fp16", "fp8", "int8", "tdp")
@@ -447,7 +444,7 @@ def _list_table(chips: list[Chip], sort_key: str | None, wide: bool = True) -> T
     for h, k in cols:
         text = k in ("id", "name", "vendor", "stack", "cuda")
         table.add_column(h, justify="left" if text else "right", no_wrap=k == "id",
-                         style="bold" if k == extra else None)
+                         style="bold" if k == extra else None, overflow="fold")
     for c in chips:
         table.add_row(*[Text(t, style=s) for t, s in (_cell_of(c, k) for _, k in cols)])
     return table

@@ -359,6 +359,19 @@ def output_format(fmt: str | None, as_json: bool) -> str:
     return fmt or ("json" if as_json else "table")
 
 
+def print_table(renderable: Any, wide: bool = False) -> None:
+    """Print a table; ``wide`` lets it grow past the terminal width (for `less -S`, files)."""
+    if not wide:
+        console.print(renderable)
+        return
+    old = console.width
+    console.width = max(old, WIDE_COLUMNS)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = old
+
+
 def print_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Rows as CSV on stdout (unknown = empty cell)."""
     buf = io.StringIO()

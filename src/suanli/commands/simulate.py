@@ -10,7 +10,6 @@ from rich.table import Table
 
 from suanli.commands.common import (
     MAX_COUNT,
-    WIDE_COLUMNS,
     CatalogOpt,
     FormatOpt,
     JsonOpt,
@@ -26,6 +25,7 @@ from suanli.commands.common import (
     output_format,
     print_csv,
     print_json,
+    print_table,
 )
 from suanli.errors import SuanliError
 
@@ -205,7 +205,7 @@ def _print_table(results: list[SimResult], fleet: str, devices: int, source: str
         for v in row[3:]:
             cells.append(fmt(v, 2) if isinstance(v, float) else ("—" if v is None else str(v)))
         t.add_row(*[cells[i] for i in keep])
-    console.print(t, width=WIDE_COLUMNS if wide else None)
+    print_table(t, wide=wide)
 
 
 __all__ = ["register", "simulate"]
