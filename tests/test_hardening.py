@@ -124,9 +124,9 @@ def test_json_output_never_contains_nan() -> None:
 
 
 @pytest.mark.parametrize(("patch", "field", "needle"), [
-    ({"nodes": True}, "nodes", "valid integer"),
+    ({"nodes": True}, "nodes", "expected a whole number, got true"),
     ({"nodes": 10**30}, "nodes", "must be <= 100000"),
-    ({"chips_per_node": 8.5}, "chips_per_node", "valid integer"),
+    ({"chips_per_node": 8.5}, "chips_per_node", "expected a whole number, got 8.5"),
     ({"inter_node_latency_us": float("inf")}, "inter_node_latency_us", "finite"),
     ({"inter_node_gbps": True}, "inter_node_gbps", "expected a number"),
 ])

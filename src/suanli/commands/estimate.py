@@ -14,6 +14,7 @@ from suanli.commands.common import (
     MAX_DEVICES,
     CatalogOpt,
     JsonOpt,
+    WideOpt,
     console,
     count_option,
     fmt,
@@ -21,6 +22,7 @@ from suanli.commands.common import (
     num_option,
     precision_option,
     print_json,
+    print_table,
 )
 from suanli.errors import CannotRun, SuanliError
 
@@ -287,6 +289,7 @@ def infer_cmd(
     eff_link: EffL = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Inference: TTFT, time per output token, tokens/s, weights + KV-cache memory and fit."""
     from suanli.perf.estimate import estimate_infer
@@ -306,19 +309,22 @@ def infer_cmd(
         _emit_json(results)
         return
     t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
-    for col in ("chip", "tp x replicas", "TTFT s", "TPOT ms", "output tok/s", "decode tok/s",
-                "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev"):
-        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right",
+    cols = ["chip", "tp×rep", "TTFT s", "TPOT ms", "out tok/s", "decode tok/s", "bound",
+            "weights GB", "KV GB", "mem GB/dev"]
+    keep = [i for i, c in enumerate(cols) if wide or c not in ("weights GB", "KV GB")]
+    for i in keep:
+        t.add_column(cols[i], justify="left" if cols[i] in ("chip", "bound") else "right",
                      overflow="fold")
     for name, e, err in results:
         if e is None:
-            t.add_row(name, err or "", *[""] * 8)
+            t.add_row(name, err or "", *[""] * (len(keep) - 2))
             continue
-        t.add_row(name, f"{e.tp} x {e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
-                  fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
-                  f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
-                  f"{e.memory_gb['total']:,.1f} / {e.memory_gb['capacity']:,.0f}")
-    console.print(t)
+        row = [name, f"{e.tp}×{e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
+               fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
+               f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
+               f"{e.memory_gb['total']:,.1f}/{e.memory_gb['capacity']:,.0f}"]
+        t.add_row(*[row[i] for i in keep])
+    print_table(t, wide=wide)
 
 
 @estimate_app.command("hpc")

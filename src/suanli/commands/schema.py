@@ -65,8 +65,10 @@ def _trace() -> dict[str, Any]:
         id: str = Field(description="Job id, unique in the file.")
         arrival_s: float = Field(ge=0, le=3.2e8, description="Submission time, seconds.")
         gang: int = Field(ge=1, le=1_000_000, description="Devices the job needs at once.")
-        work: float | None = Field(None, gt=0, description="Work in reference device-seconds "
-                                   "(give work or duration_ref_s).")
+        work: float | None = Field(None, gt=0, description="Total work in the workload's "
+                                   "units: tokens (train), output tokens (infer), flop or "
+                                   "bytes (hpc), steps (measured matrix). Give work or "
+                                   "duration_ref_s.")
         duration_ref_s: float | None = Field(None, gt=0, le=3.2e8, description="Run time on "
                                              "the reference chip, seconds (<= 10 years).")
         kind: Literal["train", "infer", "hpc", ""] = Field(description="Workload kind.")

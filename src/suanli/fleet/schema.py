@@ -101,6 +101,16 @@ class NodeGroup(BaseModel):
     # Metering: force the compute class of this group (default: the classification rule).
     compute_class: ComputeClassName | None = None
 
+    @field_validator("nodes", "chips_per_node", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a whole number, got {str(v).lower()} (a yes/no value "
+                             "is not a count)")
+        if isinstance(v, float):
+            raise ValueError(f"expected a whole number, got {v:g}")
+        return v
+
     @field_validator("inter_node_gbps", mode="before")
     @classmethod
     def _gbps(cls, v: Any) -> Any:
