@@ -62,13 +62,13 @@ def _table_row(out: str, chip_id: str) -> dict[str, str]:
 
 
 def test_list_table_distinguishes_unknown_and_unsupported() -> None:
-    out = run("list", "--vendor", "biren")
+    out = run("list", "--vendor", "biren", "--wide")
     assert "nvidia" not in out
     br100 = _table_row(out, "biren_br100")
     assert br100["FP64"] == "—"  # Biren has no FP64
     assert br100["FP8"] == "?"  # not published
     assert br100["FP32"] == "256" and br100["mem GB"] == "64"
-    out = run("list")
+    out = run("list", "--wide")
     a100 = _table_row(out, "nvidia_a100_sxm_80")
     assert (a100["FP8"], a100["BF16/FP16"], a100["CUDA"]) == ("—", "312", "native")
     t4 = _table_row(out, "nvidia_t4")

@@ -336,6 +336,27 @@ def test_examples_load_and_run() -> None:
     assert sim["jobs"] == 5 and sim["results"][0]["completed"] == 5
 
 
+def test_readme_and_docs_state_true_figures() -> None:
+    """Figures the docs quote that the code can check: catalogue size, trace formats."""
+    import re
+
+    from suanli.catalog.loader import load_catalog
+    from suanli.sim.traces import FORMATS
+
+    n = len(list(load_catalog()))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")}
+    texts["README.md"] = readme
+    claims = [(name, int(m.group(1))) for name, text in texts.items()
+              for m in re.finditer(r"(\d+) (?:accelerators from \d+ vendors|chips catalogued|"
+                                   r"accelerators at\s+every precision)", text)]
+    assert claims and all(k == n for _, k in claims), (n, claims)
+    listed = re.search(r"Traces \(`--trace-format`, auto-detected\): (.*?)See", readme, re.S)
+    assert listed is not None
+    for name in re.findall(r"`(\w+)`", listed.group(1)):
+        assert name in FORMATS or name == "suanli", name
+
+
 def test_trace_format_suanli_names_the_own_csv() -> None:
     d = json.loads(run("simulate", "--fleet", str(EXAMPLES / "fleet.yaml"), "--trace",
                        str(EXAMPLES / "jobs.csv"), "--trace-format", "suanli", "--json",
