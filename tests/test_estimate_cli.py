@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from cli_support import run, run_error, run_json
+from needs import shared_file
 from suanli.catalog.loader import ENV_VAR, load_catalog
 from suanli.commands import common
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_VALIDATION = ROOT / ".." / "shared" / "data" / "validation"
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,8 @@ def test_hpc_missing_fp64_is_one_line(capsys: pytest.CaptureFixture[str],
     [
         (["--model", "gpt-9", "--chip", "A100", "--devices", "8"], "unknown model 'gpt-9'"),
         (["--model", "llama2-7b", "--chip", "Z9000", "--devices", "8"], "unknown chip 'Z9000'"),
-        (["--model", "llama2-7b", "--chip", "A100", "--devices", "-8"], "positive integer"),
+        (["--model", "llama2-7b", "--chip", "A100", "--devices", "-8"],
+         "--devices: must be >= 1"),
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "12", "--tp", "8"],
          "must be divisible by tp*pp*cp"),
         (["--model", "llama3-70b", "--chip", "A100", "--devices", "8", "--tp", "8", "--zero", "0",
@@ -112,7 +113,7 @@ def test_hpc_missing_fp64_is_one_line(capsys: pytest.CaptureFixture[str],
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "8", "--zero", "7"],
          "zero must be"),
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "8", "--eff-compute", "2"],
-         "efficiency compute must be in (0, 1]"),
+         "--eff-compute: must be > 0 and <= 1, got 2"),
     ],
 )
 def test_train_bad_input(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
@@ -132,8 +133,9 @@ def test_infer_hpc_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "kernel must be hpl or stream" in run_error(capsys, "estimate", "hpc", "--kernel",
                                                        "linpack", "--chip", "A100", "--devices",
                                                        "1")
-    assert "positive integer" in run_error(capsys, "estimate", "infer", "--model", "llama2-7b",
-                                           "--chip", "A100", "--devices", "0")
+    line = run_error(capsys, "estimate", "infer", "--model", "llama2-7b", "--chip", "A100",
+                     "--devices", "0")
+    assert "--devices: must be >= 1" in line
 
 
 def test_validate_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -162,7 +164,8 @@ def test_validate_small_file(tmp_path: Path) -> None:
 
 def test_validation_median_error_target(extra_catalog: Path) -> None:
     """The headline figure: median |error| <= 15 % over the MPT/A100 training rows."""
-    d = run_json("validate", "--data", str(SHARED_VALIDATION), "--catalog", str(extra_catalog))
+    validation = shared_file("data/validation")
+    d = run_json("validate", "--data", str(validation), "--catalog", str(extra_catalog))
     s = d["summary"]
     assert s["predicted"] == s["rows"] >= 100
     assert s["median_abs_error_pct"] <= 15.0
@@ -170,6 +173,7 @@ def test_validation_median_error_target(extra_catalog: Path) -> None:
 
 def test_validate_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --data the command finds ../shared/data/validation from the project root."""
+    shared_file("data/validation")
     monkeypatch.chdir(ROOT)
     d = run_json("validate")
     assert d["summary"]["rows"] >= 100

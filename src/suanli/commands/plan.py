@@ -18,7 +18,15 @@ import typer
 import yaml
 from rich.table import Table
 
-from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt,
+    num_option,
+    out_file_option,
+    print_json,
+)
 from suanli.errors import SuanliError
 
 plan_app = typer.Typer(
@@ -40,10 +48,10 @@ ObjectiveOpt = Annotated[str | None, typer.Option(
     "--objective", help="min_tco | max_throughput | min_energy | min_carbon.")]
 RuleOpt = Annotated[str | None, typer.Option(
     "--export-rule", help="3A090 rule version (2022-10, 2023-10, 2024-12, 2026-01) or a date.")]
-BudgetOpt = Annotated[float | None, typer.Option("--budget", help="Budget in CNY (capex + "
-                                                 "opex over the horizon).")]
-HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")]
-FleetOutOpt = Annotated[Path | None, typer.Option(
+BudgetOpt = Annotated[float | None, num_option("--budget", help="Budget in CNY (capex + "
+                                               "opex over the horizon).", gt=0)]
+HtmlOpt = Annotated[Path | None, out_file_option("--html", help="Write an HTML report here.")]
+FleetOutOpt = Annotated[Path | None, out_file_option(
     "--fleet-out", help="Write the planned fleet (existing + bought) as fleet YAML.")]
 
 

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from suanli.commands.common import JsonOpt, console, print_json
+from suanli.commands.common import (
+    JsonOpt,
+    console,
+    in_file_option,
+    num_option,
+    out_file_option,
+    print_json,
+)
 from suanli.errors import SuanliError
 
 STYLE = {"unchanged": "green", "shim": "cyan", "unknown": "dim", "port": "yellow",
@@ -25,16 +32,17 @@ def port_check(
     target: Annotated[list[str] | None, typer.Option(
         "--target", "-t",
         help="Target stack id or name (repeatable; default: all stacks).")] = None,
-    rules: Annotated[list[Path] | None, typer.Option(
+    rules: Annotated[list[Path] | None, in_file_option(
         "--rules", help="Extra rules/packages YAML (overrides per rule and stack; also "
                         "$SUANLI_PORT_RULES).")] = None,
-    stacks_file: Annotated[list[Path] | None, typer.Option(
+    stacks_file: Annotated[list[Path] | None, in_file_option(
         "--stacks", help="Extra stack-facts YAML (adds or replaces stacks by id).")] = None,
-    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")] = None,
+    html: Annotated[Path | None, out_file_option(
+        "--html", help="Write an HTML report here.")] = None,
     max_items: Annotated[int, typer.Option(
         "--max-items", min=0, help="Items listed per stack in the table output.")] = 12,
-    max_mb: Annotated[float, typer.Option(
-        "--max-mb", min=0.001, help="Skip (and report) files larger than this.")] = 5.0,
+    max_mb: Annotated[float, num_option(
+        "--max-mb", gt=0, le=1e6, help="Skip (and report) files larger than this (MB).")] = 5.0,
     allowed_only: Annotated[bool, typer.Option(
         "--allowed", help="Print only the allowed stacks, '|'-separated (the 'stacks' column of "
                           "a suanli trace CSV / Job.stacks).")] = False,
