@@ -207,7 +207,7 @@ class RayExecutor:
             return False, exc.problem
         except Exception as exc:
             return False, f"Ray at {self.address}: {' '.join(str(exc).split())[:200]}"
-        return True, f"Ray job API at {self.address} (version {version})"
+        return True, f"Ray job API at {self.address} (API version {version})"
 
 
 register_executor("ray", RayExecutor)
