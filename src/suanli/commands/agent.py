@@ -25,6 +25,9 @@ def agent(
     token: Annotated[
         str | None, typer.Option("--token", envvar="SUANLI_AGENT_TOKEN", help="Node token.")
     ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Executor for assigned launches.")
+    ] = "local",
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,7 +41,7 @@ def agent(
                               field="--server")
         from suanli.agent.loop import run_agent
 
-        run_agent(server=server, token=token, catalog=cat)
+        run_agent(server=server, token=token, catalog=cat, executor=executor)
         return
     results = probe_all(cat)
     devices = [d for r in results for d in r.devices]
