@@ -85,6 +85,7 @@ class FakePlane:
         self.final: dict[str, dict[str, Any]] = {}
         self.tails: dict[str, str] = {}
         self.auth_failures = 0
+        self.seen: set[str] = set()
 
 
 def serve(plane: FakePlane, port: int = 0) -> ThreadingHTTPServer:
@@ -109,10 +110,10 @@ def serve(plane: FakePlane, port: int = 0) -> ThreadingHTTPServer:
                         if st["state"] in ("succeeded", "failed", "cancelled", "lost"):
                             plane.final[st["launch_id"]] = st
                     plane.tails.update(body["log_tails"])
-                    seen = {s["launch_id"] for s in body["statuses"]}
+                    plane.seen |= {s["launch_id"] for s in body["statuses"]}
                     # repeat a launch until the agent reports it (idempotence is tested)
                     answer = {"launch": [s for s in plane.to_launch
-                                         if s["launch_id"] not in seen],
+                                         if s["launch_id"] not in plane.seen],
                               "cancel": list(plane.to_cancel)}
                 else:
                     self.send_response(404)
@@ -173,6 +174,11 @@ def test_agent_registers_runs_reports_and_cancels(plane: Any, tmp_path: Path) ->
     run_until(agent, lambda: "long" in plane.final)
     assert plane.final["long"]["state"] == "cancelled"
     assert not agent.active and not agent.unreported
+    # a late duplicate assignment of a finished launch is ignored by the agent itself
+    from suanli.agent import Assignment
+
+    agent.apply(Assignment(launch=[LaunchSpec.model_validate(plane.to_launch[0])]))
+    assert not agent.active and len(ex.procs) == 3
 
 
 def test_agent_survives_an_unreachable_plane_and_reports_later(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ class Agent:
         self.active: dict[str, LaunchSpec] = {}  # launches this agent holds
         self.unreported: dict[str, ExecStatus] = {}  # terminal, not yet acknowledged
         self.tails: dict[str, str] = {}  # log tails of unreported launches
+        self.finished: dict[str, None] = {}  # recently acknowledged launches (insertion order)
         self.errors = 0
 
     def register(self) -> str:
@@ -89,7 +90,8 @@ class Agent:
                     self.unreported[lid] = st
                     self.active.pop(lid, None)
         for spec in todo.launch:
-            if spec.launch_id in self.active or spec.launch_id in self.unreported:
+            lid = spec.launch_id
+            if lid in self.active or lid in self.unreported or lid in self.finished:
                 continue  # the server repeats assignments until it sees them: no-op
             st = self.executor.launch(spec)
             if st.state.terminal:
@@ -113,6 +115,9 @@ class Agent:
             if st.state.terminal:
                 self.unreported.pop(st.launch_id, None)
                 self.tails.pop(st.launch_id, None)
+                self.finished[st.launch_id] = None
+        while len(self.finished) > 10000:
+            del self.finished[next(iter(self.finished))]
         self.errors = 0
         self.apply(todo)
         return True
