@@ -199,7 +199,9 @@ class SlurmExecutor:
         self._specs: dict[str, LaunchSpec] = {}
 
     # -- plumbing --------------------------------------------------------------------------
-    def _run(self, argv: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+    def _run(
+        self, argv: list[str], timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 argv, capture_output=True, text=True, env=self._env,
@@ -225,15 +227,17 @@ class SlurmExecutor:
         if q.returncode == 0:
             hits = [j for j in parse_squeue_json(q.stdout) if j["name"] == name]
             if hits:
-                self._jobs[launch_id] = hits[-1]["job_id"]
-                return hits[-1]["job_id"]
+                found = str(hits[-1]["job_id"])
+                self._jobs[launch_id] = found
+                return found
         a = self._run(["sacct", "-X", "-n", "-P", "--name", name, "-S", "now-7days",
                        "-o", "JobID,JobName,State,ExitCode,Reason"])
         if a.returncode == 0:
             hits = [j for j in parse_sacct(a.stdout) if j["name"] == name]
             if hits:
-                self._jobs[launch_id] = hits[-1]["job_id"]
-                return hits[-1]["job_id"]
+                found = str(hits[-1]["job_id"])
+                self._jobs[launch_id] = found
+                return found
         return None
 
     # -- the Executor protocol ---------------------------------------------------------------

@@ -237,7 +237,7 @@ def match_chip(
         return None, f"'{name}' could be {ids}"
     chip = hits[0]
     gap = _mem_gap(chip, memory_mib / 1024.0) if memory_mib else None
-    if gap is not None and gap > 0.25:
+    if memory_mib and gap is not None and gap > 0.25:
         # a wrong chip is worse than an unknown one: the scheduler would trust it
         return None, (
             f"name suggests {chip.id}, but {memory_mib / 1024.0:.0f} GiB differs from its "
