@@ -21,6 +21,9 @@ _suanli_slurm_setup() {
   local base="${SUANLI_SLURM_PORT_BASE:-16817}"
   local ctld_port=$base slurmd_port=$((base + 1)) dbd_port=$((base + 2)) db_port=$((base + 3))
   rm -rf "$dir"
+  # munged and mariadbd run as their own users: they must be able to reach the state dir
+  # (mktemp -d makes $SUANLI_CI_STATE mode 700)
+  chmod a+x "$(dirname "$dir")"
   mkdir -p "$dir"/{munge,state,spool,log,dev,db,dbrun,run}
 
   # --- munge, private socket ------------------------------------------------------------
