@@ -1,10 +1,11 @@
 """AMD Instinct: ``amd-smi static --json`` (ROCm 6+), else ``rocm-smi ... --json``.
 
 Formats: rocm-smi's JSON is an object keyed ``card0``, ``card1``, ... with keys such as
-"Card series", "VRAM Total Memory (B)", "GPU use (%)" (seen in wandb/wandb PR #5449);
-amd-smi's is a list of ``{"gpu": N, "asic": {"market_name": ...}, "vram": {"size": ...}}``
-(ROCm amd-smi documentation, ``amd-smi static --json``). Fixtures ``amd-smi_mi300x.json``,
-``rocm-smi_mi250x.json``.
+"Card Series", "VRAM Total Memory (B)", "GPU use (%)" (marimo-team/marimo issue #9237,
+wandb/wandb PR #5449); amd-smi's is a list of ``{"gpu": N, "asic": {"market_name": ...},
+"vram": {"size": {"value": ..., "unit": "MB"}}, "driver": {"version": ...}}`` (field names of
+``amd-smi static`` in ROCm/rocm-systems PR #2987, value/unit objects in amd-smi JSON as in
+nathaninline/ajean issue #39). Fixtures ``amd-smi_mi300x.json``, ``rocm-smi_mi250x.json``.
 """
 
 from __future__ import annotations
