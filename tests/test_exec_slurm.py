@@ -206,3 +206,22 @@ def test_real_slurm_refusal_is_a_failed_launch(tmp_path: Path) -> None:
                  extra={"partition": "h800", "gres_type": "h800"})
     st = ex.launch(spec)
     assert st.state is ExecState.FAILED and "sbatch refused" in st.message
+
+
+def test_executors_refuse_shapes_they_do_not_support(tmp_path: Path) -> None:
+    from suanli.exec.compat import unsupported
+    from suanli.exec.ray import RayExecutor
+
+    gang = _spec(tmp_path, ["x"], nodes=["a", "b"], devices=[[0], [0]])
+    half = _spec(tmp_path, ["x"], chip_id="c", extra={"chip_units": 0.5})
+    slurm, ray = SlurmExecutor().features, RayExecutor.features
+    assert unsupported(slurm, gang) is None
+    assert "gang" in (unsupported(ray, gang) or "")
+    assert "whole devices" in (unsupported(slurm, half) or "")
+    assert unsupported(ray, half) is None
+    assert "checkpoint" in (unsupported(slurm, gang, preempt_with_checkpoint=True) or "")
+    # the executors apply it themselves, before touching the backend
+    st = RayExecutor(address="http://127.0.0.1:9").launch(gang)
+    assert st.state is ExecState.FAILED and "gang" in st.message
+    st2 = SlurmExecutor().launch(half)
+    assert st2.state is ExecState.FAILED and "whole devices" in st2.message

@@ -24,6 +24,7 @@ from suanli.exec.base import (
     LaunchSpec,
     register_executor,
 )
+from suanli.exec.compat import unsupported
 
 ADDRESS_ENV = "SUANLI_RAY_ADDRESS"
 RESOURCE_PREFIX = "chip:"
@@ -124,6 +125,9 @@ class RayExecutor:
 
     # -- the Executor protocol -----------------------------------------------------------------
     def launch(self, spec: LaunchSpec) -> ExecStatus:
+        why = unsupported(self.features, spec)
+        if why:
+            return ExecStatus(launch_id=spec.launch_id, state=ExecState.FAILED, message=why)
         self._specs[spec.launch_id] = spec
         if self._info(spec.launch_id) is not None:
             return self.poll(spec.launch_id)

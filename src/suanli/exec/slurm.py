@@ -29,6 +29,7 @@ from suanli.exec.base import (
     LaunchSpec,
     register_executor,
 )
+from suanli.exec.compat import unsupported
 
 # Slurm job states (squeue/sacct base states) -> what suanli observed.
 STATE_MAP: dict[str, ExecState] = {
@@ -282,6 +283,9 @@ class SlurmExecutor:
         return args, tasks
 
     def launch(self, spec: LaunchSpec) -> ExecStatus:
+        why = unsupported(self.features, spec)
+        if why:
+            return ExecStatus(launch_id=spec.launch_id, state=ExecState.FAILED, message=why)
         known = self._lookup(spec.launch_id)
         if known is not None:
             self._specs.setdefault(spec.launch_id, spec)
