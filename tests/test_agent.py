@@ -86,6 +86,7 @@ class FakePlane:
         self.tails: dict[str, str] = {}
         self.auth_failures = 0
         self.seen: set[str] = set()
+        self.history: dict[str, list[tuple[str, str | None]]] = {}
 
 
 def serve(plane: FakePlane, port: int = 0) -> ThreadingHTTPServer:
@@ -103,9 +104,14 @@ def serve(plane: FakePlane, port: int = 0) -> ThreadingHTTPServer:
             with plane.lock:
                 if self.path == "/api/v1/agent/register":
                     plane.registered.append(body)
+                    # a (re)registered node gets every unfinished launch again
+                    plane.seen = {lid for lid in plane.seen if lid in plane.final}
                     answer: dict[str, Any] = {"node_id": "n1", "heartbeat_s": 0.05}
                 elif self.path == "/api/v1/agent/n1/heartbeat":
                     plane.beats.append(body)
+                    for st in body["statuses"]:
+                        plane.history.setdefault(st["launch_id"], []).append(
+                            (st["state"], st.get("backend_id")))
                     for st in body["statuses"]:
                         if st["state"] in ("succeeded", "failed", "cancelled", "lost"):
                             plane.final[st["launch_id"]] = st
@@ -223,3 +229,45 @@ def test_client_rejects_non_http_urls_and_reports_unreachable() -> None:
                            agent_version="0")
     with pytest.raises(Unreachable):
         HttpControlPlane("http://127.0.0.1:9", TOKEN, timeout_s=2).register(reg)
+
+
+def test_killed_agent_restarts_and_reattaches_to_its_slurm_job(plane: Any,
+                                                               tmp_path: Path) -> None:
+    """`suanli agent --executor slurm` as a real process: kill it mid-job; a new agent
+    re-attaches to the same Slurm job (found by its name) instead of starting it twice."""
+    import os
+
+    from needs import need
+
+    need(os.environ.get("SUANLI_TEST_SLURM") == "1",
+         "a running Slurm (.ci/setup.d/20-slurm.sh sets SUANLI_TEST_SLURM=1)")
+    lid = f"agent-{time.time_ns()}"
+    plane.to_launch = [spec(tmp_path, lid, "import time; time.sleep(6); print('finished once')")]
+    cmd = [sys.executable, "-m", "suanli.cli", "agent", "--server", plane.url,
+           "--token", TOKEN, "--executor", "slurm"]
+
+    def running() -> bool:
+        return any(s == "running" for s, _ in plane.history.get(lid, []))
+
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(), first.stderr.read().decode() if first.poll() is not None else ""
+    finally:
+        first.kill()
+        first.wait()
+    job_ids = {b for s, b in plane.history[lid]}
+    second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while lid not in plane.final and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        second.kill()
+        second.wait()
+    assert plane.final[lid]["state"] == "succeeded", plane.history[lid]
+    assert len(plane.registered) == 2
+    assert {b for s, b in plane.history[lid]} == job_ids and len(job_ids) == 1
+    assert plane.tails[lid].count("finished once") == 1
