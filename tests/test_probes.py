@@ -207,3 +207,88 @@ def test_fuzz_truncated_and_spliced_samples(fixture: str, cut: int, junk: str) -
     for probe in probes():
         for tool in probe.tools:
             assert probe.parse_result(mutated, CAT, tool).status in ("ok", "unparseable")
+
+
+class _FakeNvml:
+    """Stands in for nvidia-ml-py's ``pynvml`` (the NVML calls the probe makes)."""
+
+    class _Mem:
+        total, used = 97871 * 2**20, 1024 * 2**20
+
+    class _Util:
+        gpu = 42
+
+    class _Pci:
+        busId = b"00000000:18:00.0"
+
+    def __init__(self, fail_init: bool = False) -> None:
+        self.fail_init = fail_init
+        self.shutdown = 0
+
+    def nvmlInit(self) -> None:
+        if self.fail_init:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown += 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "550.54.15"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 12040
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:
+        return b"NVIDIA H20"
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> _Mem:
+        return self._Mem()
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> _Util:
+        return self._Util()
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> _Pci:
+        return self._Pci()
+
+
+def test_nvidia_prefers_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    res = get_probe("nvidia").probe(CAT)
+    assert res.status == "ok" and res.tool == "nvml"
+    assert [d.chip_id for d in res.devices] == ["nvidia_h20", "nvidia_h20"]
+    d = res.devices[1]
+    assert d.index == 1 and d.utilization_pct == 42 and d.memory_used_mib == 1024
+    assert d.driver_version == "550.54.15" and d.stack_version == "CUDA 12.4"
+    assert d.bus_id == "00000000:18:00.0" and fake.shutdown == 1
+
+
+def test_nvidia_falls_back_to_nvidia_smi_when_nvml_cannot_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml(fail_init=True))
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\n/bin/cat '{DATA / 'nvidia-smi_h800.csv'}'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = get_probe("nvidia").probe(CAT)
+    assert res.status == "ok" and res.tool == "nvidia-smi" and len(res.devices) == 2
+
+
+def test_real_nvml_without_a_driver_is_not_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvidia-ml-py (a dev dependency) is importable here, but no driver library exists."""
+    import pynvml  # noqa: F401  (the real bindings)
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    res = get_probe("nvidia").probe(CAT)
+    assert res.status == "not_present"
