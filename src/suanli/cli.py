@@ -23,7 +23,18 @@ import typer
 from typer.core import TyperGroup
 
 from suanli import __version__
-from suanli.commands import chips, demo, estimate, meter, plan, port_check, schema, simulate
+from suanli.commands import (
+    agent,
+    check,
+    chips,
+    demo,
+    estimate,
+    meter,
+    plan,
+    port_check,
+    schema,
+    simulate,
+)
 from suanli.commands.common import click, err_console, error_json
 from suanli.errors import SuanliError
 
@@ -121,7 +132,7 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (demo, chips, meter, estimate, simulate, plan, port_check, schema):
+for _module in (demo, chips, meter, estimate, simulate, plan, port_check, check, agent, schema):
     _module.register(app)
 
 
