@@ -301,6 +301,15 @@ def test_wide_and_formats(monkeypatch: pytest.MonkeyPatch) -> None:
     assert json_error("chips", "list", "--format", "xml")["field"] == "--format"
 
 
+def test_validate_formats() -> None:
+    data = str(ROOT / "tests" / "data" / "validation")
+    rows = invoke("validate", "--data", data, "--format", "csv").stdout.splitlines()
+    assert rows[0] == "file,line,label,chip,predicted,measured,error_pct,problem"
+    assert len(rows) == 6 and all(r.startswith("mpt_a100_training_head.csv,") for r in rows[1:])
+    as_json = json.loads(invoke("validate", "--data", data, "--format", "json").stdout)
+    assert as_json["summary"]["rows"] == 5
+
+
 def test_layout_shows_every_dimension_not_1() -> None:
     lay = {"tp": 2, "pp": 1, "dp": 256, "cp": 2, "ep": 1, "micro_batch": 1, "grad_accum": 2,
            "recompute": "none", "zero": 3}
