@@ -331,6 +331,40 @@ def test_schema_command(kind: str) -> None:
         assert set(head) == set(schema["properties"])
 
 
+def test_examples_validate_against_their_schemas() -> None:
+    """What an editor would check with `suanli schema ...`: the examples pass, typos fail."""
+    import csv
+
+    import jsonschema
+
+    def schema(kind: str) -> dict[str, Any]:
+        return json.loads(run("schema", kind))  # type: ignore[no-any-return]
+
+    def load(name: str) -> Any:
+        return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+    for kind, name in (("fleet", "fleet.yaml"), ("chip", "chip.yaml"), ("model", "model.yaml")):
+        jsonschema.validate(load(name), schema(kind))
+    bad = load("fleet.yaml")
+    bad["sites"][0]["node_groups"][0]["nodez"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema("fleet"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"base": "llama3-70b", "layerz": 3}}, schema("model"))
+    trace = schema("trace")
+    kinds = {k: v.get("type") or [t.get("type") for t in v.get("anyOf", [])]
+             for k, v in trace["properties"].items()}
+    with (EXAMPLES / "jobs.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            doc: dict[str, Any] = {}
+            for k, v in row.items():
+                if v == "":
+                    continue
+                t = kinds[k]
+                doc[k] = (int(v) if "integer" in t else float(v) if "number" in t else v)
+            jsonschema.validate(doc, trace)
+
+
 def test_examples_load_and_run() -> None:
     fleet = json.loads(run("meter", str(EXAMPLES / "fleet.yaml"), "--json"))
     assert fleet["total"]["accelerators"] == (16 + 4 + 8) * 8
