@@ -188,6 +188,14 @@ def test_trace_rows_name_row_and_column(tmp_path: Path, col: str, value: str,
     assert err["file"].endswith("jobs.csv")
 
 
+def test_philly_duration_is_bounded(tmp_path: Path) -> None:
+    p = tmp_path / "philly.csv"
+    p.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n"
+                 "2017-10-09 07:01:55,1e308,1,66,a\n", encoding="utf-8")
+    err = json_error("simulate", "--trace", str(p))
+    assert (err["entry"], err["field"]) == ("row 2", "duration") and "<=" in err["problem"]
+
+
 def test_catalogued_chip_absent_from_the_fleet_is_not_an_input_error(tmp_path: Path) -> None:
     path = _trace(tmp_path, "allowed_chips", "nvidia_b200")  # real chip, not in this fleet
     d = json.loads(run("simulate", "--fleet", str(EXAMPLES / "fleet.yaml"), "--trace", str(path),
