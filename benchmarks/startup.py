@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,17 +27,22 @@ PROBE = (
 )
 
 
-def run(src: Path, args: list[str], repeat: int) -> tuple[float, str]:
+def run(src: Path, args: list[str], repeat: int) -> tuple[float, float, str]:
+    """(median wall s, median CPU s = user + system of the child, heavy modules imported).
+    CPU time is the steadier figure on a shared machine."""
     env = {**os.environ, "PYTHONPATH": str(src), "COLUMNS": "100"}
     code = PROBE.format(heavy=HEAVY)
-    times, heavy = [], ""
+    walls, cpus, heavy = [], [], ""
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                            text=True, check=False)
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         heavy = next((ln[6:] for ln in p.stderr.splitlines() if ln.startswith("HEAVY=")), "?")
-    return statistics.median(times), heavy or "none"
+    return statistics.median(walls), statistics.median(cpus), heavy or "none"
 
 
 def main() -> None:
@@ -46,8 +52,9 @@ def main() -> None:
     a = ap.parse_args()
     print(f"python {sys.version.split()[0]}, src {a.src}, median of {a.repeat} runs")
     for args in COMMANDS:
-        t, heavy = run(a.src, args, a.repeat)
-        print(f"  suanli {' '.join(args):<24} {t:6.3f} s   heavy modules imported: {heavy}")
+        wall, cpu, heavy = run(a.src, args, a.repeat)
+        print(f"  suanli {' '.join(args):<24} wall {wall:6.3f} s  CPU {cpu:6.3f} s  "
+              f"heavy modules imported: {heavy}")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,14 @@ def test_trace_rows_name_row_and_column(tmp_path: Path, col: str, value: str,
     assert err["file"].endswith("jobs.csv")
 
 
+def test_philly_duration_is_bounded(tmp_path: Path) -> None:
+    p = tmp_path / "philly.csv"
+    p.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n"
+                 "2017-10-09 07:01:55,1e308,1,66,a\n", encoding="utf-8")
+    err = json_error("simulate", "--trace", str(p))
+    assert (err["entry"], err["field"]) == ("row 2", "duration") and "<=" in err["problem"]
+
+
 def test_catalogued_chip_absent_from_the_fleet_is_not_an_input_error(tmp_path: Path) -> None:
     path = _trace(tmp_path, "allowed_chips", "nvidia_b200")  # real chip, not in this fleet
     d = json.loads(run("simulate", "--fleet", str(EXAMPLES / "fleet.yaml"), "--trace", str(path),
@@ -301,6 +309,15 @@ def test_wide_and_formats(monkeypatch: pytest.MonkeyPatch) -> None:
     assert json_error("chips", "list", "--format", "xml")["field"] == "--format"
 
 
+def test_validate_formats() -> None:
+    data = str(ROOT / "tests" / "data" / "validation")
+    rows = invoke("validate", "--data", data, "--format", "csv").stdout.splitlines()
+    assert rows[0] == "file,line,label,chip,predicted,measured,error_pct,problem"
+    assert len(rows) == 6 and all(r.startswith("mpt_a100_training_head.csv,") for r in rows[1:])
+    as_json = json.loads(invoke("validate", "--data", data, "--format", "json").stdout)
+    assert as_json["summary"]["rows"] == 5
+
+
 def test_layout_shows_every_dimension_not_1() -> None:
     lay = {"tp": 2, "pp": 1, "dp": 256, "cp": 2, "ep": 1, "micro_batch": 1, "grad_accum": 2,
            "recompute": "none", "zero": 3}
@@ -320,6 +337,40 @@ def test_schema_command(kind: str) -> None:
     if kind == "trace":
         head = (EXAMPLES / "jobs.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
         assert set(head) == set(schema["properties"])
+
+
+def test_examples_validate_against_their_schemas() -> None:
+    """What an editor would check with `suanli schema ...`: the examples pass, typos fail."""
+    import csv
+
+    import jsonschema
+
+    def schema(kind: str) -> dict[str, Any]:
+        return json.loads(run("schema", kind))  # type: ignore[no-any-return]
+
+    def load(name: str) -> Any:
+        return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+    for kind, name in (("fleet", "fleet.yaml"), ("chip", "chip.yaml"), ("model", "model.yaml")):
+        jsonschema.validate(load(name), schema(kind))
+    bad = load("fleet.yaml")
+    bad["sites"][0]["node_groups"][0]["nodez"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema("fleet"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"base": "llama3-70b", "layerz": 3}}, schema("model"))
+    trace = schema("trace")
+    kinds = {k: v.get("type") or [t.get("type") for t in v.get("anyOf", [])]
+             for k, v in trace["properties"].items()}
+    with (EXAMPLES / "jobs.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            doc: dict[str, Any] = {}
+            for k, v in row.items():
+                if v == "":
+                    continue
+                t = kinds[k]
+                doc[k] = (int(v) if "integer" in t else float(v) if "number" in t else v)
+            jsonschema.validate(doc, trace)
 
 
 def test_examples_load_and_run() -> None:
@@ -348,8 +399,9 @@ def test_readme_and_docs_state_true_figures() -> None:
     texts = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")}
     texts["README.md"] = readme
     claims = [(name, int(m.group(1))) for name, text in texts.items()
-              for m in re.finditer(r"(\d+) (?:accelerators from \d+ vendors|chips catalogued|"
-                                   r"accelerators at\s+every precision)", text)]
+              for m in re.finditer(r"(?:catalogue of )?(\d+) (?:accelerators from \d+ vendors|"
+                                   r"chips catalogued|accelerators at\s+every precision|"
+                                   r"accelerators in `src)", text)]
     assert claims and all(k == n for _, k in claims), (n, claims)
     listed = re.search(r"Traces \(`--trace-format`, auto-detected\): (.*?)See", readme, re.S)
     assert listed is not None

@@ -63,12 +63,13 @@ class SuanliGroup(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         as_json = _wants_json(argv)
         try:
             rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+                              standalone_mode=False, windows_expand_args=windows_expand_args,
+                              **extra)
             code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
         except SuanliError as exc:
             code = 2

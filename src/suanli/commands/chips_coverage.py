@@ -1,6 +1,6 @@
 """`suanli chips coverage`: which critical figures of each chip are known, derived or missing.
 
-Registered onto the ``chips`` group by :func:`suanli.commands.chips.register`.
+Declared in :mod:`suanli.commands.chips` (``chips coverage``); imported when it runs.
 """
 
 from __future__ import annotations
@@ -87,8 +87,3 @@ def coverage_cmd(
         + ", ".join(f"{k} {v}" for k, v in conf.items() if v),
         highlight=False, markup=False,
     )
-
-
-def register(chips_app: typer.Typer) -> None:
-    """Attach ``coverage`` to the ``suanli chips`` group."""
-    chips_app.command("coverage")(coverage_cmd)

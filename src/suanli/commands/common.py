@@ -122,7 +122,7 @@ def num_option(
 ) -> Any:
     """``typer.Option`` for a number with its physical range (always finite)."""
     rng = _range_text(gt, ge, lt, le)
-    text = f"{help} [{rng}]" if help and rng else (help or rng or None)
+    text = " ".join(x for x in (help, f"[{rng}]" if rng else None) if x) or None
     return typer.Option(*names, help=text, callback=number_callback(gt=gt, ge=ge, lt=lt, le=le),
                         **kw)
 

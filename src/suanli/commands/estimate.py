@@ -13,6 +13,7 @@ from suanli.commands.common import (
     MAX_COUNT,
     MAX_DEVICES,
     CatalogOpt,
+    FormatOpt,
     JsonOpt,
     WideOpt,
     console,
@@ -20,7 +21,9 @@ from suanli.commands.common import (
     fmt,
     layout_text,
     num_option,
+    output_format,
     precision_option,
+    print_csv,
     print_json,
     print_table,
 )
@@ -397,15 +400,23 @@ def validate_cmd(
     data: Annotated[Path | None, typer.Option(help="Directory of validation CSVs.")] = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
+    out_format: FormatOpt = None,
 ) -> None:
     """Predict every published measurement in ../shared/data/validation and report the error."""
     from suanli.perf.validate import run_validation
 
     cat = _catalog(catalog)
+    out = output_format(out_format, json)
     rep = run_validation(data, cat.get)
     summ = rep.summary()
-    if json:
+    if out == "json":
         print_json(rep.as_dict())
+        return
+    if out == "csv":
+        print_csv(["file", "line", "label", "chip", "predicted", "measured", "error_pct",
+                   "problem"],
+                  [[r.file, r.line, r.label, r.chip, r.predicted, r.measured, r.error_pct,
+                    r.problem] for r in rep.rows])
         return
     t = Table(title="validation: predicted vs measured tokens/s per device")
     for col in ("row", "chip", "predicted", "measured", "error"):

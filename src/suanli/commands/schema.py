@@ -43,13 +43,18 @@ def _model() -> dict[str, Any]:
 
     from suanli.perf.models import ModelShape
 
-    out = TypeAdapter(ModelShape).json_schema()
-    props = out.setdefault("properties", {})
-    props["base"] = {"type": "string",
-                     "description": "Start from this preset (e.g. llama3-70b) and override fields."}
-    out["required"] = []  # with `base:` every field is optional; without it see docs/perf-model.md
-    out["title"] = "suanli model shape"
-    return out
+    shape = TypeAdapter(ModelShape).json_schema()
+    shape.setdefault("properties", {})["base"] = {
+        "type": "string",
+        "description": "Start from this preset (e.g. llama3-70b) and override fields."}
+    shape["required"] = []  # with `base:` every field is optional (see docs/perf-model.md)
+    shape["additionalProperties"] = False
+    defs = shape.pop("$defs", {})
+    # a model YAML is the shape itself or {model: shape}
+    return {"title": "suanli model YAML", "$defs": {**defs, "ModelShape": shape},
+            "anyOf": [{"$ref": "#/$defs/ModelShape"},
+                      {"type": "object", "properties": {"model": {"$ref": "#/$defs/ModelShape"}},
+                       "required": ["model"], "additionalProperties": False}]}
 
 
 def _trace() -> dict[str, Any]:

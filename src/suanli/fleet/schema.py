@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+)
 
 from suanli.errors import SuanliError
 
@@ -37,6 +45,22 @@ MAX_NODES = 100_000
 MAX_CHIPS_PER_NODE = 64
 MAX_GBPS = 1e6  # 1 Pbit/s per node or site link
 MAX_GBS = 1e5  # 100 TB/s per device
+
+# JSON Schema of a rate field: a number in the field's unit, or a string with a unit (the
+# validators below convert it); for editors, so that "400 Gbps" is not flagged.
+_RATE_STRING = {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*"
+                r"[kKmMgGtTpP]?(bits?|bytes?|Bytes?|[bB])(/s|/sec|ps)\s*$"}
+
+
+def _rate_schema(maximum: float, unit: str) -> WithJsonSchema:
+    return WithJsonSchema({
+        "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": maximum}, _RATE_STRING],
+        "description": f"{unit} as a number, or a string with a unit: '400 Gbps', '50 GB/s'",
+    })
+
+
+GbpsRate = Annotated[StrictFloat, _rate_schema(MAX_GBPS, "Gbit/s")]
+GBsRate = Annotated[StrictFloat, _rate_schema(MAX_GBS, "GB/s")]
 
 
 def parse_rate(value: Any, unit: Literal["gbps", "gbs"]) -> Any:
@@ -94,9 +118,9 @@ class NodeGroup(BaseModel):
     chips_per_node: StrictInt = Field(ge=1, le=MAX_CHIPS_PER_NODE)
     nodes: StrictInt = Field(ge=1, le=MAX_NODES)
     # Intra-node chip-to-chip bandwidth per device; default: the chip's catalogue figure.
-    intra_node_gbs: StrictFloat | None = Field(default=None, gt=0, le=MAX_GBS)
+    intra_node_gbs: GBsRate | None = Field(default=None, gt=0, le=MAX_GBS)
     # Scale-out network bandwidth per node (sum of NICs), Gbit/s.
-    inter_node_gbps: StrictFloat = Field(default=200.0, gt=0, le=MAX_GBPS)
+    inter_node_gbps: GbpsRate = Field(default=200.0, gt=0, le=MAX_GBPS)
     inter_node_latency_us: StrictFloat = Field(default=5.0, ge=0, le=1e6)
     # Metering: force the compute class of this group (default: the classification rule).
     compute_class: ComputeClassName | None = None
@@ -136,7 +160,7 @@ class Site(BaseModel):
     electricity_price_cny_kwh: StrictFloat = Field(default=0.5, ge=0, le=100)
     carbon_kg_per_kwh: StrictFloat = Field(default=0.55, ge=0, le=5)
     # WAN bandwidth used to price moving a job's data into this site.
-    wan_gbps: StrictFloat = Field(default=100.0, gt=0, le=MAX_GBPS)
+    wan_gbps: GbpsRate = Field(default=100.0, gt=0, le=MAX_GBPS)
     node_groups: list[NodeGroup] = Field(min_length=1)
 
     @field_validator("wan_gbps", mode="before")

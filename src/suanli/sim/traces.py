@@ -195,7 +195,7 @@ def load_philly(
     stamps: list[str] = []
     jobs: list[Job] = []
     for r, rec in rows:
-        dur = rows.num(r, rec, "duration")
+        dur = rows.num(r, rec, "duration", le=MAX_SECONDS)
         if dur <= 0:
             raise SuanliError(f"duration must be > 0 s, got {rec['duration']}", file=p,
                               where=f"row {r}", field="duration")
