@@ -12,11 +12,11 @@ from rich.table import Table
 from suanli.catalog.loader import Catalog, load_catalog
 from suanli.catalog.schema import Chip
 from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.commands.validate import validate_cmd
 from suanli.errors import CannotRun, SuanliError
 from suanli.perf.estimate import estimate_infer, estimate_train
 from suanli.perf.hpc import estimate_hpc
 from suanli.perf.models import ModelShape, model_from_dict, resolve_model
-from suanli.perf.validate import run_validation
 
 estimate_app = typer.Typer(
     name="estimate",
@@ -338,41 +338,6 @@ def hpc_cmd(
                   f"{fmt(r.per_device / scale)} {unit}", f"{r.fraction_of_peak:.0%}",
                   f"N={r.problem_size:,}", _hours(r.time_s))
     console.print(t)
-
-
-def validate_cmd(
-    data: Annotated[Path | None, typer.Option(help="Directory of validation CSVs.")] = None,
-    catalog: CatalogOpt = None,
-    json: JsonOpt = False,
-) -> None:
-    """Predict every published measurement in ../shared/data/validation and report the error."""
-    cat = _catalog(catalog)
-    rep = run_validation(data, cat.get)
-    summ = rep.summary()
-    if json:
-        print_json(rep.as_dict())
-        return
-    t = Table(title="validation: predicted vs measured tokens/s per device")
-    for col in ("row", "chip", "predicted", "measured", "error"):
-        t.add_column(col, justify="left" if col in ("row", "chip") else "right")
-    for r in rep.rows:
-        if r.predicted is None:
-            t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, "—", fmt(r.measured),
-                      f"skipped: {r.problem}")
-            continue
-        t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, fmt(r.predicted), fmt(r.measured),
-                  f"{r.error_pct:+.1f} %")
-    console.print(t)
-    if summ["predicted"] == 0:
-        raise SuanliError("no row could be predicted (see the skipped reasons above)")
-    console.print(
-        f"{summ['predicted']} rows predicted ({summ['skipped']} skipped): median |error| "
-        f"{summ['median_abs_error_pct']:.1f} %, mean {summ['mean_abs_error_pct']:.1f} %, "
-        f"p90 {summ['p90_abs_error_pct']:.1f} %, worst {summ['worst_abs_error_pct']:.1f} %; "
-        f"{summ['within_15_pct']} within 15 %; mean signed error "
-        f"{summ['mean_signed_error_pct']:+.1f} % (target: median <= 15 %)",
-        highlight=False,
-    )
 
 
 def register(app: typer.Typer) -> None:
