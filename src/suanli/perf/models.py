@@ -41,6 +41,7 @@ class ModelShape:
     ffn: FfnKind = "swiglu"
     tied_embeddings: bool = False
     learned_pos: int = 0  # rows of a learned position table (GPT-3: 2048); 0 = none
+    rope: bool = True  # rotary position embedding (False: ALiBi / learned positions)
     # mixture of experts (n_experts = routed experts; 0 = dense model)
     n_experts: int = 0
     top_k: int = 0
@@ -87,6 +88,10 @@ class ModelShape:
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank > 0
+
+    @property
+    def has_rope(self) -> bool:
+        return self.rope and self.learned_pos == 0
 
     @property
     def kv_heads(self) -> int:
@@ -324,7 +329,7 @@ for _name, _l, _d, _h in (
 ):
     _PRESETS[_name] = ModelShape(
         _name, n_layers=_l, d_model=_d, n_heads=_h, d_ff=4 * _d, vocab=50368, ffn="gelu",
-        tied_embeddings=True, notes="MosaicML MPT (llm-foundry pretrain yaml shape)",
+        tied_embeddings=True, rope=False, notes="MosaicML MPT (llm-foundry pretrain yaml shape)",
     )
 
 _ALIASES = {

@@ -18,9 +18,11 @@ from suanli.errors import CannotRun, SuanliError
 from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
+    DP_OVERLAP,
     gemm_rows_factor,
     gemm_shape_factor,
 )
+from suanli.perf.framework import DEFAULT_FRAMEWORK, LAUNCH_S, get_framework
 from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
@@ -44,7 +46,9 @@ class TrainSpec:
     grad_reduce_bytes: float = 2.0  # bf16 gradient reduction (FSDP "PURE"); 4 = fp32
     interleave: int = 1  # virtual pipeline stages per device (interleaved 1F1B)
     causal: bool = True
-    attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 (see efficiency.py)
+    attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 | plain
+    framework: str = DEFAULT_FRAMEWORK  # megatron | fsdp | deepspeed | mindspeed
+    fp8_recipe: str = "fp8-delayed"  # fp8-delayed | fp8-current (per-tensor) | fp8-block (MX)
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -56,10 +60,38 @@ class TrainSpec:
                               f"got {self.attention_kernel!r}")
         if self.interleave < 1:
             raise SuanliError(f"interleave must be >= 1, got {self.interleave}")
+        if self.fp8_recipe not in FP8_CAST_BYTES:
+            raise SuanliError(f"fp8 recipe must be one of {', '.join(FP8_CAST_BYTES)}, "
+                              f"got {self.fp8_recipe!r}")
+        get_framework(self.framework)
+
+
+# HBM bytes per element of an FP8 cast of a GEMM operand: read bf16 (2) + write fp8 (1) + the
+# transposed / column-wise copy backward needs (1); current scaling adds a separate amax pass
+# (read 2); block scaling (MXFP8) computes the amax per 32-element block inside the cast and
+# writes one scale byte per 32 elements for each of the two copies.
+FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625}
 
 
 def _f(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=float)
+
+
+def _gemm(
+    M: ArrayLike, N: ArrayLike, K: ArrayLike, rate: float, bw: float, in_bytes: float,
+    count: ArrayLike = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time, flops) of ``count`` GEMMs of (M x K) @ (K x N) on one device, per-op roofline:
+    max(flops / (rate x shape efficiency), bytes / bandwidth, launch).
+
+    Shape efficiency: :func:`gemm_shape_factor` of the narrower of N and K times
+    :func:`gemm_rows_factor` of M (tile quantisation and wave occupancy)."""
+    M, N, K, c = _f(M), _f(N), _f(K), _f(count)
+    fl = 2.0 * M * N * K * c
+    eff = gemm_shape_factor(np.minimum(N, K)) * gemm_rows_factor(M)
+    t_c = fl / (rate * eff)
+    t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
+    return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
 
 
 def evaluate(
@@ -74,15 +106,21 @@ def evaluate(
     recompute: ArrayLike = 1,
     zero: ArrayLike = 1,
     n_micro: ArrayLike | None = None,
+    vp: ArrayLike | None = None,
 ) -> dict[str, np.ndarray]:
     """Step time, throughput, utilisation and memory per device for arrays of layouts.
 
     ``recompute``: 0 none, 1 selective, 2 full. ``zero``: 0-3 (3 = FSDP FULL_SHARD,
-    2 = SHARD_GRAD_OP). ``n_micro`` (micro-batches per step per replica) defaults to
-    ``global_batch / (dp * mb)``.
+    2 = SHARD_GRAD_OP, 1 = distributed optimizer). ``n_micro`` (micro-batches per step per
+    replica) defaults to ``global_batch / (dp * mb)``; ``vp`` (virtual pipeline stages per
+    device) defaults to ``spec.interleave``. The per-operator model is documented in
+    ``docs/perf-model.md``.
     """
     m = spec.model
+    fw = get_framework(spec.framework)
     tp, pp, dp, cp, ep, mb = (_f(x) for x in (tp, pp, dp, cp, ep, mb))
+    v = _f(spec.interleave if vp is None else vp)
+    v = np.where(pp > 1, v, 1.0)
     rc = np.asarray(recompute, dtype=int)
     zr = np.asarray(zero, dtype=int)
     nm = _f(spec.global_batch) / (dp * mb) if n_micro is None else _f(n_micro)
@@ -93,32 +131,84 @@ def evaluate(
     dpn = float(hw.devices_per_node)
     full = (rc == 2).astype(float)
     sel = (rc == 1).astype(float)
+    bw = hw.hbm_bw
+    fp8 = hw.gemm_bytes < 2.0
+    gb = hw.gemm_bytes
+    rate = hw.flops
 
-    Lp = np.ceil(L / pp)  # layers on the busiest pipeline stage
+    Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
     moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
-    T = mb * s / cp  # tokens of one micro-batch held by one device (before tp split)
+    T = mb * s / cp  # tokens of one micro-batch held by one device (before the tp split)
 
-    # ---- compute -------------------------------------------------------------------
-    layer_mm = (m.matmul_params_active - V * d) / L  # matmul params per layer (active)
-    head_mm = V * d
-    gemm_fwd = 2.0 * T * (Lp * layer_mm + head_mm) / tp
-    ctx = s / 2.0 if spec.causal else s  # flash attention skips fully-masked blocks
+    # ---- GEMMs of one layer (forward), per device -----------------------------------
+    out_k = float(m.n_heads * m.v_dim)  # attention output projection input width
+    in_n = (m.attn_params - out_k * d) / d  # all input projections (QKV / MLA chains)
+    t_qkv, f_qkv = _gemm(T, in_n / tp, d, rate, bw, gb)
+    t_out, f_out = _gemm(T, d, out_k / tp, rate, bw, gb)
+    t_layer_gemm = t_qkv + t_out
+    f_layer = f_qkv + f_out
+    mats = float(m.ffn_mats)
+    ffw_dense = m.dense_ffn_params / (mats * d)
+    if moe_frac < 1.0:
+        t_up, f_up = _gemm(T, (mats - 1) * ffw_dense / tp, d, rate, bw, gb)
+        t_dn, f_dn = _gemm(T, d, ffw_dense / tp, rate, bw, gb)
+        t_layer_gemm = t_layer_gemm + (1 - moe_frac) * (t_up + t_dn)
+        f_layer = f_layer + (1 - moe_frac) * (f_up + f_dn)
+    act_w = (1 - moe_frac) * ffw_dense  # activation-function width per token (all experts)
+    if m.is_moe:
+        E, k, ff = float(m.n_experts), float(m.top_k), float(m.d_ff)
+        m_e = np.maximum(T / tp * k * ep / E, 1.0)  # tokens per local expert (balanced routing)
+        n_loc = E / ep
+        t_eu, f_eu = _gemm(m_e, (mats - 1) * ff, d, rate, bw, gb, n_loc)
+        t_ed, f_ed = _gemm(m_e, d, ff, rate, bw, gb, n_loc)
+        t_r, f_r = _gemm(T / tp, E, d, rate, bw, 2.0)  # router (bf16)
+        t_moe, f_moe = t_eu + t_ed + t_r, f_eu + f_ed + f_r
+        if m.n_shared_experts:
+            wsh = m.n_shared_experts * ff
+            t_su, f_su = _gemm(T, (mats - 1) * wsh / tp, d, rate, bw, gb)
+            t_sd, f_sd = _gemm(T, d, wsh / tp, rate, bw, gb)
+            t_moe, f_moe = t_moe + t_su + t_sd, f_moe + f_su + f_sd
+        t_layer_gemm = t_layer_gemm + moe_frac * t_moe
+        f_layer = f_layer + moe_frac * f_moe
+        act_w = act_w + moe_frac * (k + m.n_shared_experts) * ff
+    t_head, f_head = _gemm(T, V / tp, d, rate, bw, gb)
+    # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
+    t_gemm = Lp * t_layer_gemm * (3.0 + full) + t_head * 3.0
+    gemm_flops = Lp * f_layer * (3.0 + full) + f_head * 3.0
+
+    # ---- attention core ---------------------------------------------------------------
+    ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
     attn_fwd = T * m.attn_flops_fwd(ctx) / L * Lp / tp
-    head_fwd = 2.0 * T * head_mm / tp
-    gemm_exec = gemm_fwd * 3.0 + (gemm_fwd - head_fwd) * full  # the LM head is not recomputed
-    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
-    g = gemm_shape_factor(d / tp) * gemm_rows_factor(T)
-    t_gemm = gemm_exec / (hw.flops * g)
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
-    t_attn = attn_exec / (hw.flops * attn_rel)
-    t_comp = t_gemm + t_attn
+    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
+    t_attn = attn_exec / (hw.flops_16 * attn_rel)  # attention stays 16-bit under FP8 recipes
+    if spec.attention_kernel == "plain":
+        # unfused attention: scores and probabilities go through HBM (write scores, softmax
+        # read + write, read for the value product; backward twice that)
+        score_elems = mb * (m.n_heads / tp) * s * (s / cp) * Lp
+        t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
-    # ---- memory-bound element-wise work (norms, activations, residuals, loss) -------
-    ffn_w = m.ffn_params_active / (L * m.ffn_mats * d)  # active FFN width per layer
-    elem_fwd = 10.0 * d + (m.ffn_mats * 1.0 + (1.0 if m.ffn == "swiglu" else 0.0)) * ffn_w
-    passes = 3.0 + full + 0.5 * sel  # fwd + 2x bwd traffic, + recomputed fwd
-    mem_bytes = T * Lp * elem_fwd * ACT_BYTES * passes / tp + T * V * LOGIT_BYTES / tp
-    t_mem = mem_bytes / hw.hbm_bw
+    # ---- memory-bound element-wise work ------------------------------------------------
+    norm_b = 2.0 * d * (2.0 + (1.0 if (fp8 and fw.fused_norm_cast) else 2.0))
+    resid_b = 2.0 * 6.0 * d
+    rope_b = 0.0
+    if m.has_rope:
+        rope_w = (m.qk_rope_dim * (m.n_heads + 1)) if m.is_mla else (m.n_heads + m.kv_heads) * m.hd
+        rope_b = 4.0 * rope_w
+    act_b = (6.0 if m.ffn == "swiglu" else 4.0) * act_w
+    perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d if m.is_moe else 0.0
+    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
+    passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
+    mem_bytes = T / tp * Lp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp
+    if fp8:
+        cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else 2.0 * d)
+        cast_bwd = in_n + d + (mats - 1) * act_w + d
+        cast_b = FP8_CAST_BYTES[spec.fp8_recipe]
+        mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
+    t_elem = mem_bytes / bw
+    t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
+    t_comp = t_gemm + t_attn
+    t_mem = np.maximum(t_elem, t_launch - np.minimum(t_launch, t_comp))
 
     # ---- communication per micro-batch ------------------------------------------------
     tp_inter = tp > dpn
@@ -126,9 +216,10 @@ def evaluate(
     a_tp = np.where(tp_inter, hw.alpha_inter, hw.alpha_intra)
     n_tp_coll = Lp * (4.0 + 2.0 * full)
     tp_bytes = T * d * ACT_BYTES
-    t_tp = np.where(
+    t_tp_raw = np.where(
         tp > 1, n_tp_coll * (2 * (tp - 1) / tp * tp_bytes / bw_tp + 2 * (tp - 1) * a_tp), 0.0
     )
+    t_tp = np.maximum(t_tp_raw * (1.0 - fw.tp_overlap), t_tp_raw - t_gemm)
     inner = tp * cp
     # context parallel: ring exchange of K/V chunks, overlapped with attention compute
     cp_inter = inner > dpn
@@ -137,7 +228,7 @@ def evaluate(
     t_cp_raw = np.where(cp > 1, Lp * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
     t_cp = np.maximum(0.0, t_cp_raw - t_attn)
     # expert parallel: dispatch + combine all-to-all per MoE layer, fwd and bwd
-    ep_inter = inner * ep > dpn
+    ep_inter = tp * ep > dpn
     bw_ep = np.where(ep_inter, hw.node_net_bw / dpn, hw.link_bw)
     a_ep = np.where(ep_inter, hw.alpha_inter, hw.alpha_intra)
     ep_bytes = T * max(m.top_k, 1) * d * ACT_BYTES / tp
@@ -145,19 +236,21 @@ def evaluate(
         ep > 1,
         Lp * moe_frac * (4.0 + 2.0 * full) * ((ep - 1) / ep * ep_bytes / bw_ep + (ep - 1) * a_ep),
         0.0,
-    )
-    # pipeline point-to-point (activations forward, gradients backward)
+    ) * (1.0 - fw.ep_overlap)
+    # pipeline point-to-point (activations forward, gradients backward) at every boundary of
+    # the device's v chunks
     pp_inter = inner * dp >= dpn
     bw_pp = np.where(pp_inter, hw.node_net_bw / dpn, hw.link_bw)
     a_pp = np.where(pp_inter, hw.alpha_inter, hw.alpha_intra)
-    t_pp = np.where(pp > 1, 2.0 * (T * d * ACT_BYTES / tp / bw_pp + a_pp), 0.0)
+    t_pp = np.where(pp > 1, 2.0 * v * (T * d * ACT_BYTES / tp / bw_pp + a_pp), 0.0)
+    t_pp = t_pp * (1.0 - fw.pp_overlap)
 
     t_micro = t_comp + t_mem + t_tp + t_cp + t_ep + t_pp
 
     # ---- data parallel / ZeRO / FSDP ------------------------------------------------
     n_total = float(m.n_params)
     n_exp = float(m.expert_params_total)
-    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (tp * pp * ep)
+    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (pp * ep)
     p_bytes = p_dev * ACT_BYTES
     g_bytes = p_dev * spec.grad_reduce_bytes
     ring = np.where(dp > 1, (dp - 1) / dp, 0.0)
@@ -169,19 +262,28 @@ def evaluate(
     # ZeRO-2 (FSDP SHARD_GRAD_OP) gathers once and reduce-scatters.
     vol_micro = np.select([zr >= 3, zr == 2], [2 * p_bytes + g_bytes, p_bytes + g_bytes], 0.0)
     n_coll_micro = np.select([zr >= 3, zr == 2], [3.0 * Lp, 2.0 * Lp], 0.0)
-    # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
-    vol_step = np.select([zr == 1, zr == 0], [g_bytes + p_bytes, 2 * g_bytes], 0.0)
-    n_coll_step = np.where(zr <= 1, 2.0 * Lp, 0.0)
     t_dp_micro = ring * vol_micro / bw_dp + n_coll_micro * (dp - 1) * a_dp * (dp > 1)
-    t_dp_step = ring * vol_step / bw_dp + n_coll_step * (dp - 1) * a_dp * (dp > 1)
-    ov = hw.eff.overlap
-    exp_micro = np.maximum(0.0, t_dp_micro - ov * t_comp)
-    exp_step = np.maximum(0.0, t_dp_step - ov * t_comp * 2.0 / 3.0)  # last backward only
+    # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
+    t_rs = ring * np.select([zr == 1, zr == 0], [g_bytes, 2 * g_bytes], 0.0) / bw_dp
+    t_ag = ring * np.where(zr == 1, p_bytes, 0.0) / bw_dp
+    lat_step = np.where(zr <= 1, 2.0 * Lp, 0.0) * (dp - 1) * a_dp * (dp > 1)
+    ov = fw.dp_overlap if hw.eff.overlap == DP_OVERLAP else hw.eff.overlap
+    # the first layer's gather and the last layer's reduce-scatter have nothing to hide behind
+    exp_micro = np.maximum(t_dp_micro / np.maximum(Lp, 1.0), t_dp_micro - ov * t_comp)
+    t_bwd = t_comp * 2.0 / 3.0  # backward share of one micro-batch
+    t_fwd = t_comp / 3.0
+    exp_rs = np.maximum(t_rs / np.maximum(Lp, 1.0), t_rs - ov * t_bwd)
+    exp_ag = np.maximum(t_ag / np.maximum(Lp, 1.0), t_ag - ov * t_fwd) if \
+        fw.param_gather_overlap else t_ag
+    exp_step = np.where(zr <= 1, exp_rs + exp_ag + lat_step, 0.0)
+    t_dp_step = t_rs + t_ag + lat_step
 
     p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
-    t_opt = p_opt * OPT_BYTES_PER_PARAM / hw.hbm_bw
+    t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
+    if fp8:  # FP8 weight casts (+ transposes) once per step
+        t_opt = t_opt + p_dev * FP8_CAST_BYTES[spec.fp8_recipe] / bw
 
-    bubble = np.where(pp > 1, (pp - 1) / spec.interleave * t_micro, 0.0)
+    bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)
     step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
 
     # ---- memory per device --------------------------------------------------------------
@@ -194,13 +296,15 @@ def evaluate(
     g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
     o_mem = states - w_mem - g_mem
     d_kv = float(m.kv_elems_per_token() / (2 * L)) if not m.is_mla else float(m.kv_lora_rank)
+    ffn_w = act_w
     ffn_store_none = (2.0 if m.ffn == "gelu" else 3.0) * ffn_w
     a_none = ACT_BYTES * (6 * d + 2 * d_kv + ffn_store_none)  # no dropout masks
     a_sel = ACT_BYTES * (4 * d + 2 * d_kv + ffn_w)
     a_full = ACT_BYTES * d
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
-    in_flight = np.minimum(nm, pp)  # 1F1B: the first stage holds pp micro-batches
-    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp  # + recompute working set
+    # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
+    in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
+    act = a_tok * T / tp * (Lp / v) * in_flight + full * a_none * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem
@@ -220,10 +324,13 @@ def evaluate(
     comm_part = nm * (t_tp + t_cp + t_ep + t_pp + exp_micro) + exp_step
     return {
         "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "mb": mb, "recompute": rc,
-        "zero": zr, "n_micro": nm, "n_devices": n_dev,
+        "zero": zr, "n_micro": nm, "n_devices": n_dev, "vp": v,
         "step_time": step, "t_micro": t_micro, "t_compute": comp_part, "t_memory": mem_part,
         "t_comm": comm_part, "t_bubble": bubble,
-        "t_comm_tp": nm * t_tp, "t_comm_dp_total": nm * t_dp_micro + t_dp_step,
+        "t_gemm": nm * t_gemm, "t_attention": nm * t_attn, "t_elementwise": nm * t_elem,
+        "t_optimizer": t_opt, "gemm_flops": nm * gemm_flops,
+        "t_comm_tp": nm * t_tp, "t_comm_tp_total": nm * t_tp_raw,
+        "t_comm_dp_total": nm * t_dp_micro + t_dp_step,
         "t_comm_dp_exposed": nm * exp_micro + exp_step, "t_comm_pp": nm * t_pp,
         "t_comm_ep": nm * t_ep, "t_comm_cp": nm * t_cp,
         "tokens_per_s": tokens / step, "tokens_per_s_per_device": tokens / step / n_dev,

@@ -64,6 +64,7 @@ class Case:
     devices_per_node: int = 8
     inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS
     attention_kernel: str = "flash2"
+    fp8_recipe: str = "fp8-delayed"
 
     @property
     def dp(self) -> int:
@@ -220,6 +221,7 @@ def row_model(row: dict[str, str]) -> ModelShape:
         vocab=int(_num(row, "vocab", 50368)),
         ffn="gelu",
         tied_embeddings=True,
+        rope=False,  # MPT uses ALiBi
     )
 
 
@@ -301,9 +303,9 @@ NEMO_UNSUPPORTED: tuple[tuple[str, str], ...] = (
 # precision as written -> (GEMM precision in the catalogue, recipe class)
 NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
     "bf16": ("bf16", "bf16"),
-    "fp8": ("fp8", "fp8-tensor"),  # per-tensor scaling (delayed or current)
-    "fp8cs": ("fp8", "fp8-tensor"),
-    "fp8ds": ("fp8", "fp8-tensor"),
+    "fp8": ("fp8", "fp8-delayed"),  # per-tensor scaling (delayed in these containers)
+    "fp8cs": ("fp8", "fp8-current"),
+    "fp8ds": ("fp8", "fp8-delayed"),
     "mxfp8": ("fp8", "fp8-block"),
     "fp8mx": ("fp8", "fp8-block"),
 }
@@ -356,6 +358,7 @@ def nemo_case(row: dict[str, str]) -> Case:
     fsdp = _int(row, "fsdp", 0)
     return Case(
         model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
+        fp8_recipe=recipe if recipe.startswith("fp8") else "fp8-delayed",
         seq_len=_int(row, "seq_len"), global_batch=gbs, n_devices=n, tp=tp, pp=pp, cp=cp,
         ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
@@ -367,7 +370,8 @@ def precision_label(text: str) -> str:
     """Canonical precision group: BF16, FP8 (per-tensor scaling), MXFP8 (block-scaled), NVFP4."""
     key = _key(text)
     if key in NEMO_PRECISIONS:
-        return {"bf16": "BF16", "fp8-tensor": "FP8", "fp8-block": "MXFP8"}[NEMO_PRECISIONS[key][1]]
+        return {"bf16": "BF16", "fp8-delayed": "FP8", "fp8-current": "FP8",
+                "fp8-block": "MXFP8"}[NEMO_PRECISIONS[key][1]]
     return text.strip().upper()
 
 
@@ -417,7 +421,8 @@ def predict_case(case: Case, chip: Chip) -> dict[str, Any]:
     hw = build_hardware(chip, case.precision, devices_per_node=case.devices_per_node,
                         inter_node_gbps=case.inter_node_gbps)
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
-                     attention_kernel=case.attention_kernel, interleave=case.vp)
+                     attention_kernel=case.attention_kernel, interleave=case.vp,
+                     framework=case.framework, fp8_recipe=case.fp8_recipe)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
