@@ -56,7 +56,7 @@ def test_train_explicit_layout() -> None:
                  "32", "--tp", "4", "--pp", "2", "--micro-batch", "1", "--recompute", "full",
                  "--zero", "1", "--global-batch", "64")
     assert d["layout"] == {"tp": 4, "pp": 2, "dp": 4, "cp": 1, "ep": 1, "micro_batch": 1,
-                           "grad_accum": 16, "recompute": "full", "zero": 1}
+                           "grad_accum": 16, "recompute": "full", "zero": 1, "vp": 1}
     assert d["searched"] == 0 and d["breakdown_s"]["bubble"] > 0
 
 

@@ -113,6 +113,8 @@ def _hours(s: float | None) -> str:
 
 def _layout_str(lay: dict[str, Any]) -> str:
     parts = [f"tp{lay['tp']} pp{lay['pp']} dp{lay['dp']}"]
+    if lay.get("vp", 1) > 1:
+        parts.append(f"vp{lay['vp']}")
     if lay["cp"] > 1:
         parts.append(f"cp{lay['cp']}")
     if lay["ep"] > 1:
@@ -138,7 +140,12 @@ def train_cmd(
     micro_batch: Annotated[int | None, typer.Option("--micro-batch")] = None,
     recompute: Annotated[str | None, typer.Option(help="none|selective|full")] = None,
     zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
-    interleave: Annotated[int, typer.Option("--interleave", help="Virtual PP stages.")] = 1,
+    interleave: Annotated[int | None, typer.Option(
+        "--interleave", help="Virtual PP stages (default: searched, else 1).")] = None,
+    framework: Annotated[str, typer.Option(
+        "--framework", help="megatron|fsdp|deepspeed|mindspeed")] = "megatron",
+    fp8_recipe: Annotated[str, typer.Option(
+        "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block")] = "fp8-delayed",
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
     top: Annotated[int, typer.Option("--top", help="Rows of the search table.")] = 5,
     tokens: Annotated[float | None, typer.Option(help="Token budget, e.g. 15e12.")] = None,
@@ -148,7 +155,8 @@ def train_cmd(
     eff_compute: EffC = None,
     eff_memory: EffM = None,
     eff_link: EffL = None,
-    attention_kernel: Annotated[str, typer.Option("--attention", help="flash2|flash1")] = "flash2",
+    attention_kernel: Annotated[str, typer.Option(
+        "--attention", help="flash2|flash1|plain")] = "flash2",
     pue: Annotated[float, typer.Option("--pue")] = 1.3,
     price: Annotated[float | None, typer.Option("--price-cny-per-hour",
                                                 help="CNY per accelerator-hour.")] = None,
@@ -177,7 +185,7 @@ def train_cmd(
             devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
             link_gbs=link_gbs, efficiency=eff, interleave=interleave,
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
-            electricity_cny_kwh=electricity,
+            electricity_cny_kwh=electricity, framework=framework, fp8_recipe=fp8_recipe,
         )
 
     results = _per_chip(cat, chip, run)

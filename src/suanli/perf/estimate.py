@@ -91,6 +91,7 @@ def _layout_of(r: dict[str, float]) -> dict[str, Any]:
         "tp": int(r["tp"]), "pp": int(r["pp"]), "dp": int(r["dp"]), "cp": int(r["cp"]),
         "ep": int(r["ep"]), "micro_batch": int(r["mb"]), "grad_accum": round(r["n_micro"]),
         "recompute": RECOMPUTE[int(r["recompute"])], "zero": int(r["zero"]),
+        "vp": int(r.get("vp", 1)),
     }
 
 
@@ -128,9 +129,11 @@ def estimate_train(
     inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS,
     link_gbs: float | None = None,
     efficiency: dict[str, float] | None = None,
-    interleave: int = 1,
+    interleave: int | None = None,
     attention_kernel: str = "flash2",
     grad_reduce_bytes: float = 2.0,
+    framework: str = "megatron",
+    fp8_recipe: str = "fp8-delayed",
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
     electricity_cny_kwh: float = DEFAULT_ELECTRICITY_CNY_KWH,
@@ -148,9 +151,11 @@ def estimate_train(
         _check_positive(name, v)
     if pue < 1:
         raise SuanliError(f"PUE must be >= 1, got {pue}")
+    _check_positive("interleave", interleave)
     spec = TrainSpec(model=m, seq_len=seq_len, global_batch=global_batch,
-                     interleave=interleave, attention_kernel=attention_kernel,
-                     grad_reduce_bytes=grad_reduce_bytes)
+                     interleave=interleave or 1, attention_kernel=attention_kernel,
+                     grad_reduce_bytes=grad_reduce_bytes, framework=framework,
+                     fp8_recipe=fp8_recipe)
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
     rc = recompute_code(recompute) if recompute is not None else None
@@ -160,7 +165,8 @@ def estimate_train(
     alternatives: list[dict[str, Any]] = []
     searched = 0
     if do_search:
-        fixed = Fixed(tp=tp, pp=pp, cp=cp, ep=ep, mb=micro_batch, recompute=rc, zero=zr)
+        fixed = Fixed(tp=tp, pp=pp, cp=cp, ep=ep, mb=micro_batch, recompute=rc, zero=zr,
+                      vp=interleave)
         res, best = search(spec, hw, n_devices, fixed, top_k=top_k, strict_batch=strict_batch)
         searched = int(np.size(res["step_time"]))
         if best.size == 0:

@@ -27,6 +27,7 @@ from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
 RECOMPUTE = ("none", "selective", "full")
+VIRTUAL_STAGES = (1, 2, 3, 4, 6, 8)  # interleaved-pipeline virtual stages the search tries
 ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations in memory)
 # Adam step, bytes moved per locally-owned parameter: read fp32 master, m, v and the gradient,
 # write master, m, v and the bf16 working copy.
@@ -88,7 +89,10 @@ def _gemm(
     :func:`gemm_rows_factor` of M (tile quantisation and wave occupancy)."""
     M, N, K, c = _f(M), _f(N), _f(K), _f(count)
     fl = 2.0 * M * N * K * c
-    eff = gemm_shape_factor(np.minimum(N, K)) * gemm_rows_factor(M)
+    # 8-bit operands: a tensor-core tile holds twice the elements for the same bytes, so a
+    # GEMM needs twice the width / rows to amortise the same fixed costs
+    scale = 2.0 / in_bytes
+    eff = gemm_shape_factor(np.minimum(N, K) / scale) * gemm_rows_factor(M / scale)
     t_c = fl / (rate * eff)
     t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
     return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
@@ -228,14 +232,17 @@ def evaluate(
     t_cp_raw = np.where(cp > 1, Lp * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
     t_cp = np.maximum(0.0, t_cp_raw - t_attn)
     # expert parallel: dispatch + combine all-to-all per MoE layer, fwd and bwd
-    ep_inter = tp * ep > dpn
-    bw_ep = np.where(ep_inter, hw.node_net_bw / dpn, hw.link_bw)
-    a_ep = np.where(ep_inter, hw.alpha_inter, hw.alpha_intra)
+    # (tokens routed to experts on the same node move over the NVLink domain, the rest over
+    # the device's NIC share; both at once)
+    ep_local = np.minimum(ep, np.maximum(1.0, np.floor(dpn / tp)))
     ep_bytes = T * max(m.top_k, 1) * d * ACT_BYTES / tp
+    inter_frac = (ep - ep_local) / ep
+    intra_frac = (ep_local - 1) / ep
+    t_a2a = np.maximum(intra_frac * ep_bytes / hw.link_bw,
+                       inter_frac * ep_bytes / (hw.node_net_bw / dpn))
+    a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
     t_ep = np.where(
-        ep > 1,
-        Lp * moe_frac * (4.0 + 2.0 * full) * ((ep - 1) / ep * ep_bytes / bw_ep + (ep - 1) * a_ep),
-        0.0,
+        ep > 1, Lp * moe_frac * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
@@ -304,7 +311,7 @@ def evaluate(
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
-    act = a_tok * T / tp * (Lp / v) * in_flight + full * a_none * T / tp
+    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem
@@ -370,6 +377,7 @@ class Fixed:
     mb: int | None = None
     recompute: int | None = None
     zero: int | None = None
+    vp: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -399,11 +407,19 @@ def enumerate_layouts(
         cps = [fx.cp]
     rcs = [fx.recompute] if fx.recompute is not None else [0, 1, 2]
     zs = [fx.zero] if fx.zero is not None else [0, 1, 2, 3]
-    rows: list[tuple[int, int, int, int, int, int, int]] = []  # tp pp cp ep dp mb n_micro
+    rows: list[tuple[int, ...]] = []  # tp pp cp ep dp mb n_micro vp
     for t in tps:
         for p in pps:
             if p > L:
                 continue
+            if fx.vp is not None:
+                vps = [fx.vp if p > 1 else 1]
+            elif p > 1:
+                # interleaved 1F1B: virtual stages with >= 1 layer each (uneven splits are
+                # priced by the busiest stage, ceil(L / (pp v)) v layers)
+                vps = [v for v in VIRTUAL_STAGES if p * v <= L]
+            else:
+                vps = [1]
             for c in cps:
                 if n_devices % (t * p * c):
                     continue
@@ -423,7 +439,8 @@ def enumerate_layouts(
                     mbs = [fx.mb] if per_rep % fx.mb == 0 else []
                 for e in eps:
                     for b in mbs:
-                        rows.append((t, p, c, e, dp, b, per_rep // b))
+                        for v in vps:
+                            rows.append((t, p, c, e, dp, b, per_rep // b, v))
     if not rows:
         return {}
     arr = np.asarray(rows, dtype=float)
@@ -433,7 +450,7 @@ def enumerate_layouts(
     combo = np.tile(combo, (len(rows), 1))
     return {
         "tp": base[:, 0], "pp": base[:, 1], "cp": base[:, 2], "ep": base[:, 3],
-        "dp": base[:, 4], "mb": base[:, 5], "n_micro": base[:, 6],
+        "dp": base[:, 4], "mb": base[:, 5], "n_micro": base[:, 6], "vp": base[:, 7],
         "recompute": combo[:, 0], "zero": combo[:, 1],
     }
 
