@@ -198,6 +198,16 @@ def train_cmd(
         _compare_train(results, shape, devices)
 
 
+def _confidence_str(c: dict[str, Any], per: int = 1) -> str:
+    """'validated: likely 330-450 per device (basis)'."""
+    if not c:
+        return "—"
+    lo, hi = (x / max(per, 1) for x in c["likely_range"])
+    text = f"{c['class']}: likely {fmt(lo)}-{fmt(hi)}"
+    text += " per device" if per > 1 else ""
+    return text + f" ({c['basis']}{'; ' + '; '.join(c['reasons']) if c['reasons'] else ''})"
+
+
 def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
     t = Table(title=f"{shape.name} on {e.n_devices} x {e.chip} ({e.precision})",
               show_header=False)
@@ -215,6 +225,9 @@ def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
     t.add_row("  split", "  ".join(f"{k} {v:,.3f} s ({v / step:.0%})"
                                    for k, v in e.breakdown_s.items()))
     t.add_row("tokens/s", f"{fmt(e.tokens_per_s)} ({fmt(e.tokens_per_s_per_device)} per device)")
+    t.add_row("confidence", _confidence_str(e.confidence, e.n_devices))
+    for a in e.assumptions:
+        t.add_row("assumption", a)
     t.add_row("MFU / HFU", f"{e.mfu:.1%} / {e.hfu:.1%}")
     t.add_row("bottleneck", e.bottleneck)
     mem = e.memory_gb
@@ -294,16 +307,20 @@ def infer_cmd(
         return
     t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
     for col in ("chip", "tp x replicas", "TTFT s", "TPOT ms", "output tok/s", "decode tok/s",
-                "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev"):
-        t.add_column(col, justify="left" if col in ("chip", "decode bound") else "right")
+                "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev", "confidence"):
+        t.add_column(col, justify="left" if col in ("chip", "decode bound", "confidence")
+                     else "right")
     for name, e, err in results:
         if e is None:
-            t.add_row(name, err or "", *[""] * 8)
+            t.add_row(name, err or "", *[""] * 9)
             continue
+        lo, hi = e.confidence["likely_range"]
         t.add_row(name, f"{e.tp} x {e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
-                  fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
+                  f"{fmt(e.output_tokens_per_s)} ({fmt(lo)}-{fmt(hi)})",
+                  fmt(e.decode_tokens_per_s), e.decode_bound,
                   f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
-                  f"{e.memory_gb['total']:,.1f} / {e.memory_gb['capacity']:,.0f}")
+                  f"{e.memory_gb['total']:,.1f} / {e.memory_gb['capacity']:,.0f}",
+                  e.confidence["class"])
     console.print(t)
 
 

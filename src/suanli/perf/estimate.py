@@ -71,6 +71,9 @@ class TrainEstimate:
     efficiency: dict[str, Any]
     searched: int = 0  # layouts evaluated (search)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    # confidence class + likely range of tokens/s (see perf/confidence.py); missing figures
+    confidence: dict[str, Any] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
 
     @property
     def days(self) -> float | None:
@@ -255,7 +258,14 @@ def _finish(
                     "network": hw.eff.network, "overlap": hw.eff.overlap,
                     "source": hw.eff.source},
         searched=searched, alternatives=alternatives,
+        confidence=_confidence(hw, tps), assumptions=list(hw.assumptions),
     )
+
+
+def _confidence(hw: Hardware, value: float) -> dict[str, Any]:
+    from suanli.perf.confidence import classify_hw
+
+    return classify_hw(hw).as_dict(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +290,8 @@ class InferEstimate:
     kv_cache_gb: float  # whole batch, whole model
     kv_bytes_per_token: float
     fits: bool
+    confidence: dict[str, Any] = field(default_factory=dict)  # of output tokens/s
+    assumptions: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -318,6 +330,7 @@ def estimate_infer(
                    "total": r.mem_total_per_device / GIB, "capacity": hw.memory_gb},
         kv_cache_gb=r.kv_bytes_per_device * r.tp * r.replicas / GIB,
         kv_bytes_per_token=r.kv_bytes_per_token, fits=r.fits,
+        confidence=_confidence(hw, r.output_tokens_per_s), assumptions=list(hw.assumptions),
     )
 
 

@@ -6,7 +6,7 @@ The performance model never reads fleet objects: the caller passes bandwidths as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suanli.catalog.schema import Chip, Precision
 from suanli.errors import CannotRun, SuanliError
@@ -48,6 +48,7 @@ class Hardware:
     flops_16: float = 0.0
     gemm_bytes: float = 2.0  # bytes per GEMM input element (1 for FP8)
     assumptions: tuple[str, ...] = ()  # missing figures and what replaced them
+    chip: Chip | None = field(default=None, compare=False, repr=False)  # catalogue entry
 
     @property
     def memory_gb(self) -> float:
@@ -141,4 +142,5 @@ def build_hardware(
         flops_16=flops_16,
         gemm_bytes=gemm_bytes,
         assumptions=tuple(assumptions),
+        chip=chip,
     )

@@ -88,6 +88,8 @@ class RowResult:
     model: str = ""
     precision: str = ""
     framework: str = ""
+    chip_id: str = ""
+    gemm_precision: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -545,5 +547,23 @@ def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
     pred = float(r["tokens_per_s_per_device"])
     return RowResult(
         **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,  # type: ignore[arg-type]
-        predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]),
+        predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]), chip_id=chip.id,
+        gemm_precision=case.precision,
     )
+
+
+def interval_rows(
+    report: ValidationReport, resolve_chip: Callable[[str], Chip]
+) -> list[tuple[str, str, float, float]]:
+    """(chip id, class without validation, predicted, measured) of every predicted row."""
+    from suanli.perf.confidence import base_class
+
+    resolve = _resolver(resolve_chip)
+    out = []
+    for r in report.rows:
+        if r.predicted is None:
+            continue
+        chip = resolve(r.chip)
+        out.append((r.chip_id, base_class(chip, r.gemm_precision, set()), r.predicted,
+                    r.measured))
+    return out
