@@ -418,10 +418,12 @@ def detect_format(cols: list[str], path: Path) -> RowFormat:
 # -------------------------------------------------------------------------------------------
 # prediction
 # -------------------------------------------------------------------------------------------
-def predict_case(case: Case, chip: Chip) -> dict[str, Any]:
+def predict_case(
+    case: Case, chip: Chip, efficiency: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Evaluate one case's own layout; returns the evaluate() dict for it (index 0)."""
     hw = build_hardware(chip, case.precision, devices_per_node=case.devices_per_node,
-                        inter_node_gbps=case.inter_node_gbps)
+                        inter_node_gbps=case.inter_node_gbps, efficiency=efficiency)
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
                      attention_kernel=case.attention_kernel, interleave=case.vp,
                      framework=case.framework, fp8_recipe=case.fp8_recipe)
