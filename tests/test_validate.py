@@ -109,3 +109,31 @@ def test_any_nemo_row_predicted_or_explained(cells: list[str]) -> None:
         rep = run_validation(None, load_catalog().get, files=[p])
         for r in rep.rows:
             assert (r.predicted is None) == bool(r.problem)
+
+
+def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
+    """Nothing in the model is derived from the Blackwell end-to-end rows: their chips run on
+    datasheet figures with the generic efficiency defaults (no evidence entry matches them), and
+    the validation reports their error per chip."""
+    from suanli.perf.efficiency import factors_for
+    from suanli.perf.validate import fallback_chips
+
+    chips = [load_catalog().get("B200"), *{c.id: c for c in fallback_chips().values()}.values()]
+    assert {c.id for c in chips} >= {"nvidia_b200", "nvidia_b300", "nvidia_gb200_b200",
+                                     "nvidia_gb300_b300"}
+    for c in chips:
+        f = factors_for(c, "fp8")
+        assert f.source == "generic defaults", (c.id, f.source)
+        assert not c.efficiency
+
+
+def test_nemo_file_accuracy_does_not_regress() -> None:
+    """Current figures (docs/perf-model.md): NeMo median |error| 24.6 %, MPT 11.5 %. This guards
+    against regressions; the issue's target (<= 10 % per file) is not reached yet."""
+    from needs import shared_file
+
+    data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
+    rep = run_validation(data, load_catalog().get)
+    g = rep.groups()["file"]
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 27.0
+    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 12.5
