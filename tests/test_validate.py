@@ -128,12 +128,12 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo median |error| 24.6 %, MPT 11.5 %. This guards
+    """Current figures (docs/perf-model.md): NeMo median |error| 17.8 %, MPT 10.6 %. This guards
     against regressions; the issue's target (<= 10 % per file) is not reached yet."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 27.0
-    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 12.5
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 20.0
+    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 11.5

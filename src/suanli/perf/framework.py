@@ -34,6 +34,10 @@ class Framework:
     fused_norm_cast: bool
     elementwise_passes: float  # HBM passes of the element-wise ops relative to unfused eager
     kernels_per_layer: float  # kernel launches per layer per forward (launch-overhead floor)
+    # HBM bytes per locally computed parameter per micro-batch to accumulate its gradient
+    # (Megatron: fp32 main_grad read + write = 8; FSDP: bf16 grad written + read by the
+    # reduce-scatter = 4)
+    grad_accum_bytes: float = 8.0
     description: str = ""
 
 
@@ -55,7 +59,7 @@ FRAMEWORKS: dict[str, Framework] = {
     "fsdp": Framework(
         "fsdp", tp_overlap=0.0, dp_overlap=0.85, param_gather_overlap=False,
         pp_overlap=0.0, ep_overlap=0.0, fused_norm_cast=False, elementwise_passes=1.0,
-        kernels_per_layer=20.0,
+        kernels_per_layer=20.0, grad_accum_bytes=4.0,
         description="PyTorch FSDP: layer-wise all-gather prefetch and bucketed reduce-scatter "
         "overlapped with compute; eager element-wise kernels",
     ),

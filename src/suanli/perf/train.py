@@ -34,7 +34,10 @@ ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations
 OPT_BYTES_PER_PARAM = 30.0
 # Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
 ATTN_BWD_MULT = 2.5
-LOGIT_BYTES = 14.0  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
+LOGIT_BYTES = 14.0
+# Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
+# one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
+COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +293,16 @@ def evaluate(
     if fp8:  # FP8 weight casts (+ transposes) once per step
         t_opt = t_opt + p_dev * FP8_CAST_BYTES[spec.fp8_recipe] / bw
 
+    # gradient accumulation: every weight gradient computed on this device is added into the
+    # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
+    # bf16 gradient instead (written by the GEMM, read by the collective)
+    t_gacc = p_dev * fw.grad_accum_bytes / bw
+    # overlapped collectives are not free: NCCL kernels occupy SMs (and HBM) while they run,
+    # slowing the compute they hide behind by their share of the SMs
+    hidden = (np.maximum(0.0, t_dp_micro - exp_micro) + np.maximum(0.0, t_tp_raw - t_tp)
+              + np.maximum(0.0, t_cp_raw - t_cp))
+    t_contend = hidden * COMM_SM_SHARE
+    t_micro = t_micro + t_gacc + t_contend
     bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)
     step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
 
@@ -326,8 +339,8 @@ def evaluate(
         m.attn_flops_fwd(s)
     )
     denom = step * n_dev * hw.peak_flops
-    comp_part = nm * t_comp
-    mem_part = nm * t_mem + t_opt
+    comp_part = nm * (t_comp + t_contend)
+    mem_part = nm * (t_mem + t_gacc) + t_opt
     comm_part = nm * (t_tp + t_cp + t_ep + t_pp + exp_micro) + exp_step
     return {
         "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "mb": mb, "recompute": rc,
