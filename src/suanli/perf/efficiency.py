@@ -68,6 +68,7 @@ class Evidence:
     pattern: str
     tflops: dict[Precision, float] = field(default_factory=dict)  # measured GEMM TFLOPS/TOPS
     hbm_gbs: float | None = None  # measured STREAM-like bandwidth
+    hbm_frac: float | None = None  # measured fraction of the datasheet bandwidth (variants)
     allreduce_busbw_gbs: float | None = None  # measured intra-node all-reduce bus bandwidth
     link_ref_gbs: float | None = None  # the headline link figure the busbw is compared to
     source: str = ""
@@ -79,7 +80,7 @@ EVIDENCE: tuple[Evidence, ...] = (
         r"a100|a800",
         tflops={Precision.BF16: 259.2, Precision.FP16: 251.5, Precision.TF32: 123.68,
                 Precision.FP32: 19.05, Precision.FP64_TENSOR: 17.8},
-        hbm_gbs=1328.25 * 2039 / 1555,  # 85.4 % of the 40 GB part's 1555 GB/s, scaled
+        hbm_frac=1328.25 / 1555,  # 85.4 % of the 40 GB part's 1555 GB/s (same HBM2e stack)
         allreduce_busbw_gbs=467.87, link_ref_gbs=600,
         source="FlagPerf base A100-40GB / A800 (GEMM 83.1 % BF16, HBM 85.4 %, allreduce 78 %)",
     ),
@@ -170,6 +171,8 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
             out["compute"] = _clip(t / peak)
         if ev.hbm_gbs and chip.memory_bw_gbs:
             out["memory"] = _clip(ev.hbm_gbs / chip.memory_bw_gbs)
+        if ev.hbm_frac:
+            out["memory"] = _clip(ev.hbm_frac)
         if ev.allreduce_busbw_gbs and ev.link_ref_gbs:
             out["link"] = _clip(ev.allreduce_busbw_gbs / ev.link_ref_gbs)
     for pattern, ratios in RATIO_EVIDENCE.items():
