@@ -79,6 +79,11 @@ def validate_cmd(
     ] = None,
     catalog: CatalogOpt = None,
     rows: Annotated[bool, typer.Option("--rows/--no-rows", help="Print every row.")] = True,
+    infer: Annotated[bool, typer.Option(
+        "--infer/--no-infer",
+        help="Also validate `estimate infer` on the bundled, cited serving measurements.")] = False,
+    infer_file: Annotated[Path | None, typer.Option(
+        "--infer-file", help="Serving measurements CSV (default: the bundled file).")] = None,
     write_intervals: Annotated[Path | None, typer.Option(
         "--write-intervals",
         help="Write the residual intervals per confidence class / chip (YAML).")] = None,
@@ -92,8 +97,19 @@ def validate_cmd(
     summ = rep.summary()
     if write_intervals is not None:
         _write_intervals(rep, cat.get, write_intervals)
+    inf_rows: list[Any] = []
+    if infer or infer_file is not None:
+        from suanli.perf.infer_validate import run_infer_validation
+
+        inf_rows = run_infer_validation(cat.get, infer_file)
     if json:
-        print_json(rep.as_dict())
+        out = rep.as_dict()
+        if inf_rows:
+            from suanli.perf.infer_validate import infer_summary
+
+            out["inference"] = {"summary": infer_summary(inf_rows),
+                                "rows": [r.as_dict() for r in inf_rows]}
+        print_json(out)
         return
     if rows:
         t = Table(title="validation: predicted vs measured tokens/s per device")
@@ -121,3 +137,30 @@ def validate_cmd(
         raise SuanliError("no row could be predicted (see the skipped reasons above)")
     for line in summary_lines(rep):
         console.print(line, highlight=False)
+    if inf_rows:
+        _show_infer(inf_rows)
+
+
+def _show_infer(rows: list[Any]) -> None:
+    from suanli.perf.infer_validate import METRICS, infer_summary
+
+    t = Table(title="inference validation: predicted / measured (error)")
+    t.add_column("row")
+    for m in METRICS:
+        t.add_column(m, justify="right")
+    for r in rows:
+        if r.predicted is None:
+            t.add_row(f"{r.line} {r.label}", f"skipped: {r.problem}", "", "")
+            continue
+        e = r.errors()
+        t.add_row(f"{r.line} {r.label}", *[
+            f"{r.predicted[m]:,.1f} / {r.measured[m]:,.1f} ({e[m]:+.0f} %)" for m in METRICS])
+    console.print(t)
+    s = infer_summary(rows)
+    parts = [f"{m} median |error| {s[m]['median_abs_error_pct']:.1f} % (mean signed "
+             f"{s[m]['mean_signed_error_pct']:+.1f} %)" for m in METRICS
+             if s[m]["median_abs_error_pct"] is not None]
+    if s["median_abs_error_pct"] is not None:
+        console.print(f"inference: {s['predicted']} of {s['rows']} rows predicted: "
+                      + "; ".join(parts) + f"; all metrics median |error| "
+                      f"{s['median_abs_error_pct']:.1f} % (target <= 20 %)", highlight=False)
