@@ -24,7 +24,7 @@ from suanli.perf.efficiency import factors_for
 from suanli.perf.validate import Case, _resolver, detect_format, predict_case, read_csv
 
 KEYS = ("compute", "memory", "link")
-PRIOR_WEIGHT = 0.3  # log-space pull towards the uncalibrated factors (per factor)
+PRIOR_WEIGHT = 1.0  # log-space pull towards the uncalibrated factors (per factor)
 BOUNDS = (0.05, 1.0)
 
 
