@@ -353,7 +353,7 @@ def overlay_for(result: BenchResult, chip: Any | None, label: str) -> tuple[dict
     def fig(v: float | None) -> dict[str, Any]:
         if v is None:
             return {"value": None, "note": "not measured"}
-        return {"value": round(v, 4), "source": "bench", "confidence": "medium",
+        return {"value": float(f"{v:.5g}"), "source": "bench", "confidence": "medium",
                 "note": "measured by suanli bench, not a datasheet figure"}
 
     peak = {p: fig(None) for p in ("fp64", "fp64_tensor", "fp32", "tf32", "bf16", "fp16",
