@@ -257,15 +257,19 @@ def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
 def _compare_train(results: list[tuple[str, Any, str | None]], shape: ModelShape, n: int) -> None:
     t = Table(title=f"{shape.name} on {n} devices")
     for col in ("chip", "layout", "tokens/s", "per device", "MFU", "step s", "bottleneck",
-                "mem GB", "time", "kWh"):
-        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck") else "right")
+                "mem GB", "time", "kWh", "confidence"):
+        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck", "confidence")
+                     else "right")
     for name, e, err in results:
         if e is None:
-            t.add_row(name, err or "", *[""] * 8)
+            t.add_row(name, err or "", *[""] * 9)
             continue
-        t.add_row(name, _layout_str(e.layout), fmt(e.tokens_per_s), fmt(e.tokens_per_s_per_device),
+        lo, hi = (x / e.n_devices for x in e.confidence["likely_range"])
+        t.add_row(name, _layout_str(e.layout), fmt(e.tokens_per_s),
+                  f"{fmt(e.tokens_per_s_per_device)} ({fmt(lo)}-{fmt(hi)})",
                   f"{e.mfu:.1%}", f"{e.step_time_s:,.2f}", e.bottleneck,
-                  f"{e.memory_gb['total']:,.1f}", _hours(e.time_to_train_s), fmt(e.energy_kwh))
+                  f"{e.memory_gb['total']:,.1f}", _hours(e.time_to_train_s), fmt(e.energy_kwh),
+                  e.confidence["class"])
     console.print(t)
 
 
@@ -352,16 +356,18 @@ def hpc_cmd(
         _emit_json(results)
         return
     t = Table(title=f"{k.upper()}-like on {devices} devices")
-    for col in ("chip", "precision", "rate", "per device", "of peak", "problem", "time"):
-        t.add_column(col, justify="left" if col in ("chip", "precision") else "right")
+    for col in ("chip", "precision", "rate", "per device", "of peak", "problem", "time",
+                "confidence"):
+        t.add_column(col, justify="left" if col in ("chip", "precision", "confidence")
+                     else "right")
     for name, r, err in results:
         if r is None:
-            t.add_row(name, err or "", *[""] * 5)
+            t.add_row(name, err or "", *[""] * 6)
             continue
         scale, unit = (1e12, "TFLOP/s") if r.unit == "flop/s" else (1e9, "GB/s")
         t.add_row(name, r.precision, f"{fmt(r.rate / scale)} {unit}",
                   f"{fmt(r.per_device / scale)} {unit}", f"{r.fraction_of_peak:.0%}",
-                  f"N={r.problem_size:,}", _hours(r.time_s))
+                  f"N={r.problem_size:,}", _hours(r.time_s), str(r.confidence.get("class", "")))
     console.print(t)
 
 
