@@ -88,3 +88,18 @@ def test_gemm_shape_efficiency_per_op(h100: Chip) -> None:
     rate = r["gemm_flops"] / r["t_gemm"]
     assert np.all(rate < 0.9 * hw.flops)
     assert rate[1] > rate[0]  # more tokens per local expert with EP 8 -> fuller GEMMs
+
+
+@pytest.mark.parametrize(("model", "n", "gb"), [("llama3-70b", 512, 512), ("llama2-13b", 64, 256)])
+def test_two_pass_vp_search_equals_full_enumeration(h100: Chip, model: str, n: int,
+                                                    gb: int) -> None:
+    from suanli.perf.train import enumerate_layouts, search
+
+    hw = build_hardware(h100, inter_node_gbps=3200)
+    spec = TrainSpec(model=get_model(model), seq_len=8192, global_batch=gb)
+    lay = enumerate_layouts(spec, n, 8)  # every (layout, vp)
+    full = evaluate(spec, hw, **lay)
+    best_full = np.max(full["tokens_per_s"][full["fits"]])
+    res, best = search(spec, hw, n)
+    assert res["tokens_per_s"][best[0]] == pytest.approx(best_full, rel=1e-12)
+    assert res["tokens_per_s"].size < full["tokens_per_s"].size  # it did prune

@@ -7,7 +7,7 @@ devices and evaluates them in one call. All formulas are documented in ``docs/pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -472,8 +472,17 @@ def search(
     spec: TrainSpec, hw: Hardware, n_devices: int, fixed: Fixed | None = None, *,
     top_k: int = 10, strict_batch: bool = True,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Evaluate every valid layout; returns (all results, indices of the best fitting ones)."""
-    lay = enumerate_layouts(spec, n_devices, hw.devices_per_node, fixed, strict_batch=strict_batch)
+    """Evaluate every valid layout; returns (all results, indices of the best fitting ones).
+
+    Virtual pipeline stages (when not pinned) are searched in two passes: every layout with
+    ``vp = 1``, then every candidate ``vp`` for the ``VP_REFINE`` fastest fitting pipelined
+    layouts (interleaving only shrinks the bubble and adds P2P traffic and activation memory, so
+    a layout far behind at ``vp = 1`` does not win with interleaving)."""
+    fx = fixed or Fixed()
+    two_pass = fx.vp is None
+    first = replace(fx, vp=1) if two_pass else fx
+    lay = enumerate_layouts(spec, n_devices, hw.devices_per_node, first,
+                            strict_batch=strict_batch)
     if not lay:
         raise CannotRun(
             f"no valid parallel layout for {spec.model.name} on {n_devices} devices "
@@ -481,9 +490,52 @@ def search(
             "tp * pp * cp must divide the device count)"
         )
     res = evaluate(spec, hw, **lay)
+    if two_pass:
+        res = _refine_vp(spec, hw, lay, res)
     ok = np.flatnonzero(res["fits"])
     order = ok[np.argsort(-res["tokens_per_s"][ok], kind="stable")]
     return res, order[:top_k]
+
+
+VP_REFINE = 4096  # most pipelined layouts whose virtual stages the second pass explores
+
+
+def _refine_vp(spec: TrainSpec, hw: Hardware, lay: dict[str, np.ndarray],
+               res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = lay["tp"].size
+    fits = np.asarray(res["fits"], dtype=bool)
+    cand = np.flatnonzero(fits & (lay["pp"] > 1))
+    if cand.size == 0:
+        return res
+    # interleaving can at best remove the bubble: a layout whose step without its bubble is
+    # slower (per token) than the best vp = 1 layout cannot win -- prune it, keep the rest by
+    # that bound (tokens per step are the same for every layout of a search)
+    tok = res["tokens_per_s"] * res["step_time"]
+    best = np.max(res["tokens_per_s"][fits]) if fits.any() else 0.0
+    bound = tok[cand] / (res["step_time"][cand] - res["t_bubble"][cand])
+    cand = cand[bound > best]
+    cand = cand[np.argsort(-bound[bound > best], kind="stable")][:VP_REFINE]
+    if cand.size == 0:
+        return res
+    L = spec.model.n_layers
+    extra: dict[str, list[np.ndarray]] = {k: [] for k in lay}
+    for v in VIRTUAL_STAGES[1:]:
+        sel = cand[lay["pp"][cand] * v <= L]
+        if sel.size == 0:
+            continue
+        for k, arr in lay.items():
+            extra[k].append(np.full(sel.size, v, dtype=float) if k == "vp" else arr[sel])
+    if not extra["tp"]:
+        return res
+    more = {k: np.concatenate(v) for k, v in extra.items()}
+    res2 = evaluate(spec, hw, **more)
+    m = more["tp"].size
+    out = {}
+    for k in res:
+        a = np.broadcast_to(np.asarray(res[k]), (n,))
+        b = np.broadcast_to(np.asarray(res2[k]), (m,))
+        out[k] = np.concatenate([a, b])
+    return out
 
 
 def recompute_code(name: str | int | bool | None) -> int:
