@@ -142,8 +142,10 @@ def train_cmd(
     zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
     interleave: Annotated[int | None, typer.Option(
         "--interleave", help="Virtual PP stages (default: searched, else 1).")] = None,
-    framework: Annotated[str, typer.Option(
-        "--framework", help="megatron|fsdp|deepspeed|mindspeed")] = "megatron",
+    framework: Annotated[str | None, typer.Option(
+        "--framework",
+        help="megatron|fsdp|deepspeed|mindspeed (default: mindspeed on Ascend, else megatron)")]
+        = None,
     fp8_recipe: Annotated[str, typer.Option(
         "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block")] = "fp8-delayed",
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,

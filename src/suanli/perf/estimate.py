@@ -135,7 +135,7 @@ def estimate_train(
     interleave: int | None = None,
     attention_kernel: str = "flash2",
     grad_reduce_bytes: float = 2.0,
-    framework: str = "megatron",
+    framework: str | None = None,
     fp8_recipe: str = "fp8-delayed",
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
@@ -157,7 +157,8 @@ def estimate_train(
     _check_positive("interleave", interleave)
     spec = TrainSpec(model=m, seq_len=seq_len, global_batch=global_batch,
                      interleave=interleave or 1, attention_kernel=attention_kernel,
-                     grad_reduce_bytes=grad_reduce_bytes, framework=framework,
+                     grad_reduce_bytes=grad_reduce_bytes,
+                     framework=framework or default_framework(chip),
                      fp8_recipe=fp8_recipe)
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
@@ -203,6 +204,12 @@ def estimate_train(
             raise _no_fit(hw, r["mem_total"], searched=False, zero=int(r["zero"]))
     return _finish(m, hw, spec, n_devices, r, tokens, pue, price_cny_per_hour,
                    electricity_cny_kwh, searched, alternatives)
+
+
+def default_framework(chip: Chip) -> str:
+    """The training stack a chip's vendor ships: MindSpeed on Ascend (CANN), else Megatron."""
+    stack = (chip.stack.name or "").upper()
+    return "mindspeed" if "CANN" in stack else "megatron"
 
 
 def _no_fit(hw: Hardware, need_bytes: float, *, searched: bool, zero: int = 1) -> CannotRun:
