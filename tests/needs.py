@@ -31,3 +31,13 @@ def shared_file(rel: str) -> Path:
     path = SHARED / rel
     need(path.exists(), f"../shared/{rel} (the workspace's shared data; not in a public clone)")
     return path
+
+
+DATA = ROOT / "tests" / "data"
+
+
+def data_file(name: str) -> Path:
+    """A small file shipped in tests/data (always present)."""
+    path = DATA / name
+    assert path.exists(), f"tests/data/{name} is missing from the repository"
+    return path

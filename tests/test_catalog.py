@@ -15,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from needs import shared_file
 from suanli.catalog.loader import (
     ENV_VAR,
     Catalog,
@@ -28,7 +29,6 @@ from suanli.catalog.schema import PRECISIONS, Chip, Figure, Precision
 from suanli.errors import SuanliError
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_CSV = ROOT / ".." / "shared" / "data" / "reference" / "accelerators.csv"
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +226,7 @@ def test_unknown_vs_unsupported_semantics(cat: Catalog) -> None:
     assert cat.get("K80").supports("fp16") is False
     # unknown stays unknown
     assert cat.get("H20").supports("fp32") is None
-    assert cat.get("MLU590").supports("fp16") is None
+    assert cat.get("P800").supports("fp16") is None
     assert cat.get("H20").tflops("fp32") is None
     # known values
     assert cat.get("H800").supports("fp8") is True
@@ -291,8 +291,8 @@ def test_export_control_and_entity_list(cat: Catalog) -> None:
 
 
 def _csv_rows() -> list[dict[str, str]]:
-    assert REFERENCE_CSV.exists(), f"reference table missing: {REFERENCE_CSV}"
-    with REFERENCE_CSV.open(encoding="utf-8") as fh:
+    reference = shared_file("data/reference/accelerators.csv")
+    with reference.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 

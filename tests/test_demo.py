@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from suanli.catalog.loader import ENV_VAR
 from suanli.cli import app
+from suanli.commands.common import layout_text
 from suanli.commands.demo import SIM_POLICIES
 
 
@@ -30,6 +31,13 @@ def test_demo_json_and_report(tmp_path: Path) -> None:
     assert len(chips) >= 5
     ok = [r for r in data["train"] if r["ok"]]
     assert ok and all(0 < r["mfu"] < 1 and r["tokens_per_s"] > 0 for r in ok)
+    # the report's layout column shows every parallel dimension that is not 1 (it hid cp)
+    for r in ok:
+        shown = layout_text(r["layout"])
+        assert shown in html, shown
+        for dim in ("tp", "cp", "pp", "ep", "dp"):
+            assert (f"{dim}{r['layout'][dim]}" in shown) == (r["layout"][dim] != 1), shown
+    assert any(r["layout"]["cp"] > 1 for r in ok)  # the case that used to be hidden
     # a chip without FP64 is reported as unable to run the HPL job, not given a number
     no_fp64 = [r for r in data["hpc"] if not r["ok"]]
     assert no_fp64 and all("FP64" in r["reason"] or "unknown" in r["reason"] for r in no_fp64)

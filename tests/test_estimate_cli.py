@@ -100,7 +100,8 @@ def test_hpc_missing_fp64_is_one_line(capsys: pytest.CaptureFixture[str],
     [
         (["--model", "gpt-9", "--chip", "A100", "--devices", "8"], "unknown model 'gpt-9'"),
         (["--model", "llama2-7b", "--chip", "Z9000", "--devices", "8"], "unknown chip 'Z9000'"),
-        (["--model", "llama2-7b", "--chip", "A100", "--devices", "-8"], "positive integer"),
+        (["--model", "llama2-7b", "--chip", "A100", "--devices", "-8"],
+         "--devices: must be >= 1"),
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "12", "--tp", "8"],
          "must be divisible by tp*pp*cp"),
         (["--model", "llama3-70b", "--chip", "A100", "--devices", "8", "--tp", "8", "--zero", "0",
@@ -112,7 +113,7 @@ def test_hpc_missing_fp64_is_one_line(capsys: pytest.CaptureFixture[str],
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "8", "--zero", "7"],
          "zero must be"),
         (["--model", "llama2-7b", "--chip", "A100", "--devices", "8", "--eff-compute", "2"],
-         "efficiency compute must be in (0, 1]"),
+         "--eff-compute: must be > 0 and <= 1, got 2"),
     ],
 )
 def test_train_bad_input(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
@@ -132,8 +133,9 @@ def test_infer_hpc_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "kernel must be hpl or stream" in run_error(capsys, "estimate", "hpc", "--kernel",
                                                        "linpack", "--chip", "A100", "--devices",
                                                        "1")
-    assert "positive integer" in run_error(capsys, "estimate", "infer", "--model", "llama2-7b",
-                                           "--chip", "A100", "--devices", "0")
+    line = run_error(capsys, "estimate", "infer", "--model", "llama2-7b", "--chip", "A100",
+                     "--devices", "0")
+    assert "--devices: must be >= 1" in line
 
 
 def test_validate_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -347,7 +347,7 @@ def test_cli_tables_and_html(tmp_path: Path) -> None:
     ("args", "words"),
     [
         (["--conversion", "fp8_to_fp32=1"], "--conversion: unknown conversion"),
-        (["--utilisation", "2"], "--utilisation: must be between 0 and 1"),
+        (["--utilisation", "2"], "--utilisation: must be >= 0 and <= 1, got 2"),
         (["--class", "t_ai=weird"], "--class: expected CHIP_ID=CLASS"),
     ],
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from needs import DATA
 from suanli.errors import CannotRun, SuanliError
 from suanli.perf.workload import Workload
 from suanli.sched import (
@@ -24,8 +25,7 @@ from suanli.sched import (
 from suanli.sched.cluster import ClusterSpec
 from test_sched_support import make_catalog, make_cluster
 
-ROOT = Path(__file__).resolve().parents[1]
-GAVEL_TP = ROOT.parent / "shared" / "data" / "traces" / "gavel_simulation_throughputs.json"
+GAVEL_TP = DATA / "gavel_throughputs_solo.json"
 TRAIN = Workload(kind="train")
 HPC = Workload(kind="hpc")
 

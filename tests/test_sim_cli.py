@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from needs import data_file
 from suanli.cli import app, main
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "data" / "traces"
 runner = CliRunner()
 
 
@@ -40,7 +39,9 @@ def test_table_and_html(tmp_path: Path) -> None:
     r = runner.invoke(app, ["simulate", "--max-jobs", "60", "--policy", "srpt", "--compare",
                             "min-cost", "--html", str(out)])
     assert r.exit_code == 0, r.output
-    assert "srpt" in r.stdout and "min-cost" in r.stdout and "mean JCT h" in r.stdout
+    assert "srpt" in r.stdout and "min-cost" in r.stdout and "JCT h" in r.stdout
+    wide = runner.invoke(app, ["simulate", "--max-jobs", "60", "--policy", "srpt", "--wide"])
+    assert "mean JCT h" in wide.stdout and "rho max" in wide.stdout
     html = out.read_text()
     for title in ("JCT CDF", "Utilisation over time", "Queue length over time",
                   "Share of delivered device-hours per chip type"):
@@ -59,8 +60,8 @@ def test_quota_option_caps_a_queue() -> None:
 
 def test_gavel_with_measured_throughputs() -> None:
     r = runner.invoke(app, [
-        "simulate", "--json", "--trace", str(TRACES / "gavel_300jobs.trace"),
-        "--throughputs", str(TRACES / "gavel_simulation_throughputs.json"),
+        "simulate", "--json", "--trace", str(data_file("gavel_300jobs.trace")),
+        "--throughputs", str(data_file("gavel_throughputs_solo.json")),
         "--policy", "fifo", "--max-jobs", "40"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
@@ -82,7 +83,7 @@ def test_synthetic_generated_trace_with_seed() -> None:
         (["--trace-format", "philly"], "--trace-format philly needs --trace FILE"),
         (["--scale-fleet", "0"], "--scale-fleet: must be > 0"),
         (["--quota", "research"], "--quota: expected NAME=number > 0, got 'research'"),
-        (["--trace-format", "csv"], "--trace-format: unknown trace format 'csv'"),
+        (["--trace-format", "foo"], "--trace-format: unknown trace format 'foo'"),
     ],
 )
 def test_bad_options_one_line(args: list[str], needle: str,
@@ -97,15 +98,20 @@ def test_malformed_trace_names_file_row_column(tmp_path: Path,
     p = tmp_path / "bad.csv"
     p.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n"
                  "2017-10-09 07:01:55,66.0,1,66,a\n2017-10-09 07:01:55,abc,1,66,a\n")
-    code, _, err = run_main(["simulate", "--trace", str(p), "--json"], capsys)
+    code, _, err = run_main(["simulate", "--trace", str(p)], capsys)
     assert code == 2
     assert "bad.csv: row 3: duration: 'abc' is not a number" in err
     assert len(err.strip().splitlines()) == 1
+    # with --json the same error is JSON on stdout, with its parts separated
+    code, out, err = run_main(["simulate", "--trace", str(p), "--json"], capsys)
+    assert code == 2 and err == ""
+    assert json.loads(out)["error"] == {"file": str(p), "entry": "row 3", "field": "duration",
+                                        "problem": "'abc' is not a number"}
 
 
 def test_measured_throughputs_need_job_types(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["simulate", "--throughputs",
-                             str(TRACES / "gavel_simulation_throughputs.json"), "--json"], capsys)
+                             str(data_file("gavel_throughputs_solo.json"))], capsys)
     assert code == 2 and "--throughputs: measured throughputs need a trace with job types" in err
 
 
@@ -130,9 +136,9 @@ def test_alibaba_and_philly_end_to_end(tmp_path: Path) -> None:
     import itertools
     import shutil
 
-    with (TRACES / "alibaba2023_openb_pod_list_gpuspec33.csv").open() as fh:
+    with data_file("alibaba_pods_gpuspec33_head.csv").open() as fh:
         (tmp_path / "pods.csv").write_text("".join(itertools.islice(fh, 300)))
-    shutil.copy(TRACES / "alibaba2023_openb_node_list_gpu_node.csv",
+    shutil.copy(data_file("alibaba_node_list_gpu_node.csv"),
                 tmp_path / "x_node_list_gpu_node.csv")
     r = runner.invoke(app, ["simulate", "--json", "--trace", str(tmp_path / "pods.csv"),
                             "--policy", "fifo", "--compare", "max-min-agnostic"])
@@ -141,7 +147,7 @@ def test_alibaba_and_philly_end_to_end(tmp_path: Path) -> None:
     assert data["trace_format"] == "alibaba" and data["accelerators"] == 6212
     assert "alibaba/alibaba_g2" in data["pools"]
     assert any("priced as the reference chip nvidia_t4" in n for n in data["notes"])
-    with (TRACES / "philly.csv").open() as fh:
+    with data_file("philly_head.csv").open() as fh:
         (tmp_path / "philly.csv").write_text("".join(itertools.islice(fh, 400)))
     r = runner.invoke(app, ["simulate", "--json", "--trace", str(tmp_path / "philly.csv"),
                             "--policy", "srpt", "--scale-fleet", "0.05"])
@@ -152,7 +158,7 @@ def test_alibaba_and_philly_end_to_end(tmp_path: Path) -> None:
 
 
 def test_gavel_priced_by_the_model() -> None:
-    r = runner.invoke(app, ["simulate", "--json", "--trace", str(TRACES / "gavel_300jobs.trace"),
+    r = runner.invoke(app, ["simulate", "--json", "--trace", str(data_file("gavel_300jobs.trace")),
                             "--policy", "fifo", "--max-jobs", "30"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from needs import data_file
 from suanli.perf.workload import Workload
 from suanli.sched import Job, MeasuredThroughput, Queue
 from suanli.sim.engine import run_simulation
@@ -17,8 +16,6 @@ from suanli.sim.traces import load_gavel
 from test_sched_policies import RATES, FixedRates
 from test_sched_support import make_cluster
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "data" / "traces"
 CLUSTER = make_cluster()
 POLICIES = ["fifo", "fifo-agnostic", "srpt", "las", "max-min", "max-min-agnostic", "ftf",
             "min-makespan", "max-throughput", "min-cost", "min-energy-agnostic", "min-carbon"]
@@ -136,11 +133,11 @@ def test_gavel_heterogeneity_awareness_cuts_jct() -> None:
     """Direction of Gavel's result on its own trace and matrix at moderate load."""
     from suanli.sched.cluster import ClusterSpec
 
-    tr = load_gavel(TRACES / "gavel_300jobs.trace")
+    tr = load_gavel(data_file("gavel_300jobs.trace"))
     jobs = [j.__class__(**{**{f: getattr(j, f) for f in j.__dataclass_fields__},
                            "arrival": j.arrival / 30}) for j in tr.jobs]
     cl = ClusterSpec.from_fleet(gavel_fleet(), None, opaque={"*"})
-    tp = MeasuredThroughput.from_file(TRACES / "gavel_simulation_throughputs.json")
+    tp = MeasuredThroughput.from_file(data_file("gavel_throughputs_solo.json"))
     aware = run_simulation(cl, jobs, "max-min", tp).metrics["jct_s"]["mean"]
     agnostic = run_simulation(cl, jobs, "max-min-agnostic", tp).metrics["jct_s"]["mean"]
     assert agnostic / aware > 1.2

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from needs import data_file
 from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
 from suanli.sim.traces import (
@@ -24,8 +25,6 @@ from suanli.sim.traces import (
     write_jobs_csv,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "data" / "traces"
 PHILLY_HEAD = "timestamp,duration,num_gpus,gpu_time,cluster\n"
 ALI_HEAD = ("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
             "deletion_time,scheduled_time\n")
@@ -44,7 +43,7 @@ def write(tmp: Path, name: str, text: str) -> Path:
 
 
 def test_philly_real_head(tmp_path: Path) -> None:
-    tr = load_philly(head(TRACES / "philly.csv", tmp_path / "philly.csv", 301))
+    tr = load_philly(head(data_file("philly_head.csv"), tmp_path / "philly.csv", 301))
     assert len(tr.jobs) == 300 and tr.format == "philly"
     assert min(j.arrival for j in tr.jobs) == 0.0
     assert all(j.duration_ref and j.duration_ref > 0 and j.gang >= 1 for j in tr.jobs)
@@ -75,8 +74,8 @@ def test_philly_malformed(tmp_path: Path, body: str, match: str) -> None:
 
 def test_alibaba_real_with_nodes(tmp_path: Path) -> None:
     cat = load_catalog()
-    pods = head(TRACES / "alibaba2023_openb_pod_list_gpuspec33.csv", tmp_path / "pods.csv", 400)
-    tr = load_alibaba(pods, nodes=TRACES / "alibaba2023_openb_node_list_gpu_node.csv",
+    pods = head(data_file("alibaba_pods_gpuspec33_head.csv"), tmp_path / "pods.csv", 400)
+    tr = load_alibaba(pods, nodes=data_file("alibaba_node_list_gpu_node.csv"),
                       catalog=cat)
     assert tr.fleet is not None and tr.fleet.accelerators == 6212
     assert any(j.gpu_fraction < 1 for j in tr.jobs)
@@ -102,7 +101,7 @@ def test_alibaba_malformed(tmp_path: Path) -> None:
 
 
 def test_gavel_real_and_malformed(tmp_path: Path) -> None:
-    tr = load_gavel(TRACES / "gavel_300jobs.trace")
+    tr = load_gavel(data_file("gavel_300jobs.trace"))
     assert len(tr.jobs) == 300
     j = tr.jobs[0]
     assert j.job_type == "Transformer (batch size 128)" and j.work == 19605 and j.gang == 1
@@ -143,9 +142,9 @@ def test_jobs_csv_malformed(tmp_path: Path) -> None:
 def test_bundled_demo_trace_and_detection(tmp_path: Path) -> None:
     assert detect_format(demo_trace_path()) == "synthetic"
     assert len(load_trace(demo_trace_path()).jobs) == 500
-    assert detect_format(TRACES / "gavel_300jobs.trace") == "gavel"
-    assert detect_format(TRACES / "philly.csv") == "philly"
-    assert detect_format(TRACES / "alibaba2023_openb_pod_list_default.csv") == "alibaba"
+    assert detect_format(data_file("gavel_300jobs.trace")) == "gavel"
+    assert detect_format(data_file("philly_head.csv")) == "philly"
+    assert detect_format(data_file("alibaba_pods_default_head.csv")) == "alibaba"
     with pytest.raises(SuanliError, match="cannot tell the trace format"):
         detect_format(write(tmp_path, "w.csv", "a,b,c\n"))
     with pytest.raises(SuanliError, match=r"missing.csv: file not found"):

@@ -24,12 +24,14 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-_./()]+", "", name).casefold()
 
 
-_FORM_WORDS = re.compile(r"(sxm\d?|hgx|dgx|oam|nvl\d*|\d+g(?:i?b)?|nvidia|tesla)")
+_FORM_WORDS = re.compile(r"(sxm\d?|hgx|dgx|oam|nvl\d*|nvidia|tesla)")
+_MEM_SIZE = re.compile(r"(?<![a-z0-9])\d+\s*(?:gb|gib|g)(?![a-z0-9])", re.IGNORECASE)
 
 
 def _loose(name: str) -> str:
     """Normalised name without form-factor words and memory sizes."""
-    return _FORM_WORDS.sub("", _norm(name))
+    spaced = name.replace("-", " ").replace("_", " ")
+    return _FORM_WORDS.sub("", _norm(_MEM_SIZE.sub(" ", spaced)))
 
 
 _PATH_PREFIX = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
@@ -187,9 +189,16 @@ class Catalog:
         return self._chips[cands.pop()] if len(cands) == 1 else None
 
 
+# Data files in catalog/data/ that are not chip lists (read by their own modules).
+NON_CHIP_FILES = frozenset({"stacks.yaml", "export_rules.yaml"})
+
+
 def bundled_files() -> list[Path]:
     root = resources.files("suanli.catalog") / "data"
-    return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith((".yaml", ".yml")))
+    return sorted(
+        Path(str(p)) for p in root.iterdir()
+        if str(p).endswith((".yaml", ".yml")) and Path(str(p)).name not in NON_CHIP_FILES
+    )
 
 
 def user_files(extra: Iterable[str | Path] | None = None) -> list[Path]:

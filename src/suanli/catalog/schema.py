@@ -9,7 +9,10 @@ Design rules:
 
 from __future__ import annotations
 
+import ast
 import math
+import operator
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Literal
 
@@ -40,6 +43,65 @@ class Source(BaseModel):
     confidence: Confidence = "medium"
 
 
+_BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
+def eval_formula(formula: str, inputs: dict[str, float]) -> float:
+    """Evaluate an arithmetic ``formula`` (names, numbers, + - * / and parentheses).
+
+    Raises ValueError naming the problem (syntax, unknown name, unsupported operation).
+    """
+    try:
+        tree = ast.parse(formula, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"formula {formula!r} is not valid arithmetic") from None
+
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in inputs:
+                raise ValueError(
+                    f"formula uses '{node.id}', which is not in inputs "
+                    f"({', '.join(inputs) or 'none'})"
+                )
+            return float(inputs[node.id])
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            right = ev(node.right)
+            if isinstance(node.op, ast.Div) and right == 0:
+                raise ValueError("formula divides by zero")
+            return _BINOPS[type(node.op)](ev(node.left), right)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        raise ValueError(f"formula {formula!r}: only numbers, input names, + - * / and ( )")
+
+    return ev(tree)
+
+
+class Derived(BaseModel):
+    """How a figure was computed from other published numbers.
+
+    ``formula`` is arithmetic over the names in ``inputs`` (e.g.
+    ``bus_width_bits / 8 * data_rate_gbps``); the loader checks that it reproduces the value.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    formula: str = Field(min_length=1)
+    inputs: dict[str, float] = Field(min_length=1)
+    # relative tolerance between the formula's result and the recorded value (rounding)
+    tolerance: float = Field(default=0.02, ge=0, le=0.2)
+
+    def evaluate(self) -> float:
+        return eval_formula(self.formula, self.inputs)
+
+
 class Figure(BaseModel):
     """One number with provenance.
 
@@ -54,6 +116,8 @@ class Figure(BaseModel):
     source: str | None = Field(default=None, validate_default=True)
     confidence: Confidence | None = None
     note: str | None = Field(default=None, validate_default=True)
+    # set when the value was computed from other published numbers (marked "derived")
+    derived: Derived | None = None
 
     @field_validator("value")
     @classmethod
@@ -89,6 +153,27 @@ class Figure(BaseModel):
         if info.data["value"] is None and not info.data["unsupported"] and not v:
             raise ValueError("an unknown figure (value null) needs a note saying why")
         return v
+
+    @field_validator("derived")
+    @classmethod
+    def _check_derived(cls, v: Derived | None, info: ValidationInfo) -> Derived | None:
+        if v is None or "value" not in info.data:
+            return v
+        value = info.data["value"]
+        if value is None:
+            raise ValueError("a derived figure needs the derived value")
+        if info.data.get("confidence") is None:
+            raise ValueError("a derived figure must state its confidence")
+        got = v.evaluate()
+        if abs(got - value) > v.tolerance * max(abs(value), 1e-9):
+            raise ValueError(
+                f"formula {v.formula!r} gives {got:g}, not the recorded value {value:g}"
+            )
+        return v
+
+    @property
+    def is_derived(self) -> bool:
+        return self.derived is not None
 
     @property
     def known(self) -> bool:

@@ -11,7 +11,15 @@ import typer
 from rich.table import Table
 
 from suanli.catalog.loader import load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    count_option,
+    fmt,
+    out_file_option,
+    print_json,
+)
 from suanli.errors import SuanliError
 
 
@@ -20,8 +28,8 @@ def _sizes(text: str) -> list[int]:
         out = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SuanliError(f"--sizes must be comma-separated integers, got {text!r}") from None
-    if not out or any(n < 1 or n > 65536 for n in out):
-        raise SuanliError(f"--sizes must be integers in 1..65536, got {text!r}")
+    if not out or any(n < 1 or n > 16384 for n in out):
+        raise SuanliError(f"--sizes must be integers in 1..16384, got {text!r}")
     return out
 
 
@@ -44,19 +52,21 @@ def bench_cmd(
         "--precision", help="GEMM precisions (fp32, tf32, bf16, fp16); repeat.")] = None,
     sizes: Annotated[str, typer.Option(help="Square GEMM sizes, comma-separated.")] =
         "1024,2048,4096",
-    mem_mb: Annotated[int, typer.Option("--mem-mb", help="Buffer for bandwidth tests, MB.")]
-        = 256,
-    nproc: Annotated[int, typer.Option("--nproc", help="Local processes for all-reduce "
-                                                       "(0 = skip).")] = 2,
-    ar_mb: Annotated[int, typer.Option("--ar-mb", help="All-reduce message size, MB.")] = 64,
-    repeat: Annotated[int, typer.Option(help="Timed repetitions (best is kept).")] = 3,
+    mem_mb: Annotated[int, count_option("--mem-mb", help="Buffer for bandwidth tests, MB.",
+                                        le=4096)] = 256,
+    nproc: Annotated[int, count_option("--nproc", help="Local processes for all-reduce "
+                                                       "(0 = skip).", ge=0, le=64)] = 2,
+    ar_mb: Annotated[int, count_option("--ar-mb", help="All-reduce message size, MB.",
+                                       le=4096)] = 64,
+    repeat: Annotated[int, count_option("--repeat", help="Timed repetitions (best is kept).",
+                                        le=100)] = 3,
     chip: Annotated[str | None, typer.Option(
         "--chip", help="Catalogue chip this device is (overlay = its efficiency factors).")]
         = None,
     label: Annotated[str | None, typer.Option(help="Device label in the CSV.")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write micro-benchmark CSV.")]
-        = None,
-    overlay_out: Annotated[Path | None, typer.Option(
+    csv_out: Annotated[Path | None, out_file_option("--csv",
+                                                    help="Write micro-benchmark CSV.")] = None,
+    overlay_out: Annotated[Path | None, out_file_option(
         "--overlay", help="Write a catalogue overlay YAML (use with --catalog).")] = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
@@ -64,12 +74,6 @@ def bench_cmd(
     """GEMM TFLOPS sweep, memory bandwidth, host-device copy and gloo all-reduce bus bandwidth."""
     from suanli.perf.bench import overlay_for, run_bench
 
-    for name, v, lo in (("--mem-mb", mem_mb, 1), ("--ar-mb", ar_mb, 1), ("--repeat", repeat, 1),
-                        ("--nproc", nproc, 0)):
-        if v < lo:
-            raise SuanliError(f"{name} must be >= {lo}, got {v}")
-    if nproc > 64:
-        raise SuanliError(f"--nproc must be <= 64, got {nproc}")
     cat_chip = load_catalog(catalog or None).get(chip) if chip else None
     res = run_bench(backend=backend, precisions=precision, sizes=_sizes(sizes), mem_mbytes=mem_mb,
                     nproc=nproc, ar_mbytes=ar_mb, repeat=repeat)

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from suanli.catalog.loader import load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, print_json
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    check_in_file,
+    console,
+    in_file_option,
+    out_file_option,
+    print_json,
+)
 from suanli.errors import SuanliError
 
 
@@ -29,9 +37,9 @@ def _holdout(paths: list[Path], catalog: list[Path] | None, overlay_path: Path
 
 def calibrate_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Measured runs (validation CSV format).")],
-    out: Annotated[Path | None, typer.Option(
+    out: Annotated[Path | None, out_file_option(
         "--out", "-o", help="Write the catalogue overlay YAML here.")] = None,
-    holdout: Annotated[list[Path] | None, typer.Option(
+    holdout: Annotated[list[Path] | None, in_file_option(
         "--holdout", help="Runs to predict before/after with the fitted overlay.")] = None,
     loo: Annotated[bool, typer.Option("--loo/--no-loo",
                                       help="Leave-one-out error (refits once per run).")] = True,
@@ -41,6 +49,8 @@ def calibrate_cmd(
     """Fit compute / memory / link efficiency per chip to measured runs; write an overlay."""
     from suanli.perf.calibrate import calibrate, load_runs, overlay, write_overlay
 
+    for p in runs:
+        check_in_file(p, "RUNS")
     cat = load_catalog(catalog or None)
     rs, skipped = load_runs(list(runs), cat.get)
     if not rs:

@@ -15,9 +15,22 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from suanli.catalog.coverage import derivation_note
 from suanli.catalog.loader import Catalog, load_catalog
 from suanli.catalog.schema import PRECISIONS, Chip, Figure, Precision
-from suanli.commands.common import CatalogOpt, JsonOpt, console, print_json
+from suanli.commands.chips_export import ExportOpt, RuleOpt, export_dict, export_table, print_export
+from suanli.commands.common import (
+    CatalogOpt,
+    FormatOpt,
+    JsonOpt,
+    WideOpt,
+    console,
+    output_format,
+    print_csv,
+    print_json,
+    print_table,
+)
+from suanli.commands.common import resolve_precision as _resolve_precision
 from suanli.errors import SuanliError
 
 Status = Literal["known", "unknown", "unsupported"]
@@ -36,6 +49,9 @@ chips_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Attach ``suanli chips`` to the root app."""
+    from suanli.commands import chips_coverage  # `chips coverage` lives in its own module
+
+    chips_coverage.register(chips_app)
     app.add_typer(chips_app, name="chips")
 
 
@@ -142,14 +158,8 @@ def resolve_metric(name: str) -> str:
 
 
 def resolve_precision(name: str) -> Precision:
-    key = _key(name)
-    try:
-        return Precision(key)
-    except ValueError:
-        valid = ", ".join(p.value for p in PRECISIONS)
-        raise SuanliError(
-            f"unknown precision '{name}'; valid: {valid}", field="--precision"
-        ) from None
+    """Shared with every command that takes a precision (see commands.common)."""
+    return _resolve_precision(name, "--precision")  # type: ignore[no-any-return]
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -337,9 +347,16 @@ def list_chips(
     sort: SortOpt = None,
     desc: DescOpt = False,
     as_json: JsonOpt = False,
+    out_format: FormatOpt = None,
+    wide: WideOpt = False,
     catalog: CatalogOpt = None,
+    export: ExportOpt = False,
+    export_rule: RuleOpt = None,
 ) -> None:
-    """List catalogued chips as a table (? = unknown, — = unsupported)."""
+    """List catalogued chips as a table (? = unknown, — = unsupported).
+
+    The default table fits 100 columns; --wide adds name, vendor, year, FP32 and the stack."""
+    out = output_format(out_format, as_json)
     cat = _load(catalog)
     chips = list(cat)
     sort_key = resolve_metric(sort) if sort else None
@@ -355,58 +372,91 @@ def list_chips(
     elif desc:
         chips.reverse()
 
-    if as_json:
+    if out == "csv":
+        headers, rows_ = _list_rows(chips, sort_key)
+        print_csv(headers, rows_)
+        return
+    if out == "json":
         rows = []
         for c in chips:
             row = chip_summary(c)
             if sort_key and sort_key in METRICS:
                 row["sort_value"] = METRICS[sort_key].get(c)[0]
+            if export:
+                row["export"] = export_dict(c, export_rule)
             rows.append(row)
         print_json(rows)
         return
     if not chips:
         console.print("no chips match these filters")
         return
-    console.print(_list_table(chips, sort_key))
+    table = export_table(chips, export_rule) if export else _list_table(chips, sort_key, wide=wide)
+    print_table(table, wide=wide)
 
 
 _LIST_COLS = ("memory", "bw", "fp64", "fp32", "bf16/fp16", "fp8", "int8", "tdp")
+# (header, metric or text key, shown in the default 100-column table)
+_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("id", "id", True), ("name", "name", False), ("vendor", "vendor", False),
+    ("year", "year", False), ("mem GB", "memory", True), ("BW GB/s", "bw", True),
+    ("FP64", "fp64", True), ("FP32", "fp32", False), ("BF16/FP16", "bf16/fp16", True),
+    ("FP8", "fp8", True), ("INT8", "int8", True), ("TDP W", "tdp", True),
+    ("stack", "stack", False), ("CUDA", "cuda", True),
+)  # fmt: skip
 
 
-def _list_table(chips: list[Chip], sort_key: str | None) -> Table:
-    table = Table(title=f"{len(chips)} chips  (? unknown, — unsupported)", title_justify="left")
-    table.add_column("id", no_wrap=True)
-    table.add_column("name")
-    table.add_column("vendor")
-    table.add_column("year", justify="right")
-    table.add_column("mem GB", justify="right")
-    table.add_column("BW GB/s", justify="right")
-    table.add_column("FP64", justify="right")
-    table.add_column("FP32", justify="right")
-    table.add_column("BF16/FP16", justify="right")
-    table.add_column("FP8", justify="right")
-    table.add_column("INT8", justify="right")
-    table.add_column("TDP W", justify="right")
-    extra = sort_key if sort_key in METRICS and sort_key not in (*_LIST_COLS, "year") else None
-    if extra:
-        m = METRICS[extra]
-        table.add_column(f"{m.label} {m.unit}".strip(), justify="right", style="bold")
-    table.add_column("stack")
-    table.add_column("CUDA")
-    for c in chips:
-        cells = [METRICS[k].get(c) for k in ("memory", "bw", "fp64", "fp32")]
+def _extra(sort_key: str | None) -> str | None:
+    return sort_key if sort_key in METRICS and sort_key not in (*_LIST_COLS, "year") else None
+
+
+def _cell_of(c: Chip, key: str) -> tuple[str, str]:
+    """(text, rich style) of one list cell."""
+    if key == "id":
+        return c.id, ""
+    if key == "name":
+        return (c.name if c.devices_per_part == 1
+                else f"{c.name} [{c.devices_per_part} dev]"), ""
+    if key == "vendor":
+        return c.vendor, ""
+    if key == "year":
+        return (str(c.year) if c.year else UNKNOWN), ""
+    if key == "stack":
+        return c.stack.name, ""
+    if key == "cuda":
+        return c.stack.cuda_compat, ""
+    if key == "bf16/fp16":
         bf, fp = METRICS["bf16"].get(c), METRICS["fp16"].get(c)
-        tail = [METRICS[k].get(c) for k in ("fp8", "int8", "tdp")]
-        name = c.name if c.devices_per_part == 1 else f"{c.name} [{c.devices_per_part} dev]"
-        row: list[str | Text] = [c.id, name, c.vendor, str(c.year) if c.year else UNKNOWN]
-        row += [Text(fmt_cell(x), style=_style(x)) for x in cells]
-        row.append(Text(_pair(bf, fp), style=_style(fp)))
-        row += [Text(fmt_cell(x), style=_style(x)) for x in tail]
-        if extra:
-            x = METRICS[extra].get(c)
-            row.append(Text(fmt_cell(x), style=_style(x)))
-        row += [c.stack.name, c.stack.cuda_compat]
-        table.add_row(*row)
+        return _pair(bf, fp), _style(fp)
+    x = METRICS[key].get(c)
+    return fmt_cell(x), _style(x)
+
+
+def _list_rows(chips: list[Chip], sort_key: str | None) -> tuple[list[str], list[list[Any]]]:
+    """Every column as plain values for CSV (unknown/unsupported = empty, see `status`)."""
+    keys = ["memory", "bw", "fp64", "fp32", "bf16", "fp16", "fp8", "int8", "tdp"]
+    extra = _extra(sort_key)
+    if extra:
+        keys.append(extra)
+    headers = ["id", "name", "vendor", "year", *keys, "stack", "cuda_compat"]
+    rows = [[c.id, c.name, c.vendor, c.year, *[METRICS[k].get(c)[0] for k in keys],
+             c.stack.name, c.stack.cuda_compat] for c in chips]
+    return headers, rows
+
+
+def _list_table(chips: list[Chip], sort_key: str | None, wide: bool = True) -> Table:
+    table = Table(title=f"{len(chips)} chips  (? unknown, — unsupported)", title_justify="left")
+    cols = [(h, k) for h, k, narrow in _COLUMNS if wide or narrow]
+    extra = _extra(sort_key)
+    if extra:
+        at = next(i for i, (_, k) in enumerate(cols) if k == "tdp") + 1
+        m = METRICS[extra]
+        cols.insert(at, (f"{m.label} {m.unit}".strip(), extra))
+    for h, k in cols:
+        text = k in ("id", "name", "vendor", "stack", "cuda")
+        table.add_column(h, justify="left" if text else "right", no_wrap=k == "id",
+                         style="bold" if k == extra else None, overflow="fold")
+    for c in chips:
+        table.add_row(*[Text(t, style=s) for t, s in (_cell_of(c, k) for _, k in cols)])
     return table
 
 
@@ -415,11 +465,12 @@ def show_chip(
     name: Annotated[str, typer.Argument(help="Chip id, name, alias or Chinese name.")],
     as_json: JsonOpt = False,
     catalog: CatalogOpt = None,
+    export_rule: RuleOpt = None,
 ) -> None:
     """Every figure of one chip with its source and confidence."""
     chip = _load(catalog).get(name)
     if as_json:
-        print_json(chip_detail(chip))
+        print_json({**chip_detail(chip), "export": export_dict(chip, export_rule)})
         return
     head = f"[bold]{chip.name}[/bold]  ({chip.id})"
     console.print(head)
@@ -459,7 +510,7 @@ def show_chip(
             unit,
             src or "",
             conf or "",
-            fig.note or "",
+            derivation_note(fig),
         )
     console.print(table)
 
@@ -485,6 +536,7 @@ def show_chip(
     for k, v in lines:
         if v:
             console.print(f"{k}: {v}", highlight=False, markup=False)
+    print_export(chip, export_rule)
 
 
 @chips_app.command("compare")

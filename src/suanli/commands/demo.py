@@ -10,25 +10,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import plotly.graph_objects as go
 import typer
 from rich.table import Table
 
-from suanli.catalog import Chip, load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, err_console, fmt, print_json
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    err_console,
+    fmt,
+    layout_text,
+    out_dir_option,
+    print_json,
+)
 from suanli.commands.meter import run_meter
 from suanli.errors import CannotRun
-from suanli.fleet import demo_fleet_path, load_fleet
-from suanli.perf.estimate import estimate_infer, estimate_train
-from suanli.perf.hpc import estimate_hpc
-from suanli.report.html import Report
-from suanli.report.meter import meter_report
-from suanli.report.sim import sim_report
-from suanli.sched.policies import get_policy
-from suanli.sim.engine import SimResult, run_simulation
-from suanli.sim.setup import prepare
+
+if TYPE_CHECKING:  # everything heavy (numpy, scipy, plotly) loads when the demo runs
+    from suanli.catalog import Chip
+    from suanli.sim.engine import SimResult
 
 TRAIN_MODEL = "llama3-70b"
 TRAIN_DEVICES = 1024
@@ -39,6 +41,8 @@ SIM_POLICIES = ("max-min", "max-min-agnostic", "fifo", "min-cost")
 
 
 def _demo_chips(catalog: Any) -> list[Chip]:
+    from suanli.fleet import demo_fleet_path, load_fleet
+
     resolved = load_fleet(demo_fleet_path(), catalog)
     seen: dict[str, Chip] = {}
     for key in sorted(resolved.chips):
@@ -60,31 +64,41 @@ def _per_chip(chips: list[Chip], estimate: Callable[[Chip], Any]) -> list[dict[s
 
 
 def _train_rows(chips: list[Chip]) -> list[dict[str, Any]]:
+    from suanli.perf.estimate import estimate_train
+
     return _per_chip(chips, lambda chip: estimate_train(
         TRAIN_MODEL, chip, TRAIN_DEVICES, seq_len=8192, global_batch=512, tokens=TRAIN_TOKENS,
         search_layouts=True, top_k=1))
 
 
 def _infer_rows(chips: list[Chip]) -> list[dict[str, Any]]:
+    from suanli.perf.estimate import estimate_infer
+
     return _per_chip(chips, lambda chip: estimate_infer(
         INFER_MODEL, chip, INFER_DEVICES, batch=32, prompt=2048, output=512))
 
 
 def _hpc_rows(chips: list[Chip]) -> list[dict[str, Any]]:
+    from suanli.perf.hpc import estimate_hpc
+
     return _per_chip(chips, lambda chip: estimate_hpc(chip, 64, "hpl"))
 
 
 def _simulate(catalog: list[Path] | None) -> tuple[Any, list[SimResult]]:
+    from suanli.sched.policies import get_policy
+    from suanli.sim.engine import run_simulation
+    from suanli.sim.setup import prepare
+    from suanli.sim.traces import check_job_names
+
     setup = prepare(catalog_files=catalog)
+    check_job_names(setup.trace.jobs, setup.cluster.pools)
     results = [run_simulation(setup.cluster, setup.trace.jobs, get_policy(name), setup.provider,
                               notes=setup.notes) for name in SIM_POLICIES]
     return setup, results
 
 
 def _layout(r: dict[str, Any]) -> str:
-    lay = r["layout"]
-    return (f"tp{lay['tp']} pp{lay['pp']} dp{lay['dp']} mb{lay['micro_batch']} "
-            f"{lay['recompute']} z{lay['zero']}")
+    return layout_text(r["layout"])
 
 
 def _train_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -134,7 +148,9 @@ def _print(title: str, headers: list[str], rows: list[list[Any]]) -> None:
     console.print(table)
 
 
-def _bar(rows: list[dict[str, Any]], key: str, title: str, scale: float = 1.0) -> go.Figure:
+def _bar(rows: list[dict[str, Any]], key: str, title: str, scale: float = 1.0) -> Any:
+    import plotly.graph_objects as go
+
     ok = [r for r in rows if r["ok"]]
     fig = go.Figure(go.Bar(x=[r["chip"] for r in ok], y=[r[key] * scale for r in ok]))
     fig.update_layout(title=title, height=380, margin={"t": 50, "b": 120})
@@ -144,13 +160,19 @@ def _bar(rows: list[dict[str, Any]], key: str, title: str, scale: float = 1.0) -
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        out: Annotated[Path, typer.Option(help="Folder for the HTML report.")] = Path("out"),
+        out: Annotated[Path, out_dir_option("--out", help="Folder for the HTML report "
+                                            "(created if missing).")] = Path("out"),
         catalog: CatalogOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """The main job on bundled data: meter the demo fleet, estimate training, inference
         and HPC on each of its chips, simulate scheduling policies on the demo trace, and
         write out/report.html."""
+        from suanli.catalog import load_catalog
+        from suanli.report.html import Report
+        from suanli.report.meter import meter_report
+        from suanli.report.sim import sim_report
+
         t0 = time.perf_counter()
         cat = load_catalog(catalog)
         metered = run_meter(None, catalog)

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from suanli.catalog.loader import Catalog, load_catalog
-from suanli.catalog.schema import Chip
-from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.commands.common import (
+    MAX_COUNT,
+    MAX_DEVICES,
+    CatalogOpt,
+    JsonOpt,
+    WideOpt,
+    console,
+    count_option,
+    fmt,
+    layout_text,
+    num_option,
+    precision_option,
+    print_json,
+    print_table,
+)
 from suanli.commands.validate import validate_cmd
 from suanli.errors import CannotRun, SuanliError
-from suanli.perf.estimate import estimate_infer, estimate_train
-from suanli.perf.hpc import estimate_hpc
-from suanli.perf.models import ModelShape, model_from_dict, resolve_model
+
+if TYPE_CHECKING:  # the performance model (numpy) loads only when a command runs
+    from suanli.catalog.loader import Catalog
+    from suanli.catalog.schema import Chip
+    from suanli.perf.models import ModelShape
 
 estimate_app = typer.Typer(
     name="estimate",
@@ -27,23 +41,32 @@ estimate_app = typer.Typer(
 ChipOpt = Annotated[
     list[str], typer.Option("--chip", help="Chip id, name or alias; repeat to compare chips.")
 ]
-DevicesOpt = Annotated[int, typer.Option("--devices", "-n", help="Number of devices.")]
-DpnOpt = Annotated[int, typer.Option("--devices-per-node", help="Devices per node.")]
+DevicesOpt = Annotated[
+    int, count_option("--devices", "-n", help="Number of devices.", le=MAX_DEVICES)
+]
+DpnOpt = Annotated[int, count_option("--devices-per-node", help="Devices per node.", le=64)]
 NetOpt = Annotated[
     float,
-    typer.Option("--inter-node-gbps", help="Scale-out bandwidth per node (sum of NICs), Gbit/s."),
+    num_option("--inter-node-gbps", help="Scale-out bandwidth per node (sum of NICs), Gbit/s.",
+               gt=0, le=1e6),
 ]
 LinkOpt = Annotated[
     float | None,
-    typer.Option("--link-gbs", help="Override the intra-node link (GB/s, bidirectional)."),
+    num_option("--link-gbs", help="Override the intra-node link (GB/s, bidirectional).",
+               gt=0, le=1e5),
 ]
-EffC = Annotated[float | None, typer.Option("--eff-compute", help="Override compute efficiency.")]
-EffM = Annotated[float | None, typer.Option("--eff-memory", help="Override memory-bw efficiency.")]
-EffL = Annotated[float | None, typer.Option("--eff-link", help="Override link efficiency.")]
-PrecOpt = Annotated[str, typer.Option("--precision", help="bf16, fp16, fp8, ...")]
+EffC = Annotated[float | None, num_option("--eff-compute", help="Override compute efficiency.",
+                                          gt=0, le=1)]
+EffM = Annotated[float | None, num_option("--eff-memory", help="Override memory-bw efficiency.",
+                                          gt=0, le=1)]
+EffL = Annotated[float | None, num_option("--eff-link", help="Override link efficiency.",
+                                          gt=0, le=1)]
+PrecOpt = Annotated[str, precision_option("--precision", help="bf16, fp16, fp8, ...")]
 
 
 def _catalog(files: list[Path] | None) -> Catalog:
+    from suanli.catalog.loader import load_catalog
+
     return load_catalog(files or None)
 
 
@@ -55,6 +78,8 @@ def _model(
     name: str | None, layers: int | None, d_model: int | None, heads: int | None,
     kv_heads: int | None, ffn_hidden: int | None, vocab: int | None, ffn: str | None,
 ) -> ModelShape:
+    from suanli.perf.models import model_from_dict, resolve_model
+
     custom = {k: v for k, v in (("n_layers", layers), ("d_model", d_model), ("n_heads", heads),
                                 ("n_kv_heads", kv_heads), ("d_ff", ffn_hidden), ("vocab", vocab),
                                 ("ffn", ffn)) if v is not None}
@@ -70,11 +95,6 @@ def _model(
         raise SuanliError(f"custom model needs {', '.join(missing)} (flags --layers --d-model "
                           "--heads --ffn-hidden --vocab)")
     return model_from_dict({"name": "custom", **custom})
-
-
-def _check_devices(n: int) -> None:
-    if n < 1:
-        raise SuanliError(f"--devices must be a positive integer, got {n}")
 
 
 def _per_chip(
@@ -112,17 +132,9 @@ def _hours(s: float | None) -> str:
 
 
 def _layout_str(lay: dict[str, Any]) -> str:
-    parts = [f"tp{lay['tp']} pp{lay['pp']} dp{lay['dp']}"]
-    if lay.get("vp", 1) > 1:
-        parts.append(f"vp{lay['vp']}")
-    if lay["cp"] > 1:
-        parts.append(f"cp{lay['cp']}")
-    if lay["ep"] > 1:
-        parts.append(f"ep{lay['ep']}")
-    parts.append(
-        f"mb{lay['micro_batch']}x{lay['grad_accum']} {lay['recompute']} ZeRO-{lay['zero']}"
-    )
-    return " ".join(parts)
+    # the model reports virtual pipeline stages as "vp"; the shared formatter calls them
+    # "interleave"
+    return layout_text({**lay, "interleave": lay.get("vp", lay.get("interleave", 1))})
 
 
 @estimate_app.command("train")
@@ -130,18 +142,21 @@ def train_cmd(
     chip: ChipOpt,
     devices: DevicesOpt,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Preset or YAML.")] = None,
-    seq_len: Annotated[int, typer.Option("--seq-len")] = 4096,
-    global_batch: Annotated[int, typer.Option("--global-batch", help="Sequences per step.")] = 1024,
+    seq_len: Annotated[int, count_option("--seq-len", le=100_000_000)] = 4096,
+    global_batch: Annotated[int, count_option("--global-batch", help="Sequences per step.",
+                                                       le=MAX_COUNT)] = 1024,
     precision: PrecOpt = "bf16",
-    tp: Annotated[int | None, typer.Option("--tp")] = None,
-    pp: Annotated[int | None, typer.Option("--pp")] = None,
-    cp: Annotated[int | None, typer.Option("--cp", help="Context (sequence) parallel.")] = None,
-    ep: Annotated[int | None, typer.Option("--ep", help="Expert parallel (MoE).")] = None,
-    micro_batch: Annotated[int | None, typer.Option("--micro-batch")] = None,
+    tp: Annotated[int | None, count_option("--tp", le=MAX_DEVICES)] = None,
+    pp: Annotated[int | None, count_option("--pp", le=MAX_DEVICES)] = None,
+    cp: Annotated[int | None, count_option("--cp", help="Context (sequence) parallel.",
+                                           le=MAX_DEVICES)] = None,
+    ep: Annotated[int | None, count_option("--ep", help="Expert parallel (MoE).",
+                                           le=MAX_DEVICES)] = None,
+    micro_batch: Annotated[int | None, count_option("--micro-batch")] = None,
     recompute: Annotated[str | None, typer.Option(help="none|selective|full")] = None,
     zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
-    interleave: Annotated[int | None, typer.Option(
-        "--interleave", help="Virtual PP stages (default: searched, else 1).")] = None,
+    interleave: Annotated[int | None, count_option(
+        "--interleave", help="Virtual PP stages (default: searched, else 1).", le=1024)] = None,
     framework: Annotated[str | None, typer.Option(
         "--framework",
         help="megatron|fsdp|deepspeed|mindspeed (default: mindspeed on Ascend, else megatron)")]
@@ -149,8 +164,9 @@ def train_cmd(
     fp8_recipe: Annotated[str, typer.Option(
         "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block")] = "fp8-delayed",
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
-    top: Annotated[int, typer.Option("--top", help="Rows of the search table.")] = 5,
-    tokens: Annotated[float | None, typer.Option(help="Token budget, e.g. 15e12.")] = None,
+    top: Annotated[int, count_option("--top", help="Rows of the search table.", le=1000)] = 5,
+    tokens: Annotated[float | None, num_option("--tokens", help="Token budget, e.g. 15e12.",
+                                                 gt=0, le=1e18)] = None,
     devices_per_node: DpnOpt = 8,
     inter_node_gbps: NetOpt = 1600.0,
     link_gbs: LinkOpt = None,
@@ -159,22 +175,24 @@ def train_cmd(
     eff_link: EffL = None,
     attention_kernel: Annotated[str, typer.Option(
         "--attention", help="flash2|flash1|plain")] = "flash2",
-    pue: Annotated[float, typer.Option("--pue")] = 1.3,
-    price: Annotated[float | None, typer.Option("--price-cny-per-hour",
-                                                help="CNY per accelerator-hour.")] = None,
-    electricity: Annotated[float, typer.Option("--electricity-cny-kwh")] = 0.5,
-    layers: Annotated[int | None, typer.Option("--layers")] = None,
-    d_model: Annotated[int | None, typer.Option("--d-model")] = None,
-    heads: Annotated[int | None, typer.Option("--heads")] = None,
-    kv_heads: Annotated[int | None, typer.Option("--kv-heads")] = None,
-    ffn_hidden: Annotated[int | None, typer.Option("--ffn-hidden")] = None,
-    vocab: Annotated[int | None, typer.Option("--vocab")] = None,
+    pue: Annotated[float, num_option("--pue", help="Power usage effectiveness.", ge=1, le=3)] = 1.3,
+    price: Annotated[float | None, num_option("--price-cny-per-hour", ge=0, le=1e6,
+                                              help="CNY per accelerator-hour.")] = None,
+    electricity: Annotated[float, num_option("--electricity-cny-kwh", help="CNY per kWh.",
+                                             ge=0, le=100)] = 0.5,
+    layers: Annotated[int | None, count_option("--layers", le=100_000)] = None,
+    d_model: Annotated[int | None, count_option("--d-model", le=10_000_000)] = None,
+    heads: Annotated[int | None, count_option("--heads", le=100_000)] = None,
+    kv_heads: Annotated[int | None, count_option("--kv-heads", le=100_000)] = None,
+    ffn_hidden: Annotated[int | None, count_option("--ffn-hidden", le=100_000_000)] = None,
+    vocab: Annotated[int | None, count_option("--vocab", le=100_000_000)] = None,
     ffn: Annotated[str | None, typer.Option("--ffn", help="gelu|swiglu")] = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Training step time, tokens/s, MFU, memory per device, time/energy/cost for a token budget."""
-    _check_devices(devices)
+    from suanli.perf.estimate import estimate_train
+
     shape = _model(model, layers, d_model, heads, kv_heads, ffn_hidden, vocab, ffn)
     cat = _catalog(catalog)
     eff = _eff(eff_compute, eff_memory, eff_link)
@@ -183,7 +201,7 @@ def train_cmd(
         return estimate_train(
             shape, c, devices, seq_len=seq_len, global_batch=global_batch, precision=precision,
             tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=micro_batch, recompute=recompute, zero=zero,
-            search_layouts=True if search else None, top_k=max(1, top), tokens=tokens,
+            search_layouts=True if search else None, top_k=top, tokens=tokens,
             devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
             link_gbs=link_gbs, efficiency=eff, interleave=interleave,
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
@@ -261,7 +279,7 @@ def _compare_train(results: list[tuple[str, Any, str | None]], shape: ModelShape
     for col in ("chip", "layout", "tokens/s", "per device", "MFU", "step s", "bottleneck",
                 "mem GB", "time", "kWh", "confidence"):
         t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck", "confidence")
-                     else "right")
+                     else "right", overflow="fold")
     for name, e, err in results:
         if e is None:
             t.add_row(name, err or "", *[""] * 9)
@@ -280,12 +298,15 @@ def infer_cmd(
     chip: ChipOpt,
     devices: DevicesOpt,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Preset or YAML.")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Concurrent requests.")] = 1,
-    prompt: Annotated[int, typer.Option("--prompt", help="Prompt tokens per request.")] = 2048,
-    output: Annotated[int, typer.Option("--output", help="Output tokens per request.")] = 512,
+    batch: Annotated[int, count_option("--batch", help="Concurrent requests.")] = 1,
+    prompt: Annotated[int, count_option("--prompt", help="Prompt tokens per request.",
+                                                   le=100_000_000)] = 2048,
+    output: Annotated[int, count_option("--output", help="Output tokens per request.",
+                                                   le=100_000_000)] = 512,
     precision: PrecOpt = "bf16",
-    kv_precision: Annotated[str | None, typer.Option("--kv-precision")] = None,
-    tp: Annotated[int | None, typer.Option("--tp", help="Devices per replica.")] = None,
+    kv_precision: Annotated[str | None, precision_option("--kv-precision")] = None,
+    tp: Annotated[int | None, count_option("--tp", help="Devices per replica.",
+                                                            le=MAX_DEVICES)] = None,
     devices_per_node: DpnOpt = 8,
     inter_node_gbps: NetOpt = 1600.0,
     link_gbs: LinkOpt = None,
@@ -294,9 +315,11 @@ def infer_cmd(
     eff_link: EffL = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Inference: TTFT, time per output token, tokens/s, weights + KV-cache memory and fit."""
-    _check_devices(devices)
+    from suanli.perf.estimate import estimate_infer
+
     shape = _model(model, None, None, None, None, None, None, None)
     cat = _catalog(catalog)
     eff = _eff(eff_compute, eff_memory, eff_link)
@@ -312,22 +335,24 @@ def infer_cmd(
         _emit_json(results)
         return
     t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
-    for col in ("chip", "tp x replicas", "TTFT s", "TPOT ms", "output tok/s", "decode tok/s",
-                "decode bound", "weights GB/dev", "KV GB/dev", "mem GB/dev", "confidence"):
-        t.add_column(col, justify="left" if col in ("chip", "decode bound", "confidence")
-                     else "right")
+    cols = ["chip", "tp×rep", "TTFT s", "TPOT ms", "out tok/s", "decode tok/s", "bound",
+            "weights GB", "KV GB", "mem GB/dev", "confidence"]
+    keep = [i for i, c in enumerate(cols) if wide or c not in ("weights GB", "KV GB")]
+    for i in keep:
+        t.add_column(cols[i], justify="left" if cols[i] in ("chip", "bound", "confidence")
+                     else "right",
+                     overflow="fold")
     for name, e, err in results:
         if e is None:
-            t.add_row(name, err or "", *[""] * 9)
+            t.add_row(name, err or "", *[""] * (len(keep) - 2))
             continue
-        lo, hi = e.confidence["likely_range"]
-        t.add_row(name, f"{e.tp} x {e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
-                  f"{fmt(e.output_tokens_per_s)} ({fmt(lo)}-{fmt(hi)})",
-                  fmt(e.decode_tokens_per_s), e.decode_bound,
-                  f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
-                  f"{e.memory_gb['total']:,.1f} / {e.memory_gb['capacity']:,.0f}",
-                  e.confidence["class"])
-    console.print(t)
+        row = [name, f"{e.tp}×{e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
+               fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
+               f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
+               f"{e.memory_gb['total']:,.1f}/{e.memory_gb['capacity']:,.0f}",
+               e.confidence.get("class", "")]
+        t.add_row(*[row[i] for i in keep])
+    print_table(t, wide=wide)
 
 
 @estimate_app.command("hpc")
@@ -335,8 +360,9 @@ def hpc_cmd(
     chip: ChipOpt,
     devices: DevicesOpt,
     kernel: Annotated[str, typer.Option("--kernel", help="hpl | stream")] = "hpl",
-    problem_size: Annotated[int | None, typer.Option("--problem-size",
-                                                     help="HPL N (default: fills memory).")] = None,
+    problem_size: Annotated[int | None, count_option(
+        "--problem-size", help="HPL N or STREAM elements per device (default: fills memory).",
+        le=10**15)] = None,
     devices_per_node: DpnOpt = 8,
     inter_node_gbps: NetOpt = 1600.0,
     eff_compute: EffC = None,
@@ -345,15 +371,21 @@ def hpc_cmd(
     json: JsonOpt = False,
 ) -> None:
     """HPL-like FP64 (fp64_tensor if present) or STREAM-like bandwidth on N devices."""
-    _check_devices(devices)
+    from suanli.perf.hpc import estimate_hpc
+
     k = kernel.strip().lower()
     if k not in ("hpl", "stream"):
         raise SuanliError(f"--kernel must be hpl or stream, got {kernel!r}")
     cat = _catalog(catalog)
     eff = _eff(eff_compute, eff_memory, None)
-    results = _per_chip(cat, chip, lambda c: estimate_hpc(
-        c, devices, k, devices_per_node=devices_per_node,  # type: ignore[arg-type]
-        inter_node_gbps=inter_node_gbps, efficiency=eff, problem_size=problem_size))
+    def run(c: Chip) -> Any:
+        if problem_size is not None:
+            _check_hpc_fits(c, devices, k, problem_size)
+        return estimate_hpc(
+            c, devices, k, devices_per_node=devices_per_node,  # type: ignore[arg-type]
+            inter_node_gbps=inter_node_gbps, efficiency=eff, problem_size=problem_size)
+
+    results = _per_chip(cat, chip, run)
     if json:
         _emit_json(results)
         return
@@ -371,6 +403,24 @@ def hpc_cmd(
                   f"{fmt(r.per_device / scale)} {unit}", f"{r.fraction_of_peak:.0%}",
                   f"N={r.problem_size:,}", _hours(r.time_s), str(r.confidence.get("class", "")))
     console.print(t)
+
+
+def _check_hpc_fits(chip: Chip, devices: int, kernel: str, n: int) -> None:
+    """A given problem size must fit in device memory: HPL holds an N x N FP64 matrix spread
+    over all devices, STREAM three arrays of N FP64 elements on each device."""
+    from suanli.perf.hpc import GIB, STREAM_BYTES_PER_ELEMENT
+
+    cap_gb = chip.memory_gb
+    if cap_gb is None:
+        return  # unknown capacity: nothing to check against
+    if kernel == "hpl":
+        need, have = 8.0 * float(n) ** 2 / GIB, cap_gb * devices
+        what, where = f"HPL N={n:,} needs {need:,.4g} GB for its FP64 matrix", f"{devices} x"
+    else:
+        need, have = STREAM_BYTES_PER_ELEMENT * float(n) / GIB, cap_gb
+        what, where = f"STREAM with {n:,} elements needs {need:,.4g} GB per device", "one"
+    if need > have:
+        raise CannotRun(f"does not fit: {what}; {where} {chip.name} hold {have:,.4g} GB")
 
 
 def register(app: typer.Typer) -> None:

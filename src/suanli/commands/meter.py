@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from suanli.catalog.loader import load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, err_console, print_json
-from suanli.fleet.loader import demo_fleet_path, load_fleet
-from suanli.fleet.metering import ClassRule, Conversion, MeterOptions, MeterResult, meter
-from suanli.report import meter as rep
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    err_console,
+    num_option,
+    out_file_option,
+    print_json,
+)
+from suanli.errors import SuanliError
+
+if TYPE_CHECKING:  # numpy (metering) and plotly (report) load only when the command runs
+    from suanli.fleet.metering import MeterResult
 
 FleetArg = Annotated[
     Path | None,
     typer.Argument(help="Fleet YAML file (default: the bundled demo fleet).", show_default=False),
 ]
 HtmlOpt = Annotated[
-    Path | None, typer.Option("--html", help="Also write an HTML report with plots to this path.")
+    Path | None,
+    out_file_option("--html", help="Also write an HTML report with plots to this path."),
 ]
 ConversionOpt = Annotated[
     list[str] | None,
@@ -53,14 +62,26 @@ def run_meter(
     hpc_ratio: float = 0.2,
 ) -> MeterResult:
     """Load, resolve and meter a fleet (the demo fleet when ``fleet`` is None)."""
-    options = MeterOptions(
-        conversion=Conversion.from_strings(_split(conversion)),
-        rule=ClassRule.from_strings(_split(classes), hpc_min_fp64_ratio=hpc_ratio),
-        utilisation=utilisation,
-        idle_power_fraction=idle_power,
-    )
+    from suanli.catalog.loader import load_catalog
+    from suanli.fleet.loader import demo_fleet_path, load_fleet
+    from suanli.fleet.metering import ClassRule, Conversion, MeterOptions, meter
+
+    parsed = ClassRule.from_strings(_split(classes), hpc_min_fp64_ratio=hpc_ratio)
     cat = load_catalog(catalog)
     resolved = load_fleet(fleet if fleet is not None else demo_fleet_path(), cat)
+    # --class names a chip of this fleet (id, name or alias); anything else would be ignored
+    in_fleet = sorted({g.chip.id for g in resolved.groups()})
+    overrides = {}
+    for name, cls in parsed.overrides.items():
+        chip_id = cat.get(name).id if name in cat else None
+        if chip_id not in in_fleet:
+            what = "is not in this fleet" if chip_id else "is not a catalogued chip"
+            raise SuanliError(f"'{name}' {what}; chips of this fleet: {', '.join(in_fleet)}",
+                              field="--class")
+        overrides[chip_id] = cls
+    rule = ClassRule(overrides=overrides, hpc_min_fp64_ratio=hpc_ratio)
+    options = MeterOptions(conversion=Conversion.from_strings(_split(conversion)), rule=rule,
+                           utilisation=utilisation, idle_power_fraction=idle_power)
     return meter(resolved, options)
 
 
@@ -75,6 +96,8 @@ def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
 
 
 def print_tables(result: MeterResult) -> None:
+    from suanli.report import meter as rep
+
     console.print(
         _table(rep.COMPUTE_TITLE, rep.COMPUTE_HEADERS, rep.compute_rows(result))
     )
@@ -107,18 +130,23 @@ def meter_command(
     conversion: ConversionOpt = None,
     classes: ClassOpt = None,
     utilisation: Annotated[
-        float, typer.Option("--utilisation", help="Average accelerator load, 0-1 (assumption).")
+        float, num_option("--utilisation", help="Average accelerator load (assumption).",
+                          ge=0, le=1)
     ] = 0.6,
     idle_power: Annotated[
-        float, typer.Option("--idle-power", help="Power at zero load as a fraction of TDP.")
+        float, num_option("--idle-power", help="Power at zero load as a fraction of TDP.",
+                          ge=0, le=1)
     ] = 0.0,
     hpc_ratio: Annotated[
         float,
-        typer.Option("--hpc-min-fp64-ratio",
-                     help="Supercomputing class if FP64 >= this x FP16 (FP32 if FP16 unknown)."),
+        num_option("--hpc-min-fp64-ratio",
+                   help="Supercomputing class if FP64 >= this x FP16 (FP32 if FP16 unknown).",
+                   gt=0, le=10),
     ] = 0.2,
 ) -> None:
     """Meter a fleet: compute by precision and class (通用/智能/超算), memory, power, cost."""
+    from suanli.report import meter as rep
+
     result = run_meter(fleet, catalog, conversion, classes, utilisation, idle_power, hpc_ratio)
     html_path: str | None = None
     if html is not None:

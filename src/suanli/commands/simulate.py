@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from suanli.commands.common import CatalogOpt, JsonOpt, console, err_console, fmt, print_json
+from suanli.commands.common import (
+    MAX_COUNT,
+    CatalogOpt,
+    FormatOpt,
+    JsonOpt,
+    WideOpt,
+    check_names,
+    console,
+    count_option,
+    err_console,
+    fmt,
+    in_file_option,
+    num_option,
+    out_file_option,
+    output_format,
+    print_csv,
+    print_json,
+    print_table,
+)
 from suanli.errors import SuanliError
-from suanli.sched.job import Queue
-from suanli.sched.policies import get_policy, policy_names
-from suanli.sim.engine import SimResult, run_simulation
-from suanli.sim.setup import prepare
+
+if TYPE_CHECKING:  # the scheduler (numpy, scipy) loads only when a simulation runs
+    from suanli.sched.job import Queue
+    from suanli.sim.engine import SimResult
+
+# `suanli` names suanli's own job CSV (docs/scheduling.md); the loaders call it "synthetic"
+# because the bundled demo trace is one. `csv` is accepted as a synonym.
+TRACE_FORMAT_ALIASES = {"suanli": "synthetic", "csv": "synthetic"}
 
 
 def register(app: typer.Typer) -> None:
@@ -25,54 +46,76 @@ def register(app: typer.Typer) -> None:
 def simulate(
     fleet: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML (default: the "
                      "bundled demo fleet, or the trace's own cluster).")] = None,
-    trace: Annotated[Path | None, typer.Option("--trace", help="Trace file (default: the "
+    trace: Annotated[Path | None, in_file_option("--trace", help="Trace file (default: the "
                      "bundled demo trace).")] = None,
-    trace_format: Annotated[str, typer.Option("--trace-format", help="philly | alibaba | "
-                            "gavel | synthetic | auto.")] = "auto",
-    throughputs: Annotated[Path | None, typer.Option("--throughputs", help="Measured "
+    trace_format: Annotated[str, typer.Option("--trace-format", help="suanli (own CSV) | "
+                            "philly | alibaba | gavel | auto; synthetic without --trace "
+                            "generates jobs.")] = "auto",
+    throughputs: Annotated[Path | None, in_file_option("--throughputs", help="Measured "
                            "throughput matrix (Gavel JSON) instead of the performance model.")]
     = None,
     policy: Annotated[str, typer.Option("--policy", "-p", help="Scheduling policy; add "
                       "-agnostic for the heterogeneity-agnostic variant.")] = "max-min",
     compare: Annotated[list[str] | None, typer.Option("--compare", help="More policies to "
                        "run on the same input (repeatable).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for synthetic traces and "
-                    "workload rules.")] = 0,
-    scale_fleet: Annotated[float, typer.Option("--scale-fleet", help="Multiply node counts "
-                           "by K.")] = 1.0,
-    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="Only the first N jobs "
-                        "(by arrival).")] = None,
-    round_s: Annotated[float, typer.Option("--round", help="Round length in seconds for "
-                       "preemptive policies.")] = 360.0,
-    load: Annotated[float, typer.Option("--load", help="Multiply the trace's arrival rate "
-                    "by K.")] = 1.0,
+    seed: Annotated[int, count_option("--seed", help="Seed for synthetic traces and "
+                    "workload rules.", ge=0, le=2**32 - 1)] = 0,
+    scale_fleet: Annotated[float, num_option("--scale-fleet", help="Multiply node counts "
+                           "by K.", gt=0, le=1000)] = 1.0,
+    max_jobs: Annotated[int | None, count_option("--max-jobs", help="Only the first N jobs "
+                        "(by arrival).", le=MAX_COUNT)] = None,
+    round_s: Annotated[float, num_option("--round", help="Round length in seconds for "
+                       "preemptive policies.", ge=1, le=7 * 86400)] = 360.0,
+    load: Annotated[float, num_option("--load", help="Multiply the trace's arrival rate "
+                    "by K.", gt=0, le=1e4)] = 1.0,
     quota: Annotated[list[str] | None, typer.Option("--quota", help="Queue quota NAME=N "
                      "accelerators (repeatable).")] = None,
     weight: Annotated[list[str] | None, typer.Option("--weight", help="Queue weight NAME=W "
                       "for the fairness policies (repeatable).")] = None,
-    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")]
+    html: Annotated[Path | None, out_file_option("--html", help="Write an HTML report here.")]
     = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    out_format: FormatOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Simulate scheduling policies on a fleet with a job trace and compare them.
 
     Policies: fifo, srpt, las, max-min (Gavel-style), ftf, min-makespan, max-throughput,
     min-cost, min-energy, min-carbon, balanced; each also as <name>-agnostic.
     """
+    from suanli.catalog.loader import load_catalog
+    from suanli.sched.policies import get_policy
+    from suanli.sim.engine import run_simulation
+    from suanli.sim.setup import prepare
+    from suanli.sim.traces import check_job_names
+
+    out = output_format(out_format, json_out)
     names = [policy, *(compare or [])]
     policies = [get_policy(n) for n in names]
     queues = parse_queues(quota or [], weight or [])
-    setup = prepare(fleet=fleet, trace=trace, trace_format=trace_format,
+    fmt_name = TRACE_FORMAT_ALIASES.get(trace_format.strip().lower(), trace_format)
+    setup = prepare(fleet=fleet, trace=trace, trace_format=fmt_name,
                     throughputs=throughputs, seed=seed, scale_fleet=scale_fleet,
                     max_jobs=max_jobs, load=load, catalog_files=catalog)
     jobs = setup.trace.jobs
+    check_job_names(jobs, setup.cluster.pools, load_catalog(catalog or None))
+    trace_queues = sorted({j.queue for j in jobs})
+    check_names([q.name for q in queues], trace_queues, "--quota/--weight", "queue")
     results: list[SimResult] = []
-    if json_out:
+    if out != "table":
         for pol in policies:
             results.append(run_simulation(setup.cluster, jobs, pol, setup.provider,
                                           round_s=round_s, notes=setup.notes, queues=queues))
     else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=False) as bar:
             for pol in policies:
@@ -87,10 +130,15 @@ def simulate(
     if html is not None:
         from suanli.report.sim import write_sim_html
 
-        out = write_sim_html(results, html)
-        if not json_out:
-            err_console.print(f"wrote {out}")
-    if json_out:
+        written = write_sim_html(results, html)
+        if out == "table":
+            err_console.print(f"wrote {written}")
+    if out == "csv":
+        from suanli.report.sim import COLUMNS, summary_rows
+
+        print_csv(list(COLUMNS), summary_rows(results))
+        return
+    if out == "json":
         print_json({
             "fleet": setup.cluster.fleet_name,
             "accelerators": setup.cluster.devices,
@@ -102,7 +150,8 @@ def simulate(
             "results": [r.metrics for r in results],
         })
         return
-    _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source)
+    _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source,
+                 wide=wide)
     for n in setup.notes:
         console.print(f"[dim]• {n}[/dim]", highlight=False)
     unr = results[0].metrics["unrunnable_reasons"]
@@ -113,6 +162,10 @@ def simulate(
 
 def parse_queues(quotas: list[str], weights: list[str]) -> list[Queue]:
     """``--quota NAME=N`` and ``--weight NAME=W`` into queue definitions."""
+    import math
+
+    from suanli.sched.job import Queue
+
     q: dict[str, float] = {}
     w: dict[str, float] = {}
     for opt, items, out in (("--quota", quotas, q), ("--weight", weights, w)):
@@ -122,28 +175,37 @@ def parse_queues(quotas: list[str], weights: list[str]) -> list[Queue]:
                 num = float(val)
             except ValueError:
                 num = -1.0
-            if not sep or not name.strip() or num <= 0:
+            if not sep or not name.strip() or not (math.isfinite(num) and num > 0):
                 raise SuanliError(f"expected NAME=number > 0, got '{item}'", field=opt)
             out[name.strip()] = num
     return [Queue(n, weight=w.get(n, 1.0), quota=q.get(n)) for n in sorted({*q, *w})]
 
 
-def _print_table(results: list[SimResult], fleet: str, devices: int, source: str) -> None:
+# the default table fits 100 columns; --wide shows every column of report.sim.COLUMNS
+NARROW = {"policy": "policy", "done": "done", "unrunnable": "unrun", "mean JCT h": "JCT h",
+          "p99 JCT h": "p99 h", "mean wait h": "wait h", "util %": "util %",
+          "energy MWh": "MWh", "cost kCNY": "kCNY", "JCT vs first": "JCT ×"}
+
+
+def _print_table(results: list[SimResult], fleet: str, devices: int, source: str,
+                 wide: bool = False) -> None:
     from suanli.report.sim import COLUMNS, summary_rows
 
     t = Table(title=f"{len(results[0].jobs)} jobs from {Path(source).name} on {fleet} "
               f"({devices} accelerators)")
-    for c in COLUMNS:
-        if c == "policy":
+    keep = [i for i, c in enumerate(COLUMNS) if wide or c in NARROW]
+    for i in keep:
+        c = COLUMNS[i] if wide else NARROW[COLUMNS[i]]
+        if i == 0:
             t.add_column(c, justify="left", no_wrap=True, min_width=16)
         else:
-            t.add_column(c, justify="right")
+            t.add_column(c, justify="right", overflow="fold")
     for row in summary_rows(results):
         cells = [str(row[0]), str(row[1]), str(row[2])]
         for v in row[3:]:
             cells.append(fmt(v, 2) if isinstance(v, float) else ("—" if v is None else str(v)))
-        t.add_row(*cells)
-    console.print(t)
+        t.add_row(*[cells[i] for i in keep])
+    print_table(t, wide=wide)
 
 
-__all__ = ["policy_names", "register", "simulate"]
+__all__ = ["register", "simulate"]

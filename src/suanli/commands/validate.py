@@ -9,7 +9,15 @@ import typer
 from rich.table import Table
 
 from suanli.catalog.loader import load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, fmt, print_json
+from suanli.commands.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt,
+    in_file_option,
+    out_file_option,
+    print_json,
+)
 from suanli.errors import SuanliError
 
 
@@ -75,16 +83,16 @@ def _write_intervals(rep: Any, resolve: Any, path: Path) -> None:
 def validate_cmd(
     data: Annotated[Path | None, typer.Option(help="Directory of validation CSVs.")] = None,
     file: Annotated[
-        list[Path] | None, typer.Option("--file", help="Validate only these CSV files.")
+        list[Path] | None, in_file_option("--file", help="Validate only these CSV files.")
     ] = None,
     catalog: CatalogOpt = None,
     rows: Annotated[bool, typer.Option("--rows/--no-rows", help="Print every row.")] = True,
     infer: Annotated[bool, typer.Option(
         "--infer/--no-infer",
         help="Also validate `estimate infer` on the bundled, cited serving measurements.")] = False,
-    infer_file: Annotated[Path | None, typer.Option(
+    infer_file: Annotated[Path | None, in_file_option(
         "--infer-file", help="Serving measurements CSV (default: the bundled file).")] = None,
-    write_intervals: Annotated[Path | None, typer.Option(
+    write_intervals: Annotated[Path | None, out_file_option(
         "--write-intervals",
         help="Write the residual intervals per confidence class / chip (YAML).")] = None,
     json: JsonOpt = False,

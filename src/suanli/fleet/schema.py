@@ -15,7 +15,9 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+
+from suanli.errors import SuanliError
 
 # --- bandwidth strings with units ---------------------------------------------------
 
@@ -28,6 +30,13 @@ _RATE_RE = re.compile(
 _BASE_RE = re.compile(r"^\s*[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?\s*$")
 
 ComputeClassName = Literal["general", "intelligent", "supercomputing"]
+
+# Counts are strict integers (YAML `true` is not 1) with sane upper bounds: a typo such as
+# `nodes: 10**30` must be an error, not a 31-digit accelerator count. Every float is finite.
+MAX_NODES = 100_000
+MAX_CHIPS_PER_NODE = 64
+MAX_GBPS = 1e6  # 1 Pbit/s per node or site link
+MAX_GBS = 1e5  # 100 TB/s per device
 
 
 def parse_rate(value: Any, unit: Literal["gbps", "gbs"]) -> Any:
@@ -79,18 +88,28 @@ class NodeGroup(BaseModel):
     them; a dual-die part (``devices_per_part: 2``) still counts once.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str | None = None
     chip: str = Field(min_length=1)  # id, name or alias in the catalogue
-    chips_per_node: int = Field(ge=1, le=64)
-    nodes: int = Field(ge=1)
+    chips_per_node: StrictInt = Field(ge=1, le=MAX_CHIPS_PER_NODE)
+    nodes: StrictInt = Field(ge=1, le=MAX_NODES)
     # Intra-node chip-to-chip bandwidth per device; default: the chip's catalogue figure.
-    intra_node_gbs: float | None = Field(default=None, gt=0)
+    intra_node_gbs: StrictFloat | None = Field(default=None, gt=0, le=MAX_GBS)
     # Scale-out network bandwidth per node (sum of NICs), Gbit/s.
-    inter_node_gbps: float = Field(default=200.0, gt=0)
-    inter_node_latency_us: float = Field(default=5.0, ge=0)
+    inter_node_gbps: StrictFloat = Field(default=200.0, gt=0, le=MAX_GBPS)
+    inter_node_latency_us: StrictFloat = Field(default=5.0, ge=0, le=1e6)
     # Metering: force the compute class of this group (default: the classification rule).
     compute_class: ComputeClassName | None = None
+
+    @field_validator("nodes", "chips_per_node", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a whole number, got {str(v).lower()} (a yes/no value "
+                             "is not a count)")
+        if isinstance(v, float):
+            raise ValueError(f"expected a whole number, got {v:g}")
+        return v
 
     @field_validator("inter_node_gbps", mode="before")
     @classmethod
@@ -110,14 +129,14 @@ class NodeGroup(BaseModel):
 
 
 class Site(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1)
     region: str | None = None  # e.g. a national hub node: "Ningxia (national hub)"
-    pue: float = Field(default=1.3, ge=1.0, le=3.0)
-    electricity_price_cny_kwh: float = Field(default=0.5, ge=0)
-    carbon_kg_per_kwh: float = Field(default=0.55, ge=0)
+    pue: StrictFloat = Field(default=1.3, ge=1.0, le=3.0)
+    electricity_price_cny_kwh: StrictFloat = Field(default=0.5, ge=0, le=100)
+    carbon_kg_per_kwh: StrictFloat = Field(default=0.55, ge=0, le=5)
     # WAN bandwidth used to price moving a job's data into this site.
-    wan_gbps: float = Field(default=100.0, gt=0)
+    wan_gbps: StrictFloat = Field(default=100.0, gt=0, le=MAX_GBPS)
     node_groups: list[NodeGroup] = Field(min_length=1)
 
     @field_validator("wan_gbps", mode="before")
@@ -141,7 +160,7 @@ class Site(BaseModel):
 
 
 class Fleet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = "fleet"
     sites: list[Site] = Field(min_length=1)
 
@@ -164,4 +183,7 @@ class Fleet(BaseModel):
         for site in data["sites"]:
             for g in site["node_groups"]:
                 g["nodes"] = max(1, round(g["nodes"] * factor))
+                if g["nodes"] > MAX_NODES:
+                    raise SuanliError(f"scaling by {factor:g} gives {g['nodes']:,} nodes in a "
+                                      f"group (at most {MAX_NODES:,})", field="--scale-fleet")
         return Fleet.model_validate(data)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suanli.errors import SuanliError
+
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC',sans-serif;margin:2rem auto;
 max-width:1200px;color:#1d232a;padding:0 1rem}
@@ -57,9 +59,14 @@ class Report:
         )
 
     def write(self, path: str | Path) -> Path:
+        """Write the report; an OS error (read-only folder, a file where a folder should be,
+        full disk) becomes one SuanliError line naming the path."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.render(), encoding="utf-8")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(self.render(), encoding="utf-8")
+        except OSError as exc:
+            raise SuanliError(f"cannot write the report: {exc.strerror or exc}", file=p) from None
         return p
 
 

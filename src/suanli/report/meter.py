@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import plotly.graph_objects as go
-
 from suanli.fleet.metering import (
     CLASS_PRECISION,
     CLASS_ZH,
@@ -225,8 +223,10 @@ def _site_list(result: MeterResult) -> list[SiteMeter]:
     return list(result.sites)
 
 
-def class_bar(result: MeterResult) -> go.Figure:
+def class_bar(result: MeterResult) -> Any:
     """Stacked bar: FP32-equivalent compute per site, split by class."""
+    import plotly.graph_objects as go
+
     sites = _site_list(result)
     conv = result.options.conversion
     fig = go.Figure()
@@ -247,7 +247,9 @@ def class_bar(result: MeterResult) -> go.Figure:
     return fig
 
 
-def chip_pie(result: MeterResult) -> go.Figure:
+def chip_pie(result: MeterResult) -> Any:
+    import plotly.graph_objects as go
+
     counts: dict[str, int] = defaultdict(int)
     for g in result.groups:
         counts[f"{g.vendor} {g.chip_name}"] += g.accelerators
@@ -257,7 +259,9 @@ def chip_pie(result: MeterResult) -> go.Figure:
     return fig
 
 
-def power_bar(result: MeterResult) -> go.Figure:
+def power_bar(result: MeterResult) -> Any:
+    import plotly.graph_objects as go
+
     sites = _site_list(result)
     it = [s.it_power_kw.value / 1e3 for s in sites]
     overhead = [s.facility_power_kw.value / 1e3 - i for s, i in zip(sites, it, strict=True)]

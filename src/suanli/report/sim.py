@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from suanli.report.html import Report
 from suanli.sim.engine import SimResult
@@ -54,6 +53,8 @@ def _grid(res: SimResult, n: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def sim_report(results: Sequence[SimResult], report: Report, notes: Sequence[str] = ()) -> None:
     """Add the simulation sections (summary, plots, unrunnable jobs, assumptions) to ``report``."""
+    import plotly.graph_objects as go
+
     if not results:
         report.text("No simulation results.", note=True)
         return

@@ -59,6 +59,18 @@ def allowed_chips_filter(job: Job, pool: Pool) -> str | None:
     return None
 
 
+def allowed_stacks_filter(job: Job, pool: Pool) -> str | None:
+    """Reject pools whose chip's software stack is not in ``job.stacks`` (port-check result)."""
+    if job.stacks is None or pool.chip is None:
+        return None
+    from suanli.catalog.stacks import default_stacks
+
+    sid = default_stacks().stack_of(pool.chip)
+    if sid not in job.stacks:
+        return f"{pool.chip.id} runs stack {sid or pool.chip.stack.name}, not allowed for the job"
+    return None
+
+
 def site_filter(job: Job, pool: Pool) -> str | None:
     """``allowed_sites`` may name sites or regions (e.g. a national hub)."""
     if job.allowed_sites is None:
@@ -79,6 +91,7 @@ DEFAULT_FILTERS: tuple[Filter, ...] = (
     memory_filter,
     stack_filter,
     allowed_chips_filter,
+    allowed_stacks_filter,
     site_filter,
     capacity_filter,
 )
@@ -94,6 +107,7 @@ def filter_signature(job: Job) -> tuple[object, ...]:
         job.allowed_chips,
         job.allowed_sites,
         job.gang,
+        job.stacks,
     )
 
 

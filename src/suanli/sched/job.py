@@ -41,6 +41,9 @@ class Job:
     # loader sets ``work = 0`` and this; ``suanli.sim.traces.attach_work`` converts it.
     duration_ref: float | None = None
     origin: str = ""  # e.g. "philly.csv row 17": for messages and reports
+    # Software stacks the code runs on (ids of catalog/data/stacks.yaml, e.g. from
+    # ``suanli port-check``'s allowed stacks); None = any stack.
+    stacks: frozenset[str] | None = None
 
     @property
     def demand_milli(self) -> int:

@@ -153,7 +153,7 @@ class _Rows:
 
     def num(
         self, row: int, rec: dict[str, str], col: str, *, ge: float | None = 0.0,
-        optional: bool = False,
+        optional: bool = False, le: float | None = None, gt: float | None = None,
     ) -> float:
         raw = rec.get(col, "")
         if raw == "" and optional:
@@ -168,6 +168,12 @@ class _Rows:
                               where=f"row {row}", field=col)
         if ge is not None and v < ge:
             raise SuanliError(f"must be >= {ge:g}, got {raw}", file=self.path,
+                              where=f"row {row}", field=col)
+        if gt is not None and v <= gt:
+            raise SuanliError(f"must be > {gt:g}, got {raw}", file=self.path,
+                              where=f"row {row}", field=col)
+        if le is not None and v > le:
+            raise SuanliError(f"must be <= {le:g}, got {raw}", file=self.path,
                               where=f"row {row}", field=col)
         return v
 
@@ -464,6 +470,51 @@ def write_jobs_csv(jobs: Sequence[Job], path: str | Path) -> Path:
     return p
 
 
+def _stack_ids(names: frozenset[str] | None, p: Path, where: str) -> frozenset[str] | None:
+    from suanli.catalog.stacks import stack_ids
+
+    try:
+        return None if names is None else stack_ids(names)
+    except SuanliError as exc:
+        raise SuanliError(exc.problem, file=p, where=where, field="stacks") from None
+
+
+# Bounds on suanli CSV rows: a time beyond ten years or a gang beyond a million devices is a
+# typo, not a job (and would only produce a misleading "never fitted" reason later).
+MAX_SECONDS = 10 * 365.25 * 86400.0
+MAX_GANG = 1_000_000
+
+
+def check_job_names(jobs: Sequence[Job], pools: Sequence[Any], catalog: Any = None) -> None:
+    """Every name in a job's ``allowed_chips`` must be a chip of the cluster or of ``catalog``
+    (id, name or alias), every ``allowed_sites`` name a site or region of the cluster. An
+    unknown name would silently make the job unrunnable, so it is an error naming the trace
+    row and column. (A catalogued chip the fleet lacks is legitimate: the job cannot run
+    there and is reported as such.)"""
+    chips: set[str] = set()
+    sites: set[str] = set()
+    for pool in pools:
+        chips.add(pool.chip_type)
+        if pool.chip is not None:
+            chips |= {pool.chip.id, pool.chip.name, *pool.chip.aliases}
+        sites.add(pool.site)
+        if pool.region:
+            sites.add(pool.region)
+    for job in jobs:
+        for col, allowed, known, what in (("allowed_chips", job.allowed_chips, chips, "chip"),
+                                          ("allowed_sites", job.allowed_sites, sites, "site")):
+            bad = sorted(n for n in set(allowed or ()) - known
+                         if not (what == "chip" and catalog is not None and n in catalog))
+            if not bad:
+                continue
+            file, _, row = (job.origin or "").rpartition(" row ")
+            valid = sorted({p.chip_type for p in pools} if what == "chip" else sites)
+            raise SuanliError(
+                f"unknown {what} {', '.join(repr(b) for b in bad)} (this fleet has: "
+                f"{', '.join(valid)})", file=file or None,
+                where=f"row {row}" if file else f"job {job.id}", field=col)
+
+
 def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
     """Read suanli's own trace format (as written by :func:`write_jobs_csv`)."""
     p = Path(path)
@@ -476,10 +527,13 @@ def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
         if jid in seen:
             raise SuanliError(f"duplicate job id '{jid}'", file=p, where=where, field="id")
         seen.add(jid)
-        gang = rows.num(r, rec, "gang", ge=1)
+        gang = rows.num(r, rec, "gang", ge=1, le=MAX_GANG)
+        if gang != int(gang):
+            raise SuanliError(f"must be a whole number, got {rec['gang']}", file=p, where=where,
+                              field="gang")
         work = rows.num(r, rec, "work", optional=True) if "work" in rec else float("nan")
-        dur = (rows.num(r, rec, "duration_ref_s", optional=True) if "duration_ref_s" in rec
-               else float("nan"))
+        dur = (rows.num(r, rec, "duration_ref_s", optional=True, le=MAX_SECONDS)
+               if "duration_ref_s" in rec else float("nan"))
         if not (work > 0) and not (dur > 0):
             raise SuanliError("needs work > 0 or duration_ref_s > 0", file=p, where=where,
                               field="work")
@@ -515,26 +569,28 @@ def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
                 return True
             raise SuanliError(f"expected 0/1, got '{v}'", file=p, where=where, field=col)
 
-        def opt(col: str, r: int = r, rec: dict[str, str] = rec) -> float | None:
+        def opt(col: str, r: int = r, rec: dict[str, str] = rec, **bounds: Any) -> float | None:
             if not rec.get(col):
                 return None
-            return rows.num(r, rec, col)
+            return rows.num(r, rec, col, **bounds)
 
         def names(col: str, rec: dict[str, str] = rec) -> frozenset[str] | None:
             v = rec.get(col, "")
             return frozenset(x.strip() for x in v.split("|") if x.strip()) or None
 
-        frac = opt("gpu_fraction")
+        frac = opt("gpu_fraction", gt=0.0, le=1.0)
         jobs.append(Job(
-            id=jid, queue=rec.get("queue") or "default", arrival=rows.num(r, rec, "arrival_s"),
+            id=jid, queue=rec.get("queue") or "default",
+            arrival=rows.num(r, rec, "arrival_s", le=MAX_SECONDS),
             gang=int(gang), work=work if work > 0 else 0.0,
             duration_ref=dur if dur > 0 else None, workload=wl,
             mem_gb=opt("mem_gb") or 0.0, cuda_only=flag("cuda_only"), fp64=flag("fp64"),
             allowed_chips=names("allowed_chips"), allowed_sites=names("allowed_sites"),
-            priority=opt("priority") or 1.0, deadline=opt("deadline_s"),
+            priority=opt("priority", gt=0.0) or 1.0, deadline=opt("deadline_s", le=MAX_SECONDS),
             data_gb=opt("data_gb") or 0.0, home_site=rec.get("home_site") or None,
-            gpu_fraction=frac if frac and 0 < frac <= 1 else 1.0,
+            gpu_fraction=frac if frac is not None else 1.0,
             job_type=rec.get("job_type") or None, origin=f"{p.name} row {r}",
+            stacks=_stack_ids(names("stacks"), p, where),  # optional: allowed stacks, a|b
         ))
     if not jobs:
         raise SuanliError("trace has no jobs", file=p)

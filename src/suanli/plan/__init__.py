@@ -1,0 +1,1 @@
+"""Capacity planning: which chips to buy, where, under export controls, budget and power."""

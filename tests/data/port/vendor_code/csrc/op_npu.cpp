@@ -1,0 +1,2 @@
+#include "acl/acl.h"
+#include <hip/hip_runtime.h>
