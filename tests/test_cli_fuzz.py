@@ -40,11 +40,13 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("simulate",): ["--max-jobs", "5", "--policy", "fifo"],
     ("chips", "coverage"): [],
     ("plan", "schema"): [],
+    ("check",): [],
+    ("agent",): ["--probe-only"],
     ("port-check",): [str(Path(__file__).parent / "data" / "port" / "shim_only")],
 }
 # Commands with no numeric option (their path options are still fuzzed)
 NO_NUMBERS = {("version",), ("schema",), ("chips", "show"), ("chips", "compare"),
-              ("chips", "coverage"), ("plan", "schema")}
+              ("chips", "coverage"), ("plan", "schema"), ("check",), ("agent",)}
 # Commands fuzzed only with values that must fail fast (a valid value would run for seconds):
 FAIL_FAST: dict[tuple[str, ...], list[str]] = {
     ("demo",): [], ("validate",): [],

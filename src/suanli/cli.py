@@ -24,8 +24,10 @@ from typer.core import TyperGroup
 
 from suanli import __version__
 from suanli.commands import (
+    agent,
     bench,
     calibrate,
+    check,
     chips,
     demo,
     estimate,
@@ -132,8 +134,8 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (demo, chips, meter, estimate, simulate, plan, port_check, schema, calibrate,
-                bench):
+for _module in (demo, chips, meter, estimate, simulate, plan, port_check, check, agent, schema,
+                calibrate, bench):
     _module.register(app)
 
 
