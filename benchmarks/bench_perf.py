@@ -43,7 +43,7 @@ def main() -> int:
         "tp": rng.choice([1, 2, 4, 8], n), "pp": rng.choice([1, 2, 4, 8, 16], n),
         "dp": rng.choice([1, 2, 4, 8, 16, 32, 64], n), "cp": rng.choice([1, 2], n),
         "ep": np.ones(n), "mb": rng.choice([1, 2, 4], n), "recompute": rng.integers(0, 3, n),
-        "zero": rng.integers(0, 4, n),
+        "zero": rng.integers(0, 4, n), "vp": rng.choice([1, 2, 4], n),
     }
     t = best_of(lambda: evaluate(spec, hw, **lay))
     rate = n / t
@@ -52,11 +52,14 @@ def main() -> int:
 
     spec405 = TrainSpec(model=get_model("llama3-405b"), seq_len=8192, global_batch=2048)
     n_lay = len(enumerate_layouts(spec405, 16384, 8)["tp"])
-    t_search = best_of(lambda: estimate_train(
-        "llama3-405b", chip, 16384, seq_len=8192, global_batch=2048, search_layouts=True), 3)
-    est = estimate_train("llama3-405b", chip, 16384, seq_len=8192, global_batch=2048)
-    print(f"search llama3-405b on 16,384 x A100 (seq 8192, batch 2048): {n_lay:,} layouts in "
-          f"{t_search:.3f} s (target < 2 s); best {est.layout}, MFU {est.mfu:.1%}")
+    h100 = load_catalog().get("H100")
+    kw = dict(seq_len=8192, global_batch=2048, inter_node_gbps=3200.0)
+    t_search = best_of(lambda: estimate_train(  # type: ignore[arg-type]
+        "llama3-405b", h100, 16384, search_layouts=True, **kw), 3)
+    est = estimate_train("llama3-405b", h100, 16384, **kw)  # type: ignore[arg-type]
+    print(f"search llama3-405b on 16,384 x H100 (seq 8192, batch 2048, incl. virtual stages): "
+          f"{n_lay:,} layouts in {t_search:.3f} s (target < 2 s); best {est.layout}, "
+          f"MFU {est.mfu:.1%}")
 
     w = Workload("train", "llama2-7b", seq_len=4096, batch=256)
     clear_cache()

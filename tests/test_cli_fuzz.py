@@ -53,6 +53,10 @@ NO_NUMBERS = {("version",), ("schema",), ("chips", "show"), ("chips", "compare")
 FAIL_FAST: dict[tuple[str, ...], list[str]] = {
     ("demo",): [], ("validate",): [],
     ("plan", "run"): [], ("plan", "substitute"): [], ("plan", "pareto"): [],
+    # calibrate refits per run; bench measures the machine (its numbers allocate memory)
+    ("calibrate",): [],
+    ("bench",): ["--backend", "cpu", "--sizes", "16", "--mem-mb", "1", "--nproc", "0",
+                 "--repeat", "1"],
 }
 # Options the random fuzz leaves out (the NaN sweep still covers them), with the reason.
 SKIP = {

@@ -300,8 +300,11 @@ def test_interleave_cp_ep_effects(a100: Chip) -> None:
     base = _spec("llama2-13b", seq=8192, gb=64)
     inter = TrainSpec(model=base.model, seq_len=8192, global_batch=64, interleave=2)
     kw: dict[str, Any] = dict(tp=2, pp=4, dp=1, mb=1, recompute=1, zero=1)
-    assert evaluate(inter, hw, **kw)["t_bubble"] == pytest.approx(
-        evaluate(base, hw, **kw)["t_bubble"] / 2, rel=1e-9)
+    ri, rb = evaluate(inter, hw, **kw), evaluate(base, hw, **kw)
+    # interleaving halves the bubble, up to the doubled point-to-point traffic it adds
+    assert rb["t_bubble"] / 2 < ri["t_bubble"] < rb["t_bubble"] / 2 * 1.02
+    assert ri["t_comm_pp"] == pytest.approx(2 * rb["t_comm_pp"], rel=1e-9)
+    assert ri["mem_activations"] > rb["mem_activations"]  # more micro-batches in flight
     r = evaluate(base, hw, tp=1, pp=1, dp=8, cp=[1, 2, 4], mb=1, recompute=0, zero=3)
     assert np.all(np.diff(r["mem_activations"]) < 0)
     moe = TrainSpec(model=get_model("deepseek-v3"), seq_len=4096, global_batch=1024)

@@ -25,6 +25,8 @@ from typer.core import TyperGroup
 from suanli import __version__
 from suanli.commands import (
     agent,
+    bench,
+    calibrate,
     check,
     chips,
     demo,
@@ -133,7 +135,8 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (demo, chips, meter, estimate, simulate, plan, port_check, check, agent, schema):
+for _module in (demo, chips, meter, estimate, simulate, plan, port_check, check, agent, schema,
+                calibrate, bench):
     _module.register(app)
 
 

@@ -24,6 +24,16 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-_./()]+", "", name).casefold()
 
 
+_FORM_WORDS = re.compile(r"(sxm\d?|hgx|dgx|oam|nvl\d*|nvidia|tesla)")
+_MEM_SIZE = re.compile(r"(?<![a-z0-9])\d+\s*(?:gb|gib|g)(?![a-z0-9])", re.IGNORECASE)
+
+
+def _loose(name: str) -> str:
+    """Normalised name without form-factor words and memory sizes."""
+    spaced = name.replace("-", " ").replace("_", " ")
+    return _FORM_WORDS.sub("", _norm(_MEM_SIZE.sub(" ", spaced)))
+
+
 _PATH_PREFIX = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
 
 
@@ -151,11 +161,32 @@ class Catalog:
         hits = sorted({cid for k, cid in self._index.items() if key and key in k})
         if len(hits) == 1:
             return self._chips[hits[0]]
+        loose = self._loose_match(name)
+        if loose is not None:
+            return loose
         if hits:
             raise SuanliError(f"chip '{name}' is ambiguous: could be {', '.join(hits[:8])}")
+        import difflib
+
+        close = difflib.get_close_matches(key, list(self._index), n=3, cutoff=0.5)
+        names = list(dict.fromkeys(self._chips[self._index[k]].name for k in close))
+        hint = f"did you mean {', '.join(names)}? " if names else ""
         raise SuanliError(
-            f"unknown chip '{name}' (try `suanli chips list`; {len(self)} chips catalogued)"
+            f"unknown chip '{name}' ({hint}try `suanli chips list`; {len(self)} chips catalogued)"
         )
+
+    def _loose_match(self, name: str) -> Chip | None:
+        """Match ignoring form-factor words and memory size ("H100-SXM-80GB" -> H100 SXM5),
+        using the memory size, when given, to choose among variants."""
+        key = _loose(name)
+        if not key:
+            return None
+        cands = {cid for k, cid in self._index.items() if _loose(k) == key}
+        m = re.search(r"(\d+)\s*g(?:b|ib)?\b", name, re.IGNORECASE)
+        if m and len(cands) > 1:
+            gb = float(m.group(1))
+            cands = {c for c in cands if self._chips[c].memory_gb == gb} or cands
+        return self._chips[cands.pop()] if len(cands) == 1 else None
 
 
 # Data files in catalog/data/ that are not chip lists (read by their own modules).

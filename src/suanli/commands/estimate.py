@@ -13,7 +13,6 @@ from suanli.commands.common import (
     MAX_COUNT,
     MAX_DEVICES,
     CatalogOpt,
-    FormatOpt,
     JsonOpt,
     WideOpt,
     console,
@@ -21,12 +20,11 @@ from suanli.commands.common import (
     fmt,
     layout_text,
     num_option,
-    output_format,
     precision_option,
-    print_csv,
     print_json,
     print_table,
 )
+from suanli.commands.validate import validate_cmd
 from suanli.errors import CannotRun, SuanliError
 
 if TYPE_CHECKING:  # the performance model (numpy) loads only when a command runs
@@ -134,7 +132,9 @@ def _hours(s: float | None) -> str:
 
 
 def _layout_str(lay: dict[str, Any]) -> str:
-    return layout_text(lay)
+    # the model reports virtual pipeline stages as "vp"; the shared formatter calls them
+    # "interleave"
+    return layout_text({**lay, "interleave": lay.get("vp", lay.get("interleave", 1))})
 
 
 @estimate_app.command("train")
@@ -155,8 +155,14 @@ def train_cmd(
     micro_batch: Annotated[int | None, count_option("--micro-batch")] = None,
     recompute: Annotated[str | None, typer.Option(help="none|selective|full")] = None,
     zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
-    interleave: Annotated[int, count_option("--interleave", help="Virtual PP stages.",
-                                            le=1024)] = 1,
+    interleave: Annotated[int | None, count_option(
+        "--interleave", help="Virtual PP stages (default: searched, else 1).", le=1024)] = None,
+    framework: Annotated[str | None, typer.Option(
+        "--framework",
+        help="megatron|fsdp|deepspeed|mindspeed (default: mindspeed on Ascend, else megatron)")]
+        = None,
+    fp8_recipe: Annotated[str, typer.Option(
+        "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block")] = "fp8-delayed",
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
     top: Annotated[int, count_option("--top", help="Rows of the search table.", le=1000)] = 5,
     tokens: Annotated[float | None, num_option("--tokens", help="Token budget, e.g. 15e12.",
@@ -167,7 +173,8 @@ def train_cmd(
     eff_compute: EffC = None,
     eff_memory: EffM = None,
     eff_link: EffL = None,
-    attention_kernel: Annotated[str, typer.Option("--attention", help="flash2|flash1")] = "flash2",
+    attention_kernel: Annotated[str, typer.Option(
+        "--attention", help="flash2|flash1|plain")] = "flash2",
     pue: Annotated[float, num_option("--pue", help="Power usage effectiveness.", ge=1, le=3)] = 1.3,
     price: Annotated[float | None, num_option("--price-cny-per-hour", ge=0, le=1e6,
                                               help="CNY per accelerator-hour.")] = None,
@@ -198,7 +205,7 @@ def train_cmd(
             devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
             link_gbs=link_gbs, efficiency=eff, interleave=interleave,
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
-            electricity_cny_kwh=electricity,
+            electricity_cny_kwh=electricity, framework=framework, fp8_recipe=fp8_recipe,
         )
 
     results = _per_chip(cat, chip, run)
@@ -209,6 +216,16 @@ def train_cmd(
         _show_train(results[0][1], shape, search)
     else:
         _compare_train(results, shape, devices)
+
+
+def _confidence_str(c: dict[str, Any], per: int = 1) -> str:
+    """'validated: likely 330-450 per device (basis)'."""
+    if not c:
+        return "—"
+    lo, hi = (x / max(per, 1) for x in c["likely_range"])
+    text = f"{c['class']}: likely {fmt(lo)}-{fmt(hi)}"
+    text += " per device" if per > 1 else ""
+    return text + f" ({c['basis']}{'; ' + '; '.join(c['reasons']) if c['reasons'] else ''})"
 
 
 def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
@@ -228,6 +245,9 @@ def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
     t.add_row("  split", "  ".join(f"{k} {v:,.3f} s ({v / step:.0%})"
                                    for k, v in e.breakdown_s.items()))
     t.add_row("tokens/s", f"{fmt(e.tokens_per_s)} ({fmt(e.tokens_per_s_per_device)} per device)")
+    t.add_row("confidence", _confidence_str(e.confidence, e.n_devices))
+    for a in e.assumptions:
+        t.add_row("assumption", a)
     t.add_row("MFU / HFU", f"{e.mfu:.1%} / {e.hfu:.1%}")
     t.add_row("bottleneck", e.bottleneck)
     mem = e.memory_gb
@@ -257,16 +277,19 @@ def _show_train(e: Any, shape: ModelShape, search: bool) -> None:
 def _compare_train(results: list[tuple[str, Any, str | None]], shape: ModelShape, n: int) -> None:
     t = Table(title=f"{shape.name} on {n} devices")
     for col in ("chip", "layout", "tokens/s", "per device", "MFU", "step s", "bottleneck",
-                "mem GB", "time", "kWh"):
-        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck") else "right",
-                     overflow="fold")
+                "mem GB", "time", "kWh", "confidence"):
+        t.add_column(col, justify="left" if col in ("chip", "layout", "bottleneck", "confidence")
+                     else "right", overflow="fold")
     for name, e, err in results:
         if e is None:
-            t.add_row(name, err or "", *[""] * 8)
+            t.add_row(name, err or "", *[""] * 9)
             continue
-        t.add_row(name, _layout_str(e.layout), fmt(e.tokens_per_s), fmt(e.tokens_per_s_per_device),
+        lo, hi = (x / e.n_devices for x in e.confidence["likely_range"])
+        t.add_row(name, _layout_str(e.layout), fmt(e.tokens_per_s),
+                  f"{fmt(e.tokens_per_s_per_device)} ({fmt(lo)}-{fmt(hi)})",
                   f"{e.mfu:.1%}", f"{e.step_time_s:,.2f}", e.bottleneck,
-                  f"{e.memory_gb['total']:,.1f}", _hours(e.time_to_train_s), fmt(e.energy_kwh))
+                  f"{e.memory_gb['total']:,.1f}", _hours(e.time_to_train_s), fmt(e.energy_kwh),
+                  e.confidence["class"])
     console.print(t)
 
 
@@ -313,10 +336,11 @@ def infer_cmd(
         return
     t = Table(title=f"{shape.name} inference: batch {batch}, prompt {prompt}, output {output}")
     cols = ["chip", "tp×rep", "TTFT s", "TPOT ms", "out tok/s", "decode tok/s", "bound",
-            "weights GB", "KV GB", "mem GB/dev"]
+            "weights GB", "KV GB", "mem GB/dev", "confidence"]
     keep = [i for i, c in enumerate(cols) if wide or c not in ("weights GB", "KV GB")]
     for i in keep:
-        t.add_column(cols[i], justify="left" if cols[i] in ("chip", "bound") else "right",
+        t.add_column(cols[i], justify="left" if cols[i] in ("chip", "bound", "confidence")
+                     else "right",
                      overflow="fold")
     for name, e, err in results:
         if e is None:
@@ -325,7 +349,8 @@ def infer_cmd(
         row = [name, f"{e.tp}×{e.replicas}", f"{e.ttft_s:,.3f}", f"{e.tpot_s * 1e3:,.2f}",
                fmt(e.output_tokens_per_s), fmt(e.decode_tokens_per_s), e.decode_bound,
                f"{e.memory_gb['weights']:,.1f}", f"{e.memory_gb['kv_cache']:,.1f}",
-               f"{e.memory_gb['total']:,.1f}/{e.memory_gb['capacity']:,.0f}"]
+               f"{e.memory_gb['total']:,.1f}/{e.memory_gb['capacity']:,.0f}",
+               e.confidence.get("class", "")]
         t.add_row(*[row[i] for i in keep])
     print_table(t, wide=wide)
 
@@ -365,16 +390,18 @@ def hpc_cmd(
         _emit_json(results)
         return
     t = Table(title=f"{k.upper()}-like on {devices} devices")
-    for col in ("chip", "precision", "rate", "per device", "of peak", "problem", "time"):
-        t.add_column(col, justify="left" if col in ("chip", "precision") else "right")
+    for col in ("chip", "precision", "rate", "per device", "of peak", "problem", "time",
+                "confidence"):
+        t.add_column(col, justify="left" if col in ("chip", "precision", "confidence")
+                     else "right")
     for name, r, err in results:
         if r is None:
-            t.add_row(name, err or "", *[""] * 5)
+            t.add_row(name, err or "", *[""] * 6)
             continue
         scale, unit = (1e12, "TFLOP/s") if r.unit == "flop/s" else (1e9, "GB/s")
         t.add_row(name, r.precision, f"{fmt(r.rate / scale)} {unit}",
                   f"{fmt(r.per_device / scale)} {unit}", f"{r.fraction_of_peak:.0%}",
-                  f"N={r.problem_size:,}", _hours(r.time_s))
+                  f"N={r.problem_size:,}", _hours(r.time_s), str(r.confidence.get("class", "")))
     console.print(t)
 
 
@@ -394,51 +421,6 @@ def _check_hpc_fits(chip: Chip, devices: int, kernel: str, n: int) -> None:
         what, where = f"STREAM with {n:,} elements needs {need:,.4g} GB per device", "one"
     if need > have:
         raise CannotRun(f"does not fit: {what}; {where} {chip.name} hold {have:,.4g} GB")
-
-
-def validate_cmd(
-    data: Annotated[Path | None, typer.Option(help="Directory of validation CSVs.")] = None,
-    catalog: CatalogOpt = None,
-    json: JsonOpt = False,
-    out_format: FormatOpt = None,
-) -> None:
-    """Predict every published measurement in ../shared/data/validation and report the error."""
-    from suanli.perf.validate import run_validation
-
-    cat = _catalog(catalog)
-    out = output_format(out_format, json)
-    rep = run_validation(data, cat.get)
-    summ = rep.summary()
-    if out == "json":
-        print_json(rep.as_dict())
-        return
-    if out == "csv":
-        print_csv(["file", "line", "label", "chip", "predicted", "measured", "error_pct",
-                   "problem"],
-                  [[r.file, r.line, r.label, r.chip, r.predicted, r.measured, r.error_pct,
-                    r.problem] for r in rep.rows])
-        return
-    t = Table(title="validation: predicted vs measured tokens/s per device")
-    for col in ("row", "chip", "predicted", "measured", "error"):
-        t.add_column(col, justify="left" if col in ("row", "chip") else "right")
-    for r in rep.rows:
-        if r.predicted is None:
-            t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, "—", fmt(r.measured),
-                      f"skipped: {r.problem}")
-            continue
-        t.add_row(f"{r.file}:{r.line} {r.label}", r.chip, fmt(r.predicted), fmt(r.measured),
-                  f"{r.error_pct:+.1f} %")
-    console.print(t)
-    if summ["predicted"] == 0:
-        raise SuanliError("no row could be predicted (see the skipped reasons above)")
-    console.print(
-        f"{summ['predicted']} rows predicted ({summ['skipped']} skipped): median |error| "
-        f"{summ['median_abs_error_pct']:.1f} %, mean {summ['mean_abs_error_pct']:.1f} %, "
-        f"p90 {summ['p90_abs_error_pct']:.1f} %, worst {summ['worst_abs_error_pct']:.1f} %; "
-        f"{summ['within_15_pct']} within 15 %; mean signed error "
-        f"{summ['mean_signed_error_pct']:+.1f} % (target: median <= 15 %)",
-        highlight=False,
-    )
 
 
 def register(app: typer.Typer) -> None:

@@ -71,6 +71,9 @@ class TrainEstimate:
     efficiency: dict[str, Any]
     searched: int = 0  # layouts evaluated (search)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    # confidence class + likely range of tokens/s (see perf/confidence.py); missing figures
+    confidence: dict[str, Any] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
 
     @property
     def days(self) -> float | None:
@@ -91,6 +94,7 @@ def _layout_of(r: dict[str, float]) -> dict[str, Any]:
         "tp": int(r["tp"]), "pp": int(r["pp"]), "dp": int(r["dp"]), "cp": int(r["cp"]),
         "ep": int(r["ep"]), "micro_batch": int(r["mb"]), "grad_accum": round(r["n_micro"]),
         "recompute": RECOMPUTE[int(r["recompute"])], "zero": int(r["zero"]),
+        "vp": int(r.get("vp", 1)),
     }
 
 
@@ -128,9 +132,11 @@ def estimate_train(
     inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS,
     link_gbs: float | None = None,
     efficiency: dict[str, float] | None = None,
-    interleave: int = 1,
+    interleave: int | None = None,
     attention_kernel: str = "flash2",
     grad_reduce_bytes: float = 2.0,
+    framework: str | None = None,
+    fp8_recipe: str = "fp8-delayed",
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
     electricity_cny_kwh: float = DEFAULT_ELECTRICITY_CNY_KWH,
@@ -148,9 +154,12 @@ def estimate_train(
         _check_positive(name, v)
     if pue < 1:
         raise SuanliError(f"PUE must be >= 1, got {pue}")
+    _check_positive("interleave", interleave)
     spec = TrainSpec(model=m, seq_len=seq_len, global_batch=global_batch,
-                     interleave=interleave, attention_kernel=attention_kernel,
-                     grad_reduce_bytes=grad_reduce_bytes)
+                     interleave=interleave or 1, attention_kernel=attention_kernel,
+                     grad_reduce_bytes=grad_reduce_bytes,
+                     framework=framework or default_framework(chip),
+                     fp8_recipe=fp8_recipe)
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
     rc = recompute_code(recompute) if recompute is not None else None
@@ -160,7 +169,8 @@ def estimate_train(
     alternatives: list[dict[str, Any]] = []
     searched = 0
     if do_search:
-        fixed = Fixed(tp=tp, pp=pp, cp=cp, ep=ep, mb=micro_batch, recompute=rc, zero=zr)
+        fixed = Fixed(tp=tp, pp=pp, cp=cp, ep=ep, mb=micro_batch, recompute=rc, zero=zr,
+                      vp=interleave)
         res, best = search(spec, hw, n_devices, fixed, top_k=top_k, strict_batch=strict_batch)
         searched = int(np.size(res["step_time"]))
         if best.size == 0:
@@ -194,6 +204,12 @@ def estimate_train(
             raise _no_fit(hw, r["mem_total"], searched=False, zero=int(r["zero"]))
     return _finish(m, hw, spec, n_devices, r, tokens, pue, price_cny_per_hour,
                    electricity_cny_kwh, searched, alternatives)
+
+
+def default_framework(chip: Chip) -> str:
+    """The training stack a chip's vendor ships: MindSpeed on Ascend (CANN), else Megatron."""
+    stack = (chip.stack.name or "").upper()
+    return "mindspeed" if "CANN" in stack else "megatron"
 
 
 def _no_fit(hw: Hardware, need_bytes: float, *, searched: bool, zero: int = 1) -> CannotRun:
@@ -249,7 +265,14 @@ def _finish(
                     "network": hw.eff.network, "overlap": hw.eff.overlap,
                     "source": hw.eff.source},
         searched=searched, alternatives=alternatives,
+        confidence=_confidence(hw, tps), assumptions=list(hw.assumptions),
     )
+
+
+def _confidence(hw: Hardware, value: float) -> dict[str, Any]:
+    from suanli.perf.confidence import classify_hw
+
+    return classify_hw(hw).as_dict(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +297,8 @@ class InferEstimate:
     kv_cache_gb: float  # whole batch, whole model
     kv_bytes_per_token: float
     fits: bool
+    confidence: dict[str, Any] = field(default_factory=dict)  # of output tokens/s
+    assumptions: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -312,6 +337,7 @@ def estimate_infer(
                    "total": r.mem_total_per_device / GIB, "capacity": hw.memory_gb},
         kv_cache_gb=r.kv_bytes_per_device * r.tp * r.replicas / GIB,
         kv_bytes_per_token=r.kv_bytes_per_token, fits=r.fits,
+        confidence=_confidence(hw, r.output_tokens_per_s), assumptions=list(hw.assumptions),
     )
 
 

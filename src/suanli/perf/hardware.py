@@ -6,7 +6,7 @@ The performance model never reads fleet objects: the caller passes bandwidths as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suanli.catalog.schema import Chip, Precision
 from suanli.errors import CannotRun, SuanliError
@@ -43,6 +43,12 @@ class Hardware:
     alpha_inter: float
     tdp_w: float | None
     eff: Factors
+    # 16-bit tensor rate for the work that stays in BF16 when GEMMs run in FP8 (attention);
+    # equals ``flops`` for 16-bit training
+    flops_16: float = 0.0
+    gemm_bytes: float = 2.0  # bytes per GEMM input element (1 for FP8)
+    assumptions: tuple[str, ...] = ()  # missing figures and what replaced them
+    chip: Chip | None = field(default=None, compare=False, repr=False)  # catalogue entry
 
     @property
     def memory_gb(self) -> float:
@@ -90,8 +96,32 @@ def build_hardware(
     bw = chip.memory_bw_gbs
     if bw is None:
         raise CannotRun(f"{chip.name}: memory bandwidth is not published (unknown)")
+    assumptions: list[str] = []
+    if link_gbs is None and not chip.link_gbs:
+        assumptions.append(
+            f"no intra-node link figure: PCIe 4.0 x16 ({FALLBACK_LINK_GBS:g} GB/s) assumed"
+        )
+    if eff.source == "generic defaults":
+        assumptions.append(
+            f"no measured efficiency: generic compute {eff.compute:.2f}, memory "
+            f"{eff.memory:.2f}, link {eff.link:.2f} of datasheet assumed"
+        )
     link = link_gbs if link_gbs is not None else (chip.link_gbs or FALLBACK_LINK_GBS)
     tdp = chip.tdp_w.value
+    flops_16 = peak * 1e12 * eff.compute
+    gemm_bytes = 2.0
+    if prec in (Precision.FP8, Precision.INT8):
+        gemm_bytes = 1.0
+        p16 = chip.tflops(Precision.BF16) or chip.tflops(Precision.FP16)
+        if p16:
+            e16 = factors_for(chip, Precision.BF16 if chip.tflops(Precision.BF16)
+                              else Precision.FP16, efficiency)
+            flops_16 = p16 * 1e12 * e16.compute
+        else:
+            flops_16 = peak * 1e12 * eff.compute / 2
+            assumptions.append("no 16-bit peak: half the 8-bit rate assumed for attention")
+    if tdp is None:
+        assumptions.append("no TDP figure: energy and electricity cost not estimated")
     return Hardware(
         chip_id=chip.id,
         chip_name=chip.name,
@@ -109,4 +139,8 @@ def build_hardware(
         alpha_inter=alpha_inter,
         tdp_w=float(tdp) if tdp is not None else None,
         eff=eff,
+        flops_16=flops_16,
+        gemm_bytes=gemm_bytes,
+        assumptions=tuple(assumptions),
+        chip=chip,
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from suanli.catalog.schema import Chip, Precision
 from suanli.errors import CannotRun, SuanliError
@@ -24,6 +24,10 @@ class HpcResult:
     problem_size: int  # HPL N or STREAM array elements per device
     time_s: float
     fraction_of_peak: float
+    # confidence class of the chip's figures (the interval comes from the training validation
+    # residuals of that class: HPC kernels have no validation rows of their own)
+    confidence: dict[str, object] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -57,7 +61,8 @@ def estimate_hpc(
         n_el = problem_size or int(HPL_MEMORY_FRACTION * hw.mem_capacity / STREAM_BYTES_PER_ELEMENT)
         rate = hw.hbm_bw * n_devices
         t = n_el * STREAM_BYTES_PER_ELEMENT / hw.hbm_bw
-        return HpcResult("stream", "fp64", rate, "byte/s", hw.hbm_bw, n_el, t, hw.eff.memory)
+        return HpcResult("stream", "fp64", rate, "byte/s", hw.hbm_bw, n_el, t, hw.eff.memory,
+                         _conf(hw, rate), list(hw.assumptions))
     prec = fp64_precision(chip)
     hw = build_hardware(chip, prec, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, efficiency=efficiency)
@@ -75,7 +80,15 @@ def estimate_hpc(
     t = t_comp + t_comm
     rate = flops / t
     return HpcResult("hpl", prec.value, rate, "flop/s", rate / n_devices, n, t,
-                     rate / (hw.peak_flops * n_devices))
+                     rate / (hw.peak_flops * n_devices), _conf(hw, rate), list(hw.assumptions))
+
+
+def _conf(hw: Any, rate: float) -> dict[str, object]:
+    from suanli.perf.confidence import classify_hw
+
+    out = classify_hw(hw).as_dict(rate)
+    out["basis"] = f"{out['basis']}; training residuals (no HPC validation rows)"
+    return out
 
 
 def _any_precision(chip: Chip) -> Precision:

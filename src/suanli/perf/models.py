@@ -41,6 +41,7 @@ class ModelShape:
     ffn: FfnKind = "swiglu"
     tied_embeddings: bool = False
     learned_pos: int = 0  # rows of a learned position table (GPT-3: 2048); 0 = none
+    rope: bool = True  # rotary position embedding (False: ALiBi / learned positions)
     # mixture of experts (n_experts = routed experts; 0 = dense model)
     n_experts: int = 0
     top_k: int = 0
@@ -87,6 +88,10 @@ class ModelShape:
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank > 0
+
+    @property
+    def has_rope(self) -> bool:
+        return self.rope and self.learned_pos == 0
 
     @property
     def kv_heads(self) -> int:
@@ -277,6 +282,45 @@ _PRESETS: dict[str, ModelShape] = {
         ),
     )
 }
+# Shapes of the models in NVIDIA's NeMo / Megatron-Bridge performance tables (public configs).
+for _m in (
+    ModelShape("gpt3-5b", n_layers=24, d_model=4096, n_heads=32, d_ff=16384, vocab=50304,
+               ffn="gelu", tied_embeddings=True, learned_pos=2048,
+               notes="NeMo gpt3_5b recipe (24 x 4096, 32 heads, FFN 4d)"),
+    ModelShape("gpt3-20b", n_layers=44, d_model=6144, n_heads=48, d_ff=24576, vocab=50304,
+               ffn="gelu", tied_embeddings=True, learned_pos=2048,
+               notes="NeMo gpt3_20b recipe (44 x 6144, 48 heads, FFN 4d)"),
+    ModelShape("nemotron-8b", n_layers=32, d_model=4096, n_heads=32, d_ff=16384, vocab=256000,
+               ffn="gelu", notes="NeMo nemotron3_8b recipe; squared-ReLU FFN (2 matrices, "
+               "counted as the gelu kind)"),
+    ModelShape("nemotron-22b", n_layers=40, d_model=6144, n_heads=48,
+               d_ff=24576, vocab=256000, ffn="gelu",
+               notes="NeMo nemotron3_22b recipe; squared-ReLU FFN (2 matrices)"),
+    ModelShape("nemotron-340b", n_layers=96, d_model=18432, n_heads=96, n_kv_heads=8,
+               d_ff=73728, vocab=256000, ffn="gelu", published_params=341e9,
+               notes="Nemotron-4 340B report; squared-ReLU FFN (2 matrices)"),
+    ModelShape("qwen3-30b-a3b", n_layers=48, d_model=2048, n_heads=32, n_kv_heads=4,
+               head_dim=128, d_ff=768, vocab=151936, n_experts=128, top_k=8,
+               published_params=30.5e9, published_active=3.3e9,
+               notes="Qwen3-30B-A3B HF config.json (128 experts top-8, expert FFN 768)"),
+    ModelShape("qwen3-235b-a22b", n_layers=94, d_model=4096, n_heads=64, n_kv_heads=4,
+               head_dim=128, d_ff=1536, vocab=151936, n_experts=128, top_k=8,
+               published_params=235e9, published_active=22e9,
+               notes="Qwen3-235B-A22B HF config.json (128 experts top-8, expert FFN 1536)"),
+    ModelShape("gpt-oss-120b", n_layers=36, d_model=2880, n_heads=64, n_kv_heads=8,
+               head_dim=64, d_ff=2880, vocab=201088, n_experts=128, top_k=4,
+               published_params=117e9, published_active=5.1e9,
+               notes="gpt-oss-120b config.json (128 experts top-4); the sliding-window "
+               "(128-token) attention of every other layer is counted as full attention"),
+    ModelShape("kimi-k2", n_layers=61, d_model=7168, n_heads=64, d_ff=2048, vocab=163840,
+               n_experts=384, top_k=8, n_shared_experts=1, d_ff_dense=18432,
+               n_dense_layers=1, q_lora_rank=1536, kv_lora_rank=512, qk_rope_dim=64,
+               qk_nope_dim=128, v_head_dim=128, published_params=1.04e12,
+               published_active=32e9,
+               notes="Kimi K2 config.json (DeepSeek-V3 architecture, 384 experts, 64 heads)"),
+):
+    _PRESETS[_m.name] = _m
+
 # MPT shapes (llm-foundry yamls): ALiBi (no position table), tied embeddings, GELU FFN 4d.
 for _name, _l, _d, _h in (
     ("mpt-125m", 12, 768, 12), ("mpt-350m", 24, 1024, 16), ("mpt-760m", 24, 1536, 12),
@@ -285,14 +329,17 @@ for _name, _l, _d, _h in (
 ):
     _PRESETS[_name] = ModelShape(
         _name, n_layers=_l, d_model=_d, n_heads=_h, d_ff=4 * _d, vocab=50368, ffn="gelu",
-        tied_embeddings=True, notes="MosaicML MPT (llm-foundry pretrain yaml shape)",
+        tied_embeddings=True, rope=False, notes="MosaicML MPT (llm-foundry pretrain yaml shape)",
     )
 
 _ALIASES = {
     "gpt3": "gpt3-175b", "gpt-3": "gpt3-175b", "llama-2-7b": "llama2-7b",
     "llama-2-13b": "llama2-13b", "llama-2-70b": "llama2-70b", "llama-3-8b": "llama3-8b",
     "llama-3-70b": "llama3-70b", "llama-3-405b": "llama3-405b", "llama3.1-405b": "llama3-405b",
-    "deepseekv3": "deepseek-v3", "dsv3": "deepseek-v3",
+    "deepseekv3": "deepseek-v3", "dsv3": "deepseek-v3", "llama3.1-405b-": "llama3-405b",
+    "llama-3.1-405b": "llama3-405b", "qwen3-30b": "qwen3-30b-a3b",
+    "qwen3-235b": "qwen3-235b-a22b", "gpt-oss": "gpt-oss-120b", "kimi-k2-base": "kimi-k2",
+    "nemotron-4-340b": "nemotron-340b",
 }
 
 DEFAULT_TRAIN_MODEL = "llama3-8b"  # used by job_rate when a training Workload has no model

@@ -7,7 +7,7 @@ devices and evaluates them in one call. All formulas are documented in ``docs/pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,20 +18,26 @@ from suanli.errors import CannotRun, SuanliError
 from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
+    DP_OVERLAP,
     gemm_rows_factor,
     gemm_shape_factor,
 )
+from suanli.perf.framework import DEFAULT_FRAMEWORK, LAUNCH_S, get_framework
 from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
 RECOMPUTE = ("none", "selective", "full")
+VIRTUAL_STAGES = (1, 2, 3, 4, 6, 8)  # interleaved-pipeline virtual stages the search tries
 ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations in memory)
 # Adam step, bytes moved per locally-owned parameter: read fp32 master, m, v and the gradient,
 # write master, m, v and the bf16 working copy.
 OPT_BYTES_PER_PARAM = 30.0
 # Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
 ATTN_BWD_MULT = 2.5
-LOGIT_BYTES = 14.0  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
+LOGIT_BYTES = 14.0
+# Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
+# one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
+COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,9 @@ class TrainSpec:
     grad_reduce_bytes: float = 2.0  # bf16 gradient reduction (FSDP "PURE"); 4 = fp32
     interleave: int = 1  # virtual pipeline stages per device (interleaved 1F1B)
     causal: bool = True
-    attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 (see efficiency.py)
+    attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 | plain
+    framework: str = DEFAULT_FRAMEWORK  # megatron | fsdp | deepspeed | mindspeed
+    fp8_recipe: str = "fp8-delayed"  # fp8-delayed | fp8-current (per-tensor) | fp8-block (MX)
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -56,10 +64,41 @@ class TrainSpec:
                               f"got {self.attention_kernel!r}")
         if self.interleave < 1:
             raise SuanliError(f"interleave must be >= 1, got {self.interleave}")
+        if self.fp8_recipe not in FP8_CAST_BYTES:
+            raise SuanliError(f"fp8 recipe must be one of {', '.join(FP8_CAST_BYTES)}, "
+                              f"got {self.fp8_recipe!r}")
+        get_framework(self.framework)
+
+
+# HBM bytes per element of an FP8 cast of a GEMM operand: read bf16 (2) + write fp8 (1) + the
+# transposed / column-wise copy backward needs (1); current scaling adds a separate amax pass
+# (read 2); block scaling (MXFP8) computes the amax per 32-element block inside the cast and
+# writes one scale byte per 32 elements for each of the two copies.
+FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625}
 
 
 def _f(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=float)
+
+
+def _gemm(
+    M: ArrayLike, N: ArrayLike, K: ArrayLike, rate: float, bw: float, in_bytes: float,
+    count: ArrayLike = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time, flops) of ``count`` GEMMs of (M x K) @ (K x N) on one device, per-op roofline:
+    max(flops / (rate x shape efficiency), bytes / bandwidth, launch).
+
+    Shape efficiency: :func:`gemm_shape_factor` of the narrower of N and K times
+    :func:`gemm_rows_factor` of M (tile quantisation and wave occupancy)."""
+    M, N, K, c = _f(M), _f(N), _f(K), _f(count)
+    fl = 2.0 * M * N * K * c
+    # 8-bit operands: a tensor-core tile holds twice the elements for the same bytes, so a
+    # GEMM needs twice the width / rows to amortise the same fixed costs
+    scale = 2.0 / in_bytes
+    eff = gemm_shape_factor(np.minimum(N, K) / scale) * gemm_rows_factor(M / scale)
+    t_c = fl / (rate * eff)
+    t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
+    return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
 
 
 def evaluate(
@@ -74,15 +113,21 @@ def evaluate(
     recompute: ArrayLike = 1,
     zero: ArrayLike = 1,
     n_micro: ArrayLike | None = None,
+    vp: ArrayLike | None = None,
 ) -> dict[str, np.ndarray]:
     """Step time, throughput, utilisation and memory per device for arrays of layouts.
 
     ``recompute``: 0 none, 1 selective, 2 full. ``zero``: 0-3 (3 = FSDP FULL_SHARD,
-    2 = SHARD_GRAD_OP). ``n_micro`` (micro-batches per step per replica) defaults to
-    ``global_batch / (dp * mb)``.
+    2 = SHARD_GRAD_OP, 1 = distributed optimizer). ``n_micro`` (micro-batches per step per
+    replica) defaults to ``global_batch / (dp * mb)``; ``vp`` (virtual pipeline stages per
+    device) defaults to ``spec.interleave``. The per-operator model is documented in
+    ``docs/perf-model.md``.
     """
     m = spec.model
+    fw = get_framework(spec.framework)
     tp, pp, dp, cp, ep, mb = (_f(x) for x in (tp, pp, dp, cp, ep, mb))
+    v = _f(spec.interleave if vp is None else vp)
+    v = np.where(pp > 1, v, 1.0)
     rc = np.asarray(recompute, dtype=int)
     zr = np.asarray(zero, dtype=int)
     nm = _f(spec.global_batch) / (dp * mb) if n_micro is None else _f(n_micro)
@@ -93,32 +138,84 @@ def evaluate(
     dpn = float(hw.devices_per_node)
     full = (rc == 2).astype(float)
     sel = (rc == 1).astype(float)
+    bw = hw.hbm_bw
+    fp8 = hw.gemm_bytes < 2.0
+    gb = hw.gemm_bytes
+    rate = hw.flops
 
-    Lp = np.ceil(L / pp)  # layers on the busiest pipeline stage
+    Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
     moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
-    T = mb * s / cp  # tokens of one micro-batch held by one device (before tp split)
+    T = mb * s / cp  # tokens of one micro-batch held by one device (before the tp split)
 
-    # ---- compute -------------------------------------------------------------------
-    layer_mm = (m.matmul_params_active - V * d) / L  # matmul params per layer (active)
-    head_mm = V * d
-    gemm_fwd = 2.0 * T * (Lp * layer_mm + head_mm) / tp
-    ctx = s / 2.0 if spec.causal else s  # flash attention skips fully-masked blocks
+    # ---- GEMMs of one layer (forward), per device -----------------------------------
+    out_k = float(m.n_heads * m.v_dim)  # attention output projection input width
+    in_n = (m.attn_params - out_k * d) / d  # all input projections (QKV / MLA chains)
+    t_qkv, f_qkv = _gemm(T, in_n / tp, d, rate, bw, gb)
+    t_out, f_out = _gemm(T, d, out_k / tp, rate, bw, gb)
+    t_layer_gemm = t_qkv + t_out
+    f_layer = f_qkv + f_out
+    mats = float(m.ffn_mats)
+    ffw_dense = m.dense_ffn_params / (mats * d)
+    if moe_frac < 1.0:
+        t_up, f_up = _gemm(T, (mats - 1) * ffw_dense / tp, d, rate, bw, gb)
+        t_dn, f_dn = _gemm(T, d, ffw_dense / tp, rate, bw, gb)
+        t_layer_gemm = t_layer_gemm + (1 - moe_frac) * (t_up + t_dn)
+        f_layer = f_layer + (1 - moe_frac) * (f_up + f_dn)
+    act_w = (1 - moe_frac) * ffw_dense  # activation-function width per token (all experts)
+    if m.is_moe:
+        E, k, ff = float(m.n_experts), float(m.top_k), float(m.d_ff)
+        m_e = np.maximum(T / tp * k * ep / E, 1.0)  # tokens per local expert (balanced routing)
+        n_loc = E / ep
+        t_eu, f_eu = _gemm(m_e, (mats - 1) * ff, d, rate, bw, gb, n_loc)
+        t_ed, f_ed = _gemm(m_e, d, ff, rate, bw, gb, n_loc)
+        t_r, f_r = _gemm(T / tp, E, d, rate, bw, 2.0)  # router (bf16)
+        t_moe, f_moe = t_eu + t_ed + t_r, f_eu + f_ed + f_r
+        if m.n_shared_experts:
+            wsh = m.n_shared_experts * ff
+            t_su, f_su = _gemm(T, (mats - 1) * wsh / tp, d, rate, bw, gb)
+            t_sd, f_sd = _gemm(T, d, wsh / tp, rate, bw, gb)
+            t_moe, f_moe = t_moe + t_su + t_sd, f_moe + f_su + f_sd
+        t_layer_gemm = t_layer_gemm + moe_frac * t_moe
+        f_layer = f_layer + moe_frac * f_moe
+        act_w = act_w + moe_frac * (k + m.n_shared_experts) * ff
+    t_head, f_head = _gemm(T, V / tp, d, rate, bw, gb)
+    # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
+    t_gemm = Lp * t_layer_gemm * (3.0 + full) + t_head * 3.0
+    gemm_flops = Lp * f_layer * (3.0 + full) + f_head * 3.0
+
+    # ---- attention core ---------------------------------------------------------------
+    ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
     attn_fwd = T * m.attn_flops_fwd(ctx) / L * Lp / tp
-    head_fwd = 2.0 * T * head_mm / tp
-    gemm_exec = gemm_fwd * 3.0 + (gemm_fwd - head_fwd) * full  # the LM head is not recomputed
-    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
-    g = gemm_shape_factor(d / tp) * gemm_rows_factor(T)
-    t_gemm = gemm_exec / (hw.flops * g)
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
-    t_attn = attn_exec / (hw.flops * attn_rel)
-    t_comp = t_gemm + t_attn
+    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
+    t_attn = attn_exec / (hw.flops_16 * attn_rel)  # attention stays 16-bit under FP8 recipes
+    if spec.attention_kernel == "plain":
+        # unfused attention: scores and probabilities go through HBM (write scores, softmax
+        # read + write, read for the value product; backward twice that)
+        score_elems = mb * (m.n_heads / tp) * s * (s / cp) * Lp
+        t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
-    # ---- memory-bound element-wise work (norms, activations, residuals, loss) -------
-    ffn_w = m.ffn_params_active / (L * m.ffn_mats * d)  # active FFN width per layer
-    elem_fwd = 10.0 * d + (m.ffn_mats * 1.0 + (1.0 if m.ffn == "swiglu" else 0.0)) * ffn_w
-    passes = 3.0 + full + 0.5 * sel  # fwd + 2x bwd traffic, + recomputed fwd
-    mem_bytes = T * Lp * elem_fwd * ACT_BYTES * passes / tp + T * V * LOGIT_BYTES / tp
-    t_mem = mem_bytes / hw.hbm_bw
+    # ---- memory-bound element-wise work ------------------------------------------------
+    norm_b = 2.0 * d * (2.0 + (1.0 if (fp8 and fw.fused_norm_cast) else 2.0))
+    resid_b = 2.0 * 6.0 * d
+    rope_b = 0.0
+    if m.has_rope:
+        rope_w = (m.qk_rope_dim * (m.n_heads + 1)) if m.is_mla else (m.n_heads + m.kv_heads) * m.hd
+        rope_b = 4.0 * rope_w
+    act_b = (6.0 if m.ffn == "swiglu" else 4.0) * act_w
+    perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d if m.is_moe else 0.0
+    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
+    passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
+    mem_bytes = T / tp * Lp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp
+    if fp8:
+        cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else 2.0 * d)
+        cast_bwd = in_n + d + (mats - 1) * act_w + d
+        cast_b = FP8_CAST_BYTES[spec.fp8_recipe]
+        mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
+    t_elem = mem_bytes / bw
+    t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
+    t_comp = t_gemm + t_attn
+    t_mem = np.maximum(t_elem, t_launch - np.minimum(t_launch, t_comp))
 
     # ---- communication per micro-batch ------------------------------------------------
     tp_inter = tp > dpn
@@ -126,9 +223,10 @@ def evaluate(
     a_tp = np.where(tp_inter, hw.alpha_inter, hw.alpha_intra)
     n_tp_coll = Lp * (4.0 + 2.0 * full)
     tp_bytes = T * d * ACT_BYTES
-    t_tp = np.where(
+    t_tp_raw = np.where(
         tp > 1, n_tp_coll * (2 * (tp - 1) / tp * tp_bytes / bw_tp + 2 * (tp - 1) * a_tp), 0.0
     )
+    t_tp = np.maximum(t_tp_raw * (1.0 - fw.tp_overlap), t_tp_raw - t_gemm)
     inner = tp * cp
     # context parallel: ring exchange of K/V chunks, overlapped with attention compute
     cp_inter = inner > dpn
@@ -137,27 +235,32 @@ def evaluate(
     t_cp_raw = np.where(cp > 1, Lp * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
     t_cp = np.maximum(0.0, t_cp_raw - t_attn)
     # expert parallel: dispatch + combine all-to-all per MoE layer, fwd and bwd
-    ep_inter = inner * ep > dpn
-    bw_ep = np.where(ep_inter, hw.node_net_bw / dpn, hw.link_bw)
-    a_ep = np.where(ep_inter, hw.alpha_inter, hw.alpha_intra)
+    # (tokens routed to experts on the same node move over the NVLink domain, the rest over
+    # the device's NIC share; both at once)
+    ep_local = np.minimum(ep, np.maximum(1.0, np.floor(dpn / tp)))
     ep_bytes = T * max(m.top_k, 1) * d * ACT_BYTES / tp
+    inter_frac = (ep - ep_local) / ep
+    intra_frac = (ep_local - 1) / ep
+    t_a2a = np.maximum(intra_frac * ep_bytes / hw.link_bw,
+                       inter_frac * ep_bytes / (hw.node_net_bw / dpn))
+    a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
     t_ep = np.where(
-        ep > 1,
-        Lp * moe_frac * (4.0 + 2.0 * full) * ((ep - 1) / ep * ep_bytes / bw_ep + (ep - 1) * a_ep),
-        0.0,
-    )
-    # pipeline point-to-point (activations forward, gradients backward)
+        ep > 1, Lp * moe_frac * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
+    ) * (1.0 - fw.ep_overlap)
+    # pipeline point-to-point (activations forward, gradients backward) at every boundary of
+    # the device's v chunks
     pp_inter = inner * dp >= dpn
     bw_pp = np.where(pp_inter, hw.node_net_bw / dpn, hw.link_bw)
     a_pp = np.where(pp_inter, hw.alpha_inter, hw.alpha_intra)
-    t_pp = np.where(pp > 1, 2.0 * (T * d * ACT_BYTES / tp / bw_pp + a_pp), 0.0)
+    t_pp = np.where(pp > 1, 2.0 * v * (T * d * ACT_BYTES / tp / bw_pp + a_pp), 0.0)
+    t_pp = t_pp * (1.0 - fw.pp_overlap)
 
     t_micro = t_comp + t_mem + t_tp + t_cp + t_ep + t_pp
 
     # ---- data parallel / ZeRO / FSDP ------------------------------------------------
     n_total = float(m.n_params)
     n_exp = float(m.expert_params_total)
-    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (tp * pp * ep)
+    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (pp * ep)
     p_bytes = p_dev * ACT_BYTES
     g_bytes = p_dev * spec.grad_reduce_bytes
     ring = np.where(dp > 1, (dp - 1) / dp, 0.0)
@@ -169,19 +272,38 @@ def evaluate(
     # ZeRO-2 (FSDP SHARD_GRAD_OP) gathers once and reduce-scatters.
     vol_micro = np.select([zr >= 3, zr == 2], [2 * p_bytes + g_bytes, p_bytes + g_bytes], 0.0)
     n_coll_micro = np.select([zr >= 3, zr == 2], [3.0 * Lp, 2.0 * Lp], 0.0)
-    # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
-    vol_step = np.select([zr == 1, zr == 0], [g_bytes + p_bytes, 2 * g_bytes], 0.0)
-    n_coll_step = np.where(zr <= 1, 2.0 * Lp, 0.0)
     t_dp_micro = ring * vol_micro / bw_dp + n_coll_micro * (dp - 1) * a_dp * (dp > 1)
-    t_dp_step = ring * vol_step / bw_dp + n_coll_step * (dp - 1) * a_dp * (dp > 1)
-    ov = hw.eff.overlap
-    exp_micro = np.maximum(0.0, t_dp_micro - ov * t_comp)
-    exp_step = np.maximum(0.0, t_dp_step - ov * t_comp * 2.0 / 3.0)  # last backward only
+    # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
+    t_rs = ring * np.select([zr == 1, zr == 0], [g_bytes, 2 * g_bytes], 0.0) / bw_dp
+    t_ag = ring * np.where(zr == 1, p_bytes, 0.0) / bw_dp
+    lat_step = np.where(zr <= 1, 2.0 * Lp, 0.0) * (dp - 1) * a_dp * (dp > 1)
+    ov = fw.dp_overlap if hw.eff.overlap == DP_OVERLAP else hw.eff.overlap
+    # the first layer's gather and the last layer's reduce-scatter have nothing to hide behind
+    exp_micro = np.maximum(t_dp_micro / np.maximum(Lp, 1.0), t_dp_micro - ov * t_comp)
+    t_bwd = t_comp * 2.0 / 3.0  # backward share of one micro-batch
+    t_fwd = t_comp / 3.0
+    exp_rs = np.maximum(t_rs / np.maximum(Lp, 1.0), t_rs - ov * t_bwd)
+    exp_ag = np.maximum(t_ag / np.maximum(Lp, 1.0), t_ag - ov * t_fwd) if \
+        fw.param_gather_overlap else t_ag
+    exp_step = np.where(zr <= 1, exp_rs + exp_ag + lat_step, 0.0)
+    t_dp_step = t_rs + t_ag + lat_step
 
     p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
-    t_opt = p_opt * OPT_BYTES_PER_PARAM / hw.hbm_bw
+    t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
+    if fp8:  # FP8 weight casts (+ transposes) once per step
+        t_opt = t_opt + p_dev * FP8_CAST_BYTES[spec.fp8_recipe] / bw
 
-    bubble = np.where(pp > 1, (pp - 1) / spec.interleave * t_micro, 0.0)
+    # gradient accumulation: every weight gradient computed on this device is added into the
+    # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
+    # bf16 gradient instead (written by the GEMM, read by the collective)
+    t_gacc = p_dev * fw.grad_accum_bytes / bw
+    # overlapped collectives are not free: NCCL kernels occupy SMs (and HBM) while they run,
+    # slowing the compute they hide behind by their share of the SMs
+    hidden = (np.maximum(0.0, t_dp_micro - exp_micro) + np.maximum(0.0, t_tp_raw - t_tp)
+              + np.maximum(0.0, t_cp_raw - t_cp))
+    t_contend = hidden * COMM_SM_SHARE
+    t_micro = t_micro + t_gacc + t_contend
+    bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)
     step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
 
     # ---- memory per device --------------------------------------------------------------
@@ -194,13 +316,15 @@ def evaluate(
     g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
     o_mem = states - w_mem - g_mem
     d_kv = float(m.kv_elems_per_token() / (2 * L)) if not m.is_mla else float(m.kv_lora_rank)
+    ffn_w = act_w
     ffn_store_none = (2.0 if m.ffn == "gelu" else 3.0) * ffn_w
     a_none = ACT_BYTES * (6 * d + 2 * d_kv + ffn_store_none)  # no dropout masks
     a_sel = ACT_BYTES * (4 * d + 2 * d_kv + ffn_w)
     a_full = ACT_BYTES * d
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
-    in_flight = np.minimum(nm, pp)  # 1F1B: the first stage holds pp micro-batches
-    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp  # + recompute working set
+    # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
+    in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
+    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem
@@ -215,15 +339,18 @@ def evaluate(
         m.attn_flops_fwd(s)
     )
     denom = step * n_dev * hw.peak_flops
-    comp_part = nm * t_comp
-    mem_part = nm * t_mem + t_opt
+    comp_part = nm * (t_comp + t_contend)
+    mem_part = nm * (t_mem + t_gacc) + t_opt
     comm_part = nm * (t_tp + t_cp + t_ep + t_pp + exp_micro) + exp_step
     return {
         "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "mb": mb, "recompute": rc,
-        "zero": zr, "n_micro": nm, "n_devices": n_dev,
+        "zero": zr, "n_micro": nm, "n_devices": n_dev, "vp": v,
         "step_time": step, "t_micro": t_micro, "t_compute": comp_part, "t_memory": mem_part,
         "t_comm": comm_part, "t_bubble": bubble,
-        "t_comm_tp": nm * t_tp, "t_comm_dp_total": nm * t_dp_micro + t_dp_step,
+        "t_gemm": nm * t_gemm, "t_attention": nm * t_attn, "t_elementwise": nm * t_elem,
+        "t_optimizer": t_opt, "gemm_flops": nm * gemm_flops,
+        "t_comm_tp": nm * t_tp, "t_comm_tp_total": nm * t_tp_raw,
+        "t_comm_dp_total": nm * t_dp_micro + t_dp_step,
         "t_comm_dp_exposed": nm * exp_micro + exp_step, "t_comm_pp": nm * t_pp,
         "t_comm_ep": nm * t_ep, "t_comm_cp": nm * t_cp,
         "tokens_per_s": tokens / step, "tokens_per_s_per_device": tokens / step / n_dev,
@@ -263,6 +390,7 @@ class Fixed:
     mb: int | None = None
     recompute: int | None = None
     zero: int | None = None
+    vp: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -292,11 +420,19 @@ def enumerate_layouts(
         cps = [fx.cp]
     rcs = [fx.recompute] if fx.recompute is not None else [0, 1, 2]
     zs = [fx.zero] if fx.zero is not None else [0, 1, 2, 3]
-    rows: list[tuple[int, int, int, int, int, int, int]] = []  # tp pp cp ep dp mb n_micro
+    rows: list[tuple[int, ...]] = []  # tp pp cp ep dp mb n_micro vp
     for t in tps:
         for p in pps:
             if p > L:
                 continue
+            if fx.vp is not None:
+                vps = [fx.vp if p > 1 else 1]
+            elif p > 1:
+                # interleaved 1F1B: virtual stages with >= 1 layer each (uneven splits are
+                # priced by the busiest stage, ceil(L / (pp v)) v layers)
+                vps = [v for v in VIRTUAL_STAGES if p * v <= L]
+            else:
+                vps = [1]
             for c in cps:
                 if n_devices % (t * p * c):
                     continue
@@ -316,7 +452,8 @@ def enumerate_layouts(
                     mbs = [fx.mb] if per_rep % fx.mb == 0 else []
                 for e in eps:
                     for b in mbs:
-                        rows.append((t, p, c, e, dp, b, per_rep // b))
+                        for v in vps:
+                            rows.append((t, p, c, e, dp, b, per_rep // b, v))
     if not rows:
         return {}
     arr = np.asarray(rows, dtype=float)
@@ -326,7 +463,7 @@ def enumerate_layouts(
     combo = np.tile(combo, (len(rows), 1))
     return {
         "tp": base[:, 0], "pp": base[:, 1], "cp": base[:, 2], "ep": base[:, 3],
-        "dp": base[:, 4], "mb": base[:, 5], "n_micro": base[:, 6],
+        "dp": base[:, 4], "mb": base[:, 5], "n_micro": base[:, 6], "vp": base[:, 7],
         "recompute": combo[:, 0], "zero": combo[:, 1],
     }
 
@@ -335,8 +472,17 @@ def search(
     spec: TrainSpec, hw: Hardware, n_devices: int, fixed: Fixed | None = None, *,
     top_k: int = 10, strict_batch: bool = True,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Evaluate every valid layout; returns (all results, indices of the best fitting ones)."""
-    lay = enumerate_layouts(spec, n_devices, hw.devices_per_node, fixed, strict_batch=strict_batch)
+    """Evaluate every valid layout; returns (all results, indices of the best fitting ones).
+
+    Virtual pipeline stages (when not pinned) are searched in two passes: every layout with
+    ``vp = 1``, then every candidate ``vp`` for the ``VP_REFINE`` fastest fitting pipelined
+    layouts (interleaving only shrinks the bubble and adds P2P traffic and activation memory, so
+    a layout far behind at ``vp = 1`` does not win with interleaving)."""
+    fx = fixed or Fixed()
+    two_pass = fx.vp is None
+    first = replace(fx, vp=1) if two_pass else fx
+    lay = enumerate_layouts(spec, n_devices, hw.devices_per_node, first,
+                            strict_batch=strict_batch)
     if not lay:
         raise CannotRun(
             f"no valid parallel layout for {spec.model.name} on {n_devices} devices "
@@ -344,9 +490,52 @@ def search(
             "tp * pp * cp must divide the device count)"
         )
     res = evaluate(spec, hw, **lay)
+    if two_pass:
+        res = _refine_vp(spec, hw, lay, res)
     ok = np.flatnonzero(res["fits"])
     order = ok[np.argsort(-res["tokens_per_s"][ok], kind="stable")]
     return res, order[:top_k]
+
+
+VP_REFINE = 4096  # most pipelined layouts whose virtual stages the second pass explores
+
+
+def _refine_vp(spec: TrainSpec, hw: Hardware, lay: dict[str, np.ndarray],
+               res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = lay["tp"].size
+    fits = np.asarray(res["fits"], dtype=bool)
+    cand = np.flatnonzero(fits & (lay["pp"] > 1))
+    if cand.size == 0:
+        return res
+    # interleaving can at best remove the bubble: a layout whose step without its bubble is
+    # slower (per token) than the best vp = 1 layout cannot win -- prune it, keep the rest by
+    # that bound (tokens per step are the same for every layout of a search)
+    tok = res["tokens_per_s"] * res["step_time"]
+    best = np.max(res["tokens_per_s"][fits]) if fits.any() else 0.0
+    bound = tok[cand] / (res["step_time"][cand] - res["t_bubble"][cand])
+    cand = cand[bound > best]
+    cand = cand[np.argsort(-bound[bound > best], kind="stable")][:VP_REFINE]
+    if cand.size == 0:
+        return res
+    L = spec.model.n_layers
+    extra: dict[str, list[np.ndarray]] = {k: [] for k in lay}
+    for v in VIRTUAL_STAGES[1:]:
+        sel = cand[lay["pp"][cand] * v <= L]
+        if sel.size == 0:
+            continue
+        for k, arr in lay.items():
+            extra[k].append(np.full(sel.size, v, dtype=float) if k == "vp" else arr[sel])
+    if not extra["tp"]:
+        return res
+    more = {k: np.concatenate(v) for k, v in extra.items()}
+    res2 = evaluate(spec, hw, **more)
+    m = more["tp"].size
+    out = {}
+    for k in res:
+        a = np.broadcast_to(np.asarray(res[k]), (n,))
+        b = np.broadcast_to(np.asarray(res2[k]), (m,))
+        out[k] = np.concatenate([a, b])
+    return out
 
 
 def recompute_code(name: str | int | bool | None) -> int:

@@ -1,31 +1,74 @@
 """Validation: predict published training measurements from their inputs and report the error.
 
-Each CSV row gives a model shape, the hardware, the parallel layout (FSDP sharding, micro-batch,
-gradient accumulation, activation checkpointing) and the measured tokens/s per device. The
-row's own layout is evaluated (no search); nothing is fitted per row.
+Every ``*.csv`` in the data directory is read. Two row formats are understood:
+
+* the MPT / llm-foundry format (``d_model``, ``n_heads``, ... columns: the shape is in the row);
+* the NeMo / Megatron-Bridge format (``system``, ``tp``, ``pp``, ``cp``, ``vp``, ``ep``, ``fsdp``
+  columns; the model is named and its shape comes from the presets in ``perf/models.py``).
+
+Each row's own layout is evaluated (no search); nothing is fitted per row. Rows the model cannot
+express (a hybrid Mamba model, an unpublished shape, a precision the chip has no catalogued peak
+for) are kept in the report with the reason, never dropped and never an exception.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from suanli.catalog.schema import Chip
-from suanli.errors import SuanliError
+from suanli.errors import CannotRun, SuanliError
 from suanli.perf.hardware import DEFAULT_INTER_NODE_GBPS, build_hardware
-from suanli.perf.models import ModelShape
+from suanli.perf.models import ModelShape, get_model
 from suanli.perf.train import TrainSpec, evaluate, recompute_code, zero_code
 
-REQUIRED = (
+MPT_REQUIRED = (
     "model", "d_model", "n_heads", "n_layers", "seq_len", "chip", "n_devices",
     "measured_tokens_per_s_per_device",
 )
+NEMO_REQUIRED = (
+    "model", "system", "precision", "n_devices", "global_batch_seqs", "micro_batch", "seq_len",
+    "tp", "pp", "measured_tokens_per_s_per_device",
+)
+REQUIRED = MPT_REQUIRED  # backwards-compatible name
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One validation row, decoded into the model's inputs."""
+
+    model: ModelShape
+    chip: str
+    precision: str  # GEMM precision (catalogue key): bf16, fp8
+    recipe: str  # how the row names its precision (BF16, FP8-CS, MXFP8, ...)
+    framework: str  # fsdp (PyTorch FSDP / Composer) | megatron (Megatron-Core / NeMo)
+    seq_len: int
+    global_batch: int
+    n_devices: int
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vp: int = 1
+    mb: int = 1
+    ga: int = 1
+    recompute: int = 0
+    zero: int = 3
+    devices_per_node: int = 8
+    inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS
+    attention_kernel: str = "flash2"
+    fp8_recipe: str = "fp8-delayed"
+
+    @property
+    def dp(self) -> int:
+        return self.n_devices // (self.tp * self.pp * self.cp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,45 +85,89 @@ class RowResult:
     measured_mfu: float | None
     fits: bool | None
     problem: str | None = None
+    model: str = ""
+    precision: str = ""
+    framework: str = ""
+    chip_id: str = ""
+    gemm_precision: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _stats(signed: Iterable[float]) -> dict[str, Any]:
+    s = np.asarray(list(signed), dtype=float)
+    e = np.abs(s)
+    if not s.size:
+        return {"predicted": 0, "median_abs_error_pct": None, "p90_abs_error_pct": None,
+                "mean_abs_error_pct": None, "worst_abs_error_pct": None,
+                "mean_signed_error_pct": None, "within_15_pct": 0}
+    return {
+        "predicted": int(s.size),
+        "median_abs_error_pct": float(np.median(e)),
+        "p90_abs_error_pct": float(np.percentile(e, 90)),
+        "mean_abs_error_pct": float(np.mean(e)),
+        "worst_abs_error_pct": float(np.max(e)),
+        "mean_signed_error_pct": float(np.mean(s)),
+        "within_15_pct": int(np.sum(e <= 15.0)),
+    }
+
+
+GROUP_KEYS = ("file", "chip", "precision", "framework")
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationReport:
     rows: list[RowResult]
+    files: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> np.ndarray:
         return np.asarray([abs(r.error_pct) for r in self.rows if r.error_pct is not None])
 
     def summary(self) -> dict[str, Any]:
-        e = self.errors
-        signed = np.asarray([r.error_pct for r in self.rows if r.error_pct is not None])
-        return {
-            "rows": len(self.rows),
-            "predicted": int(e.size),
-            "skipped": len(self.rows) - int(e.size),
-            "median_abs_error_pct": float(np.median(e)) if e.size else None,
-            "mean_abs_error_pct": float(np.mean(e)) if e.size else None,
-            "p90_abs_error_pct": float(np.percentile(e, 90)) if e.size else None,
-            "worst_abs_error_pct": float(np.max(e)) if e.size else None,
-            "mean_signed_error_pct": float(np.mean(signed)) if signed.size else None,
-            "within_15_pct": int(np.sum(e <= 15.0)),
-        }
+        st = _stats(r.error_pct for r in self.rows if r.error_pct is not None)
+        return {"rows": len(self.rows), "skipped": len(self.rows) - st["predicted"], **st}
+
+    def groups(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Statistics per file, chip, precision and framework (rows counted incl. skipped)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for key in GROUP_KEYS:
+            vals: dict[str, list[RowResult]] = {}
+            for r in self.rows:
+                vals.setdefault(str(getattr(r, key)), []).append(r)
+            out[key] = {
+                v: {"rows": len(rs),
+                    **_stats(r.error_pct for r in rs if r.error_pct is not None)}
+                for v, rs in sorted(vals.items())
+            }
+        return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "rows": [r.as_dict() for r in self.rows]}
+        return {"summary": self.summary(), "groups": self.groups(), "files": self.files,
+                "rows": [r.as_dict() for r in self.rows]}
 
 
+# -------------------------------------------------------------------------------------------
+# reading
+# -------------------------------------------------------------------------------------------
 def _num(row: dict[str, str], key: str, default: float | None = None) -> float:
     raw = (row.get(key) or "").strip()
     if not raw:
         if default is not None:
             return default
         raise ValueError(f"missing {key}")
-    return float(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{key}: not a number: {raw[:40]!r}") from None
+
+
+def _int(row: dict[str, str], key: str, default: int | None = None) -> int:
+    v = _num(row, key, None if default is None else float(default))
+    if v != int(v) or v < 0:
+        raise ValueError(f"{key}: expected a whole number >= 0, got {v:g}")
+    return int(v)
 
 
 def _gbps(text: str | None) -> float:
@@ -94,6 +181,36 @@ def _gbps(text: str | None) -> float:
     return val * 1000 if m.group(2).upper() == "T" else val
 
 
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(columns, [(line, row)]) of one CSV; unreadable / binary files raise one SuanliError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SuanliError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    if b"\x00" in raw[:65536]:
+        raise SuanliError("not a CSV text file (binary content: NUL bytes)", file=path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SuanliError(
+            f"not a UTF-8 CSV text file (undecodable byte at offset {exc.start})", file=path
+        ) from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = cols
+        rows = []
+        for row in reader:
+            rows.append((reader.line_num, {k: (v or "") for k, v in row.items()
+                                           if isinstance(k, str) and isinstance(v, str)}))
+    except csv.Error as exc:
+        raise SuanliError(f"malformed CSV: {exc}", file=path) from None
+    return cols, rows
+
+
+# -------------------------------------------------------------------------------------------
+# MPT / llm-foundry rows
+# -------------------------------------------------------------------------------------------
 def row_model(row: dict[str, str]) -> ModelShape:
     d = int(_num(row, "d_model"))
     ffn_mult = _num(row, "ffn_mult", 4.0)
@@ -106,6 +223,7 @@ def row_model(row: dict[str, str]) -> ModelShape:
         vocab=int(_num(row, "vocab", 50368)),
         ffn="gelu",
         tied_embeddings=True,
+        rope=False,  # MPT uses ALiBi
     )
 
 
@@ -120,32 +238,203 @@ def attention_kernel_of(row: dict[str, str]) -> str:
     return "flash1" if ("triton" in notes or "alibi" in notes) else "flash2"
 
 
-def predict_row(row: dict[str, str], chip: Chip) -> dict[str, Any]:
-    """Evaluate one row's own layout; returns the evaluate() dict for it (index 0)."""
+def mpt_case(row: dict[str, str]) -> Case:
     model = row_model(row)
-    n = int(_num(row, "n_devices"))
-    tp = int(_num(row, "tp", 1))
-    pp = int(_num(row, "pp", 1))
-    if n % (tp * pp):
+    n = _int(row, "n_devices")
+    tp = _int(row, "tp", 1) or 1
+    pp = _int(row, "pp", 1) or 1
+    if n < 1 or n % (tp * pp):
         raise ValueError(f"n_devices {n} not divisible by tp*pp {tp * pp}")
     dp = n // (tp * pp)
-    mb = int(_num(row, "micro_batch", 1))
-    ga = int(_num(row, "grad_accum", 1))
-    gbs = int(_num(row, "global_batch_seqs", mb * ga * dp))
+    mb = _int(row, "micro_batch", 1) or 1
+    ga = _int(row, "grad_accum", 1) or 1
     ckpt = (row.get("activation_checkpointing") or "false").strip().lower()
-    rc = recompute_code("full" if ckpt in ("true", "1", "yes", "full") else "none")
     sharding = (row.get("sharding") or "FULL_SHARD").strip() or "FULL_SHARD"
-    z = zero_code(sharding)
-    hw = build_hardware(
-        chip,
-        (row.get("precision") or "bf16").strip().lower(),
-        devices_per_node=int(_num(row, "devices_per_node", 8)),
+    prec = (row.get("precision") or "bf16").strip().lower()
+    return Case(
+        model=model, chip=(row.get("chip") or "").strip(), precision=prec, recipe=prec.upper(),
+        framework="fsdp", seq_len=_int(row, "seq_len"),
+        global_batch=_int(row, "global_batch_seqs", mb * ga * dp), n_devices=n, tp=tp, pp=pp,
+        mb=mb, ga=ga,
+        recompute=recompute_code("full" if ckpt in ("true", "1", "yes", "full") else "none"),
+        zero=zero_code(sharding), devices_per_node=_int(row, "devices_per_node", 8) or 8,
         inter_node_gbps=_gbps(row.get("inter_node_link")),
+        attention_kernel=attention_kernel_of(row),
     )
-    spec = TrainSpec(model=model, seq_len=int(_num(row, "seq_len")), global_batch=gbs,
-                     attention_kernel=attention_kernel_of(row))
-    res = evaluate(spec, hw, tp=tp, pp=pp, dp=dp, mb=mb, recompute=rc, zero=z, n_micro=ga)
+
+
+def mpt_label(row: dict[str, str]) -> str:
+    return (f"{row.get('model')} s={row.get('seq_len')} n={row.get('n_devices')} "
+            f"mb={row.get('micro_batch')}x{row.get('grad_accum')} "
+            f"ckpt={row.get('activation_checkpointing')}")
+
+
+# -------------------------------------------------------------------------------------------
+# NeMo / Megatron-Bridge rows
+# -------------------------------------------------------------------------------------------
+# system -> (chip name, devices in one NVLink domain, scale-out Gbit/s per NVLink domain)
+# DGX H100 / B200: 8 GPUs, 8 x 400G ConnectX-7; DGX B300: 8 x 800G ConnectX-8;
+# GB200 NVL72: 72 GPUs per NVLink domain, one 400G NIC per GPU; GB300 NVL72: 800G per GPU.
+SYSTEMS: dict[str, tuple[str, int, float]] = {
+    "dgxh100": ("H100 SXM5 80GB", 8, 8 * 400.0),
+    "dgxb200": ("B200", 8, 8 * 400.0),
+    "dgxb300": ("B300", 8, 8 * 800.0),
+    "dgxgb200": ("GB200", 72, 72 * 400.0),
+    "dgxgb300": ("GB300", 72, 72 * 800.0),
+}
+
+# model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
+# expressed
+NEMO_MODELS: dict[str, str] = {
+    "gpt35b": "gpt3-5b", "gpt320b": "gpt3-20b", "gpt3175b": "gpt3-175b",
+    "llama27b": "llama2-7b", "llama213b": "llama2-13b", "llama270b": "llama2-70b",
+    "llama38b": "llama3-8b", "llama370b": "llama3-70b", "llama31405b": "llama3-405b",
+    "nemotron8b": "nemotron-8b", "nemotron22b": "nemotron-22b", "nemotron340b": "nemotron-340b",
+    "qwen330ba3b": "qwen3-30b-a3b", "qwen3235ba22b": "qwen3-235b-a22b",
+    "gptoss120b": "gpt-oss-120b", "kimik2": "kimi-k2",
+    "deepseekv3": "deepseek-v3", "deepseekv3womtp": "deepseek-v3",
+}
+NEMO_UNSUPPORTED: tuple[tuple[str, str], ...] = (
+    ("nemotron3nano", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
+    ("nemotron3super", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
+    ("nemotron3ultra", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
+    ("nemotron35", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
+    ("deepseekv4", "no public model configuration to take the shape from"),
+    ("wmtp", "multi-token prediction module is not modelled"),
+)
+# precision as written -> (GEMM precision in the catalogue, recipe class)
+NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
+    "bf16": ("bf16", "bf16"),
+    "fp8": ("fp8", "fp8-delayed"),  # per-tensor scaling (delayed in these containers)
+    "fp8cs": ("fp8", "fp8-current"),
+    "fp8ds": ("fp8", "fp8-delayed"),
+    "mxfp8": ("fp8", "fp8-block"),
+    "fp8mx": ("fp8", "fp8-block"),
+}
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def nemo_model(name: str) -> ModelShape:
+    key = _key(name)
+    for frag, reason in NEMO_UNSUPPORTED:
+        if frag in key:
+            raise CannotRun(reason)
+    if key not in NEMO_MODELS:
+        raise CannotRun(f"model {name!r} has no preset shape")
+    return get_model(NEMO_MODELS[key])
+
+
+def nemo_case(row: dict[str, str]) -> Case:
+    model = nemo_model(row.get("model") or "")
+    system = _key(row.get("system") or "")
+    if system not in SYSTEMS:
+        raise CannotRun(f"unknown system {row.get('system')!r} (known: DGX-H100, DGX-B200, "
+                        "DGX-B300, DGX-GB200, DGX-GB300)")
+    chip, dpn, net = SYSTEMS[system]
+    pkey = _key(row.get("precision") or "")
+    if pkey == "nvfp4":
+        raise CannotRun("NVFP4: the catalogue has no FP4 peak (not among its 9 precisions)")
+    if pkey not in NEMO_PRECISIONS:
+        raise CannotRun(f"precision {row.get('precision')!r} is not modelled")
+    prec, recipe = NEMO_PRECISIONS[pkey]
+    n = _int(row, "n_devices")
+    tp = _int(row, "tp", 1) or 1
+    pp = _int(row, "pp", 1) or 1
+    cp = _int(row, "cp", 1) or 1
+    vp = _int(row, "vp", 1) or 1
+    ep = _int(row, "ep", 1) or 1
+    mb = _int(row, "micro_batch", 1) or 1
+    gbs = _int(row, "global_batch_seqs")
+    if n < 1 or n % (tp * pp * cp):
+        raise ValueError(f"n_devices {n} not divisible by tp*pp*cp {tp * pp * cp}")
+    dp = n // (tp * pp * cp)
+    if gbs % (dp * mb):
+        raise ValueError(f"global batch {gbs} not divisible by dp*micro_batch {dp * mb}")
+    ga = gbs // (dp * mb)
+    if ep > 1 and (not model.is_moe or (tp * dp * cp) % ep):
+        # Megatron-Core folds expert parallelism over the tp x cp x dp ranks of a stage
+        raise ValueError(f"ep {ep} does not divide tp*cp*dp = {tp * cp * dp}")
+    fsdp = _int(row, "fsdp", 0)
+    return Case(
+        model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
+        fp8_recipe=recipe if recipe.startswith("fp8") else "fp8-delayed",
+        seq_len=_int(row, "seq_len"), global_batch=gbs, n_devices=n, tp=tp, pp=pp, cp=cp,
+        ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
+        zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
+        attention_kernel="flash2",
+    )
+
+
+def precision_label(text: str) -> str:
+    """Canonical precision group: BF16, FP8 (per-tensor scaling), MXFP8 (block-scaled), NVFP4."""
+    key = _key(text)
+    if key in NEMO_PRECISIONS:
+        return {"bf16": "BF16", "fp8-delayed": "FP8", "fp8-current": "FP8",
+                "fp8-block": "MXFP8"}[NEMO_PRECISIONS[key][1]]
+    return text.strip().upper()
+
+
+def nemo_label(row: dict[str, str]) -> str:
+    lay = "".join(f" {k}{row.get(k)}" for k in ("tp", "pp", "cp", "vp", "ep")
+                  if (row.get(k) or "").strip() not in ("", "1", "0"))
+    return (f"{row.get('model')} {row.get('precision')} {row.get('system')} "
+            f"n={row.get('n_devices')} gbs={row.get('global_batch_seqs')} "
+            f"mb={row.get('micro_batch')} s={row.get('seq_len')}{lay}")
+
+
+@dataclass(frozen=True, slots=True)
+class RowFormat:
+    name: str
+    required: tuple[str, ...]
+    case: Callable[[dict[str, str]], Case]
+    label: Callable[[dict[str, str]], str]
+    chip_of: Callable[[dict[str, str]], str]
+    precision_of: Callable[[dict[str, str]], str]
+    framework: str
+
+
+FORMATS: tuple[RowFormat, ...] = (
+    RowFormat("nemo", NEMO_REQUIRED, nemo_case, nemo_label,
+              lambda r: SYSTEMS.get(_key(r.get("system") or ""), (r.get("system") or "",))[0],
+              lambda r: precision_label(r.get("precision") or ""), "megatron"),
+    RowFormat("mpt", MPT_REQUIRED, mpt_case, mpt_label, lambda r: (r.get("chip") or "").strip(),
+              lambda r: (r.get("precision") or "bf16").strip().upper(), "fsdp"),
+)
+
+
+def detect_format(cols: list[str], path: Path) -> RowFormat:
+    for fmt in FORMATS:
+        if all(c in cols for c in fmt.required):
+            return fmt
+    best = min(FORMATS, key=lambda f: sum(c not in cols for c in f.required))
+    missing = [c for c in best.required if c not in cols]
+    raise SuanliError(f"missing column(s): {', '.join(missing)} (for the {best.name} format)",
+                      file=path)
+
+
+# -------------------------------------------------------------------------------------------
+# prediction
+# -------------------------------------------------------------------------------------------
+def predict_case(
+    case: Case, chip: Chip, efficiency: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Evaluate one case's own layout; returns the evaluate() dict for it (index 0)."""
+    hw = build_hardware(chip, case.precision, devices_per_node=case.devices_per_node,
+                        inter_node_gbps=case.inter_node_gbps, efficiency=efficiency)
+    spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
+                     attention_kernel=case.attention_kernel, interleave=case.vp,
+                     framework=case.framework, fp8_recipe=case.fp8_recipe)
+    res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
+                   mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
+
+
+def predict_row(row: dict[str, str], chip: Chip) -> dict[str, Any]:
+    """MPT-format row -> evaluate() dict (kept for callers of the first version)."""
+    return predict_case(mpt_case(row), chip)
 
 
 def find_data_dir(explicit: str | Path | None = None) -> Path:
@@ -167,46 +456,116 @@ def find_data_dir(explicit: str | Path | None = None) -> Path:
     )
 
 
+def fallback_chips() -> dict[str, Chip]:
+    """Chips the validation systems need that the catalogue may lack (perf/data/systems.yaml)."""
+    from importlib import resources
+
+    from suanli.catalog.loader import _norm, parse_chips, read_yaml
+
+    path = Path(str(resources.files("suanli.perf") / "data" / "systems.yaml"))
+    out: dict[str, Chip] = {}
+    for chip in parse_chips(read_yaml(path), path):
+        for key in (chip.id, chip.name, *chip.aliases):
+            out[_norm(key)] = chip
+    return out
+
+
+def _resolver(resolve: Callable[[str], Chip]) -> Callable[[str], Chip]:
+    cache: dict[str, Chip] | None = None
+
+    def get(name: str) -> Chip:
+        nonlocal cache
+        try:
+            return resolve(name)
+        except SuanliError as exc:
+            from suanli.catalog.loader import _norm
+
+            if cache is None:
+                cache = fallback_chips()
+            hit = cache.get(_norm(name))
+            if hit is None:
+                raise exc from None
+            return hit
+
+    return get
+
+
 def run_validation(
-    data_dir: str | Path | None, resolve_chip: Callable[[str], Chip]
+    data_dir: str | Path | None, resolve_chip: Callable[[str], Chip], *,
+    files: Iterable[str | Path] | None = None,
 ) -> ValidationReport:
-    """Predict every row of every ``*.csv`` in the data directory."""
-    d = find_data_dir(data_dir)
-    files = sorted(d.glob("*.csv"))
-    if not files:
-        raise SuanliError("no *.csv files", file=d)
+    """Predict every row of every ``*.csv`` in the data directory (or the given ``files``)."""
+    if files is not None:
+        paths = [Path(f) for f in files]
+        for p in paths:
+            if not p.is_file():
+                raise SuanliError("file not found", file=p)
+    else:
+        d = find_data_dir(data_dir)
+        paths = sorted(d.glob("*.csv"))
+        if not paths:
+            raise SuanliError("no *.csv files", file=d)
+    resolve = _resolver(resolve_chip)
     out: list[RowResult] = []
-    for f in files:
-        with f.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise SuanliError(f"missing column(s): {', '.join(missing)}", file=f)
-            for i, row in enumerate(reader, start=2):
-                out.append(_one(f, i, row, resolve_chip))
-    return ValidationReport(out)
+    for f in paths:
+        cols, rows = read_csv(f)
+        fmt = detect_format(cols, f)
+        for line, row in rows:
+            out.append(_one(f, line, row, fmt, resolve))
+    return ValidationReport(out, [p.name for p in paths])
 
 
-def _one(f: Path, line: int, row: dict[str, str], resolve: Callable[[str], Chip]) -> RowResult:
-    label = (
-        f"{row.get('model')} s={row.get('seq_len')} n={row.get('n_devices')} "
-        f"mb={row.get('micro_batch')}x{row.get('grad_accum')} "
-        f"ckpt={row.get('activation_checkpointing')}"
-    )
-    measured = float(row.get("measured_tokens_per_s_per_device") or "nan")
-    mfu_raw = (row.get("measured_mfu_pct") or "").strip()
-    base = dict(file=f.name, line=line, label=label, chip=row.get("chip", ""),
-                n_devices=int(float(row.get("n_devices") or 0)), measured=measured,
-                measured_mfu=float(mfu_raw) / 100 if mfu_raw else None)
+def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
+         resolve: Callable[[str], Chip]) -> RowResult:
     try:
-        chip = resolve(row["chip"])
-        r = predict_row(row, chip)
+        measured = float(row.get("measured_tokens_per_s_per_device") or "nan")
+    except ValueError:
+        measured = float("nan")
+    mfu_raw = (row.get("measured_mfu_pct") or "").strip()
+    try:
+        mfu = float(mfu_raw) / 100 if mfu_raw else None
+    except ValueError:
+        mfu = None
+    try:
+        n_dev = int(float(row.get("n_devices") or 0))
+    except ValueError:
+        n_dev = 0
+    base = dict(file=f.name, line=line, label=fmt.label(row), chip=fmt.chip_of(row),
+                n_devices=n_dev, measured=measured, measured_mfu=mfu,
+                model=(row.get("model") or "").strip(), precision=fmt.precision_of(row),
+                framework=fmt.framework)
+    try:
+        if not (measured > 0):
+            raise ValueError("measured_tokens_per_s_per_device must be a number > 0")
+        case = fmt.case(row)
+        chip = resolve(case.chip)
+        r = predict_case(case, chip)
     except (SuanliError, ValueError) as exc:
         problem = exc.render() if isinstance(exc, SuanliError) else str(exc)
-        return RowResult(**base, predicted=None, error_pct=None, predicted_mfu=None, fits=None,
-                         problem=problem)
+        if isinstance(exc, CannotRun):
+            problem = exc.problem
+        return RowResult(**base, predicted=None, error_pct=None,  # type: ignore[arg-type]
+                         predicted_mfu=None, fits=None, problem=problem)
     pred = float(r["tokens_per_s_per_device"])
     return RowResult(
-        **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,
-        predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]),
+        **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,  # type: ignore[arg-type]
+        predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]), chip_id=chip.id,
+        gemm_precision=case.precision,
     )
+
+
+def interval_rows(
+    report: ValidationReport, resolve_chip: Callable[[str], Chip]
+) -> list[tuple[str, str, float, float]]:
+    """(chip id, class without validation, predicted, measured) of every predicted row."""
+    from suanli.perf.confidence import base_class
+
+    resolve = _resolver(resolve_chip)
+    out = []
+    for r in report.rows:
+        if r.predicted is None:
+            continue
+        chip = resolve(r.chip)
+        out.append((r.chip_id, base_class(chip, r.gemm_precision, set()), r.predicted,
+                    r.measured))
+    return out

@@ -1,0 +1,105 @@
+"""Per-operator training model: FP8 recipe, roofline per op, overlap, frameworks, pipelines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from suanli.catalog.loader import load_catalog
+from suanli.catalog.schema import Chip
+from suanli.errors import SuanliError
+from suanli.perf.estimate import estimate_train
+from suanli.perf.hardware import build_hardware
+from suanli.perf.models import get_model
+from suanli.perf.train import TrainSpec, evaluate
+
+
+@pytest.fixture(scope="module")
+def h100() -> Chip:
+    return load_catalog().get("H100")
+
+
+def _spec(**kw: object) -> TrainSpec:
+    base: dict[str, object] = dict(model=get_model("llama3-8b"), seq_len=8192, global_batch=64)
+    base.update(kw)
+    return TrainSpec(**base)  # type: ignore[arg-type]
+
+
+LAY = dict(tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+
+
+def test_fp8_runs_only_gemms_in_fp8(h100: Chip) -> None:
+    b = evaluate(_spec(), build_hardware(h100, "bf16"), **LAY)
+    f = evaluate(_spec(), build_hardware(h100, "fp8"), **LAY)
+    assert f["t_attention"] == pytest.approx(b["t_attention"])  # attention stays 16-bit
+    assert f["t_gemm"] < 0.6 * b["t_gemm"]  # GEMMs at ~2x the rate
+    assert f["t_elementwise"] > b["t_elementwise"]  # + quantisation casts
+    cur = evaluate(_spec(fp8_recipe="fp8-current"), build_hardware(h100, "fp8"), **LAY)
+    assert cur["t_elementwise"] > f["t_elementwise"]  # current scaling: extra amax pass
+    assert f["step_time"] > b["step_time"] / 2  # far from a 2x speed-up end to end
+
+
+def test_bandwidth_poor_chip_loses_mfu(h100: Chip) -> None:
+    raw = json.loads(json.dumps(h100.model_dump(mode="json", exclude_none=True)))
+    raw["memory"]["bandwidth_gbs"]["value"] /= 4
+    slow = Chip.model_validate(raw)
+    fast = evaluate(_spec(), build_hardware(h100), **LAY)
+    poor = evaluate(_spec(), build_hardware(slow), **LAY)
+    assert poor["t_gemm"] == pytest.approx(fast["t_gemm"], rel=0.02)
+    assert poor["t_elementwise"] == pytest.approx(4 * fast["t_elementwise"], rel=1e-6)
+    assert poor["mfu"] < 0.85 * fast["mfu"]
+
+
+def test_zero3_without_accumulation_exposes_communication(h100: Chip) -> None:
+    hw = build_hardware(h100)
+    r = evaluate(_spec(global_batch=8), hw, tp=1, pp=1, dp=8, mb=1, recompute=0, zero=3,
+                 n_micro=1)
+    assert r["t_comm_dp_exposed"] > 0
+    assert r["t_comm_dp_exposed"] < r["t_comm_dp_total"]  # most of it still hidden
+
+
+def test_frameworks_differ_by_mechanism(h100: Chip) -> None:
+    hw = build_hardware(h100)
+    kw = dict(tp=8, pp=1, dp=1, mb=1, recompute=0, zero=1)
+    meg = evaluate(_spec(framework="megatron"), hw, **kw)
+    fsdp = evaluate(_spec(framework="fsdp"), hw, **kw)
+    assert meg["t_comm_tp"] < fsdp["t_comm_tp"]  # TP comm overlap
+    assert meg["t_comm_tp_total"] == pytest.approx(fsdp["t_comm_tp_total"])
+    with pytest.raises(SuanliError, match="framework must be one of"):
+        _spec(framework="jax-magic")
+
+
+def test_search_chooses_virtual_stages(h100: Chip) -> None:
+    e = estimate_train("llama3-70b", h100, 64, seq_len=8192, global_batch=64, pp=8, tp=8,
+                       search_layouts=True, inter_node_gbps=3200)
+    assert e.layout["vp"] > 1  # the bubble of 8 stages is worth interleaving away
+    pinned = estimate_train("llama3-70b", h100, 64, seq_len=8192, global_batch=64, pp=8, tp=8,
+                            interleave=1, search_layouts=True, inter_node_gbps=3200)
+    assert pinned.layout["vp"] == 1 and pinned.tokens_per_s < e.tokens_per_s
+
+
+def test_gemm_shape_efficiency_per_op(h100: Chip) -> None:
+    """Narrow experts run their GEMMs less efficiently than the same FLOPs in wide GEMMs."""
+    hw = build_hardware(h100)
+    moe = TrainSpec(model=get_model("qwen3-30b-a3b"), seq_len=4096, global_batch=64)
+    r = evaluate(moe, hw, tp=1, pp=1, dp=8, ep=[1, 8], mb=1, recompute=0, zero=1)
+    rate = r["gemm_flops"] / r["t_gemm"]
+    assert np.all(rate < 0.9 * hw.flops)
+    assert rate[1] > rate[0]  # more tokens per local expert with EP 8 -> fuller GEMMs
+
+
+@pytest.mark.parametrize(("model", "n", "gb"), [("llama3-70b", 512, 512), ("llama2-13b", 64, 256)])
+def test_two_pass_vp_search_equals_full_enumeration(h100: Chip, model: str, n: int,
+                                                    gb: int) -> None:
+    from suanli.perf.train import enumerate_layouts, search
+
+    hw = build_hardware(h100, inter_node_gbps=3200)
+    spec = TrainSpec(model=get_model(model), seq_len=8192, global_batch=gb)
+    lay = enumerate_layouts(spec, n, 8)  # every (layout, vp)
+    full = evaluate(spec, hw, **lay)
+    best_full = np.max(full["tokens_per_s"][full["fits"]])
+    res, best = search(spec, hw, n)
+    assert res["tokens_per_s"][best[0]] == pytest.approx(best_full, rel=1e-12)
+    assert res["tokens_per_s"].size < full["tokens_per_s"].size  # it did prune

@@ -1,0 +1,139 @@
+"""`suanli validate` on small files: both row formats, unreadable files, unexpressible rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cli_support import run, run_error, run_json
+from suanli.catalog.loader import load_catalog
+from suanli.errors import SuanliError
+from suanli.perf.validate import nemo_case, read_csv, run_validation
+
+NEMO_HEADER = ("model,system,precision,n_devices,global_batch_seqs,micro_batch,seq_len,fsdp,tp,"
+               "pp,cp,vp,ep,ga,measured_tokens_per_s_per_device,"
+               "measured_model_tflops_per_device,container,source,notes")
+
+
+def _nemo(tmp_path: Path, *rows: str) -> Path:
+    (tmp_path / "nemo.csv").write_text(NEMO_HEADER + "\n" + "\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
+    d = run_json("validate", "--data", str(_nemo(
+        tmp_path,
+        "LLAMA3_70B,DGX-H100,FP8,64,256,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
+        "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
+        "Nemotron_3_Nano,DGX-H100,FP8,16,1024,1,8192,0,1,1,1,,8,,14336,321,26.04.01,src,",
+        "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
+        "LLAMA3_70B,DGX-Z900,BF16,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
+        "LLAMA3_70B,DGX-H100,FP8,64,255,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
+    )))
+    rows = d["rows"]
+    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False]
+    assert rows[0]["chip"] == "H100 SXM5 80GB" and rows[0]["framework"] == "megatron"
+    assert rows[0]["precision"] == "FP8"
+    assert "Mamba" in rows[2]["problem"]
+    assert "FP4" in rows[3]["problem"]
+    assert "unknown system" in rows[4]["problem"]
+    assert "not divisible" in rows[5]["problem"]
+    g = d["groups"]
+    assert g["chip"]["H100 SXM5 80GB"]["rows"] == 3 and g["chip"]["B200"]["predicted"] == 1
+    out = run("validate", "--data", str(tmp_path), "--no-rows")
+    assert "nemo.csv: 2 of 6 rows predicted (4 skipped)" in out
+    assert "rows not predicted (4)" in out
+
+
+def test_nemo_layout_decoding() -> None:
+    line = "Qwen3_235B_a22B,DGX-H100,FP8-CS,256,2048,1,4096,0,2,8,1,4,32,128,1575,233,25.11,s,"
+    row = dict(zip(NEMO_HEADER.split(","), line.split(","), strict=True))
+    c = nemo_case(row)
+    assert (c.tp, c.pp, c.cp, c.vp, c.ep, c.dp, c.ga) == (2, 8, 1, 4, 32, 16, 128)
+    assert c.precision == "fp8" and c.zero == 1 and c.model.name == "qwen3-235b-a22b"
+    row["fsdp"] = "64"
+    assert nemo_case(row).zero == 3
+
+
+def test_blackwell_fallback_chips_only_when_catalogue_lacks_them(tmp_path: Path) -> None:
+    rep = run_validation(None, load_catalog().get, files=[_nemo(
+        tmp_path, "LLAMA3_8B,DGX-GB200,FP8-CS,8,128,2,8192,0,1,1,1,,1,8,31508,1622,25.11,s,"
+    ) / "nemo.csv"])
+    assert rep.rows[0].predicted is not None and rep.rows[0].chip == "GB200"
+
+
+def test_binary_validation_file_is_one_error(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    (tmp_path / "garbage.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 50)
+    err = run_error(capsys, "validate", "--data", str(tmp_path))
+    assert "garbage.csv" in err and "binary" in err
+    (tmp_path / "garbage.csv").write_bytes(b"model,chip\n\xff\xfe\xfa,x\n")
+    err = run_error(capsys, "validate", "--data", str(tmp_path))
+    assert "garbage.csv" in err and "UTF-8" in err
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_read_or_one_error(blob: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "x.csv"
+        p.write_bytes(blob)
+        try:
+            cols, rows = read_csv(p)
+        except SuanliError as exc:
+            assert "x.csv" in exc.render() and "\n" not in exc.render()
+        else:
+            assert isinstance(cols, list) and isinstance(rows, list)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789,.-xAB", max_size=12), min_size=19, max_size=19))
+def test_any_nemo_row_predicted_or_explained(cells: list[str]) -> None:
+    """Arbitrary cell values in a NeMo-format row never raise: predicted or a reason."""
+    import tempfile
+
+    cells[0], cells[1] = "LLAMA3_8B", "DGX-H100"
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "n.csv"
+        import csv
+
+        with p.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(NEMO_HEADER.split(","))
+            w.writerow(cells)
+        rep = run_validation(None, load_catalog().get, files=[p])
+        for r in rep.rows:
+            assert (r.predicted is None) == bool(r.problem)
+
+
+def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
+    """Nothing in the model is derived from the Blackwell end-to-end rows: their chips run on
+    datasheet figures with the generic efficiency defaults (no evidence entry matches them), and
+    the validation reports their error per chip."""
+    from suanli.perf.efficiency import factors_for
+    from suanli.perf.validate import fallback_chips
+
+    chips = [load_catalog().get("B200"), *{c.id: c for c in fallback_chips().values()}.values()]
+    assert {c.id for c in chips} >= {"nvidia_b200", "nvidia_b300", "nvidia_gb200_b200",
+                                     "nvidia_gb300_b300"}
+    for c in chips:
+        f = factors_for(c, "fp8")
+        assert f.source == "generic defaults", (c.id, f.source)
+        assert not c.efficiency
+
+
+def test_nemo_file_accuracy_does_not_regress() -> None:
+    """Current figures (docs/perf-model.md): NeMo median |error| 18.1 %, MPT 10.4 %. This guards
+    against regressions; the issue's target (<= 10 % per file) is not reached yet."""
+    from needs import shared_file
+
+    data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
+    rep = run_validation(data, load_catalog().get)
+    g = rep.groups()["file"]
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 20.0
+    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 11.5
