@@ -7,7 +7,7 @@ import sys
 import typer
 
 from suanli import __version__
-from suanli.commands import chips, demo, estimate, meter, simulate
+from suanli.commands import chips, client, demo, estimate, meter, serve, simulate
 from suanli.commands.common import err_console
 from suanli.errors import SuanliError
 
@@ -31,7 +31,7 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (demo, chips, meter, estimate, simulate):
+for _module in (demo, chips, meter, estimate, simulate, serve, client):
     _module.register(app)
 
 

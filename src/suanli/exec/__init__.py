@@ -5,10 +5,10 @@ protocol in :mod:`suanli.exec.base`, registered by name, each declaring its feat
 """
 
 from suanli.exec.base import (
-    Executor,
-    ExecutorFeatures,
     ExecState,
     ExecStatus,
+    Executor,
+    ExecutorFeatures,
     LaunchSpec,
     executor_names,
     get_executor,
