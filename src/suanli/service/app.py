@@ -126,7 +126,7 @@ async def _problem(send: Send, status: int, detail: str) -> None:
 
 
 def _loc(loc: Any) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if p != "[key]"]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:] if parts[0] == "body" else parts
     return ".".join(parts) or "(body)"
@@ -383,7 +383,7 @@ def _router(state: ServiceState) -> APIRouter:
                 v = as_utc(v).isoformat()  # type: ignore[union-attr]
             nxt = base64.urlsafe_b64encode(f"{v}|{last.id}".encode()).decode().rstrip("=")
         users = dict(s.execute(select(User.id, User.name).where(
-            User.id.in_({j.user_id for j in rows}))).tuples().all()) if rows else {}
+            User.id.in_({j.user_id for j in rows}))).all()) if rows else {}
         return m.Page[m.Job](items=[job_out(j, p.tenant, users.get(j.user_id, "?"))
                                     for j in rows], total=count, next_cursor=nxt)
 
