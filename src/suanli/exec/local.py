@@ -58,6 +58,10 @@ def put(name, text):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(state, name))
+try:  # the fence: whoever creates "claim" first decides whether this launch ever runs
+    os.close(os.open(os.path.join(state, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+except FileExistsError:
+    sys.exit(0)  # the control plane gave up on this launch before it started: never run it
 with open("/proc/self/stat") as f:
     start = f.read().rsplit(")", 1)[1].split()[19]
 put("pid", "%d %s" % (os.getpid(), start))
@@ -230,9 +234,20 @@ class LocalExecutor:
             return ExecStatus(launch_id=launch_id, state=state, exit_code=rc, message=msg,
                               backend_id=backend)
         if rec is None:
-            age = time.time() - d.stat().st_mtime
-            if age < START_TIMEOUT_S:
+            if (d / "lost").exists():
+                return ExecStatus(launch_id=launch_id, state=ExecState.LOST,
+                                  message="the process never started")
+            child = self._children.get(launch_id)
+            if child is not None and child.poll() is None:
                 return ExecStatus(launch_id=launch_id, state=ExecState.STARTING)
+            age = time.time() - d.stat().st_mtime
+            if age < START_TIMEOUT_S or (d / "claim").exists():
+                return ExecStatus(launch_id=launch_id, state=ExecState.STARTING)
+            try:  # fence it off: a runner that starts after this will not run the command
+                os.close(os.open(d / "claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return ExecStatus(launch_id=launch_id, state=ExecState.STARTING)
+            _put(d / "lost", "never started")
             return ExecStatus(launch_id=launch_id, state=ExecState.LOST,
                               message="the process never started")
         if self._alive(d) is not None:
