@@ -306,7 +306,7 @@ def _router(state: ServiceState) -> APIRouter:
 
     @r.post("/jobs", response_model=m.Job, status_code=201, tags=["jobs"])
     def submit(spec: m.JobSpec, s: Db, p: Submitter,
-               idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+               idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
                ) -> JSONResponse:
         """Submit one job. With an ``Idempotency-Key`` header a retry returns the same job
         (200) instead of creating a second one (201)."""
@@ -559,8 +559,8 @@ def _router(state: ServiceState) -> APIRouter:
         user = s.scalar(select(User.name).where(User.id == t.user_id)) or "?"
         return token_out(t, p.tenant, user)
 
-    @r.get("/metrics", response_class=PlainTextResponse, tags=["meta"],
-           responses={200: {"content": {"text/plain": {}}}})
+    @r.get("/metrics", tags=["meta"], response_model=str,
+           responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics(p: Admin) -> PlainTextResponse:
         """Prometheus text format (admin token)."""
         if state.metrics is None:
