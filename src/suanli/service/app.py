@@ -549,15 +549,19 @@ def _router(state: ServiceState) -> APIRouter:
 
     @r.delete("/tokens/{token_id}", response_model=m.Token, tags=["tokens"])
     def revoke(token_id: JobId, s: Db, p: Admin) -> m.Token:
-        t = s.scalar(select(ApiToken).where(ApiToken.id == token_id,
-                                            ApiToken.tenant_id == p.tenant_id))
+        """Revoke a token of your tenant (root tenant admins: of any tenant)."""
+        q = select(ApiToken).where(ApiToken.id == token_id)
+        if not p.tenant_root:
+            q = q.where(ApiToken.tenant_id == p.tenant_id)
+        t = s.scalar(q)
         if t is None:
             raise HTTPException(404, f"token {token_id} not found")
         if t.revoked_at is None:
             t.revoked_at = utcnow()
             s.commit()
         user = s.scalar(select(User.name).where(User.id == t.user_id)) or "?"
-        return token_out(t, p.tenant, user)
+        tenant = s.scalar(select(Tenant.name).where(Tenant.id == t.tenant_id)) or "?"
+        return token_out(t, tenant, user)
 
     @r.get("/metrics", tags=["meta"], response_model=str,
            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
