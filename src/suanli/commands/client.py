@@ -147,11 +147,11 @@ def submit(
         if chip:
             res["chips"] = chip
         try:
-            spec = JobSpec.model_validate({"name": name, "command": cmd, "resources": res})
+            parsed = JobSpec.model_validate({"name": name, "command": cmd, "resources": res})
         except ValidationError as exc:
             field, problem = format_validation_error(exc)
             raise SuanliError(problem, field=field) from None
-        specs.append(("--cmd", spec.model_dump(mode="json", exclude_none=True)))
+        specs.append(("--cmd", parsed.model_dump(mode="json", exclude_none=True)))
     if not specs:
         raise SuanliError("give job spec files or --cmd", field="FILES")
     c = Client(url, token)

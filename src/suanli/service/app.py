@@ -7,10 +7,11 @@ always filtered by the caller's tenant: another tenant's job is "not found", nev
 
 
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -64,6 +65,11 @@ class ServiceState:
     max_batch: int = 10_000
     loop: Any | None = None  # SchedulerLoop
     metrics: Any | None = None
+    # SQLite allows one writer: serialising writers in-process avoids its busy-wait sleeps
+    write_lock: Any = field(default_factory=contextlib.nullcontext)
+    auth_ttl_s: float = 2.0
+    _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    _queues: tuple[float, set[str]] = (0.0, set())
 
 
 class BodyLimit:
@@ -192,7 +198,16 @@ def _router(state: ServiceState) -> APIRouter:
     def principal(s: Db, authorization: Annotated[str | None, Header()] = None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        p = authenticate(s, authorization[7:].strip())
+        token = authorization[7:].strip()
+        now = time.monotonic()
+        hit = state._auth.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        p = authenticate(s, token)
+        if p is not None:
+            if len(state._auth) > 10_000:
+                state._auth.clear()
+            state._auth[token] = (now + state.auth_ttl_s, p)
         if p is None:
             raise HTTPException(401, "invalid or revoked token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -250,7 +265,12 @@ def _router(state: ServiceState) -> APIRouter:
         return j
 
     def queue_names(s: Session) -> set[str]:
-        return set(s.scalars(select(QueueRow.name)))
+        t, names = state._queues
+        if time.monotonic() - t < 2.0:
+            return names
+        names = set(s.scalars(select(QueueRow.name)))
+        state._queues = (time.monotonic(), names)
+        return names
 
     def insert_jobs(s: Session, p: Principal, subs: list[m.JobSubmit]) -> list[tuple[JobRow, bool]]:
         known = queue_names(s)
@@ -297,12 +317,13 @@ def _router(state: ServiceState) -> APIRouter:
 
     def submit_rows(s: Session, p: Principal, subs: list[m.JobSubmit]
                     ) -> list[tuple[JobRow, bool]]:
-        try:
-            return insert_jobs(s, p, subs)
-        except IntegrityError:
-            # a concurrent request with the same idempotency key won the race: replay
-            s.rollback()
-            return insert_jobs(s, p, subs)
+        with state.write_lock:
+            try:
+                return insert_jobs(s, p, subs)
+            except IntegrityError:
+                # a concurrent request with the same idempotency key won the race: replay
+                s.rollback()
+                return insert_jobs(s, p, subs)
 
     @r.post("/jobs", response_model=m.Job, status_code=201, tags=["jobs"])
     def submit(spec: m.JobSpec, s: Db, p: Submitter,
@@ -370,7 +391,8 @@ def _router(state: ServiceState) -> APIRouter:
                 q = q.where((col < cval) | ((col == cval) & (JobRow.id < cid)))
             else:
                 q = q.where((col > cval) | ((col == cval) & (JobRow.id > cid)))
-        order = [col.desc(), JobRow.id.desc()] if desc else [col.asc(), JobRow.id.asc()]
+        order: list[Any] = ([col.desc(), JobRow.id.desc()] if desc
+                            else [col.asc(), JobRow.id.asc()])
         if col_name == "id":
             order = order[:1]
         rows = s.scalars(q.order_by(*order).limit(limit + 1)).all()
@@ -406,11 +428,21 @@ def _router(state: ServiceState) -> APIRouter:
         """Cancel: a waiting job at once; a running one is stopped (SIGTERM, grace, SIGKILL)."""
         j = get_job(s, p, job_id)
         now = utcnow()
+        with state.write_lock:
+            cancel_job(s, p, j, now)
+        if state.loop is not None:
+            state.loop.wake()
+        s.refresh(j)
+        return job_out(j, p.tenant, p.user, s, full=True)
+
+    def cancel_job(s: Session, p: Principal, j: JobRow, now: datetime) -> None:
+        job_id = j.id
         done = s.execute(update(JobRow).where(
             JobRow.id == job_id, JobRow.state.in_([m.JobState.PENDING.value,
                                                    m.JobState.UNRUNNABLE.value]))
             .values(state=m.JobState.CANCELLED.value, reason=f"cancelled by {p.user}",
-                    updated_at=now, finished_at=now, cancel_requested=True)).rowcount
+                    updated_at=now, finished_at=now, cancel_requested=True)
+        ).rowcount  # type: ignore[attr-defined]
         if done:
             s.add(JobEventRow(job_id=job_id, state=m.JobState.CANCELLED.value,
                               reason=f"cancelled by {p.user}"))
@@ -418,10 +450,6 @@ def _router(state: ServiceState) -> APIRouter:
             s.execute(update(JobRow).where(JobRow.id == job_id)
                       .values(cancel_requested=True, updated_at=now))
         s.commit()
-        if state.loop is not None:
-            state.loop.wake()
-        s.refresh(j)
-        return job_out(j, p.tenant, p.user, s, full=True)
 
     @r.get("/jobs/{job_id}/logs", response_model=m.LogChunk, tags=["jobs"])
     def logs(job_id: JobId, s: Db, p: Reader,
@@ -512,7 +540,9 @@ def _router(state: ServiceState) -> APIRouter:
             s.add(q)
         q.weight = body.weight
         q.quota_devices = body.quota_devices
-        s.commit()
+        with state.write_lock:
+            s.commit()
+        state._queues = (0.0, set())
         return m.Queue(name=q.name, weight=q.weight, quota_devices=q.quota_devices)
 
     # ------------------------------------------------------------------ tokens
@@ -540,7 +570,8 @@ def _router(state: ServiceState) -> APIRouter:
             tenant = ensure_tenant(s, tenant_name)
             user = ensure_user(s, tenant, body.user)
             row, token = create_token(s, tenant, user, list(body.scopes), body.name)
-            s.commit()
+            with state.write_lock:
+                s.commit()
         except IntegrityError:
             s.rollback()
             raise HTTPException(409, "conflict creating the token; retry") from None
@@ -558,7 +589,9 @@ def _router(state: ServiceState) -> APIRouter:
             raise HTTPException(404, f"token {token_id} not found")
         if t.revoked_at is None:
             t.revoked_at = utcnow()
-            s.commit()
+            with state.write_lock:
+                s.commit()
+            state._auth.clear()
         user = s.scalar(select(User.name).where(User.id == t.user_id)) or "?"
         tenant = s.scalar(select(Tenant.name).where(Tenant.id == t.tenant_id)) or "?"
         return token_out(t, tenant, user)

@@ -207,3 +207,8 @@ def as_utc(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def ts(dt: datetime) -> float:
+    """POSIX seconds of a stored (UTC) datetime."""
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()

@@ -37,7 +37,7 @@ from suanli.service.db import (
     NodeRow,
     QueueRow,
     SiteRow,
-    as_utc,
+    ts,
     utcnow,
 )
 from suanli.service.models import ACTIVE, JobState
@@ -126,8 +126,9 @@ class SchedulerLoop:
     def __init__(self, sessions: sessionmaker[Session], engine: Engine, executor: Executor,
                  home: Path, policy: str = "max-min", round_s: float = 60.0,
                  interval_s: float = 0.5, grace_s: float = 10.0,
-                 metrics: Any | None = None) -> None:
+                 metrics: Any | None = None, write_lock: Any = None) -> None:
         self.sessions = sessions
+        self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self.engine = engine
         self.executor = executor
         self.home = home
@@ -193,7 +194,7 @@ class SchedulerLoop:
     # ------------------------------------------------------------------ state
     def rebuild(self) -> None:
         """Scheduler state from the database (desired and observed), never from memory."""
-        with self.sessions() as s:
+        with self.write_lock, self.sessions() as s:
             sites = {r.name: {"region": r.region, "pue": r.pue,
                               "electricity_price_cny_kwh": r.electricity_price_cny_kwh,
                               "carbon_kg_per_kwh": r.carbon_kg_per_kwh, "wan_gbps": r.wan_gbps}
@@ -215,7 +216,7 @@ class SchedulerLoop:
                 [JobState.PENDING.value, JobState.UNRUNNABLE.value,
                  *(x.value for x in ACTIVE)])).order_by(JobRow.id)).all()
             for j in jobs:
-                reason = ad.submit(j.id, j.spec, as_utc(j.submitted_at).timestamp())
+                reason = ad.submit(j.id, j.spec, ts(j.submitted_at))
                 a = allocs.get(j.id)
                 if a is not None:
                     ad.hold(j.id, a.nodes, a.devices)
@@ -259,7 +260,7 @@ class SchedulerLoop:
 
     def _observe(self, ad: SchedAdapter, now: float) -> None:
         """Launch what is committed but not launched; record what executors report."""
-        with self.sessions() as s:
+        with self.write_lock, self.sessions() as s:
             rows = s.execute(
                 select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
                 .where(AllocationRow.active.is_(True))).all()
@@ -298,7 +299,7 @@ class SchedulerLoop:
         a.released_at = utcnow()
         a.exit_code = exit_code
         job.exit_code = exit_code
-        spec_ts = as_utc(job.submitted_at).timestamp()
+        spec_ts = ts(job.submitted_at)
         preempted = state == ExecState.PREEMPTED or a.stop_reason == "preempt"
         if job.cancel_requested or (state == ExecState.CANCELLED and not preempted):
             job.finished_at = utcnow()
@@ -360,7 +361,7 @@ class SchedulerLoop:
     def _ingest(self, ad: SchedAdapter, now: float) -> None:
         """New pending jobs (by id watermark) and, every few seconds, a full resync."""
         full = time.monotonic() - self._last_full > FULL_RESYNC_S
-        with self.sessions() as s:
+        with self.write_lock, self.sessions() as s:
             q = select(JobRow.id, JobRow.spec, JobRow.submitted_at, JobRow.state).where(
                 JobRow.state == JobState.PENDING.value)
             if not full:
@@ -372,7 +373,7 @@ class SchedulerLoop:
                 self._watermark = max(self._watermark, jid)
                 if ad.knows(jid):
                     continue
-                reason = ad.submit(jid, spec, as_utc(sub).timestamp())
+                reason = ad.submit(jid, spec, ts(sub))
                 if reason:
                     s.execute(update(JobRow).where(JobRow.id == jid, JobRow.state ==
                                                    JobState.PENDING.value)
@@ -403,7 +404,7 @@ class SchedulerLoop:
         self._deferred.update(starts)
         if not stops and not self._deferred:
             return
-        with self.sessions() as s:
+        with self.write_lock, self.sessions() as s:
             for db_id in stops:
                 a = s.scalar(select(AllocationRow).where(AllocationRow.job_id == db_id,
                                                          AllocationRow.active.is_(True)))

@@ -291,7 +291,7 @@ class SchedAdapter:
         s = self.sched.slot_of[key]
         if pool is None or self.sched.job_state(key) != "waiting":
             return
-        if self.sched.free[pool] < self.sched.demand[s]:
+        if self.sched.free[pool] < self.sched.demand[s]:  # type: ignore[attr-defined]
             return  # over-committed after a fleet change: the scheduler will not count it
         self.sched._start(s, pool, now)
 

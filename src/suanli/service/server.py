@@ -115,14 +115,17 @@ def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool =
         options = {"root": settings.runs_dir, "grace_s": settings.grace_s}
     executor = get_executor(settings.executor, **options)
     metrics = ServiceMetrics(sessions)
+    write_lock: Any = threading.RLock() if engine.dialect.name == "sqlite" else None
     loop = None
     if settings.scheduler:
         loop = SchedulerLoop(sessions, engine, executor, settings.home, policy=settings.policy,
                              round_s=settings.round_s, interval_s=settings.interval_s,
-                             grace_s=settings.grace_s, metrics=metrics)
+                             grace_s=settings.grace_s, metrics=metrics, write_lock=write_lock)
     state = ServiceState(sessions=sessions, executor=executor, executor_name=settings.executor,
                          database=engine.dialect.name, schema_revision=revision,
                          max_batch=settings.max_batch, loop=loop, metrics=metrics)
+    if write_lock is not None:
+        state.write_lock = write_lock
     app = create_app(state, max_body_bytes=settings.max_body_bytes)
     return Service(settings, engine, sessions, executor, app, loop, token)
 
