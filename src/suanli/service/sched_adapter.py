@@ -115,9 +115,11 @@ class SchedAdapter:
             pools[p] = Pool(**{**{k: getattr(old, k) for k in old.__dataclass_fields__},
                                "devices": old.devices + n.devices})
         self.cluster = ClusterSpec(pools=pools, fleet_name="service")
-        self.pool_nodes: list[list[str]] = [[] for _ in pools]
+        # per pool: free-device count -> nodes with exactly that many free
+        self.buckets: list[dict[int, set[str]]] = [{} for _ in pools]
         for n in self.nodes.values():
-            self.pool_nodes[n.pool].append(n.name)
+            if n.free:
+                self.buckets[n.pool].setdefault(len(n.free), set()).add(n.name)
         chips = {p.chip_type: p.chip for p in pools}
         self.sched = Scheduler(self.cluster, get_policy(policy),
                                ServiceThroughput(chips), round_s=round_s, queues=queues)
@@ -221,9 +223,7 @@ class SchedAdapter:
     def schedule(self, now: float) -> list[tuple[int, Decision]]:
         from suanli.sched.cluster import ClusterState
 
-        free = [0] * self.cluster.n_pools
-        for n in self.nodes.values():
-            free[n.pool] += len(n.free) * 1000
+        free = [sum(k * len(names) for k, names in b.items()) * 1000 for b in self.buckets]
         import numpy as np
 
         decisions = self.sched.schedule(now, ClusterState(np.asarray(free, dtype=np.int64)))
@@ -233,28 +233,45 @@ class SchedAdapter:
         return self.sched.next_wakeup(now)
 
     # ------------------------------------------------------------------ devices
+    def _set_free(self, n: NodeInfo, free: set[int]) -> None:
+        """Change a node's free devices, keeping the per-pool free-count buckets right."""
+        b = self.buckets[n.pool]
+        old = len(n.free)
+        if old:
+            b[old].discard(n.name)
+        n.free = free
+        if free:
+            b.setdefault(len(free), set()).add(n.name)
+
     def place(self, db_id: int, pool: int, gang: int) -> Placement | None:
         """Concrete devices for a start in ``pool`` (None: not free yet, e.g. the preempted
-        job there has not stopped). Best fit on one node, else the fewest nodes."""
-        names = self.pool_nodes[pool]
-        free = [(len(self.nodes[n].free), n) for n in names if self.nodes[n].free]
-        if sum(f for f, _ in free) < gang:
+        job there has not stopped). Best fit on one node (the node with the fewest free
+        devices that still holds the gang), else the fewest nodes, largest first. Nodes are
+        kept in buckets by free-device count, so this costs O(devices per node), not
+        O(nodes in the pool)."""
+        b = self.buckets[pool]
+        counts = sorted(k for k, names in b.items() if names)
+        if sum(k * len(b[k]) for k in counts) < gang:
             return None
-        one = sorted((f, n) for f, n in free if f >= gang)
         chosen: list[tuple[str, list[int]]] = []
-        if one:
-            n = one[0][1]
+        fit = next((k for k in counts if k >= gang), None)
+        if fit is not None:
+            n = min(b[fit])
             chosen.append((n, sorted(self.nodes[n].free)[:gang]))
         else:
             left = gang
-            for f, n in sorted(free, reverse=True):
-                take = sorted(self.nodes[n].free)[: min(f, left)]
-                chosen.append((n, take))
-                left -= len(take)
+            for k in reversed(counts):
+                for n in sorted(b[k]):
+                    take = sorted(self.nodes[n].free)[: min(k, left)]
+                    chosen.append((n, take))
+                    left -= len(take)
+                    if left == 0:
+                        break
                 if left == 0:
                     break
         for n, devs in chosen:
-            self.nodes[n].free -= set(devs)
+            node = self.nodes[n]
+            self._set_free(node, node.free - set(devs))
         first = self.nodes[chosen[0][0]]
         pl = Placement(job_id=db_id, pool=self.pool_label(pool), site=first.site,
                        chip=self.cluster.pools[pool].chip_type, vendor=first.vendor,
@@ -267,7 +284,8 @@ class SchedAdapter:
         """Mark devices of an existing active allocation as busy (rebuild)."""
         for n, devs in zip(nodes, devices, strict=False):
             if n in self.nodes:
-                self.nodes[n].free -= set(devs)
+                node = self.nodes[n]
+                self._set_free(node, node.free - set(devs))
         if nodes and nodes[0] in self.nodes:
             first = self.nodes[nodes[0]]
             self.held[db_id] = Placement(db_id, self.pool_label(first.pool), first.site,
@@ -280,7 +298,8 @@ class SchedAdapter:
             return
         for n, devs in zip(pl.nodes, pl.devices, strict=False):
             if n in self.nodes:
-                self.nodes[n].free |= set(devs)
+                node = self.nodes[n]
+                self._set_free(node, node.free | set(devs))
 
     def mark_running(self, db_id: int, pool_label: str, now: float) -> None:
         """Rebuild: the job already runs in ``pool_label``; tell the scheduler."""
