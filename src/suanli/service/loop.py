@@ -266,7 +266,15 @@ class SchedulerLoop:
                 .where(AllocationRow.active.is_(True))).all()
             for a, job in rows:
                 if not a.launched:
-                    st = self.executor.launch(self._spec(job, a))
+                    try:
+                        st = self.executor.launch(self._spec(job, a))
+                    except Exception as exc:  # bad workdir, executor down, ...
+                        log.warning("launch %s failed: %s", a.launch_id, exc)
+                        a.launched = True
+                        self._apply(s, ad, job, a, ExecState.FAILED, None,
+                                    f"launch failed: {type(exc).__name__}: {exc}"[:500], now)
+                        s.commit()
+                        continue
                     a.launched = True
                     if job.state == JobState.SCHEDULED.value:
                         _event(s, job, JobState.STARTING, f"launch {a.launch_id}")
