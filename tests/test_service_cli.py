@@ -70,6 +70,14 @@ def test_errors_are_one_line(live: Live, tmp_path: Path, capsys: pytest.CaptureF
     assert "cannot reach" in cli_support.run_error(capsys, "jobs")
 
 
+def test_unreachable_database_is_one_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    for args in (["serve", "--db", url, "--home", str(tmp_path)], ["db", "upgrade", "--db", url]):
+        line = cli_support.run_error(capsys, *args)
+        assert "cannot use database" in line and "127.0.0.1:1" in line
+
+
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert "(empty) -> 0001" in cli_support.run("db", "upgrade", "--db", url)

@@ -116,6 +116,9 @@ def test_kill9_during_submission_storm(kind: str, tmp_path: Path) -> None:
         assert len(job_ids) == len(tried)  # every job launched ...
         assert len(set(job_ids)) == len(job_ids)  # ... and none twice
         assert all(lid.endswith("-a1") for lid in launch_ids)
+        token = headers["Authorization"].split()[1]
+        for log in home.glob("server-*.log"):  # the servers ran with --log-level info
+            assert token not in log.read_text(errors="replace")
 
 
 def test_scheduler_failover_between_replicas(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def db_upgrade(db: DbOpt = None, home: HomeOpt = None) -> None:
     engine = make_engine(st.db_url())
     try:
         before, after = migrate.upgrade(engine)
-    except Exception as exc:  # connection refused, permissions, ...
+    except SuanliError:
+        raise
+    except Exception as exc:  # permissions, a foreign schema, ...
         raise SuanliError(f"cannot upgrade: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                           field="--db") from None
     url = engine.url.render_as_string(hide_password=True)

@@ -30,16 +30,22 @@ def head_revision(engine: Engine) -> str:
 
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import DBAPIError
 
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        raise SuanliError(f"cannot use database {url}: {first}", field="database") from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the schema to ``revision``; returns (before, after)."""
     from alembic import command
 
-    before = current_revision(engine)
+    before = current_revision(engine)  # also: a clear error when the database is unreachable
     cfg = _config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
