@@ -99,6 +99,10 @@ def test_idempotency_key(live: Live) -> None:
         {"spec": spec("true"), "idempotency_key": "new"},
         {"spec": spec("true"), "idempotency_key": "new"}]})
     assert b.status_code == 201, b.text
+    from suanli.service.models import Job
+
+    parsed = [Job.model_validate(x) for x in b.json()]  # the fast reply path keeps the model
+    assert parsed[1].state == "pending" and parsed[1].submitted_at.tzinfo is not None
     ids = [j["id"] for j in b.json()]
     assert ids[0] == r1.json()["id"] and ids[1] == ids[2] != ids[0]
 
