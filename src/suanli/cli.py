@@ -29,12 +29,14 @@ from suanli.commands import (
     calibrate,
     check,
     chips,
+    client,
     demo,
     estimate,
     meter,
     plan,
     port_check,
     schema,
+    serve,
     simulate,
 )
 from suanli.commands.common import click, err_console, error_json
@@ -135,8 +137,8 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (demo, chips, meter, estimate, simulate, plan, port_check, check, agent, schema,
-                calibrate, bench):
+for _module in (demo, chips, meter, estimate, simulate, plan, port_check, serve, client, check,
+                agent, schema, calibrate, bench):
     _module.register(app)
 
 

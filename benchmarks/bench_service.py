@@ -1,0 +1,239 @@
+"""Control-plane benchmarks (figures for the README). Load stays on 127.0.0.1, bounded.
+
+    python benchmarks/bench_service.py [--db sqlite|postgres] [--submit N] [--rows N]
+                                       [--pending N] [--nodes N]
+
+1. submissions/s over HTTP (one job per request, concurrent keep-alive clients) and through
+   the batch endpoint, against a real ``suanli serve`` subprocess (scheduler off: API + DB);
+2. p50/p99 latency of ``GET /jobs?state=running&limit=100`` with ``--rows`` jobs in the table
+   (bulk-inserted; 1 % running);
+3. scheduling pass latency of the adapter + scheduler with ``--pending`` waiting jobs on
+   ``--nodes`` 8-device nodes (steady state: a few jobs finish between passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(url: str, home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+    env["SUANLI_HOME"] = str(home)
+    proc = subprocess.Popen([sys.executable, "-m", "suanli.cli", "serve", "--port", str(port),
+                             "--db", url, "--migrate", "--no-scheduler"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    token = (home / "admin.token").read_text().strip()
+    return proc, base, token
+
+
+SPEC = {"name": "bench", "command": ["true"], "resources": {"devices": 1}, "duration_s": 60}
+
+
+def bench_submit(base: str, token: str, n: int, threads: int) -> float:
+    per = n // threads
+    h = {"Authorization": f"Bearer {token}"}
+    errors: list[int] = []
+
+    def worker(t: int) -> None:
+        with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=30) as c:
+            for i in range(per):
+                r = c.post("/jobs", json=SPEC, headers={"Idempotency-Key": f"b{t}-{i}"})
+                if r.status_code != 201:
+                    errors.append(r.status_code)
+
+    ths = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    t0 = time.perf_counter()
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    dt = time.perf_counter() - t0
+    assert not errors, errors[:5]
+    return per * threads / dt
+
+
+def bench_batch(base: str, token: str, batches: int, size: int) -> float:
+    h = {"Authorization": f"Bearer {token}"}
+    body = {"jobs": [{"spec": SPEC} for _ in range(size)]}
+    raw = json.dumps(body).encode()
+    with httpx.Client(base_url=base + "/api/v1", headers={**h, "content-type":
+                                                        "application/json"}, timeout=120) as c:
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            r = c.post("/jobs/batch", content=raw)
+            assert r.status_code == 201, r.text[:200]
+        return batches * size / (time.perf_counter() - t0)
+
+
+def fill_rows(url: str, rows: int) -> float:
+    """Bulk-insert ``rows`` jobs (1 % running) for tenant 1; returns seconds taken."""
+    from sqlalchemy import insert
+
+    from suanli.service.db import JobRow, make_engine
+
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    spec = dict(SPEC)
+    t0 = time.perf_counter()
+    chunk = 20_000
+    states = ["succeeded"] * 80 + ["failed"] * 9 + ["pending"] * 10 + ["running"]
+    rnd = random.Random(1)
+    with engine.begin() as c:
+        for start in range(0, rows, chunk):
+            c.execute(insert(JobRow), [
+                {"tenant_id": 1, "user_id": 1, "name": "fill", "queue": "default",
+                 "priority": 1.0, "devices": 1, "state": rnd.choice(states), "reason": "",
+                 "spec": spec, "submitted_at": now, "updated_at": now, "attempts": 0,
+                 "failures": 0, "cancel_requested": False}
+                for _ in range(min(chunk, rows - start))])
+    engine.dispose()
+    return time.perf_counter() - t0
+
+
+def bench_list(base: str, token: str, n: int) -> tuple[float, float]:
+    h = {"Authorization": f"Bearer {token}"}
+    lat: list[float] = []
+    with httpx.Client(base_url=base + "/api/v1", headers=h, timeout=30) as c:
+        for _ in range(10):
+            c.get("/jobs", params={"state": "running", "limit": 100})
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = c.get("/jobs", params={"state": "running", "limit": 100})
+            lat.append(time.perf_counter() - t0)
+            assert r.status_code == 200 and len(r.json()["items"]) == 100
+    return statistics.median(lat) * 1e3, pct(lat, 99) * 1e3
+
+
+def bench_pass(pending: int, nodes: int, passes: int) -> dict[str, float]:
+    from suanli.sched import Queue
+    from suanli.service.sched_adapter import NodeInfo, SchedAdapter
+
+    chips = [("nvidia_h800_sxm", "NVIDIA"), ("ascend_910b", "Huawei"),
+             ("hygon_k100_ai", "Hygon"), ("nvidia_a800_sxm_80", "NVIDIA")]
+    infos = [NodeInfo(name=f"n{i}", site=f"site{i % 4}", chip=chips[i % 4][0],
+                      vendor=chips[i % 4][1], devices=8, simulated=True) for i in range(nodes)]
+    ad = SchedAdapter(infos, {}, [Queue("default")], policy="max-min", round_s=1e9)
+    rnd = random.Random(0)
+    t0 = time.perf_counter()
+    for j in range(pending):
+        ad.submit(j + 1, {"resources": {"devices": rnd.choice([1, 1, 2, 4, 8])},
+                          "duration_s": rnd.uniform(60, 36000)}, float(j))
+    t_submit = time.perf_counter() - t0
+    now = float(pending)
+    t0 = time.perf_counter()
+    first = ad.schedule(now)
+    for db_id, d in first:
+        ad.place(db_id, d.pool, d.demand_milli // 1000)
+    t_first = time.perf_counter() - t0
+    running = [db_id for db_id, d in first if d.action == "start"]
+    lat: list[float] = []
+    for _ in range(passes):
+        now += 1.0
+        for db_id in rnd.sample(running, 5):
+            running.remove(db_id)
+            ad.forget(db_id, now)
+        t0 = time.perf_counter()
+        out = ad.schedule(now)
+        for db_id, d in out:
+            if d.action == "start":
+                ad.place(db_id, d.pool, d.demand_milli // 1000)
+                running.append(db_id)
+        lat.append(time.perf_counter() - t0)
+    return {"submit_s": t_submit, "first_pass_s": t_first, "started_first": len(first),
+            "p50_ms": statistics.median(lat) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--submit", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--pending", type=int, default=100_000)
+    ap.add_argument("--nodes", type=int, default=10_000)
+    ap.add_argument("--passes", type=int, default=50)
+    ap.add_argument("--skip", default="", help="comma list of: http, list, pass")
+    a = ap.parse_args()
+    skip = set(a.skip.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        if a.db == "sqlite":
+            url = f"sqlite:///{home / 'bench.db'}"
+        else:
+            url = os.environ["SUANLI_TEST_POSTGRES_URL"]
+            from sqlalchemy import create_engine, text
+
+            name = f"bench_{os.getpid()}"
+            adm = create_engine(url, isolation_level="AUTOCOMMIT")
+            with adm.connect() as c:
+                c.execute(text(f'CREATE DATABASE "{name}"'))
+            url = url.rsplit("/", 1)[0] + "/" + name
+        print(f"database: {a.db}; {os.cpu_count()} cores")
+        if not {"http", "list"} <= skip:
+            proc, base, token = start_server(url, home)
+            try:
+                if "http" not in skip:
+                    rate = bench_submit(base, token, a.submit, a.threads)
+                    print(f"single submissions over HTTP: {rate:,.0f} jobs/s "
+                          f"({a.submit} jobs, {a.threads} keep-alive clients)")
+                    brate = bench_batch(base, token, a.batches, a.batch)
+                    print(f"batch endpoint: {brate:,.0f} jobs/s ({a.batches} x {a.batch} jobs)")
+                if "list" not in skip:
+                    dt = fill_rows(url, a.rows)
+                    print(f"bulk-inserted {a.rows:,} jobs in {dt:.1f} s")
+                    p50, p99 = bench_list(base, token, 300)
+                    print(f"GET /jobs?state=running&limit=100 with {a.rows:,} jobs: "
+                          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (300 requests)")
+            finally:
+                proc.terminate()
+                proc.wait(15)
+        if "pass" not in skip:
+            r = bench_pass(a.pending, a.nodes, a.passes)
+            print(f"scheduling pass, {a.pending:,} pending jobs on {a.nodes:,} nodes "
+                  f"({a.nodes * 8:,} devices, max-min): submit {r['submit_s']:.1f} s, first "
+                  f"pass {r['first_pass_s']:.2f} s ({r['started_first']:,} starts), steady "
+                  f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms ({a.passes} passes, 5 "
+                  f"completions each)")
+
+
+if __name__ == "__main__":
+    main()

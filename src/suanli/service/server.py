@@ -1,0 +1,178 @@
+"""Assemble and run the control plane: database, bootstrap, fleet import, executor, scheduler
+loop, HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanli.errors import SuanliError
+from suanli.service.db import NodeGroupRow, NodeRow, SiteRow, make_engine, session_factory
+from suanli.service.settings import ServiceSettings
+
+log = logging.getLogger("suanli.server")
+
+
+def import_fleet(sessions: sessionmaker[Session], path: str | Path, simulated: bool) -> int:
+    """Upsert the sites, node groups and nodes of a fleet YAML; returns the node count.
+
+    Node names: ``<site>/<group>/<index>``. Groups without a name are named ``<chip>-<n>``."""
+    from suanli.catalog.loader import load_catalog
+    from suanli.fleet import load_fleet
+
+    catalog = load_catalog()
+    fleet = load_fleet(path, catalog)
+    count = 0
+    with sessions() as s:
+        for rg in fleet.groups():
+            site = s.scalar(select(SiteRow).where(SiteRow.name == rg.site.name))
+            if site is None:
+                site = SiteRow(name=rg.site.name)
+                s.add(site)
+            site.region = rg.site.region
+            site.pue = rg.site.pue
+            site.electricity_price_cny_kwh = rg.site.electricity_price_cny_kwh
+            site.carbon_kg_per_kwh = rg.site.carbon_kg_per_kwh
+            site.wan_gbps = rg.site.wan_gbps
+            s.flush()
+            gname = rg.group.name or f"{rg.chip.id}-{rg.group_index + 1}"
+            group = s.scalar(select(NodeGroupRow).where(NodeGroupRow.site_id == site.id,
+                                                        NodeGroupRow.name == gname))
+            if group is None:
+                group = NodeGroupRow(site_id=site.id, name=gname, chip=rg.chip.id,
+                                     chips_per_node=rg.group.chips_per_node)
+                s.add(group)
+            group.chip = rg.chip.id
+            group.vendor = rg.chip.vendor
+            group.chips_per_node = rg.group.chips_per_node
+            s.flush()
+            devices = rg.group.chips_per_node * (rg.chip.devices_per_part or 1)
+            for i in range(rg.group.nodes):
+                name = f"{site.name}/{gname}/{i:03d}"
+                node = s.scalar(select(NodeRow).where(NodeRow.name == name))
+                if node is None:
+                    node = NodeRow(name=name, group_id=group.id, devices=devices)
+                    s.add(node)
+                node.devices = devices
+                node.simulated = simulated
+                node.state = "ready"
+                count += 1
+        s.commit()
+    return count
+
+
+@dataclass
+class Service:
+    settings: ServiceSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    executor: Any
+    app: Any
+    loop: Any | None
+    new_admin_token: str | None
+
+
+def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool = False
+          ) -> Service:
+    """Everything but the HTTP listener; refuses an old schema unless ``migrate``."""
+    from suanli.exec.base import get_executor
+    from suanli.service import migrate as mig
+    from suanli.service.app import ServiceState, create_app
+    from suanli.service.auth import bootstrap
+    from suanli.service.loop import SchedulerLoop
+    from suanli.service.metrics import ServiceMetrics
+
+    if settings.executor == "local":
+        import suanli.exec.local  # noqa: F401  (registers the executor)
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url())
+    if migrate:
+        mig.upgrade(engine)
+    revision = mig.check_schema(engine)
+    sessions = session_factory(engine)
+    with sessions() as s:
+        token = bootstrap(s)
+    if token is not None:
+        tok_file = settings.home / "admin.token"
+        fd = os.open(tok_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+    if settings.fleet is not None:
+        n = import_fleet(sessions, settings.fleet, simulated)
+        log.info("imported %d nodes from %s", n, settings.fleet)
+    options: dict[str, Any] = {}
+    if settings.executor == "local":
+        options = {"root": settings.runs_dir, "grace_s": settings.grace_s}
+    executor = get_executor(settings.executor, **options)
+    metrics = ServiceMetrics(sessions)
+    write_lock: Any = threading.RLock() if engine.dialect.name == "sqlite" else None
+    loop = None
+    if settings.scheduler:
+        loop = SchedulerLoop(sessions, engine, executor, settings.home, policy=settings.policy,
+                             round_s=settings.round_s, interval_s=settings.interval_s,
+                             grace_s=settings.grace_s, metrics=metrics, write_lock=write_lock)
+    state = ServiceState(sessions=sessions, executor=executor, executor_name=settings.executor,
+                         database=engine.dialect.name, schema_revision=revision,
+                         max_batch=settings.max_batch, loop=loop, metrics=metrics)
+    if write_lock is not None:
+        state.write_lock = write_lock
+    app = create_app(state, max_body_bytes=settings.max_body_bytes)
+    return Service(settings, engine, sessions, executor, app, loop, token)
+
+
+class Running:
+    """A started service: uvicorn in a thread plus the scheduler loop."""
+
+    def __init__(self, svc: Service, log_level: str = "warning") -> None:
+        import uvicorn
+
+        self.svc = svc
+        cfg = uvicorn.Config(svc.app, host=svc.settings.host, port=svc.settings.port,
+                             log_level=log_level, access_log=False, lifespan="off")
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, name="suanli-http", daemon=True)
+
+    def start(self, timeout: float = 20.0) -> str:
+        import time
+
+        if self.svc.loop is not None:
+            self.svc.loop.start()
+        self.thread.start()
+        end = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > end:
+                raise SuanliError(f"the HTTP server did not start on {self.svc.settings.host}:"
+                                  f"{self.svc.settings.port} (port in use?)", field="--port")
+            time.sleep(0.02)
+        port = self.svc.settings.port
+        for srv in getattr(self.server, "servers", []):
+            for sock in srv.sockets:
+                port = sock.getsockname()[1]
+        self.url = f"http://{self.svc.settings.host}:{port}"
+        info = self.svc.settings.home / "server.json"
+        info.write_text(json.dumps({"url": self.url, "pid": str(os.getpid())}),
+                        encoding="utf-8")
+        return self.url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        if self.svc.loop is not None:
+            self.svc.loop.stop()
+        info = self.svc.settings.home / "server.json"
+        try:
+            if json.loads(info.read_text(encoding="utf-8")).get("pid") == str(os.getpid()):
+                info.unlink()
+        except (OSError, ValueError):
+            pass
+        self.svc.engine.dispose()
