@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean install
+.PHONY: run report test lint bench clean install
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the main job: API + scheduler loop + local executor on SQLite, the bundled demo fleet as
+# simulated devices, ten sample jobs; Ctrl-C stops it (ARGS=--exit-when-idle to stop by itself)
 run: $(STAMP)
+	$(BIN)/suanli up $(ARGS)
+
+# the offline report: metering, estimates and a scheduling simulation in out/report.html
+report: $(STAMP)
 	$(BIN)/suanli demo --out out
 
 test: $(STAMP)

@@ -212,7 +212,7 @@ def up(
               "devices", highlight=False)
     out.print(f"  admin token: {st.home / 'admin.token'}  (the CLI finds it: try `suanli jobs`)",
               highlight=False)
-    out.print("  the offline report is still `suanli demo` (make run before this change)",
+    out.print("  the offline report: `suanli demo --out out` (make report)",
               highlight=False)
     ids: list[int] = []
     if samples:
