@@ -474,8 +474,8 @@ def show_chip(name: str, as_json: bool = False, catalog: list[Path] | None = Non
         st.add_column("key", no_wrap=True)
         st.add_column("reference", ratio=1)
         st.add_column("conf.")
-        for key, src in chip.sources.items():
-            st.add_row(key, src.ref, src.confidence)
+        for key, source in chip.sources.items():
+            st.add_row(key, source.ref, source.confidence)
         console.print(st)
     s = chip.stack
     lines = [

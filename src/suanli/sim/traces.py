@@ -699,7 +699,7 @@ def attach_work(
     """Give jobs that only have ``duration_ref`` their work: duration x rate on ``reference``
     (else the first of ``fallbacks`` that can run the job). Notes say what was assumed."""
     out: list[Job] = []
-    cache: dict[tuple[Hashable, int], float | None] = {}
+    cache: dict[tuple[Hashable, int], tuple[float, str] | None] = {}
     moved = 0
     dropped = 0
     for j in jobs:
