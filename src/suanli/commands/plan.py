@@ -189,7 +189,8 @@ def _print_plan(res: Any) -> None:
                  f"({pp['new_accelerators']:,.0f} new accelerators)") if pp else ""
         short = ", ".join(f"{k} {100 * v:.0f} % served" for k, v in (r.get("short") or {}).items())
         ms = [100 * v for v in (r.get("margins") or {}).values()]
-        span = f"{min(ms):.0f}-{max(ms):.0f} %" if ms else "-"
+        span = ("-" if not ms else f"{max(ms):.0f} %" if round(min(ms)) == round(max(ms))
+                else f"{min(ms):.0f}-{max(ms):.0f} %")
         console.print(f"robustness (rates at the low end of the model's likely range, "
                       f"-{span}): plan "
                       f"{'holds' if holds else 'does NOT hold'}"
