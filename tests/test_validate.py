@@ -128,15 +128,15 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo median |error| 18.1 %, MPT 10.4 %. This guards
-    against regressions; the issue's target (<= 10 % per file) is not reached yet."""
+    """Current figures (docs/perf-model.md): NeMo median |error| 17.4 %, MPT 7.7 %. MPT meets
+    the issue's target (<= 10 % per file); NeMo does not yet, this guards against regressions."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 20.0
-    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 11.5
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
+    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
 
 
 def test_stack_and_architecture_groups(tmp_path: Path) -> None:
