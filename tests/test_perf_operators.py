@@ -103,3 +103,31 @@ def test_two_pass_vp_search_equals_full_enumeration(h100: Chip, model: str, n: i
     res, best = search(spec, hw, n)
     assert res["tokens_per_s"][best[0]] == pytest.approx(best_full, rel=1e-12)
     assert res["tokens_per_s"].size < full["tokens_per_s"].size  # it did prune
+
+
+def test_attention_length_curve_matches_the_published_kernel_sweep() -> None:
+    from suanli.perf.efficiency import attention_length_factor
+
+    # pytorch/benchmark #2391 (H100, batch x seq = 16k, 16 x 128 heads): FA3 TFLOPS per length
+    sweep = {512: 430.32, 1024: 517.1, 2048: 565.54, 4096: 590.23, 8192: 614.23, 16384: 620.73}
+    ref = float(attention_length_factor(16384))
+    for seq, tflops in sweep.items():
+        assert float(attention_length_factor(seq)) / ref == pytest.approx(tflops / 620.73,
+                                                                          rel=0.02)
+    assert float(attention_length_factor(8192)) == pytest.approx(1.0)
+
+
+def test_short_sequences_pay_more_per_attention_flop(h100: Chip) -> None:
+    hw = build_hardware(h100, "bf16")
+    short = evaluate(_spec(seq_len=1024, global_batch=512), hw, **LAY)
+    long = evaluate(_spec(seq_len=32768, global_batch=16), hw, **LAY)
+    m = get_model("llama3-8b")
+    # attention FLOPs per step (same tokens per micro-batch x ratio of contexts)
+    fl_short = m.attn_flops_fwd(512) * 1024
+    fl_long = m.attn_flops_fwd(16384) * 32768
+    rate_short = fl_short * 512 / 8 / float(short["t_attention"])
+    rate_long = fl_long * 16 / 8 / float(long["t_attention"])
+    assert rate_short < 0.8 * rate_long  # 512 keys per query block vs 16k
+    # context parallelism shortens each ring step's key range
+    cp2 = evaluate(_spec(seq_len=32768, global_batch=16), hw, **{**LAY, "dp": 4, "cp": 2})
+    assert float(cp2["t_attention"]) > float(long["t_attention"])

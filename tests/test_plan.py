@@ -12,7 +12,8 @@ from tests.cli_support import run, run_error, run_json
 from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
 from suanli.fleet.loader import load_fleet, parse_fleet
-from suanli.plan.capacity import CapacityModel, NodeConfig
+from suanli.perf.confidence import classify
+from suanli.plan.capacity import CapacityModel, NodeConfig, model_confidence
 from suanli.plan.loader import example_plan_path, load_plan, resolve_plan, validate
 from suanli.plan.planner import (
     DOMESTIC_VENDORS,
@@ -149,6 +150,19 @@ def test_capacity_needs_grow_with_target_and_derating() -> None:
         r = cap.train_rate(w, cfg, int(n1.nodes) - 1)
         assert isinstance(r, str) or r < need_rate
     assert cap.need(w, cfg, lead_time_days=10).ok is False  # lead time eats the deadline
+
+
+def test_robustness_margin_is_the_perf_models_interval() -> None:
+    # the pessimistic rate is the lower end of the estimate's likely range
+    for name in ("A100", "H800", "910B", "C500"):
+        chip = CAT.get(name)
+        conf = classify(chip, "bf16")
+        why, margin = model_confidence(chip)
+        assert margin == pytest.approx(max(0.0, 1.0 - conf.low), abs=1e-4)
+        assert 0.0 <= margin < 1.0 and conf.level in why
+    # a chip with fewer measurements is never derated less than a validated one
+    a100 = model_confidence(CAT.get("A100"))[1]
+    assert model_confidence(CAT.get("C500"))[1] >= a100
 
 
 def test_inference_slo_and_memory_fit() -> None:

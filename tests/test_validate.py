@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cli_support import run, run_error, run_json
 from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
-from suanli.perf.validate import nemo_case, read_csv, run_validation
+from suanli.perf.validate import nemo_case, read_csv, run_validation, stack_of
 
 NEMO_HEADER = ("model,system,precision,n_devices,global_batch_seqs,micro_batch,seq_len,fsdp,tp,"
                "pp,cp,vp,ep,ga,measured_tokens_per_s_per_device,"
@@ -128,12 +128,31 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo median |error| 18.1 %, MPT 10.4 %. This guards
-    against regressions; the issue's target (<= 10 % per file) is not reached yet."""
+    """Current figures (docs/perf-model.md): NeMo median |error| 17.4 %, MPT 7.7 %. MPT meets
+    the issue's target (<= 10 % per file); NeMo does not yet, this guards against regressions."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 20.0
-    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 11.5
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
+    assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
+
+
+def test_stack_and_architecture_groups(tmp_path: Path) -> None:
+    """A row measured again on a newer container is reported as 'superseded'; MoE vs dense."""
+    rep = run_validation(_nemo(
+        tmp_path,
+        "Qwen3_30B_a3B,DGX-B200,MXFP8,8,512,4,4096,0,1,1,1,,8,,27136,1,26.04.01,src,",
+        "Qwen3_30B_a3B,DGX-B200,FP8-MX,8,512,1,4096,0,1,1,1,,8,,9299,1,25.11,src,",
+        "Qwen3_30B_a3B,DGX-H100,FP8-CS,16,512,2,4096,0,1,2,1,24,8,,5275,1,25.11,src,",
+        "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
+    ), load_catalog().get)
+    by_line = {r.line: r for r in rep.rows}
+    assert by_line[2].stack == "current" and by_line[3].stack == "superseded"
+    assert by_line[4].stack == "current"  # another system: not the same measurement
+    assert by_line[2].architecture == "MoE" and by_line[5].architecture == "dense"
+    g = rep.groups()
+    assert g["stack"]["superseded"]["rows"] == 1 and g["architecture"]["MoE"]["rows"] == 3
+    # rows without a container (the MPT format) are one stack
+    assert stack_of([(2, {"model": "MPT-7b", "chip": "A100"})]) == {}

@@ -188,7 +188,11 @@ def _print_plan(res: Any) -> None:
         extra = (f"; a plan for pessimistic rates costs {fmt(pp['tco_cny'] / 1e6)} M CNY "
                  f"({pp['new_accelerators']:,.0f} new accelerators)") if pp else ""
         short = ", ".join(f"{k} {100 * v:.0f} % served" for k, v in (r.get("short") or {}).items())
-        console.print(f"robustness (rates derated by chip margin 15-40 %): plan "
+        ms = [100 * v for v in (r.get("margins") or {}).values()]
+        span = ("-" if not ms else f"{max(ms):.0f} %" if round(min(ms)) == round(max(ms))
+                else f"{min(ms):.0f}-{max(ms):.0f} %")
+        console.print(f"robustness (rates at the low end of the model's likely range, "
+                      f"-{span}): plan "
                       f"{'holds' if holds else 'does NOT hold'}"
                       + (f" ({short})" if short else "") + extra, highlight=False)
     for c in res.confidence:

@@ -42,6 +42,19 @@ NETWORK = 0.80  # scale-out RoCE/IB ring collectives, fraction of NIC line rate 
 #   plain  -- unfused attention: batched GEMMs at GEMM efficiency, plus the score/softmax
 #             traffic through HBM (added by the training model).
 ATTENTION_KERNELS: dict[str, float] = {"flash2": 0.65, "flash1": 0.35, "plain": 1.0}
+# Flash-attention kernels lose efficiency on short key ranges: each query block streams its
+# keys through one pipelined loop, and the fixed work per block (load Q, rescale and write O
+# and the log-sum-exp, pipeline fill) is amortised over the number of key blocks. Published
+# kernel measurement at constant work (batch x seq = 16k tokens, 16 heads x 128, H100 BF16,
+# pytorch/benchmark commit ff65cb675209, "Fix dimension order for FlashAttention-3", #2391):
+#   seq      512   1k    2k    4k    8k    16k
+#   FA3      430   517   566   590   614   621 TFLOPS
+#   Triton   329   390   434   458   471   477 TFLOPS (FA2 algorithm)
+# Both follow keys / (keys + 240) within 2 % (FA3: 0.69 / 0.83 / 0.91 / 0.95 / 0.99 / 1 of the
+# 16k figure; the curve gives 0.69 / 0.82 / 0.91 / 0.95 / 0.99 / 1). The kernel-class factors
+# above are read at 8192 keys (the same reference as the GEMM curves); causal kernels see
+# seq / 2 keys per query block on average, context-parallel ones seq / (2 cp) per ring step.
+ATTN_HALF_KEYS = 240.0
 DEFAULT_ATTENTION_KERNEL = "flash2"
 # Fraction of a compute window that can hide data-parallel / FSDP collectives (prefetch of
 # the next layer's all-gather, bucketed reduce-scatter). The rest stays exposed (first
@@ -222,6 +235,15 @@ def gemm_shape_factor(width: ArrayLike) -> np.ndarray:
     w = np.maximum(np.asarray(width, dtype=float), 1.0)
     ref = 8192.0 / (8192.0 + GEMM_HALF_WIDTH)
     return np.minimum(1.0, (w / (w + GEMM_HALF_WIDTH)) / ref)
+
+
+def attention_length_factor(keys: ArrayLike) -> np.ndarray:
+    """Relative flash-attention efficiency for ``keys`` keys per query block (mean), from
+    the published kernel sweep quoted at ``ATTN_HALF_KEYS``: ``keys / (keys + 240)``
+    normalised to 1 at 8192 keys: 256 -> 0.53, 1024 -> 0.83, 2048 -> 0.92, 32768 -> 1.02."""
+    k = np.maximum(np.asarray(keys, dtype=float), 1.0)
+    ref = 8192.0 / (8192.0 + ATTN_HALF_KEYS)
+    return (k / (k + ATTN_HALF_KEYS)) / ref
 
 
 def gemm_rows_factor(rows: ArrayLike) -> np.ndarray:

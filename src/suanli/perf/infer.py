@@ -11,6 +11,7 @@ from suanli.errors import CannotRun, SuanliError
 from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
+    attention_length_factor,
     gemm_rows_factor,
     gemm_shape_factor,
 )
@@ -82,7 +83,7 @@ def evaluate_infer(
     attn = model.attn_flops_fwd(prompt / 2.0) * toks / tp
     t_prefill = (
         gemm / (hw.flops * g * float(gemm_rows_factor(toks)))
-        + attn / (hw.flops * attn_rel)
+        + attn / (hw.flops * attn_rel * float(attention_length_factor(prompt / 2.0)))
         + w_dev / hw.hbm_bw
         + allreduce(toks * model.d_model * 2.0)
     )

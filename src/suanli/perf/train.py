@@ -19,6 +19,7 @@ from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
     DP_OVERLAP,
+    attention_length_factor,
     gemm_rows_factor,
     gemm_shape_factor,
 )
@@ -188,7 +189,10 @@ def evaluate(
     attn_fwd = T * m.attn_flops_fwd(ctx) / L * Lp / tp
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
     attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
-    t_attn = attn_exec / (hw.flops_16 * attn_rel)  # attention stays 16-bit under FP8 recipes
+    # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
+    # ranges (efficiency.attention_length_factor, published kernel sweep)
+    len_f = attention_length_factor(ctx / cp) if spec.attention_kernel != "plain" else 1.0
+    t_attn = attn_exec / (hw.flops_16 * attn_rel * len_f)
     if spec.attention_kernel == "plain":
         # unfused attention: scores and probabilities go through HBM (write scores, softmax
         # read + write, read for the value product; backward twice that)

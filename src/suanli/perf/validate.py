@@ -14,6 +14,7 @@ for) are kept in the report with the reason, never dropped and never an exceptio
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Iterable
@@ -90,6 +91,8 @@ class RowResult:
     framework: str = ""
     chip_id: str = ""
     gemm_precision: str = ""
+    architecture: str = ""  # dense / MoE (empty when the model is not expressible)
+    stack: str = ""  # software stack: current / superseded / single (see stack_of)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -113,7 +116,7 @@ def _stats(signed: Iterable[float]) -> dict[str, Any]:
     }
 
 
-GROUP_KEYS = ("file", "chip", "precision", "framework")
+GROUP_KEYS = ("file", "chip", "precision", "framework", "architecture", "stack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,8 @@ class ValidationReport:
         return {"rows": len(self.rows), "skipped": len(self.rows) - st["predicted"], **st}
 
     def groups(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Statistics per file, chip, precision and framework (rows counted incl. skipped)."""
+        """Statistics per file, chip, precision, framework, architecture and software stack
+        (rows counted incl. skipped)."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for key in GROUP_KEYS:
             vals: dict[str, list[RowResult]] = {}
@@ -510,9 +514,38 @@ def run_validation(
     for f in paths:
         cols, rows = read_csv(f)
         fmt = detect_format(cols, f)
+        stacks = stack_of(rows)
         for line, row in rows:
-            out.append(_one(f, line, row, fmt, resolve))
+            r = _one(f, line, row, fmt, resolve)
+            out.append(dataclasses.replace(r, stack=stacks.get(line, "single")))
     return ValidationReport(out, [p.name for p in paths])
+
+
+def _container_key(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text or ""))
+
+
+def stack_of(rows: list[tuple[int, dict[str, str]]]) -> dict[int, str]:
+    """Software-stack class of each row of a file with a ``container`` column.
+
+    ``superseded``: the file has a row of the same model, system and precision group from a
+    newer container (the same hardware measured again on a newer software stack); ``current``:
+    the newest container for its (model, system, precision). Rows without a container column
+    (MPT: one stack) are ``single``. This is reported, never used in a prediction: a model of
+    the hardware cannot know how much faster a later release of the software became."""
+    def key(row: dict[str, str]) -> tuple[str, str, str]:
+        model = _key(re.sub(r"\(w/?o? ?mtp\)", "", row.get("model") or "", flags=re.I))
+        return (model, _key(row.get("system") or ""),
+                precision_label(row.get("precision") or ""))
+
+    newest: dict[tuple[str, str, str], tuple[int, ...]] = {}
+    for _line, row in rows:
+        if not (row.get("container") or "").strip():
+            return {}
+        k = key(row)
+        newest[k] = max(newest.get(k, ()), _container_key(row["container"]))
+    return {line: ("superseded" if _container_key(row["container"]) < newest[key(row)]
+                   else "current") for line, row in rows}
 
 
 def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
@@ -545,12 +578,14 @@ def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
         if isinstance(exc, CannotRun):
             problem = exc.problem
         return RowResult(**base, predicted=None, error_pct=None,  # type: ignore[arg-type]
-                         predicted_mfu=None, fits=None, problem=problem)
+                         predicted_mfu=None, fits=None, problem=problem,
+                         architecture="not predicted")
     pred = float(r["tokens_per_s_per_device"])
     return RowResult(
         **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,  # type: ignore[arg-type]
         predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]), chip_id=chip.id,
         gemm_precision=case.precision,
+        architecture="MoE" if case.model.is_moe else "dense",
     )
 
 

@@ -1,7 +1,8 @@
 """How many nodes of a configuration each workload needs, from the performance model.
 
 Only public functions of :mod:`suanli.perf` are called (``estimate_train``, ``estimate_infer``,
-``estimate_hpc``). Results are cached per (workload shape, chip, node configuration, nodes), so
+``estimate_hpc``, and ``confidence.classify`` for the robustness margins). Results are
+cached per (workload shape, chip, node configuration, nodes), so
 workloads that share a model and shape share the evaluations.
 
 * **train**: required tokens/s = tokens / (deadline - lead time), or ``tokens_per_s``. The
@@ -25,9 +26,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from suanli.catalog.schema import Chip
+from suanli.catalog.schema import Chip, Precision
 from suanli.errors import CannotRun
 from suanli.perf import estimate_hpc, estimate_infer, estimate_train
+from suanli.perf.confidence import classify
 from suanli.plan.schema import HpcWorkload, InferWorkload, TrainWorkload
 
 NODE_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
@@ -35,16 +37,12 @@ NODE_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 5
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MAX_NODES_DEFAULT = 4096
 
-# Pessimistic derating of the model's rates (robustness re-solve). The performance model has no
-# uncertainty interval yet; these margins are documented assumptions (docs/plan.md):
-#   chips whose efficiency factors come from end-to-end validated data (A100/A800, 139 MPT
-#   runs, model mean signed error +12.4 %): 15 %;
-#   chips with microbenchmark evidence (GEMM/HBM measured) but no end-to-end validation: 25 %;
-#   chips on the generic default factors (nothing measured): 40 %.
-MARGIN_VALIDATED = 0.15
-MARGIN_EVIDENCE = 0.25
-MARGIN_GENERIC = 0.40
-_VALIDATED = ("nvidia_a100", "nvidia_a800")
+# Pessimistic derating of the model's rates (robustness re-solve): the performance model's own
+# interval (suanli.perf.confidence, 10th-90th percentile of measured / predicted over the
+# validation rows of the estimate's confidence class, or of the chip's own rows when it is
+# validated). The pessimistic rate is the lower end of the estimate's likely range, i.e. the
+# rate is multiplied by the interval's low factor; margin = 1 - low factor (never negative: a
+# class whose rows ran faster than predicted is not derated upwards).
 
 AnyWorkload = TrainWorkload | InferWorkload | HpcWorkload
 
@@ -81,19 +79,18 @@ def cannot(reason: str) -> Need:
     return Need(math.inf, True, 0.0, None, reason)
 
 
-def model_confidence(chip: Chip) -> tuple[str, float]:
-    """(where the efficiency factors come from, pessimistic margin) for a chip."""
-    if chip.id.startswith(_VALIDATED):
-        return "validated end-to-end (MPT A100 runs)", MARGIN_VALIDATED
-    try:
-        est = estimate_train("llama2-7b", chip, 8, seq_len=2048, global_batch=64,
-                             search_layouts=True, top_k=1, strict_batch=False)
-        src = str(est.efficiency.get("source") or "generic defaults")
-    except CannotRun:
-        return "unknown (chip cannot run the reference job)", MARGIN_GENERIC
-    if "generic" in src:
-        return "generic default efficiency factors", MARGIN_GENERIC
-    return f"microbenchmarks: {src}", MARGIN_EVIDENCE
+def model_confidence(chip: Chip, precision: Precision | str = Precision.BF16
+                     ) -> tuple[str, float]:
+    """(what the estimate's interval rests on, pessimistic margin) for a chip.
+
+    The margin is ``1 - low`` of the performance model's likely range for an estimate on this
+    chip at ``precision`` (:func:`suanli.perf.confidence.classify`)."""
+    conf = classify(chip, precision)
+    margin = min(0.95, max(0.0, 1.0 - conf.low))
+    why = f"{conf.level}: likely {conf.low:.2f}-{conf.high:.2f} x the estimate ({conf.basis})"
+    if conf.reasons:
+        why += "; " + "; ".join(conf.reasons)
+    return why, round(margin, 4)
 
 
 class CapacityModel:
