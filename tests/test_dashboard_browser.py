@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from needs import need
 from service_support import Live, live_service, wait_state
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 
 W, H = 560, 200
-L, R, T, B = 48, 12, 12, 28
+L, R, T, B = 48, 16, 22, 28
 
 
 def _fmt(v: float) -> str:
@@ -34,9 +34,10 @@ def _frame(title: str, ymax: float, ylabel: str, xlabels: list[tuple[float, str]
         out.append(f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                    f'<text x="{L - 4}" y="{y + 4:.1f}" class="ytick">'
                    f'{escape(_fmt(ymax * i / 4))}</text>')
-    for x, lab in xlabels:
-        out.append(f'<text x="{x:.1f}" y="{H - 8}" class="xtick">{escape(lab)}</text>')
-    out.append(f'<text x="4" y="{T + 8}" class="ylabel">{escape(ylabel)}</text>')
+    for i, (x, lab) in enumerate(xlabels):
+        cls = "xtick end" if i == len(xlabels) - 1 and i > 0 else "xtick"
+        out.append(f'<text x="{x:.1f}" y="{H - 8}" class="{cls}">{escape(lab)}</text>')
+    out.append(f'<text x="4" y="12" class="ylabel">{escape(ylabel)}</text>')
     return out
 
 
