@@ -129,7 +129,7 @@ def metering(s: Session) -> tuple[Any, list[str]]:
 
     Each node group becomes a fleet node group with as many nodes as the database holds, so
     the national-unit figures are those of the registered fleet, not of a YAML file."""
-    key = str(s.get_bind().url)
+    key = str(getattr(s.get_bind(), "url", "db"))
     now = time.monotonic()
     with _meter_lock:
         hit = _meter_cache.get(key)
@@ -223,14 +223,14 @@ def jobs_view(s: Session, p: Principal, state: str | None = None, queue: str | N
             allocs[a.job_id] = a  # the latest wins
     out = []
     for j in rows:
-        a = allocs.get(j.id)
+        al = allocs.get(j.id)
         allowed = (j.spec.get("resources") or {}).get("chips") or []
-        if chip and not ((a is not None and a.chip == chip) or chip in allowed):
+        if chip and not ((al is not None and al.chip == chip) or chip in allowed):
             continue
         out.append({"id": j.id, "name": j.name, "state": j.state, "queue": j.queue,
                     "devices": j.devices, "reason": j.reason or "",
-                    "submitted_at": as_utc(j.submitted_at), "chip": a.chip if a else None,
-                    "where": a.pool if a else None, "attempts": j.attempts,
+                    "submitted_at": as_utc(j.submitted_at), "chip": al.chip if al else None,
+                    "where": al.pool if al else None, "attempts": j.attempts,
                     "exit_code": j.exit_code})
         if len(out) >= limit:
             break
@@ -348,7 +348,7 @@ def series(s: Session, p: Principal, max_points: int = 400) -> dict[str, Any]:
             waiting.discard(job_id)
             qdeltas.append((t, -1))
     queue = _steps(qdeltas, now, 1, max_points)
-    jct = [ts(f) - ts(sub) for sub, f in s.execute(
+    jct = [ts(f) - ts(sub) for sub, f in s.execute(  # type: ignore[arg-type]
         select(JobRow.submitted_at, JobRow.finished_at)
         .where(JobRow.tenant_id == p.tenant_id, JobRow.state == JobState.SUCCEEDED.value,
                JobRow.finished_at.is_not(None))
@@ -425,7 +425,7 @@ def whatif(s: Session, p: Principal, policies: list[str], source: str = "queue",
         arrival = 0.0 if source == "queue" else ts(j.submitted_at) - t0
         jobs.append(adapter.to_job(j.id, j.spec, arrival))
     chips = {pl.chip_type: pl.chip for pl in adapter.cluster.pools}
-    results = []
+    results: list[dict[str, Any]] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suanli-whatif")
     try:
         for pol in policies:
@@ -440,10 +440,10 @@ def whatif(s: Session, p: Principal, policies: list[str], source: str = "queue",
             if not m:
                 from suanli.sim.metrics import summarize
                 m = summarize(res)
-            arrival = [jb.arrival for jb in res.jobs]
+            arr = [float(jb.arrival) for jb in res.jobs]
+            finish = [float(x) for x in res.finish]
             results.append({"policy": pol, "metrics": m,
-                            "jct": [float(f - a) for f, a in zip(res.finish, arrival,
-                                                                 strict=True)
+                            "jct": [f - a for f, a in zip(finish, arr, strict=True)
                                     if math.isfinite(f)]})
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

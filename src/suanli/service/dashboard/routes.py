@@ -366,7 +366,7 @@ def _router(state: Any) -> APIRouter:
             if not p.can("submit"):
                 return forbidden(request, p, token, "this token lacks the 'submit' scope")
             ctx = submit_ctx(s)
-            values = {k: one(f, k) for k in ("name", "command", "devices", "queue",
+            values: dict[str, Any] = {k: one(f, k) for k in ("name", "command", "devices", "queue",
                                              "priority", "duration_s", "time_limit_s")}
             values["chips"] = [c for c in f.get("chips", []) if c]
 
