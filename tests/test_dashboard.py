@@ -279,3 +279,26 @@ def test_svg_charts_escape_and_handle_empty_input() -> None:
     assert h.count("<rect") == 1 + 2  # frame + two bars
     s = svg.step_chart([(0.0, 0.0), (10.0, 0.5), (20.0, 0.25)], "u", "%", ymax=1.0)
     assert s.startswith("<svg") and 'class="line"' in s
+
+
+def test_lost_node_counts_as_lost(live: Live) -> None:
+    from sqlalchemy import update
+
+    from suanli.service.db import NodeRow
+
+    name = "site-b/k100/000"
+    with live.svc.sessions() as s:
+        assert s.execute(update(NodeRow).where(NodeRow.name == name)
+                         .values(state="lost")).rowcount == 1  # type: ignore[attr-defined]
+        s.commit()
+    try:
+        c = browser(live, live.token)
+        html = c.get("/ui/").text
+        row = re.search(r"hygon_k100_ai</a></td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td>"
+                        r"<td>(\d+)</td>", html)
+        assert row and row.groups() == ("2", "0", "0", "2")  # devices, busy, idle, lost
+        assert '<span class="health lost">lost</span>' in c.get("/ui/nodes").text
+    finally:
+        with live.svc.sessions() as s:
+            s.execute(update(NodeRow).where(NodeRow.name == name).values(state="ready"))
+            s.commit()
