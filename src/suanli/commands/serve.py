@@ -95,6 +95,7 @@ def serve(
     url = run.start()
     err_console.print(f"suanli serving on {url}/api/v1 (database {svc.engine.dialect.name}, "
                       f"data {st.home})", highlight=False)
+    err_console.print(f"dashboard: {url}/ui/ (log in with an API token)", highlight=False)
     if svc.new_admin_token:
         err_console.print(f"bootstrap admin token written to {st.home / 'admin.token'}",
                           highlight=False)
@@ -208,6 +209,7 @@ def up(
     token = (st.home / "admin.token").read_text(encoding="utf-8").strip()
     out = console
     out.print(f"suanli is up: {url}/api/v1  (API docs {url}/api/v1/docs)", highlight=False)
+    out.print(f"  dashboard: {url}/ui/  (log in with the admin token below)", highlight=False)
     out.print(f"  data: {st.home}  database: SQLite  fleet: bundled demo fleet, simulated "
               "devices", highlight=False)
     out.print(f"  admin token: {st.home / 'admin.token'}  (the CLI finds it: try `suanli jobs`)",

@@ -184,6 +184,9 @@ def create_app(state: ServiceState, max_body_bytes: int = 1_048_576) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.include_router(_router(state))
+    from suanli.service.dashboard import mount as mount_dashboard  # the web UI at /ui
+
+    mount_dashboard(app, state)
     return app
 
 
