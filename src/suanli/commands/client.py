@@ -318,7 +318,7 @@ def queues(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
 
 def tokens_create(
     user: Annotated[str, typer.Option("--user", help="User name (created if new).")],
-    scopes: Annotated[str, typer.Option("--scopes", help="Comma list of admin, submit, read.")]
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma list of admin, submit, read, node (agents).")]
     = "submit",
     tenant: Annotated[str | None, typer.Option("--tenant", help="Another tenant (root "
                                                "tenant admins only; created if new).")] = None,

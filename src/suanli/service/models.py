@@ -251,7 +251,7 @@ class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@\-]+$")]
-    scopes: list[Literal["admin", "submit", "read"]] = Field(min_length=1, max_length=3)
+    scopes: list[Literal["admin", "submit", "read", "node"]] = Field(min_length=1, max_length=4)
     tenant: Annotated[str, Field(min_length=1, max_length=100,
                                  pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
     name: Annotated[str, Field(max_length=100)] = ""
