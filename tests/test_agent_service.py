@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from service_support import free_port, wait_state
 
 HB = "0.3"  # heartbeat period told to the agents (s)

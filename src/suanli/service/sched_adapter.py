@@ -164,6 +164,7 @@ class SchedAdapter:
             allowed_chips=allowed,
             allowed_sites=frozenset(res["sites"]) if res.get("sites") else None,
             priority=float(spec.get("priority", 1.0)), origin=f"job {db_id}",
+            stacks=frozenset(spec["stacks"]) if spec.get("stacks") is not None else None,
         )
 
     def _allowed_chips(self, chips: list[str] | None, vendors: list[str] | None
