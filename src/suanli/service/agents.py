@@ -76,7 +76,9 @@ def launch_spec(job: JobRow, a: AllocationRow, node: NodeRow, vendor: str | None
 
 def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
     """The two agent endpoints; ``state`` is the app's ``ServiceState``."""
-    r = APIRouter(prefix="/api/v1/agent", tags=["agents"])
+    from suanli.service.app import ERRORS
+
+    r = APIRouter(prefix="/api/v1/agent", tags=["agents"], responses=ERRORS)
 
     def db() -> Any:
         with state.sessions() as s:
