@@ -117,16 +117,18 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
 def test_job_runs_via_agent_then_agent_killed_job_requeued_and_rerun(plane: Plane,
                                                                      tmp_path: Path) -> None:
     t0 = time.monotonic()
-    plane.agent("node-a")
-    node = plane.node("lab/node-a", "ready")
-    assert node["chip"] == "nvidia_h800_sxm" and node["devices"] == 4
-    assert node["site"] == "lab" and node["simulated"] is True
-
-    # 1. a short job runs through the agent; its log tail reaches the server
+    # 1. a short job submitted before any node exists waits, then runs through the agent;
+    # its log tail reaches the server
     r = plane.admin.post("/jobs", json={
         "name": "hello", "resources": {"devices": 2},
         "command": ["sh", "-c", "echo hello from $SUANLI_CHIP on devices $SUANLI_DEVICES"]})
     assert r.status_code == 201, r.text
+    time.sleep(0.5)
+    assert plane.admin.get(f"/jobs/{r.json()['id']}").json()["state"] == "pending"
+    plane.agent("node-a")
+    node = plane.node("lab/node-a", "ready")
+    assert node["chip"] == "nvidia_h800_sxm" and node["devices"] == 4
+    assert node["site"] == "lab" and node["simulated"] is True
     j = wait_state(plane.admin, r.json()["id"], {"succeeded", "failed"}, timeout=30)
     assert j["state"] == "succeeded", j
     assert j["allocation"]["nodes"] == ["lab/node-a"]

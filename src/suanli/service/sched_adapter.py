@@ -190,6 +190,10 @@ class SchedAdapter:
         """Register a pending job; the reason when it can never run here."""
         if db_id in self.key_of:
             return None
+        if not self.cluster.pools:
+            # no nodes at all (before the first agent registers, or all lost): the job waits
+            # in the database; the rebuild after the next registration submits it
+            return None
         job = self.to_job(db_id, spec, submitted)
         self.key_of[db_id] = job.id
         self.db_of[job.id] = db_id
