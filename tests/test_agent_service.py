@@ -184,3 +184,33 @@ def test_node_scope_is_required_and_separate(plane: Plane) -> None:
     assert r.status_code == 403
     r = httpx.post(plane.url + "/api/v1/agent/99/heartbeat", json={}, headers=node_h)
     assert r.status_code == 404
+
+
+def test_restarted_agent_reports_leftover_launch_and_server_cancels_it(plane: Plane,
+                                                                       tmp_path: Path) -> None:
+    """kill -9 leaves the job's process running; the node is lost and the job requeued. An
+    agent restarted on the same host (same work directory) reports that leftover launch and
+    the server cancels it, while the job's new attempt runs there."""
+    plane.agent("node-a")
+    plane.node("lab/node-a", "ready")
+    marker = tmp_path / "attempts.txt"
+    r = plane.admin.post("/jobs", json={"name": "sticky", "resources": {"devices": 4},
+                                        "command": ["sh", "-c",
+                                                    f"echo $SUANLI_LAUNCH_ID >> {marker}; "
+                                                    "case $SUANLI_LAUNCH_ID in *-a1) sleep 60;; "
+                                                    "*) sleep 1;; esac"]})
+    jid = r.json()["id"]
+    wait_state(plane.admin, jid, {"running"}, timeout=30)
+    plane.agents[0].kill9()
+    plane.node("lab/node-a", "lost", timeout=15)
+    wait_state(plane.admin, jid, {"pending"}, timeout=15)
+    a1 = tmp_path / "agent-node-a" / "agent" / "launches" / f"job{jid}-a1"
+    assert not (a1 / "exit").exists()  # the orphan still runs
+    plane.agent("node-a")  # same host, same work directory
+    j = wait_state(plane.admin, jid, {"succeeded", "failed"}, timeout=40)
+    assert j["state"] == "succeeded" and j["attempts"] == 2, j
+    end = time.monotonic() + 20
+    while not (a1 / "exit").exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert (a1 / "cancelled").exists(), sorted(p.name for p in a1.iterdir())
+    assert marker.read_text().split() == [f"job{jid}-a1", f"job{jid}-a2"]

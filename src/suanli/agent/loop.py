@@ -69,7 +69,30 @@ class Agent:
             features=self.executor.features, agent_version=__version__, site=self.site,
         ))
         self.node_id, self.heartbeat_s = reg.node_id, reg.heartbeat_s
+        self.adopt()
         return reg.node_id
+
+    def adopt(self) -> int:
+        """Hold the unfinished launches an earlier agent left in the executor's records (an
+        agent killed and restarted with the same work directory): the next heartbeat reports
+        them, and the server either keeps them (re-attached) or cancels them (its job went
+        elsewhere meanwhile). Returns how many were adopted."""
+        known = getattr(self.executor, "known", None)
+        if known is None:
+            return 0
+        n = 0
+        for lid in known():
+            if lid in self.active or lid in self.unreported or lid in self.finished:
+                continue
+            if self.executor.poll(lid).state.terminal:
+                continue
+            spec_of = getattr(self.executor, "spec_of", None)
+            spec = spec_of(lid) if spec_of is not None else None
+            if spec is None:
+                continue
+            self.active[lid] = spec
+            n += 1
+        return n
 
     def observe(self) -> Heartbeat:
         statuses: list[ExecStatus] = []
