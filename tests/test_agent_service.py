@@ -214,3 +214,13 @@ def test_restarted_agent_reports_leftover_launch_and_server_cancels_it(plane: Pl
         time.sleep(0.1)
     assert (a1 / "cancelled").exists(), sorted(p.name for p in a1.iterdir())
     assert marker.read_text().split() == [f"job{jid}-a1", f"job{jid}-a2"]
+    # cancelling a job that runs through an agent stops its process
+    r = plane.admin.post("/jobs", json={"name": "to-cancel", "command": ["sleep", "60"]})
+    cid = r.json()["id"]
+    j = wait_state(plane.admin, cid, {"running"}, timeout=30)
+    t_cancel = time.monotonic()
+    plane.admin.post(f"/jobs/{cid}/cancel")
+    j = wait_state(plane.admin, cid, {"cancelled"}, timeout=20)
+    assert time.monotonic() - t_cancel < 15
+    launch = tmp_path / "agent-node-a" / "agent" / "launches" / j["allocation"]["launch_id"]
+    assert (launch / "cancelled").exists() and (launch / "exit").exists()
