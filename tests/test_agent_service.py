@@ -48,7 +48,7 @@ class Proc:
 
 
 class Plane:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, lost_after: str = LOST_AFTER) -> None:
         self.tmp = tmp
         self.home = tmp / "home"
         self.home.mkdir()
@@ -57,7 +57,7 @@ class Plane:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         server_env = {**self.env, "SUANLI_HOME": str(self.home), "SUANLI_INTERVAL_S": "0.1",
                       "SUANLI_GRACE_S": "1", "SUANLI_AGENT_HEARTBEAT_S": HB,
-                      "SUANLI_AGENT_LOST_AFTER": LOST_AFTER}
+                      "SUANLI_AGENT_LOST_AFTER": lost_after}
         self.server = Proc(["serve", "--port", str(port), "--db",
                             f"sqlite:///{self.home / 'suanli.db'}", "--migrate",
                             "--log-level", "info"], tmp / "server.log", server_env)
@@ -224,3 +224,26 @@ def test_restarted_agent_reports_leftover_launch_and_server_cancels_it(plane: Pl
     assert time.monotonic() - t_cancel < 15
     launch = tmp_path / "agent-node-a" / "agent" / "launches" / j["allocation"]["launch_id"]
     assert (launch / "cancelled").exists() and (launch / "exit").exists()
+
+
+def test_agent_restarted_in_time_reattaches_without_a_second_run(tmp_path: Path) -> None:
+    """An agent killed and restarted before its node counts as lost re-attaches to the running
+    launch: the job finishes with one attempt and ran once."""
+    plane = Plane(tmp_path, lost_after="100")  # 30 s
+    try:
+        plane.agent("node-a")
+        plane.node("lab/node-a", "ready")
+        marker = tmp_path / "runs.txt"
+        r = plane.admin.post("/jobs", json={"name": "steady", "command": [
+            "sh", "-c", f"echo $SUANLI_LAUNCH_ID >> {marker}; sleep 4; echo finished"]})
+        jid = r.json()["id"]
+        wait_state(plane.admin, jid, {"running"}, timeout=30)
+        plane.agents[0].kill9()
+        plane.agent("node-a")
+        j = wait_state(plane.admin, jid, {"succeeded", "failed"}, timeout=40)
+        assert j["state"] == "succeeded" and j["attempts"] == 1, j
+        assert marker.read_text().split() == [f"job{jid}-a1"]
+        assert plane.node("lab/node-a", "ready")
+        assert "finished" in plane.admin.get(f"/jobs/{jid}/logs").json()["data"]
+    finally:
+        plane.close()
