@@ -129,6 +129,8 @@ def test_job_runs_via_agent_then_agent_killed_job_requeued_and_rerun(plane: Plan
     node = plane.node("lab/node-a", "ready")
     assert node["chip"] == "nvidia_h800_sxm" and node["devices"] == 4
     assert node["site"] == "lab" and node["simulated"] is True
+    assert node["agent"] is True and node["driver_version"] == "simulated"
+    assert node["last_seen"] is not None
     j = wait_state(plane.admin, r.json()["id"], {"succeeded", "failed"}, timeout=30)
     assert j["state"] == "succeeded", j
     assert j["allocation"]["nodes"] == ["lab/node-a"]

@@ -257,6 +257,9 @@ class Node(BaseModel):
     devices_busy: int
     simulated: bool
     state: str
+    agent: bool = Field(default=False, description="registered by `suanli agent`")
+    last_seen: datetime | None = Field(default=None, description="agent's last heartbeat")
+    driver_version: str | None = None
 
 
 class Queue(BaseModel):
