@@ -87,3 +87,22 @@ def test_check_sees_real_slurm_and_ray_when_ci_provides_them() -> None:
          "running Slurm and Ray (.ci/setup.d/20-slurm.sh, 30-ray.sh)")
     names = {e["name"]: e for e in run_json("check")["executors"]}
     assert names["slurm"]["ok"] and names["ray"]["ok"], names
+
+
+def test_check_lists_the_local_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUANLI_HOME", str(tmp_path / "home"))
+    names = {e["name"]: e for e in run_json("check")["executors"]}
+    assert names["local"]["ok"] is True, names["local"]
+    assert str(tmp_path / "home" / "runs") in names["local"]["detail"]
+    assert names["local"]["features"]["preemption_with_checkpoint"] is True
+    bad = tmp_path / "ro"
+    bad.mkdir()
+    (bad / "runs").mkdir()
+    (bad / "runs").chmod(0o500)
+    monkeypatch.setenv("SUANLI_HOME", str(bad))
+    try:
+        names = {e["name"]: e for e in run_json("check")["executors"]}
+    finally:
+        (bad / "runs").chmod(0o700)
+    if os.geteuid() != 0:  # root writes anywhere
+        assert names["local"]["ok"] is False and "not writable" in names["local"]["detail"]

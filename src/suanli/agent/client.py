@@ -16,36 +16,14 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from suanli.errors import SuanliError
-from suanli.exec.base import ExecStatus, ExecutorFeatures, LaunchSpec
-from suanli.probes.base import Device
+from suanli.service.wire import Assignment, Heartbeat, NodeRegistration, Registered
 
 API = "/api/v1/agent"
-
-
-class NodeRegistration(BaseModel):
-    hostname: str
-    devices: list[Device] = Field(default_factory=list)
-    executor: str
-    features: ExecutorFeatures
-    agent_version: str
-
-
-class Registered(BaseModel):
-    node_id: str
-    heartbeat_s: float = Field(default=5.0, gt=0)
-
-
-class Heartbeat(BaseModel):
-    statuses: list[ExecStatus] = Field(default_factory=list)
-    log_tails: dict[str, str] = Field(default_factory=dict)
-
-
-class Assignment(BaseModel):
-    launch: list[LaunchSpec] = Field(default_factory=list)
-    cancel: list[str] = Field(default_factory=list)
+__all__ = ["Assignment", "ControlPlane", "Heartbeat", "HttpControlPlane", "NodeRegistration",
+           "Registered", "Unreachable"]
 
 
 class ControlPlane(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,6 +29,21 @@ def agent(
     executor: Annotated[
         str, typer.Option("--executor", help="Executor for assigned launches.")
     ] = "local",
+    simulate: Annotated[
+        str | None, typer.Option("--simulate", metavar="CHIP:COUNT",
+                                 help="Register COUNT simulated devices of catalogue chip CHIP "
+                                      "instead of probing (tests, demos).")
+    ] = None,
+    site: Annotated[
+        str | None, typer.Option("--site", help="Site the node belongs to (default: agents).")
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", help="Node name (default: this host's name).")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="Launch directories and logs "
+                                  "(default $SUANLI_HOME/agent).")
+    ] = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -41,7 +57,8 @@ def agent(
                               field="--server")
         from suanli.agent.loop import run_agent
 
-        run_agent(server=server, token=token, catalog=cat, executor=executor)
+        run_agent(server=server, token=token, catalog=cat, executor=executor,
+                  simulate=simulate, site=site, hostname=hostname, work_dir=work_dir)
         return
     results = probe_all(cat)
     devices = [d for r in results for d in r.devices]

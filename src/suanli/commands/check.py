@@ -48,7 +48,10 @@ def check(
     from suanli.probes import probe_all
 
     cat = load_catalog(catalog)
-    options = {"ray": {"address": ray_address}} if ray_address else {}
+    from suanli.service.settings import default_home
+
+    options: dict[str, dict[str, Any]] = {"ray": {"address": ray_address}} if ray_address else {}
+    options["local"] = {"root": default_home() / "runs"}  # where `suanli serve` runs launches
     executors = executor_report(options)
     probes = [r.model_dump(mode="json") for r in probe_all(cat)]
     if json_out:

@@ -75,12 +75,37 @@ def load_spec(path: Path) -> dict[str, Any]:
     data = read_yaml(path)  # YAML is a superset of JSON
     if not isinstance(data, dict):
         raise SuanliError("expected a mapping (a job spec)", file=path)
+    if "code" in data:
+        code = data.pop("code")
+        if "stacks" in data:
+            raise SuanliError("give either code (analysed by port-check) or stacks, not both",
+                              file=path, field="code")
+        if not isinstance(code, str) or not code.strip():
+            raise SuanliError("expected a path to the job's code", file=path, field="code")
+        base = Path(code).expanduser()
+        data["stacks"], data["stacks_source"] = code_stacks(
+            base if base.is_absolute() else path.parent / base, spec_file=path)
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         field, problem = format_validation_error(exc)
         raise SuanliError(problem, file=path, field=field) from None
     return spec.model_dump(mode="json", exclude_none=True)
+
+
+def code_stacks(code: Path, spec_file: Path | None = None) -> tuple[list[str], str]:
+    """Run port-check on the job's code here, on the client: (allowed stacks, source)."""
+    from suanli.port import analyze
+
+    if not code.exists():
+        raise SuanliError(f"no such file or directory: {code}", file=spec_file, field="code")
+    report = analyze(code)
+    stacks = report.allowed_stacks()
+    blocked = [f"{v.stack}: {v.verdict}" for v in report.verdicts
+               if v.stack not in stacks]
+    source = (f"suanli port-check {code} ({report.files_scanned} files; "
+              f"{len(report.findings)} findings; not allowed: {', '.join(blocked) or 'none'})")
+    return stacks, source[:500]
 
 
 def _when(ts: str | None) -> str:
@@ -126,6 +151,9 @@ def submit(
     chip: Annotated[list[str] | None, typer.Option("--chip", help="With --cmd: allowed chip "
                                                    "(repeatable).")] = None,
     name: Annotated[str, typer.Option("--name", help="With --cmd: job name.")] = "job",
+    code: Annotated[Path | None, typer.Option(
+        "--code", help="Run port-check on this code and allow only the stacks it runs on "
+        "(unchanged or with a shim); applies to every job submitted.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="Override the queue.")] = None,
     key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe key "
                                             "(default: a fresh one per job).")] = None,
@@ -154,6 +182,10 @@ def submit(
         specs.append(("--cmd", parsed.model_dump(mode="json", exclude_none=True)))
     if not specs:
         raise SuanliError("give job spec files or --cmd", field="FILES")
+    if code is not None:
+        allowed, source = code_stacks(code)
+        for _src, spec in specs:
+            spec["stacks"], spec["stacks_source"] = allowed, source
     c = Client(url, token)
     out = []
     for i, (_src, spec) in enumerate(specs):
@@ -318,7 +350,8 @@ def queues(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
 
 def tokens_create(
     user: Annotated[str, typer.Option("--user", help="User name (created if new).")],
-    scopes: Annotated[str, typer.Option("--scopes", help="Comma list of admin, submit, read.")]
+    scopes: Annotated[str, typer.Option(
+        "--scopes", help="Comma list of admin, submit, read, node (agents).")]
     = "submit",
     tenant: Annotated[str | None, typer.Option("--tenant", help="Another tenant (root "
                                                "tenant admins only; created if new).")] = None,

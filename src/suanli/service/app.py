@@ -536,7 +536,8 @@ def _router(state: ServiceState) -> APIRouter:
         return m.Page[m.Node](items=[
             m.Node(name=n.name, site=site_name, group=g.name, chip=g.chip, vendor=g.vendor,
                    devices=n.devices, devices_busy=busy.get(n.name, 0),
-                   simulated=n.simulated, state=n.state)
+                   simulated=n.simulated, state=n.state, agent=bool(n.agent),
+                   last_seen=as_utc(n.last_seen), driver_version=n.driver_version)
             for n, g, site_name in rows], total=total)
 
     @r.get("/queues", response_model=list[m.Queue], tags=["cluster"])

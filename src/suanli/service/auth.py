@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from suanli.service.db import ApiToken, QueueRow, Tenant, User
 
 PREFIX = "sl_"
-SCOPES = ("admin", "submit", "read")
-IMPLIES = {"admin": {"admin", "submit", "read"}, "submit": {"submit", "read"}, "read": {"read"}}
+SCOPES = ("admin", "submit", "read", "node")
+# ``node``: a node agent's token (register, heartbeat); it implies nothing else
+IMPLIES = {"admin": {"admin", "submit", "read"}, "submit": {"submit", "read"}, "read": {"read"},
+           "node": {"node"}}
 
 
 def new_token() -> str:

@@ -110,12 +110,23 @@ class NodeGroupRow(Base):
 
 class NodeRow(Base):
     __tablename__ = "nodes"
+    __table_args__ = (Index("ix_nodes_agent_state", "agent", "state"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("node_groups.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     devices: Mapped[int] = mapped_column(Integer)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="ready")
+    # agent-managed nodes (migration 0002): registered by `suanli agent`, lost when silent
+    agent: Mapped[bool] = mapped_column(Boolean, default=False)
+    tenant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hostname: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    executor: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    memory_mib: Mapped[float | None] = mapped_column(Float, nullable=True)
+    driver_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    stack_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    device_indices: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class JobRow(Base):
@@ -172,6 +183,10 @@ class AllocationRow(Base):
     launched: Mapped[bool] = mapped_column(Boolean, default=False)  # executor.launch returned
     stop_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)  # cancel|preempt
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # what a node agent last reported for this launch (agent-managed nodes only)
+    observed_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    observed_exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    observed_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

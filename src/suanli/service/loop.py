@@ -150,6 +150,9 @@ class SchedulerLoop:
         self._last_full = 0.0
         self.passes = 0
         self.last_pass_s = 0.0
+        # called by the leader before each pass; one returning True forces a rebuild from
+        # the database (the agent monitor: nodes registered or lost)
+        self.hooks: list[Any] = []
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -175,6 +178,8 @@ class SchedulerLoop:
                     if not self.leader:
                         log.info("became the scheduling leader")
                         self.leader = True
+                        self.rebuild()
+                    if any([h() for h in self.hooks]):
                         self.rebuild()
                     self.run_pass()
                 else:

@@ -22,6 +22,9 @@ A job spec (YAML or JSON, ``suanli submit job.yaml``)::
     restart_cost_s: 30
     max_retries: 1
     time_limit_s: 3600
+    stacks: [cuda, rocm]                 # software stacks the code runs on (port-check)
+    code: ./src                          # client side only: `suanli submit` runs port-check
+                                         # on it and sends its allowed stacks as `stacks`
 """
 
 from __future__ import annotations
@@ -105,6 +108,31 @@ class JobSpec(BaseModel):
     restart_cost_s: float = Field(default=0.0, ge=0, le=1e7)
     max_retries: int = Field(default=0, ge=0, le=100)
     time_limit_s: float | None = Field(default=None, gt=0, le=1e9)
+    stacks: list[Annotated[str, Field(min_length=1, max_length=50)]] | None = Field(
+        default=None, max_length=50,
+        description="software stacks (catalog/data/stacks.yaml ids) the code runs on, e.g. "
+                    "the allowed stacks of `suanli port-check`; the scheduler keeps the job "
+                    "off chips of other stacks. None = any stack")
+    stacks_source: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, description="where ``stacks`` came from (set by `suanli submit`)")
+
+    @field_validator("stacks")
+    @classmethod
+    def _known_stacks(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from suanli.catalog.stacks import default_stacks
+
+        table = default_stacks()
+        out: list[str] = []
+        for name in v:
+            s = table.resolve(name)
+            if s is None:
+                raise ValueError(f"unknown software stack '{name}' "
+                                 f"(known: {', '.join(table.ids)})")
+            if s.id not in out:
+                out.append(s.id)
+        return out
 
     @field_validator("command", "checkpoint_command", mode="before")
     @classmethod
@@ -229,6 +257,9 @@ class Node(BaseModel):
     devices_busy: int
     simulated: bool
     state: str
+    agent: bool = Field(default=False, description="registered by `suanli agent`")
+    last_seen: datetime | None = Field(default=None, description="agent's last heartbeat")
+    driver_version: str | None = None
 
 
 class Queue(BaseModel):
@@ -251,7 +282,7 @@ class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@\-]+$")]
-    scopes: list[Literal["admin", "submit", "read"]] = Field(min_length=1, max_length=3)
+    scopes: list[Literal["admin", "submit", "read", "node"]] = Field(min_length=1, max_length=4)
     tenant: Annotated[str, Field(min_length=1, max_length=100,
                                  pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
     name: Annotated[str, Field(max_length=100)] = ""

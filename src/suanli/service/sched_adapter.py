@@ -164,6 +164,7 @@ class SchedAdapter:
             allowed_chips=allowed,
             allowed_sites=frozenset(res["sites"]) if res.get("sites") else None,
             priority=float(spec.get("priority", 1.0)), origin=f"job {db_id}",
+            stacks=frozenset(spec["stacks"]) if spec.get("stacks") is not None else None,
         )
 
     def _allowed_chips(self, chips: list[str] | None, vendors: list[str] | None
@@ -188,6 +189,10 @@ class SchedAdapter:
     def submit(self, db_id: int, spec: dict[str, Any], submitted: float) -> str | None:
         """Register a pending job; the reason when it can never run here."""
         if db_id in self.key_of:
+            return None
+        if not self.cluster.pools:
+            # no nodes at all (before the first agent registers, or all lost): the job waits
+            # in the database; the rebuild after the next registration submits it
             return None
         job = self.to_job(db_id, spec, submitted)
         self.key_of[db_id] = job.id

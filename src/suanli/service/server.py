@@ -70,6 +70,20 @@ def import_fleet(sessions: sessionmaker[Session], path: str | Path, simulated: b
     return count
 
 
+def _with_agents(state: Any, app: Any, settings: ServiceSettings, sessions: Any, loop: Any,
+                 write_lock: Any) -> None:
+    """Node agents: their endpoints, their launches routed to them, lost-node detection."""
+    from suanli.service.agents import AgentMonitor, AgentRouting, agent_router
+
+    hb = settings.agent_heartbeat_s
+    routed = AgentRouting(state.executor, sessions, settings.home, hb)
+    state.executor = routed
+    if loop is not None:
+        loop.executor = routed
+        loop.hooks.append(AgentMonitor(sessions, hb, settings.agent_lost_after, write_lock))
+    app.include_router(agent_router(state, settings.home, hb))
+
+
 @dataclass
 class Service:
     settings: ServiceSettings
@@ -127,6 +141,7 @@ def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool =
     if write_lock is not None:
         state.write_lock = write_lock
     app = create_app(state, max_body_bytes=settings.max_body_bytes)
+    _with_agents(state, app, settings, sessions, loop, write_lock)
     return Service(settings, engine, sessions, executor, app, loop, token)
 
 

@@ -49,6 +49,10 @@ class ServiceSettings(BaseSettings):
     max_batch: int = Field(default=10_000, ge=1)
     scheduler: bool = Field(default=True, description="run the scheduler loop in this process")
     fleet: Path | None = None
+    agent_heartbeat_s: float = Field(default=5.0, gt=0, le=3600,
+                                     description="heartbeat period told to node agents")
+    agent_lost_after: int = Field(default=3, ge=1, le=1000,
+                                  description="missed heartbeats before a node is lost")
 
     def db_url(self) -> str:
         if self.database_url:

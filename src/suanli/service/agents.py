@@ -1,0 +1,374 @@
+"""The control plane's side of the node agent (docs/executors.md, "agent wire protocol").
+
+    POST /api/v1/agent/register              NodeRegistration -> Registered
+    POST /api/v1/agent/{node_id}/heartbeat   Heartbeat        -> Assignment
+
+Both need a token with the ``node`` scope (``suanli token create --scopes node``); the node
+belongs to the token's tenant and to the site the agent names (``--site``, default
+``agents``). Everything is kept in the database (level-triggered, any replica may answer):
+
+* registration upserts the node ``<site>/<hostname>`` (chip resolved through the catalogue,
+  device count and indices, memory, driver / stack version) and marks it ``ready``;
+* a heartbeat records ``last_seen`` and the agent's observed state of each launch in its
+  allocation row; the answer lists the node's active allocations the agent has not reported
+  yet (launch) and those the scheduler wants stopped or that no longer exist (cancel);
+* :class:`AgentRouting` is the executor the scheduler loop sees: launches on agent-managed
+  nodes are left to the agents (their state is what the agents observed), the rest go to the
+  wrapped executor;
+* :class:`AgentMonitor` (a hook of the scheduler loop, run by the leader once per pass) marks
+  a node ``lost`` after ``lost_after`` missed heartbeats, releases its allocations and puts
+  their jobs back to the queue, and asks the loop to rebuild the scheduler when the set of
+  ready nodes changed (a registration, a loss, a node coming back).
+"""
+
+
+import logging
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import Path as PathParam
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanli.exec.base import ExecState, ExecStatus, Executor, ExecutorFeatures, LaunchSpec
+from suanli.service.auth import Principal, authenticate
+from suanli.service.db import (
+    AllocationRow,
+    JobEventRow,
+    JobRow,
+    NodeGroupRow,
+    NodeRow,
+    SiteRow,
+    as_utc,
+    utcnow,
+)
+from suanli.service.models import JobSpec, JobState
+from suanli.service.wire import Assignment, Heartbeat, NodeRegistration, Registered
+
+log = logging.getLogger("suanli.agents")
+NodeId = Annotated[int, PathParam(ge=1, le=2**31)]
+DEFAULT_SITE = "agents"
+TAIL_LIMIT = 65_536
+
+
+def agent_log_path(home: Path, launch_id: str) -> Path:
+    """Where the server keeps the log tail an agent sent for a launch."""
+    return home / "agent-logs" / launch_id / "stdout.log"
+
+
+def launch_spec(job: JobRow, a: AllocationRow, node: NodeRow, vendor: str | None) -> LaunchSpec:
+    """What the agent runs: the job's command on the node's real device indices. ``log_dir``
+    is relative: the agent puts it under its own work directory."""
+    spec = JobSpec.model_validate(job.spec)
+    real = node.device_indices or []
+    devices = [[real[i] if i < len(real) else i for i in devs] for devs in a.devices]
+    return LaunchSpec(
+        launch_id=a.launch_id, job_id=str(job.id), command=spec.argv, env=spec.env,
+        workdir=Path(spec.workdir) if spec.workdir else None,
+        log_dir=Path("runs") / a.launch_id, chip_id=a.chip, vendor=vendor,
+        nodes=[node.hostname or node.name], devices=devices,
+        time_limit_s=spec.time_limit_s, checkpoint_command=spec.checkpoint_command)
+
+
+def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
+    """The two agent endpoints; ``state`` is the app's ``ServiceState``."""
+    from suanli.service.app import ERRORS
+
+    r = APIRouter(prefix="/api/v1/agent", tags=["agents"], responses=ERRORS)
+
+    def db() -> Any:
+        with state.sessions() as s:
+            yield s
+
+    Db = Annotated[Session, Depends(db)]
+
+    def node_principal(s: Db, authorization: Annotated[str | None, Header()] = None
+                       ) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise HTTPException(401, "missing bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        p = authenticate(s, authorization[7:].strip())
+        if p is None:
+            raise HTTPException(401, "invalid or revoked token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if "node" not in p.scopes:
+            raise HTTPException(403, "this token lacks the 'node' scope")
+        return p
+
+    NodeP = Annotated[Principal, Depends(node_principal)]
+
+    @r.post("/register", response_model=Registered)
+    def register(reg: NodeRegistration, s: Db, p: NodeP,
+                 site: Annotated[str | None, Header(alias="x-suanli-site", max_length=200)] = None
+                 ) -> Registered:
+        """Create or update the node ``<site>/<hostname>`` from what the agent's probes found."""
+        from suanli.catalog.loader import load_catalog
+
+        site_name = (reg.site or site or DEFAULT_SITE).strip()
+        known = [d for d in reg.devices if d.chip_id]
+        if not known:
+            raise HTTPException(422, "devices: no device maps to a catalogue chip "
+                                "(name the chip: suanli agent --simulate CHIP:COUNT, or fix "
+                                "the probe)", headers={"x-field": "devices"})
+        chip_id, _n = Counter(d.chip_id for d in known).most_common(1)[0]
+        try:
+            chip = load_catalog().get(str(chip_id))
+        except Exception:
+            raise HTTPException(422, f"devices: unknown catalogue chip '{chip_id}'",
+                                headers={"x-field": "devices"}) from None
+        devs = sorted((d for d in known if d.chip_id == chip_id), key=lambda d: d.index)
+        name = f"{site_name}/{reg.hostname}"
+        with state.write_lock:
+            node = s.scalar(select(NodeRow).where(NodeRow.name == name))
+            if node is not None and (not node.agent or node.tenant_id != p.tenant_id):
+                raise HTTPException(409, f"hostname: node '{name}' belongs to another "
+                                    "tenant or to the fleet file", headers={"x-field": "hostname"})
+            srow = s.scalar(select(SiteRow).where(SiteRow.name == site_name))
+            if srow is None:
+                srow = SiteRow(name=site_name)
+                s.add(srow)
+                s.flush()
+            gname = f"agent-{chip.id}"
+            group = s.scalar(select(NodeGroupRow).where(NodeGroupRow.site_id == srow.id,
+                                                        NodeGroupRow.name == gname))
+            if group is None:
+                group = NodeGroupRow(site_id=srow.id, name=gname, chip=chip.id,
+                                     vendor=chip.vendor, chips_per_node=len(devs))
+                s.add(group)
+                s.flush()
+            if node is None:
+                node = NodeRow(name=name, group_id=group.id, devices=len(devs), agent=True,
+                               tenant_id=p.tenant_id)
+                s.add(node)
+            node.group_id = group.id
+            node.devices = len(devs)
+            node.device_indices = [d.index for d in devs]
+            node.simulated = all((d.driver_version or "") == "simulated" for d in devs)
+            node.hostname = reg.hostname
+            node.executor = reg.executor
+            node.memory_mib = devs[0].memory_mib
+            node.driver_version = devs[0].driver_version
+            node.stack_version = devs[0].stack_version
+            node.state = "ready"
+            node.last_seen = utcnow()
+            # a restarted agent does not hold what its predecessor ran: assign those launches
+            # again (launching a known launch id re-attaches, never starts twice)
+            for a in s.scalars(select(AllocationRow).where(AllocationRow.active.is_(True))):
+                if a.nodes and a.nodes[0] == name and a.observed_state is not None and \
+                        not ExecState(a.observed_state).terminal:
+                    a.observed_state = None
+            s.commit()
+            node_id = node.id
+        log.info("agent registered %s: %d x %s", name, len(devs), chip.id)
+        if state.loop is not None:
+            state.loop.wake()
+        return Registered(node_id=str(node_id), heartbeat_s=heartbeat_s)
+
+    @r.post("/{node_id}/heartbeat", response_model=Assignment)
+    def heartbeat(node_id: NodeId, beat: Heartbeat, s: Db, p: NodeP) -> Assignment:
+        """Record the agent's observations; answer with launches to start and to cancel."""
+        with state.write_lock:
+            node = s.get(NodeRow, node_id)
+            if node is None or not node.agent or node.tenant_id != p.tenant_id:
+                raise HTTPException(404, f"node {node_id} not found")
+            node.last_seen = utcnow()
+            if node.state != "ready":
+                log.info("node %s is back", node.name)
+                node.state = "ready"
+            ids = [st.launch_id for st in beat.statuses]
+            allocs = {a.launch_id: a for a in s.scalars(
+                select(AllocationRow).where(AllocationRow.launch_id.in_(ids)))} if ids else {}
+            cancel: list[str] = []
+            for st in beat.statuses:
+                a = allocs.get(st.launch_id)
+                if a is None or not a.nodes or a.nodes[0] != node.name or not a.active:
+                    if not st.state.terminal:
+                        cancel.append(st.launch_id)  # requeued elsewhere or gone: stop it
+                    continue
+                a.observed_state = st.state.value
+                a.observed_exit_code = st.exit_code
+                a.observed_message = st.message[:2000]
+                if st.launch_id in beat.log_tails:
+                    path = agent_log_path(home, st.launch_id)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(beat.log_tails[st.launch_id][-TAIL_LIMIT:],
+                                    encoding="utf-8")
+            s.commit()
+            rows = s.execute(
+                select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
+                .where(AllocationRow.active.is_(True))).all()
+            group = s.get(NodeGroupRow, node.group_id)
+            launch: list[LaunchSpec] = []
+            for a, job in rows:
+                if not a.nodes or a.nodes[0] != node.name:
+                    continue
+                if (a.stop_reason or job.cancel_requested) and a.observed_state not in (
+                        None, *[x.value for x in ExecState if x.terminal]):
+                    cancel.append(a.launch_id)
+                elif a.observed_state is None and a.launched and not a.stop_reason:
+                    launch.append(launch_spec(job, a, node, group.vendor if group else None))
+        if any(st.state.terminal for st in beat.statuses) and state.loop is not None:
+            state.loop.wake()
+        return Assignment(launch=launch, cancel=cancel)
+
+    return r
+
+
+class AgentRouting:
+    """The executor the scheduler loop uses: launches on agent-managed nodes are carried out
+    by the agents (their state is the last observation an agent reported), everything else
+    by ``inner``."""
+
+    name = "agent+local"
+
+    def __init__(self, inner: Executor, sessions: sessionmaker[Session], home: Path,
+                 heartbeat_s: float, cache_s: float = 0.1) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.features: ExecutorFeatures = inner.features
+        self.sessions = sessions
+        self.home = home
+        self.heartbeat_s = heartbeat_s
+        self.cache_s = cache_s
+        self._view: dict[str, tuple[str | None, int | None, str, str]] = {}
+        self._at = 0.0
+
+    def _agent_launches(self, fresh: bool = False) -> dict[str, tuple[str | None, int | None,
+                                                                      str, str]]:
+        """launch id -> (observed state, exit code, message, node state) of active
+        allocations on agent-managed nodes."""
+        if not fresh and time.monotonic() - self._at < self.cache_s:
+            return self._view
+        view: dict[str, tuple[str | None, int | None, str, str]] = {}
+        with self.sessions() as s:
+            agent_nodes = dict(s.execute(select(NodeRow.name, NodeRow.state)
+                                         .where(NodeRow.agent.is_(True))).all())
+            if agent_nodes:
+                for lid, nodes, st, code, msg in s.execute(
+                        select(AllocationRow.launch_id, AllocationRow.nodes,
+                               AllocationRow.observed_state, AllocationRow.observed_exit_code,
+                               AllocationRow.observed_message)
+                        .where(AllocationRow.active.is_(True))):
+                    if nodes and nodes[0] in agent_nodes:
+                        view[lid] = (st, code, msg or "", agent_nodes[nodes[0]])
+        self._view, self._at = view, time.monotonic()
+        return view
+
+    def _status(self, launch_id: str, fresh: bool = False) -> ExecStatus | None:
+        v = self._agent_launches(fresh).get(launch_id)
+        if v is None:
+            return None
+        st, code, msg, node_state = v
+        if node_state == "lost" and (st is None or not ExecState(st).terminal):
+            return ExecStatus(launch_id=launch_id, state=ExecState.LOST,
+                              message="node lost (missed heartbeats)")
+        if st is None:
+            return ExecStatus(launch_id=launch_id, state=ExecState.STARTING,
+                              message="waiting for the node agent")
+        return ExecStatus(launch_id=launch_id, state=ExecState(st), exit_code=code,
+                          message=msg)
+
+    def launch(self, spec: LaunchSpec) -> ExecStatus:
+        st = self._status(spec.launch_id, fresh=True)
+        return st if st is not None else self.inner.launch(spec)
+
+    def poll(self, launch_id: str) -> ExecStatus:
+        st = self._status(launch_id)
+        return st if st is not None else self.inner.poll(launch_id)
+
+    def cancel(self, launch_id: str, grace_s: float = 10.0) -> ExecStatus:
+        st = self._status(launch_id, fresh=True)
+        if st is None:
+            return self.inner.cancel(launch_id, grace_s)
+        # the next heartbeat carries the cancel (allocation.stop_reason); wait for the agent
+        end = time.monotonic() + grace_s + 3 * self.heartbeat_s
+        while not st.state.terminal and time.monotonic() < end:
+            time.sleep(min(0.2, self.heartbeat_s))
+            nxt = self._status(launch_id, fresh=True)
+            if nxt is None:
+                break
+            st = nxt
+        return st
+
+    def checkpoint(self, launch_id: str) -> bool:
+        if self._status(launch_id) is not None:
+            return False  # the agent protocol has no checkpoint call yet
+        return self.inner.checkpoint(launch_id)
+
+    def log_paths(self, launch_id: str) -> dict[str, Path]:
+        path = agent_log_path(self.home, launch_id)
+        if path.is_file():
+            return {"stdout": path}
+        return self.inner.log_paths(launch_id)
+
+    def check(self) -> tuple[bool, str]:
+        return self.inner.check()
+
+    def __getattr__(self, item: str) -> Any:  # preempt etc. of the inner executor
+        return getattr(self.inner, item)
+
+
+class AgentMonitor:
+    """Scheduler-loop hook: marks silent agent nodes lost (their jobs back to the queue) and
+    reports when the ready fleet changed so the loop rebuilds its scheduler."""
+
+    def __init__(self, sessions: sessionmaker[Session], heartbeat_s: float, lost_after: int,
+                 write_lock: Any = None) -> None:
+        import contextlib
+
+        self.sessions = sessions
+        self.heartbeat_s = heartbeat_s
+        self.lost_after = lost_after
+        self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
+        self._fingerprint: tuple[Any, ...] | None = None
+
+    @property
+    def timeout_s(self) -> float:
+        return self.heartbeat_s * self.lost_after
+
+    def __call__(self) -> bool:
+        """One check; True when the scheduler must be rebuilt from the database."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.timeout_s)
+        with self.write_lock, self.sessions() as s:
+            for node in s.scalars(select(NodeRow).where(NodeRow.agent.is_(True),
+                                                        NodeRow.state == "ready")):
+                seen = as_utc(node.last_seen)
+                if seen is not None and seen >= cutoff:
+                    continue
+                node.state = "lost"
+                n = self._requeue_jobs(s, node.name,
+                                       f"node {node.name} lost: no heartbeat for "
+                                       f"{self.timeout_s:g} s; back to the queue")
+                log.warning("node %s lost (%d jobs back to the queue)", node.name, n)
+            s.commit()
+            fp = tuple(s.execute(select(NodeRow.name, NodeRow.devices, NodeRow.group_id)
+                                 .where(NodeRow.state == "ready").order_by(NodeRow.id)).all())
+        changed = self._fingerprint is not None and fp != self._fingerprint
+        self._fingerprint = fp
+        return changed
+
+    def _requeue_jobs(self, s: Session, node: str, reason: str) -> int:
+        n = 0
+        rows = s.execute(select(AllocationRow, JobRow).join(JobRow, JobRow.id ==
+                                                            AllocationRow.job_id)
+                         .where(AllocationRow.active.is_(True))).all()
+        for a, job in rows:
+            if node not in (a.nodes or []):
+                continue
+            a.active = False
+            a.released_at = utcnow()
+            a.observed_state = a.observed_state or ExecState.LOST.value
+            if job.cancel_requested:
+                job.state, job.reason = JobState.CANCELLED.value, "cancelled (node lost)"
+                job.finished_at = utcnow()
+            else:
+                job.state, job.reason = JobState.PENDING.value, reason
+            job.updated_at = utcnow()
+            s.add(JobEventRow(job_id=job.id, state=job.state, reason=job.reason[:2000]))
+            n += 1
+        return n
