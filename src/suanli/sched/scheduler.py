@@ -41,6 +41,7 @@ DEFICIT_CAP_ROUNDS = 24.0
 # back-fill plans only the waiting jobs that could start now once this many wait (below it the
 # cache costs more than planning the whole short queue; both give the same placements)
 ELIG_MIN_QUEUE = 64
+KEEP_ROUNDS = 8.0  # churn damping of share policies (see Scheduler.share_priority)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -69,9 +70,16 @@ class Scheduler:
         round_s: float = 360.0,
         queues: Iterable[Queue] = (),
         filters: Sequence[Filter] = DEFAULT_FILTERS,
+        keep_rounds: float = KEEP_ROUNDS,
+        work_conserving: bool = True,
     ) -> None:
         if round_s <= 0:
             raise SuanliError(f"round length must be > 0 s, got {round_s}", field="--round")
+        # churn damping for share policies: a running job keeps its pool until a waiting job is
+        # owed keep_rounds rounds more than it
+        self.keep_s = float(keep_rounds) * float(round_s)
+        # share policies: capacity no share claims goes to waiting jobs (rate-scored)
+        self.work_conserving = work_conserving
         self.cluster = cluster
         self.policy = policy
         self.matrix = (
@@ -257,7 +265,7 @@ class Scheduler:
             out += self._upgrade(now)
         self._freed = False
         if self.policy.preemptive:
-            if self.waiting:
+            if self.waiting or (self.policy.lp and self._owed_elsewhere()):
                 if due or self._next_round is None:
                     if self._next_round is None:
                         self._start_rounds(now)
@@ -265,6 +273,17 @@ class Scheduler:
             else:
                 self._next_round = None
         return out
+
+    def _owed_elsewhere(self) -> bool:
+        """Some running job has a time share on another pool with room for it now (so a
+        round may move it there even though nobody waits)."""
+        if not self.running or not (self.free > 0).any():
+            return False
+        run = np.fromiter(self.running, np.int64, len(self.running))
+        X = self.share[run]
+        room = self.free[None, :] >= self.demand[run][:, None]
+        room[np.arange(len(run)), self.pool[run]] = False
+        return bool(((X > 1e-6) & room).any())
 
     # ------------------------------------------------------------------ views for policies
     def view_rates(self, slots: np.ndarray, aware: bool) -> np.ndarray:
@@ -298,8 +317,15 @@ class Scheduler:
         return np.where(here, 0.0, t)
 
     def share_priority(self, slots: np.ndarray) -> np.ndarray:
+        """Seconds each job is owed on each pool (deficit + this round's entitlement), -inf
+        where it has no share; a running job's current pool counts ``keep_s`` more, so it is
+        only displaced by a job owed that much more than it (churn damping)."""
         X = self.share[slots]
         p = self.deficit[slots] + X * self.round_s
+        cur = self.pool[slots]
+        run = np.flatnonzero(cur >= 0)
+        if len(run) and self.keep_s:
+            p[run, cur[run]] += self.keep_s
         return np.where(X > 1e-6, p, -np.inf)
 
     def class_problem(
@@ -492,6 +518,10 @@ class Scheduler:
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
         capf = np.maximum(self.capacity, 1).astype(float)
+        # ties go to the pool with the largest fraction free now: not held by running jobs,
+        # so a job does not take the place of one that is running while another pool is free
+        tie_free = np.minimum(self.free, free).astype(float)
+        cur = self.pool[slots]
         okm = self._eligible(scores) & (free[None, :] >= dem[:, None])
         cnt = okm.sum(axis=1)  # pools each job still fits in now
         for i in np.nonzero(cnt)[0].tolist():
@@ -505,8 +535,10 @@ class Scheduler:
             row = scores[i]
             best_i = row[row_ok].min()
             tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
-            p = int(np.argmax(np.where(tie, free / capf, -1.0)))
+            p = int(np.argmax(np.where(tie, tie_free / capf, -np.inf)))
             free[p] -= d
+            if cur[i] != p:
+                tie_free[p] -= d
             used[q] += d
             out[int(slots[i])] = p
             flip = okm[:, p] & (dem > free[p])
@@ -600,16 +632,90 @@ class Scheduler:
             self._elig_all_stale = False
             self._elig_stale.clear()
             if len(todo):
-                self.elig[todo] = self._eligible(self._scores(todo, now))
+                el = self._eligible(self._scores(todo, now))
+                if self.policy.lp and self.work_conserving:  # second pass of _place
+                    el |= self._eligible(Policy.scores(self.policy, self, todo, now))
+                self.elig[todo] = el
             fits = (self.elig[slots] & (self.free[None, :] >= self.demand[slots][:, None])).any(
                 axis=1)
             slots = slots[fits]
             if len(slots) == 0:
                 return []
-        slots, scores = self._plan(slots, now)
         # the running quota use is already in self.queue_used
-        place = self._allocate(slots, scores, self.free.copy())
+        place = self._place(slots, now, self.free.copy())
         return [self._start(s, p, now) for s, p in place.items()]
+
+    def _place(self, slots: np.ndarray, now: float, free: np.ndarray) -> dict[int, int]:
+        """Plan and allocate ``slots`` on ``free`` (mutated). Share policies place in two
+        passes: first by shares (what the LP gave each job), then, when work-conserving, the
+        jobs left over take the capacity no share claimed (rate scores; running jobs first so
+        they keep their pool)."""
+        free0 = free.copy()
+        slots, scores = self._plan(slots, now)
+        self._favour_current(slots, scores)
+        place = self._allocate(slots, scores, free)
+        rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
+        if self.policy.lp and self.work_conserving and len(place) < len(slots):
+            rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
+            if len(rest) and (free >= self.demand[rest].min()).any():
+                run_first = np.argsort(self.pool[rest] < 0, kind="stable")
+                rest = rest[run_first]
+                fb = Policy.scores(self.policy, self, rest, now)
+                self._favour_current(rest, fb)
+                more = self._allocate(rest, fb, free)
+                place.update(more)
+                rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
+        if any(self.pool[s] >= 0 and self.pool[s] != p for s, p in place.items()):
+            place = self._keep_places(place, rows, free0)
+            free[:] = free0
+            for s, p in place.items():
+                free[p] -= self.demand[s]
+        return place
+
+    def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
+                     free: np.ndarray) -> dict[int, int]:
+        """Same jobs, fewer moves: greedy allocation in claim order can push a running job
+        off its pool only because a job ahead of it took the room there while an equally
+        good pool was free. Re-place the chosen jobs: running jobs first, each on its
+        current pool unless the plan scored another pool strictly better for it; then the
+        others on their planned pool, or the best other pool with room."""
+        free = free.copy()
+        out: dict[int, int] = {}
+        pending: list[int] = []
+        for s, p in place.items():
+            q = int(self.pool[s])
+            if q < 0:
+                continue
+            row = rows[s]
+            want = q if np.isfinite(row[q]) and row[q] <= row[p] else p
+            d = int(self.demand[s])
+            if free[want] >= d:
+                out[s] = want
+                free[want] -= d
+            else:
+                pending.append(s)
+        later = [s for s in place if self.pool[s] < 0] + pending
+        for s in later:
+            d = int(self.demand[s])
+            p = place[s]
+            if free[p] < d:
+                row = rows[s]
+                ok = np.isfinite(row) & (free >= d)
+                if not ok.any():
+                    continue  # dropped: it waits for the next event
+                p = int(np.argmin(np.where(ok, row, np.inf)))
+            out[s] = p
+            free[p] -= d
+        return out
+
+    def _favour_current(self, slots: np.ndarray, scores: np.ndarray) -> None:
+        """A running job keeps its pool on ties (no needless migration)."""
+        cur = self.pool[slots]
+        rows = np.nonzero(cur >= 0)[0]
+        if len(rows):
+            sc = scores[rows, cur[rows]]
+            fin = np.isfinite(sc)
+            scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
 
     def _round(self, now: float) -> list[Decision]:
         self.stats["rounds"] += 1
@@ -631,11 +737,10 @@ class Scheduler:
             self._last_round_t = now
             if self._dirty:
                 t0 = time.perf_counter()
-                self.share[act] = self.policy.solve(self, act, now)
+                self.share[act] = self.policy.shares(self, act, now)
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
-        slots, scores = self._plan(act, now)
         # every active job competes afresh: capacity held by running jobs counts as free,
         # and their queue usage is released for the quota check
         free = self.free.copy()
@@ -643,14 +748,7 @@ class Scheduler:
         for s, p in self.running.items():
             free[p] += self.demand[s]
             self.queue_used[self.qidx[s]] -= self.demand[s]
-        # a running job keeps its pool on ties (no needless migration)
-        cur = self.pool[slots]
-        rows = np.nonzero(cur >= 0)[0]
-        if len(rows):
-            sc = scores[rows, cur[rows]]
-            fin = np.isfinite(sc)
-            scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
-        place = self._allocate(slots, scores, free)
+        place = self._place(act, now, free)
         self.queue_used = saved_used
         out: list[Decision] = []
         for s in list(self.running):

@@ -39,6 +39,9 @@ class SimResult:
     first_pool: np.ndarray  # pool of the first start, -1 if never started
     work_done: np.ndarray
     iso_time: np.ndarray  # time alone on 1/n of the cluster (fairness reference)
+    preemptions: np.ndarray  # per job: times stopped before finishing and not moved at once
+    migrations: np.ndarray  # per job: times stopped and restarted elsewhere at the same time
+    lost_dev_s: np.ndarray  # per job: device-seconds held without progress (staging, restarts)
     unrunnable: dict[str, str]
     busy_dev_s: np.ndarray  # per pool, device-seconds computing
     held_dev_s: np.ndarray  # per pool, device-seconds allocated (incl. data staging)
@@ -105,6 +108,9 @@ def run_simulation(
     dev_s_prec: dict[tuple[int, str], float] = {}
     prec_of = [(j.need_precision.value if j.need_precision else "unknown") for j in jobs]
     demand = np.fromiter((j.demand_milli for j in jobs), np.int64, N)
+    n_pre = np.zeros(N, dtype=np.int64)
+    n_mig = np.zeros(N, dtype=np.int64)
+    lost = np.zeros(N)
     heap: list[tuple[float, int, int]] = []
     tl_t: list[float] = []
     tl_used: list[np.ndarray] = []
@@ -118,6 +124,7 @@ def run_simulation(
         d = demand[i] / MILLI
         busy[p] += d * comp
         held[p] += d * (t - seg_t0[i])
+        lost[i] += d * ((t - seg_t0[i]) - comp)
         key = (p, prec_of[i])
         dev_s_prec[key] = dev_s_prec.get(key, 0.0) + d * comp
         used[p] -= demand[i]
@@ -164,6 +171,7 @@ def run_simulation(
         # decisions: stops first, then starts
         decisions = sched.schedule(t)
         n_dec = len(decisions)
+        stopped: set[int] = set()
         for d in decisions:
             i = d.slot
             if record_decisions:
@@ -172,9 +180,13 @@ def run_simulation(
                 if pool_of[i] != d.pool:
                     raise RuntimeError(f"scheduler stopped {d.job_id} which is not running there")
                 settle(i, t)
+                stopped.add(i)
                 continue
             if pool_of[i] >= 0:
                 raise RuntimeError(f"scheduler started {d.job_id} which is already running")
+            if i in stopped:
+                stopped.discard(i)
+                n_mig[i] += 1
             used[d.pool] += demand[i]
             if used[d.pool] > cluster.capacity_milli[d.pool]:
                 raise RuntimeError(f"pool {d.pool} over-allocated at t={t}")
@@ -188,6 +200,8 @@ def run_simulation(
             ver[i] += 1
             eta = prog_t[i] + rem[i] / d.rate
             heapq.heappush(heap, (eta, i, int(ver[i])))
+        for i in stopped:
+            n_pre[i] += 1
         if len(tl_t) < max_samples:
             tl_t.append(t)
             tl_used.append(used.copy())
@@ -219,6 +233,9 @@ def run_simulation(
         first_pool=first_pool,
         work_done=np.array([j.work for j in jobs]) - rem,
         iso_time=sched.iso_time[:N].copy(),
+        preemptions=n_pre,
+        migrations=n_mig,
+        lost_dev_s=lost,
         unrunnable=unrunnable,
         busy_dev_s=busy,
         held_dev_s=held,
