@@ -37,6 +37,9 @@ class Job:
     data_gb: float = 0.0  # input data to move when the job runs outside ``home_site``
     home_site: str | None = None
     gpu_fraction: float = 1.0  # fraction of one device (Alibaba gpu_milli / 1000), gang == 1
+    # checkpoint + restart cost of one preemption or migration (s); None = the scheduler's
+    # RestartCost rule (from the model size and storage bandwidth)
+    restart_s: float | None = None
     # Run time on the trace's original chip, for traces that give durations, not work: a
     # loader sets ``work = 0`` and this; ``suanli.sim.traces.attach_work`` converts it.
     duration_ref: float | None = None

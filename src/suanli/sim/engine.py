@@ -20,7 +20,7 @@ from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec
 from suanli.sched.job import MILLI, Job, Queue
 from suanli.sched.policies import Policy, get_policy
-from suanli.sched.scheduler import Scheduler
+from suanli.sched.scheduler import RestartCost, Scheduler
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 Progress = Callable[[int, int], None]
@@ -74,6 +74,7 @@ def run_simulation(
     notes: Sequence[str] = (),
     max_samples: int = 200_000,
     record_decisions: bool = False,
+    restart: RestartCost | None = None,
 ) -> SimResult:
     """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs."""
     from suanli.sim.metrics import summarize  # local: metrics imports SimResult
@@ -83,7 +84,7 @@ def run_simulation(
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival, i))
     jobs = [jobs[i] for i in order]
     N, P = len(jobs), cluster.n_pools
-    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues)
+    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues, restart=restart)
     arrival = np.fromiter((j.arrival for j in jobs), float, N)
     if N and (np.isnan(arrival).any() or arrival.min() < 0):
         raise SuanliError("job arrival times must be >= 0")
@@ -108,6 +109,7 @@ def run_simulation(
     dev_s_prec: dict[tuple[int, str], float] = {}
     prec_of = [(j.need_precision.value if j.need_precision else "unknown") for j in jobs]
     demand = np.fromiter((j.demand_milli for j in jobs), np.int64, N)
+    index = {j.id: i for i, j in enumerate(jobs)}
     n_pre = np.zeros(N, dtype=np.int64)
     n_mig = np.zeros(N, dtype=np.int64)
     lost = np.zeros(N)
@@ -173,7 +175,7 @@ def run_simulation(
         n_dec = len(decisions)
         stopped: set[int] = set()
         for d in decisions:
-            i = d.slot
+            i = index[d.job_id]
             if record_decisions:
                 log.append((t, d.action, i, d.pool, d.demand_milli))
             if d.action == "stop":
@@ -193,7 +195,7 @@ def run_simulation(
             pool_of[i] = d.pool
             rate[i] = d.rate
             seg_t0[i] = t
-            prog_t[i] = t + d.stage_s
+            prog_t[i] = t + d.stage_s + d.restart_s
             if np.isnan(start[i]):
                 start[i] = t
                 first_pool[i] = d.pool
@@ -205,7 +207,7 @@ def run_simulation(
         if len(tl_t) < max_samples:
             tl_t.append(t)
             tl_used.append(used.copy())
-            tl_q.append(len(sched.waiting))
+            tl_q.append(sched.queue_length)
         if progress is not None and events >= next_report:
             progress(n_final, N)
             next_report = events + 2000
@@ -213,8 +215,8 @@ def run_simulation(
         progress(N, N)
 
     unrunnable = dict(sched.unrunnable)
-    for s in list(sched.waiting):
-        unrunnable[jobs[s].id] = (
+    for jid in sched.waiting_ids():
+        unrunnable[jid] = (
             "never placed: its gang never fitted the capacity its queue quota allows"
         )
     flops: dict[str, float] = {}
@@ -232,7 +234,7 @@ def run_simulation(
         finish=finish,
         first_pool=first_pool,
         work_done=np.array([j.work for j in jobs]) - rem,
-        iso_time=sched.iso_time[:N].copy(),
+        iso_time=np.array([sched.isolated_time(j.id) for j in jobs]),
         preemptions=n_pre,
         migrations=n_mig,
         lost_dev_s=lost,
