@@ -25,14 +25,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec, ClusterState
 from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
-from suanli.sched.job import MILLI, Job, Queue
+from suanli.sched.job import MILLI, Job, Queue, job_from_plain, job_to_plain
 from suanli.sched.policies import FIXED_WHILE_WAITING, Policy
 from suanli.sched.slots import (
     CANCELLED,
@@ -47,6 +47,7 @@ from suanli.sched.slots import (
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 DEFICIT_CAP_ROUNDS = 24.0
+SNAPSHOT_VERSION = 1
 # back-fill plans only the waiting jobs that could start now once this many wait (below it the
 # cache costs more than planning the whole short queue; both give the same placements)
 ELIG_MIN_QUEUE = 64
@@ -504,6 +505,88 @@ class Scheduler:
         rem_t = self.remaining(slots, now) / best
         budget = self.t.iso_time[slots] - (now - self.t.arrival[slots])
         return rem_t / np.maximum(budget, self.round_s)
+
+    # ------------------------------------------------------------------ snapshot / restore
+    def snapshot(self) -> dict[str, Any]:
+        """The scheduler's state as plain data (JSON-able). :meth:`restore` with the same
+        cluster, policy, throughput source and options continues exactly where this left off:
+        replaying the same events afterwards gives the same decisions."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "round_s": self.round_s,
+            "policy": self.policy.label,
+            "queues": [[n, self.queue_weight[i], None if not np.isfinite(self.queue_quota[i])
+                        else self.queue_quota[i] / MILLI]
+                       for i, n in enumerate(self.queue_names)],
+            "jobs": [job_to_plain(j) for j in self.jobs],
+            "slots": self.t.to_plain(self._n),
+            "class_rates": [r.tolist() for r in self._class_rates],
+            "waiting": list(self.waiting),
+            "running": [[s, p] for s, p in self.running.items()],
+            "backoff": [[s, t] for s, t in self.backoff.items()],
+            "unrunnable": dict(self.unrunnable),
+            "failed": dict(self.failed),
+            "nodes": {k: list(v) for k, v in self.nodes.items()},
+            "capacity": self.capacity.tolist(),
+            "free": self.free.tolist(),
+            "queue_used": self.queue_used.tolist(),
+            "next_round": self._next_round,
+            "last_round_t": self._last_round_t,
+            "dirty": self._dirty,
+            "freed": self._freed,
+            "last_stop_rate": self._last_stop_rate,
+            "stats": dict(self.stats),
+            "subopt": sorted(self._subopt),
+            "subopt_groups": [[c, p, n] for (c, p), n in self._subopt_groups.items()],
+            "elig_stale": sorted(self._elig_stale),
+            "elig_all_stale": self._elig_all_stale,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        data: dict[str, Any],
+        cluster: ClusterSpec,
+        policy: Policy,
+        throughput: ThroughputProvider | ThroughputMatrix,
+        **options: Any,
+    ) -> Scheduler:
+        """A scheduler in the state of :meth:`snapshot` output ``data``. ``options`` are the
+        keyword options the snapshotted scheduler was made with (round_s and queues come from
+        the snapshot)."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise SuanliError(f"scheduler snapshot version {data.get('version')!r} is not "
+                              f"{SNAPSHOT_VERSION}")
+        if data["policy"] != policy.label:
+            raise SuanliError(f"snapshot is of policy {data['policy']}, not {policy.label}")
+        queues = [Queue(n, w, q) for n, w, q in data["queues"]]
+        sched = cls(cluster, policy, throughput, round_s=data["round_s"], queues=queues,
+                    **options)
+        for d in data["jobs"]:
+            sched.submit(job_from_plain(d))  # rebuilds classes and caches in the same order
+        sched.t.load_plain(data["slots"])
+        sched._class_rates = [np.asarray(r, dtype=float) for r in data["class_rates"]]
+        sched._cm = None
+        sched.waiting = dict.fromkeys(int(s) for s in data["waiting"])
+        sched.running = {int(s): int(p) for s, p in data["running"]}
+        sched.backoff = {int(s): float(t) for s, t in data["backoff"]}
+        sched.unrunnable = dict(data["unrunnable"])
+        sched.failed = dict(data["failed"])
+        sched.nodes = {k: list(v) for k, v in data["nodes"].items()}
+        sched.capacity = np.asarray(data["capacity"], dtype=np.int64)
+        sched.free = np.asarray(data["free"], dtype=np.int64)
+        sched.queue_used = np.asarray(data["queue_used"], dtype=np.int64)
+        sched._next_round = data["next_round"]
+        sched._last_round_t = data["last_round_t"]
+        sched._dirty = bool(data["dirty"])
+        sched._freed = bool(data["freed"])
+        sched._last_stop_rate = float(data["last_stop_rate"])
+        sched.stats = dict(data["stats"])
+        sched._subopt = {int(s) for s in data["subopt"]}
+        sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
+        sched._elig_stale = {int(s) for s in data["elig_stale"]}
+        sched._elig_all_stale = bool(data["elig_all_stale"])
+        return sched
 
     def waiting_ids(self) -> list[str]:
         """Jobs waiting for a start (submit order), not counting those in a retry backoff."""
