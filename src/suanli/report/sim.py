@@ -14,8 +14,8 @@ from suanli.sim.engine import SimResult
 
 COLUMNS = (
     "policy", "done", "unrunnable", "mean JCT h", "median JCT h", "p99 JCT h", "mean wait h",
-    "makespan h", "util %", "energy MWh", "cost kCNY", "rho mean", "rho max", "JCT vs first",
-    "wall s",
+    "makespan h", "util %", "energy MWh", "cost kCNY", "rho mean", "rho max", "preempt/job",
+    "moves/job", "lost acc-h", "JCT vs first", "wall s",
 )
 
 
@@ -35,7 +35,9 @@ def summary_rows(results: Sequence[SimResult]) -> list[list[Any]]:
             r.policy, m["completed"], m["unrunnable"], _h(mean), _h(m["jct_s"]["median"]),
             _h(m["jct_s"]["p99"]), _h(m["queueing_s"]["mean"]), _h(m["makespan_s"]),
             100 * m["utilisation"], m["energy_kwh"] / 1000, m["cost_cny"] / 1000,
-            m["fairness_rho"]["mean"], m["fairness_rho"]["max"], ratio, m["wall_s"],
+            m["fairness_rho"]["mean"], m["fairness_rho"]["max"],
+            m["preemption"]["per_job_mean"], m["preemption"]["migrations_per_job_mean"],
+            m["preemption"]["lost_acc_h"], ratio, m["wall_s"],
         ])
     return rows
 

@@ -234,7 +234,7 @@ class MaxThroughput(_SharePolicy):
 
     def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
         R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
-        return lp.max_throughput(R, m, g, cap, value=g)[inv]
+        return lp.max_throughput(R, m, g, cap)[inv]
 
 
 POLICIES: dict[str, type[Policy]] = {

@@ -974,36 +974,49 @@ class Scheduler:
         """Plan and allocate ``slots`` on ``free`` (mutated). Share policies place in two
         passes: first by shares (what the LP gave each job), then, when work-conserving, the
         jobs left over take the capacity no share claimed (rate scores; running jobs first so
-        they keep their pool)."""
+        they keep their pool). If that moved running jobs only for want of room, the chosen
+        jobs are re-placed with fewer moves (:meth:`_keep_places`) and the room this frees
+        is offered to the jobs left out, in the same order."""
         free0 = free.copy()
         slots, scores = self._plan(slots, now)
         self._favour_current(slots, scores)
+        place, rows = self._two_pass(slots, scores, now, free)
+        if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
+            kept = self._keep_places(place, rows, free0)
+            free[:] = free0
+            for s, p in kept.items():
+                free[p] -= self.t.demand[s]
+            rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
+            if rest.any():
+                more, _ = self._two_pass(slots[rest], scores[rest], now, free)
+                kept.update(more)
+            place = kept
+        return place
+
+    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray
+                  ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+        """(placements, score row each placed job was placed by) for ``slots`` in order."""
         place = self._allocate(slots, scores, free)
         rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
             rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
-                run_first = np.argsort(self.t.pool[rest] < 0, kind="stable")
-                rest = rest[run_first]
+                rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
                 fb = Policy.scores(self.policy, self, rest, now)
                 self._favour_current(rest, fb)
                 more = self._allocate(rest, fb, free)
                 place.update(more)
                 rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
-        if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
-            place = self._keep_places(place, rows, free0)
-            free[:] = free0
-            for s, p in place.items():
-                free[p] -= self.t.demand[s]
-        return place
+        return place, rows
 
     def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
                      free: np.ndarray) -> dict[int, int]:
-        """Same jobs, fewer moves: greedy allocation in claim order can push a running job
-        off its pool only because a job ahead of it took the room there while an equally
-        good pool was free. Re-place the chosen jobs: running jobs first, each on its
-        current pool unless the plan scored another pool strictly better for it; then the
-        others on their planned pool, or the best other pool with room."""
+        """Same jobs, fewer moves. Greedy allocation in claim order can push a running job off
+        its pool only because a job ahead of it took the room there while an equally good pool
+        was free (typical for agnostic policies, to which pools look alike). Re-place the
+        chosen jobs: running jobs first, each on its current pool unless the plan scored
+        another pool strictly better for it; then the others, each on a pool that scores no
+        worse for it than its planned one. If some job would fare worse, the plan stands."""
         free = free.copy()
         out: dict[int, int] = {}
         pending: list[int] = []
@@ -1019,15 +1032,15 @@ class Scheduler:
                 free[want] -= d
             else:
                 pending.append(s)
-        later = [s for s in place if self.t.pool[s] < 0] + pending
-        for s in later:
+        for s in [s for s in place if self.t.pool[s] < 0] + pending:
             d = int(self.t.demand[s])
             p = place[s]
             if free[p] < d:
                 row = rows[s]
-                ok = np.isfinite(row) & (free >= d)
+                tol = 1e-9 * abs(row[p]) + 1e-12
+                ok = (row <= row[p] + tol) & (free >= d)
                 if not ok.any():
-                    continue  # dropped: it waits for the next event
+                    return place
                 p = int(np.argmin(np.where(ok, row, np.inf)))
             out[s] = p
             free[p] -= d

@@ -75,8 +75,10 @@ def run_simulation(
     max_samples: int = 200_000,
     record_decisions: bool = False,
     restart: RestartCost | None = None,
+    options: dict[str, Any] | None = None,
 ) -> SimResult:
-    """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs."""
+    """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs.
+    ``options`` are more keyword options for :class:`Scheduler` (e.g. ``keep_rounds``)."""
     from suanli.sim.metrics import summarize  # local: metrics imports SimResult
 
     pol = get_policy(policy) if isinstance(policy, str) else policy
@@ -84,7 +86,8 @@ def run_simulation(
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival, i))
     jobs = [jobs[i] for i in order]
     N, P = len(jobs), cluster.n_pools
-    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues, restart=restart)
+    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues, restart=restart,
+                      **(options or {}))
     arrival = np.fromiter((j.arrival for j in jobs), float, N)
     if N and (np.isnan(arrival).any() or arrival.min() < 0):
         raise SuanliError("job arrival times must be >= 0")
