@@ -1080,17 +1080,28 @@ class Scheduler:
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
         # every active job competes afresh: capacity held by running jobs counts as free,
-        # and their queue usage is released for the quota check
+        # and their queue usage is released for the quota check. Except: a job still staging
+        # or restoring, or restarted and not yet progressed for as long as its restart cost
+        # it, keeps its place, so a restart
+        # always pays for itself at least once (without this, a preemptive policy with
+        # restarts longer than a round can stop jobs before they ever progress: livelock)
+        pinned = {s for s in self.running
+                  if now < self.t.prog_t[s] + (self.t.restart_s[s] if self.t.starts[s] > 1
+                                               else 0.0) - 1e-9}
+        if pinned:
+            act = act[np.fromiter((s not in pinned for s in act.tolist()), bool, len(act))]
         free = self.free.copy()
         saved_used = self.queue_used.copy()
         for s, p in self.running.items():
+            if s in pinned:
+                continue
             free[p] += self.t.demand[s]
             self.queue_used[self.t.qidx[s]] -= self.t.demand[s]
         place = self._place(act, now, free)
         self.queue_used = saved_used
         out: list[Decision] = []
         for s in list(self.running):
-            if place.get(s) != self.running[s]:
+            if s not in pinned and place.get(s) != self.running[s]:
                 out.append(self._stop(s, now, "moved" if s in place else "preempted"))
                 if s not in place:
                     self.stats["preemptions"] += 1
