@@ -14,8 +14,8 @@ from suanli.sim.engine import SimResult
 
 COLUMNS = (
     "policy", "done", "unrunnable", "mean JCT h", "median JCT h", "p99 JCT h", "mean wait h",
-    "makespan h", "util %", "energy MWh", "cost kCNY", "rho mean", "rho max", "preempt/job",
-    "moves/job", "lost acc-h", "JCT vs first", "wall s",
+    "makespan h", "util %", "energy MWh", "cost kCNY", "rho mean", "rho max", "JCT vs first",
+    "wall s",
 )
 
 
@@ -35,11 +35,20 @@ def summary_rows(results: Sequence[SimResult]) -> list[list[Any]]:
             r.policy, m["completed"], m["unrunnable"], _h(mean), _h(m["jct_s"]["median"]),
             _h(m["jct_s"]["p99"]), _h(m["queueing_s"]["mean"]), _h(m["makespan_s"]),
             100 * m["utilisation"], m["energy_kwh"] / 1000, m["cost_cny"] / 1000,
-            m["fairness_rho"]["mean"], m["fairness_rho"]["max"],
-            m["preemption"]["per_job_mean"], m["preemption"]["migrations_per_job_mean"],
-            m["preemption"]["lost_acc_h"], ratio, m["wall_s"],
+            m["fairness_rho"]["mean"], m["fairness_rho"]["max"], ratio, m["wall_s"],
         ])
     return rows
+
+
+def preemption_lines(results: Sequence[SimResult]) -> list[str]:
+    """One line per run: preemptions and moves per job, accelerator-hours lost to them."""
+    out = []
+    for r in results:
+        p = r.metrics["preemption"]
+        out.append(f"{r.policy}: {p['per_job_mean']:.2f} preemptions + "
+                   f"{p['migrations_per_job_mean']:.2f} moves per job, "
+                   f"{p['lost_acc_h']:.1f} accelerator-h lost to data staging and restarts")
+    return out
 
 
 def _grid(res: SimResult, n: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
