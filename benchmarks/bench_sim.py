@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         ok &= philly(0.01, ["fifo", "max-min"], "demo fleet x0.01 (contended)")
         ok &= philly(6.1, ["fifo", "max-min"],
                      "demo fleet x6.1, arrivals x300 (contended at 10k accelerators)", load=300)
-    gavel([1, 10, 20, 30, 45, 60] if not quick else [30])
+    gavel([1, 10, 20, 40, 80] if not quick else [40])
     return 0 if ok else 1
 
 

@@ -25,20 +25,22 @@ def plain_upgrade(self: Scheduler, now: float) -> list[Decision]:
     room at its turn and where it would finish in under UPGRADE_GAIN of its time left."""
     run = np.array(sorted(self.running), dtype=np.int64)
     t = Policy.scores(self.policy, self, run, now)
-    cur = self.pool[run]
+    cur = self.t.pool[run]
     here = t[np.arange(len(run)), cur]
+    t = t + self.t.restart_s[run][:, None]
+    t[np.arange(len(run)), cur] = here
     free = self.free.copy()
     out: list[Decision] = []
     for k in np.argsort(-(here - t.min(axis=1)), kind="stable"):
         s = int(run[k])
-        d = int(self.demand[s])
+        d = int(self.t.demand[s])
         ok = (free >= d) & (t[k] < UPGRADE_GAIN * here[k])
         if not ok.any():
             continue
         p = int(np.argmin(np.where(ok, t[k], np.inf)))
         free[p] -= d
         free[cur[k]] += d
-        out.append(self._stop(s, now))
+        out.append(self._stop(s, now, "moved"))
         out.append(self._start(s, p, now))
         self.stats["migrations"] += 1
     return out
@@ -83,9 +85,9 @@ def test_only_jobs_with_a_much_faster_pool_are_upgrade_candidates() -> None:
     # j0 takes the east fast GPUs; j1 waits for a pool within patience (DCU is 4x slower)
     s.schedule(0.0)
     s._start(1, pools["slow_dcu"], 0.0)  # force j1 onto the 4x slower DCU
-    assert s.pool[2] == npu  # the NPU is exactly 2x slower: never worth a migration
+    assert s.t.pool[2] == npu  # the NPU is exactly 2x slower: never worth a migration
     assert s._subopt == {1}
-    assert s._subopt_groups == {(int(s.cls[1]), pools["slow_dcu"]): 1}
+    assert s._subopt_groups == {(int(s.t.cls[1]), pools["slow_dcu"]): 1}
     s.on_finish("j0", 10.0)  # fast GPUs free, nobody waits
     out = s.schedule(10.0)
     assert [(d.action, d.job_id, d.pool) for d in out] == [

@@ -152,6 +152,10 @@ def simulate(
         return
     _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source,
                  wide=wide)
+    from suanli.report.sim import preemption_lines
+
+    for line in preemption_lines(results):
+        console.print(line, highlight=False)
     for n in setup.notes:
         console.print(f"[dim]• {n}[/dim]", highlight=False)
     unr = results[0].metrics["unrunnable_reasons"]

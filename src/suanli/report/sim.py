@@ -39,6 +39,17 @@ def summary_rows(results: Sequence[SimResult]) -> list[list[Any]]:
     return rows
 
 
+def preemption_lines(results: Sequence[SimResult]) -> list[str]:
+    """One line per run: preemptions and moves per job, accelerator-hours lost to them."""
+    out = []
+    for r in results:
+        p = r.metrics["preemption"]
+        out.append(f"{r.policy}: {p['per_job_mean']:.2f} preemptions + "
+                   f"{p['migrations_per_job_mean']:.2f} moves per job, "
+                   f"{p['lost_acc_h']:.1f} accelerator-h lost to data staging and restarts")
+    return out
+
+
 def _grid(res: SimResult, n: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times h, accelerators in use, queue length) sampled on a regular grid (step hold)."""
     t = res.timeline_t

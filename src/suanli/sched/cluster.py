@@ -7,7 +7,7 @@ modelled (a gang may span nodes of its pool); see docs/scheduling.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -41,6 +41,11 @@ class Pool:
     # placements (min-energy), never in reported energy figures (see power_known)
     power_w: float
     power_known: bool
+    nodes: tuple[int, ...] = ()  # devices per node (node groups merged), () = not known
+
+    @property
+    def node_sizes(self) -> tuple[int, ...]:
+        return self.nodes or (self.devices,)
 
     @property
     def label(self) -> str:
@@ -76,6 +81,10 @@ class ClusterSpec:
     def devices(self) -> int:
         return int(sum(p.devices for p in self.pools))
 
+    def node_devices(self, pool: int) -> tuple[int, ...]:
+        """Devices per node of a pool (one node of all its devices if not known)."""
+        return self.pools[pool].node_sizes
+
     def chip_of_type(self, chip_type: str) -> Chip | None:
         for p in self.pools:
             if p.chip_type == chip_type:
@@ -100,7 +109,9 @@ class ClusterSpec:
                 key = (site.name, ctype)
                 if key in seen:
                     old = pools[seen[key]]
-                    pools[seen[key]] = _replace_devices(old, old.devices + group.accelerators)
+                    pools[seen[key]] = _replace_devices(
+                        old, old.devices + group.accelerators,
+                        old.nodes + (group.chips_per_node,) * group.nodes)
                     continue
                 seen[key] = len(pools)
                 tdp = chip.tdp_w.value if chip is not None else None
@@ -118,15 +129,14 @@ class ClusterSpec:
                         wan_gbps=site.wan_gbps,
                         power_w=tdp if tdp else DEFAULT_POWER_W,
                         power_known=bool(tdp),
+                        nodes=(group.chips_per_node,) * group.nodes,
                     )
                 )
         return cls(pools=pools, fleet_name=fleet.name)
 
 
-def _replace_devices(pool: Pool, devices: int) -> Pool:
-    d = {k: getattr(pool, k) for k in pool.__dataclass_fields__}
-    d["devices"] = devices
-    return Pool(**d)
+def _replace_devices(pool: Pool, devices: int, nodes: tuple[int, ...]) -> Pool:
+    return replace(pool, devices=devices, nodes=nodes)
 
 
 def _resolve(

@@ -7,7 +7,8 @@ workload (tokens, FLOP, bytes, or training steps when speeds come from a measure
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from suanli.catalog.schema import Precision
 from suanli.perf.workload import Workload
@@ -37,6 +38,9 @@ class Job:
     data_gb: float = 0.0  # input data to move when the job runs outside ``home_site``
     home_site: str | None = None
     gpu_fraction: float = 1.0  # fraction of one device (Alibaba gpu_milli / 1000), gang == 1
+    # checkpoint + restart cost of one preemption or migration (s); None = the scheduler's
+    # RestartCost rule (from the model size and storage bandwidth)
+    restart_s: float | None = None
     # Run time on the trace's original chip, for traces that give durations, not work: a
     # loader sets ``work = 0`` and this; ``suanli.sim.traces.attach_work`` converts it.
     duration_ref: float | None = None
@@ -66,3 +70,33 @@ class Queue:
     name: str
     weight: float = 1.0
     quota: float | None = None  # max accelerators running at once (None = unlimited)
+
+
+def job_to_plain(job: Job) -> dict[str, Any]:
+    """A job as plain data (JSON-able): for scheduler snapshots."""
+    d: dict[str, Any] = {}
+    for f in fields(job):
+        v = getattr(job, f.name)
+        if isinstance(v, Workload):
+            v = {k: (str(x) if isinstance(x, Precision) else x) for k, x in asdict(v).items()}
+        elif isinstance(v, frozenset):
+            v = sorted(v)
+        elif isinstance(v, Precision):
+            v = str(v)
+        d[f.name] = v
+    return d
+
+
+def job_from_plain(d: dict[str, Any]) -> Job:
+    """Inverse of :func:`job_to_plain`."""
+    d = dict(d)
+    if d.get("workload") is not None:
+        w = dict(d["workload"])
+        w["precision"] = Precision(w["precision"])
+        d["workload"] = Workload(**w)
+    if d.get("precision") is not None:
+        d["precision"] = Precision(d["precision"])
+    for k in ("allowed_chips", "allowed_sites"):
+        if d.get(k) is not None:
+            d[k] = frozenset(d[k])
+    return Job(**d)

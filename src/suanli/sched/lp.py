@@ -63,17 +63,22 @@ def max_min(
     w: np.ndarray,
     cap: np.ndarray,
     max_vars: int = MAX_VARS,
+    norm: np.ndarray | None = None,
 ) -> np.ndarray:
     """Maximise the minimum over classes of (normalised effective throughput / weight).
 
-    Effective throughput of class c is ``sum_p X[c,p] R[c,p]`` normalised by the class's best
-    single-pool rate, so 1.0 means "runs all the time on its fastest pool". A small secondary
-    term maximises total normalised throughput so no capacity is left idle at the optimum.
+    Effective throughput of class c is ``sum_p X[c,p] R[c,p]`` normalised by ``norm[c]``
+    (default: the class's best single-pool rate, so 1.0 means "runs all the time on its
+    fastest pool"). A small secondary term maximises total normalised throughput so no
+    capacity is left idle at the optimum. Gang weighting (a job of g devices counts g times
+    its normalised throughput) is the caller's: pass ``w / g`` as the weight.
     """
     C, P = R.shape
     if C == 0:
         return np.zeros((0, P))
-    norm = R.max(axis=1)
+    if norm is None:
+        norm = R.max(axis=1)
+    norm = np.array(norm, dtype=float)
     norm[norm <= 0] = 1.0
     Rn = R / norm[:, None]
     cs, ps = _pairs(R)
@@ -97,10 +102,68 @@ def max_min(
     return _to_matrix(x, cs, ps, (C, P))
 
 
+def equal_share_rate(R: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Rate of each class under an equal split of its time over the pools it can use, in
+    proportion to their devices (Gavel's ``X^equal``): ``sum_p cap[p] R[c,p] / sum_p cap[p]``
+    over the pools where ``R[c,p] > 0``."""
+    feas = R > 0
+    capf = np.asarray(cap, dtype=float)[None, :] * feas
+    tot = capf.sum(axis=1)
+    out = (capf * R).sum(axis=1) / np.maximum(tot, 1e-300)
+    return np.where(tot > 0, out, 0.0)
+
+
+def spread(X: np.ndarray, R: np.ndarray, m: np.ndarray, g: np.ndarray, cap: np.ndarray
+           ) -> np.ndarray:
+    """Each class's total time share ``t[c] = sum_p X[c,p]`` kept, spread over the pools it
+    can use as evenly as capacity allows: as close as possible (max-min of the ratio) to
+    ``t[c] * cap[p] / sum of cap over its pools``.
+
+    For heterogeneity-agnostic policies all pools a job can use look alike, so their LP has
+    many optima and a solver returns an arbitrary vertex (some classes all on one chip type,
+    and another vertex at the next solve); spreading is the choice that does not pretend to
+    know which type suits a job, and it is stable from one solve to the next.
+    """
+    C, P = X.shape
+    cs, ps = _pairs(R)
+    if C == 0 or len(cs) == 0:
+        return X
+    capa = np.asarray(cap, dtype=float)
+    t = X.sum(axis=1)
+    feas = R > 0
+    capf = capa[None, :] * feas
+    tgt = t[:, None] * capf / np.maximum(capf.sum(axis=1, keepdims=True), 1e-300)
+    Y = tgt
+    load = ((m * g)[:, None] * Y).sum(axis=0)
+    if (load <= capa * (1 + 1e-6) + 1e-9).all():
+        over = np.where(load > capa, capa / np.maximum(load, 1e-300), 1.0)
+        return Y * over[None, :]
+    if len(cs) > MAX_VARS:
+        return X
+    K = len(cs)
+    # capacity rows, then z * tgt - X <= 0 per pair
+    rows = np.concatenate([ps, P + np.arange(K), P + np.arange(K)])
+    cols = np.concatenate([np.arange(K), np.arange(K), np.full(K, K)])
+    vals = np.concatenate([(m * g)[cs], -np.ones(K), tgt[cs, ps]])
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(P + K, K + 1))
+    b = np.concatenate([capa * (1 + 1e-7) + 1e-9, np.zeros(K)])
+    Aeq = sp.csr_matrix((np.ones(K), (cs, np.arange(K))), shape=(C, K + 1))
+    cost = np.zeros(K + 1)
+    cost[K] = -1.0
+    res = linprog(cost, A_ub=A, b_ub=b, A_eq=Aeq, b_eq=t, bounds=[(0, 1)] * K + [(0, 1)],
+                  method="highs")
+    if res.status != 0 or res.x is None:
+        return X
+    return _to_matrix(np.asarray(res.x), cs, ps, (C, P))
+
+
 def max_throughput(
-    R: np.ndarray, m: np.ndarray, g: np.ndarray, cap: np.ndarray, max_vars: int = MAX_VARS
+    R: np.ndarray, m: np.ndarray, g: np.ndarray, cap: np.ndarray, max_vars: int = MAX_VARS,
+    value: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Maximise the total normalised throughput ``sum_c m_c sum_p X[c,p] R[c,p] / best_c``."""
+    """Maximise the total normalised throughput ``sum_c v_c m_c sum_p X[c,p] R[c,p] / best_c``
+    (``v`` = ``value``, default 1; the policy passes the gang size so that a job's throughput
+    counts per device it occupies)."""
     C, P = R.shape
     norm = R.max(axis=1) if C else np.zeros(0)
     norm[norm <= 0] = 1.0
@@ -111,7 +174,8 @@ def max_throughput(
     if len(cs) > max_vars:
         return water_fill(R, m, g, np.ones(C), cap)
     A, b, K = _base_constraints(cs, ps, m, g, cap, extra=0)
-    x = _solve(-m[cs] * Rn[cs, ps], A, b, [(0, 1)] * K)
+    v = np.ones(C) if value is None else np.asarray(value, dtype=float)
+    x = _solve(-(v * m)[cs] * Rn[cs, ps], A, b, [(0, 1)] * K)
     if x is None:
         return water_fill(R, m, g, np.ones(C), cap)
     return _to_matrix(x, cs, ps, (C, P))

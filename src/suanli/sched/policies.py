@@ -159,6 +159,17 @@ class _SharePolicy(Policy):
     preemptive = True
     lp = True
 
+    def shares(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        """Time shares per (job, pool): :meth:`solve`, spread evenly over pools that look
+        alike for agnostic policies (see :func:`suanli.sched.lp.spread`)."""
+        X = self.solve(sched, slots, now)
+        if not self.aware and len(slots):
+            R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
+            first = np.zeros(len(m), dtype=np.int64)
+            first[inv[::-1]] = np.arange(len(inv))[::-1]
+            X = lp.spread(X[first], R, m, g, cap)[inv]
+        return X
+
     def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
         p = sched.share_priority(slots)
         best = np.where(np.isfinite(p), p, -INF).max(axis=1)
@@ -175,9 +186,19 @@ class MaxMinFairness(_SharePolicy):
         "Gavel-style max-min fairness over effective (normalised) throughput; LP per round"
     )
 
+    # a job of g devices counts g x its normalised throughput (Gavel section 4: equal device
+    # time, so a 4-device job gets a quarter of the time share of a 1-device job)
+    gang_weighted = True
+    # normalise a job's throughput by its rate under an equal split of the pools it can use
+    # ("equal", Gavel's X^equal) or by its best single-pool rate ("best")
+    normalise = "equal"
+
     def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
         R, m, g, w, cap, inv, _ = sched.class_problem(slots, self.aware)
-        return lp.max_min(R, m, g, w, cap)[inv]
+        if self.gang_weighted:
+            w = w / np.maximum(g, 1e-9)
+        norm = lp.equal_share_rate(R, cap) if self.normalise == "equal" else None
+        return lp.max_min(R, m, g, w, cap, norm=norm)[inv]
 
 
 class FinishTimeFairness(_SharePolicy):

@@ -25,22 +25,33 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec, ClusterState
 from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
-from suanli.sched.job import MILLI, Job, Queue
+from suanli.sched.job import MILLI, Job, Queue, job_from_plain, job_to_plain
 from suanli.sched.policies import FIXED_WHILE_WAITING, Policy
+from suanli.sched.slots import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    RUNNING,
+    STATE_NAMES,
+    UNRUNNABLE,
+    WAITING,
+    SlotTable,
+)
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
-WAITING, RUNNING, DONE, UNRUNNABLE = 0, 1, 2, 3
 DEFICIT_CAP_ROUNDS = 24.0
+SNAPSHOT_VERSION = 1
 # back-fill plans only the waiting jobs that could start now once this many wait (below it the
 # cache costs more than planning the whole short queue; both give the same placements)
 ELIG_MIN_QUEUE = 64
+KEEP_ROUNDS = 8.0  # churn damping of share policies (see Scheduler.share_priority)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -50,11 +61,58 @@ class Decision:
 
     action: Literal["start", "stop"]
     job_id: str
-    slot: int
     pool: int
     demand_milli: int
     rate: float = 0.0  # expected work units/s once running (the scheduler's estimate)
     stage_s: float = 0.0  # time to move the job's data before it makes progress
+    restart_s: float = 0.0  # restoring its checkpoint (a restart), before it makes progress
+    reason: str = ""  # why a stop happened: "preempted", "moved", "cancelled", "node failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """What happens after a failed start or run: up to ``max_retries`` more tries, the k-th
+    after ``backoff_s * factor ** (k - 1)`` seconds; then the job is given up (``failed``)."""
+
+    max_retries: int = 3
+    backoff_s: float = 60.0
+    factor: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        return self.backoff_s * self.factor ** max(failures - 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartCost:
+    """Checkpoint + restart cost of a preemption or migration, for jobs that do not give
+    their own (``Job.restart_s``): ``fixed_s`` (process start, framework and communicator
+    set-up) plus writing and reading the checkpoint at ``storage_gbs`` GB/s. The checkpoint of
+    a training job is its parameters x ``train_bytes_per_param`` (weights + optimizer state:
+    16 B for mixed precision with Adam); an inference job reloads weights only
+    (``infer_bytes_per_param``). Jobs without a known model pay ``fixed_s`` only."""
+
+    fixed_s: float = 30.0  # assumption: process + framework + communicator start
+    storage_gbs: float = 2.0
+    train_bytes_per_param: float = 16.0
+    infer_bytes_per_param: float = 2.0
+
+    def of(self, job: Job) -> float:
+        if job.restart_s is not None:
+            return float(job.restart_s)
+        w = job.workload
+        if w is None or w.kind == "hpc" or self.storage_gbs <= 0:
+            return self.fixed_s
+        from suanli.perf.models import DEFAULT_INFER_MODEL, DEFAULT_TRAIN_MODEL, resolve_model
+
+        name = w.model or (DEFAULT_TRAIN_MODEL if w.kind == "train" else DEFAULT_INFER_MODEL)
+        try:
+            n = resolve_model(name).n_params
+        except Exception:  # unknown preset: the fixed part only
+            return self.fixed_s
+        if w.kind == "train":
+            gb = n * self.train_bytes_per_param / 1e9
+            return self.fixed_s + 2 * gb / self.storage_gbs  # write, then read
+        return self.fixed_s + n * self.infer_bytes_per_param / 1e9 / self.storage_gbs
 
 
 class Scheduler:
@@ -69,9 +127,26 @@ class Scheduler:
         round_s: float = 360.0,
         queues: Iterable[Queue] = (),
         filters: Sequence[Filter] = DEFAULT_FILTERS,
+        keep_rounds: float = KEEP_ROUNDS,
+        work_conserving: bool = True,
+        restart: RestartCost | None = None,
+        retry: RetryPolicy | None = None,
+        checkpoint_every_s: float = 1800.0,
+        learn_rate: float = 0.5,
     ) -> None:
         if round_s <= 0:
             raise SuanliError(f"round length must be > 0 s, got {round_s}", field="--round")
+        # churn damping for share policies: a running job keeps its pool until a waiting job is
+        # owed keep_rounds rounds more than it
+        self.keep_s = float(keep_rounds) * float(round_s)
+        # share policies: capacity no share claims goes to waiting jobs (rate-scored)
+        self.work_conserving = work_conserving
+        self.restart = restart or RestartCost()
+        self.retry = retry or RetryPolicy()
+        # running jobs checkpoint this often (a failure loses the work since the last one);
+        # a preemption checkpoints before the stop and loses nothing
+        self.checkpoint_every_s = float(checkpoint_every_s)
+        self.learn_rate = float(learn_rate)  # weight of a measured rate (on_progress)
         self.cluster = cluster
         self.policy = policy
         self.matrix = (
@@ -98,29 +173,40 @@ class Scheduler:
         self.jobs: list[Job] = []
         self.slot_of: dict[str, int] = {}
         self._n = 0
-        self._cap = 0
-        self._alloc(1024)
+        self.t = SlotTable(self.P, 1024)
         # classes (interchangeable jobs) and caches
         self._class_of_key: dict[tuple[object, ...], int] = {}
         self._class_rates: list[np.ndarray] = []
         self._class_weight: list[float] = []
         self._class_demand: list[int] = []
         self._filter_cache: dict[tuple[object, ...], list[str | None]] = {}
+        self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
+        self._cd: np.ndarray | None = None  # cache of _class_demand as an array
         # active sets (dicts keep insertion order = submit order)
         self.waiting: dict[int, None] = {}
         self.running: dict[int, int] = {}
         self.unrunnable: dict[str, str] = {}
+        self.backoff: dict[int, float] = {}  # slot -> time it may wait for a start again
+        self.failed: dict[str, str] = {}  # job id -> last failure, for jobs given up
+        # nodes: id -> (pool, devices, state "up" | "drained" | "failed")
+        self.nodes: dict[str, list[object]] = {}
+        for pool in cluster.pools:
+            for i, n in enumerate(cluster.node_devices(pool.index)):
+                self.nodes[f"{pool.label}/{i}"] = [pool.index, n, "up"]
         # rounds and shares
         self._next_round: float | None = None
         self._last_round_t: float | None = None
         self._dirty = True
-        self.stats = {"rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0,
-                      "migrations": 0}
+        self.stats: dict[str, float] = {
+            "rounds": 0, "lp_solves": 0, "lp_seconds": 0.0, "preemptions": 0, "migrations": 0,
+            "restarts": 0, "restart_s": 0.0, "failures": 0, "retries": 0, "cancelled": 0,
+            "rates_learnt": 0}
         self._freed = False  # capacity was released since the last schedule()
+        self._last_stop_rate = 0.0
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
-        # back-fill cache: self.elig[s] = pools waiting job s would take if its gang fitted
+        # back-fill cache: self.t.elig[s] = pools waiting job s would take if its gang fitted
         # (see _fill); valid for built-in policies until s stops again or the next round
         self._elig_cache = type(policy) in FIXED_WHILE_WAITING
         self._elig_stale: set[int] = set()
@@ -137,39 +223,6 @@ class Scheduler:
                 self.queue_used = np.append(self.queue_used, 0)
         return self.queue_index[name]
 
-    def _alloc(self, cap: int) -> None:
-        P = self.P
-
-        def grow(name: str, shape: tuple[int, ...], dtype: type, fill: float = 0) -> None:
-            new = np.full(shape, fill, dtype=dtype)
-            old = getattr(self, name, None)
-            if old is not None:
-                new[: len(old)] = old
-            setattr(self, name, new)
-
-        grow("demand", (cap,), np.int64)
-        grow("work", (cap,), float)
-        grow("arrival", (cap,), float)
-        grow("weight", (cap,), float, 1.0)
-        grow("qidx", (cap,), np.int64)
-        grow("cls", (cap,), np.int64)
-        grow("state", (cap,), np.int8)
-        grow("pool", (cap,), np.int64, -1)
-        grow("done", (cap,), float)
-        grow("prog_t", (cap,), float)
-        grow("seg_t0", (cap,), float)
-        grow("rate_now", (cap,), float)
-        grow("attained_", (cap,), float)
-        grow("iso_time", (cap,), float)
-        grow("data_site", (cap,), np.int64, -1)
-        grow("data_gb", (cap,), float)
-        grow("acct_t", (cap,), float)
-        grow("share", (cap, P), float)
-        grow("deficit", (cap, P), float)
-        grow("recv", (cap, P), float)
-        grow("elig", (cap, P), bool)
-        self._cap = cap
-
     # ------------------------------------------------------------------ driver API
     def submit(self, job: Job, now: float | None = None) -> str | None:
         """Register an arrived job (``now`` defaults to its arrival time).
@@ -178,56 +231,158 @@ class Scheduler:
         if job.id in self.slot_of:
             raise SuanliError(f"duplicate job id '{job.id}'", where=job.origin or None)
         s = self._n
-        if s >= self._cap:
-            self._alloc(self._cap * 2)
+        if s >= self.t.cap:
+            self.t.grow(self.t.cap * 2)
         self._n += 1
         self.jobs.append(job)
         self.slot_of[job.id] = s
         qi = self._queue(job.queue)
-        self.qidx[s] = qi
-        self.demand[s] = job.demand_milli
-        self.work[s] = job.work
-        self.arrival[s] = job.arrival
-        self.weight[s] = job.priority * self.queue_weight[qi]
-        self.data_gb[s] = job.data_gb
+        self.t.qidx[s] = qi
+        self.t.demand[s] = job.demand_milli
+        self.t.work[s] = job.work
+        self.t.arrival[s] = job.arrival
+        self.t.weight[s] = job.priority * self.queue_weight[qi]
+        self.t.data_gb[s] = job.data_gb
+        self.t.restart_s[s] = self.restart.of(job)
         if job.home_site is not None and job.home_site in self.cluster.sites:
-            self.data_site[s] = self.cluster.sites.index(job.home_site)
+            self.t.data_site[s] = self.cluster.sites.index(job.home_site)
         rates, reason = self._rates_for(job)
         if reason is not None:
-            self.state[s] = UNRUNNABLE
+            self.t.state[s] = UNRUNNABLE
             self.unrunnable[job.id] = reason
             return reason
         key = (self.matrix.provider.key(job), job.gang, job.demand_milli,
-               filter_signature(job), self.weight[s], rates.tobytes())
+               filter_signature(job), self.t.weight[s], rates.tobytes())
         c = self._class_of_key.get(key)
         if c is None:
             c = len(self._class_rates)
             self._class_of_key[key] = c
             self._class_rates.append(rates)
-            self._class_weight.append(float(self.weight[s]))
+            self._class_weight.append(float(self.t.weight[s]))
             self._class_demand.append(job.demand_milli)
-        self.cls[s] = c
-        self.state[s] = WAITING
+        self.t.cls[s] = c
+        self.t.state[s] = WAITING
         self.waiting[s] = None
         self._elig_stale.add(s)
-        self.iso_time[s] = self._isolated_time(s, rates)
+        self.t.iso_time[s] = self._isolated_time(s, rates)
         self._dirty = True
         return None
 
     def on_finish(self, job_id: str, now: float) -> None:
-        """The job completed (its work is done)."""
-        s = self.slot_of[job_id]
-        if self.state[s] == RUNNING:
+        """The job completed (its work is done); its devices are free."""
+        s = self._slot(job_id)
+        if self.t.state[s] == RUNNING:
             self._stop(s, now)
             self._freed = True
-        self.waiting.pop(s, None)
-        self.state[s] = DONE
-        self.done[s] = self.work[s]
-        self._dirty = True
+        self._leave(s, DONE)
+        self.t.done[s] = self.t.work[s]
 
+    def cancel(self, job_id: str, now: float) -> Decision | None:
+        """Withdraw a job (waiting, backing off or running). For a running job the returned stop
+        decision is for the driver to carry out; its devices count as free at once. Cancelling
+        a job that has ended already does nothing (returns None)."""
+        s = self._slot(job_id)
+        out = None
+        if self.t.state[s] == RUNNING:
+            out = self._stop(s, now, "cancelled")
+            self._freed = True
+        if self.t.state[s] == WAITING:
+            self._leave(s, CANCELLED)
+            self.stats["cancelled"] += 1
+        return out
+
+    def on_start_failed(self, job_id: str, now: float, reason: str = "") -> bool:
+        """The driver could not start a job this scheduler just started: the start is rolled
+        back (devices free, no progress, no restart counted) and the failure counts for the
+        retry policy. Returns True if the job will be tried again, False if it is given up."""
+        s = self._slot(job_id)
+        if self.t.state[s] != RUNNING:
+            raise SuanliError(f"job '{job_id}' is not running: no start to roll back")
+        self._stop(s, now, "start failed")
+        self.t.done[s] = self.t.ckpt[s]
+        self.t.starts[s] -= 1
+        self._freed = True
+        return self._failed(s, now, reason or "start failed")
+
+    def on_fail(self, job_id: str, now: float, reason: str = "") -> bool:
+        """A running job failed: it loses the work since its last checkpoint and is retried
+        after a backoff (``RetryPolicy``) or, past ``max_retries``, given up. Returns True if
+        it will be retried."""
+        s = self._slot(job_id)
+        if self.t.state[s] != RUNNING:
+            raise SuanliError(f"job '{job_id}' is not running: it cannot fail")
+        self._stop(s, now, "failed")
+        self.t.done[s] = self._checkpointed(s)
+        self._freed = True
+        return self._failed(s, now, reason or "failed")
+
+    def on_progress(self, job_id: str, work_done: float, at: float) -> None:
+        """Measured progress of a running job: ``work_done`` units in total at time ``at``.
+        It replaces the estimate, and the rate observed since the previous report (or the
+        start) updates the rate of the job's class on its pool (exponential average with
+        weight ``learn_rate``), which the policies use from then on."""
+        s = self._slot(job_id)
+        if self.t.state[s] != RUNNING:
+            raise SuanliError(f"job '{job_id}' is not running: no progress to report")
+        if not 0 <= work_done <= self.t.work[s] * (1 + 1e-9):
+            raise SuanliError(f"work done {work_done} outside 0..{self.t.work[s]}",
+                              where=f"job '{job_id}'", field="work_done")
+        t0 = self.t.prog_t[s]
+        if at > t0 and work_done >= self.t.done[s]:
+            observed = (work_done - self.t.done[s]) / (at - t0)
+            c, p = int(self.t.cls[s]), int(self.t.pool[s])
+            rates = self._class_rates[c].copy()
+            if observed > 0 and rates[p] > 0:
+                rates[p] = (1 - self.learn_rate) * rates[p] + self.learn_rate * observed
+                self._class_rates[c] = rates
+                self._cm = None
+                self._dirty = True
+                self.stats["rates_learnt"] += 1
+            self.t.rate_now[s] = observed if observed > 0 else self.t.rate_now[s]
+        self.t.done[s] = min(float(work_done), self.t.work[s])
+        self.t.prog_t[s] = max(at, t0)
+
+    def on_node_added(self, node_id: str, pool: int | str, devices: int, now: float) -> None:
+        """A node joins ``pool`` (index or label ``site/chip_type``) with ``devices``
+        accelerators. Pools are fixed when the scheduler is made: a node of a new chip type
+        or site needs a new scheduler (or a snapshot restored onto the larger cluster)."""
+        if node_id in self.nodes and self.nodes[node_id][2] == "up":
+            raise SuanliError(f"node '{node_id}' is already up")
+        p = self._pool(pool)
+        if devices < 1:
+            raise SuanliError(f"node '{node_id}' must have >= 1 device, got {devices}")
+        self.nodes[node_id] = [p, int(devices), "up"]
+        self._resize(p, devices * MILLI)
+
+    def on_node_drained(self, node_id: str, now: float) -> None:
+        """Take a node out of service gently: no new work goes to its capacity, jobs running
+        there finish (the pool may stay over-committed until they do)."""
+        p, n = self._node_down(node_id, "drained")
+        self._resize(p, -n * MILLI)
+
+    def on_node_failed(self, node_id: str, now: float) -> list[str]:
+        """A node is lost: its capacity goes, and jobs running on it go back to the queue,
+        losing the work since their last checkpoint. Until devices are tracked per node the
+        jobs "on it" are the last-started in its pool until the rest fit. Returns their ids."""
+        p, n = self._node_down(node_id, "failed")
+        self._resize(p, -n * MILLI)
+        lost: list[str] = []
+        victims = sorted((s for s, q in self.running.items() if q == p),
+                         key=lambda s: (-self.t.seg_t0[s], -s))
+        for s in victims:
+            if self.free[p] >= 0:
+                break
+            self._stop(s, now, "node failed")
+            self.t.done[s] = self._checkpointed(s)
+            lost.append(self.jobs[s].id)
+        self._freed = True
+        return lost
     def next_wakeup(self, now: float) -> float | None:
-        """When the scheduler wants to be called again without any event (a round), or None."""
-        return self._next_round
+        """When the scheduler wants to be called again without any event (a round, or the
+        end of a retry backoff), or None."""
+        t = [x for x in (self._next_round, min(self.backoff.values(), default=None))
+             if x is not None]
+        return min(t) if t else None
 
     def schedule(self, now: float, state: ClusterState | None = None) -> list[Decision]:
         """Decisions for time ``now``: a full round when one is due, else a back-fill.
@@ -245,6 +400,12 @@ class Scheduler:
                 self.free += hidden
 
     def _schedule(self, now: float) -> list[Decision]:
+        if self.backoff:
+            for s in [s for s, t in self.backoff.items() if t <= now + 1e-9]:
+                del self.backoff[s]
+                self.waiting[s] = None
+                self._elig_stale.add(s)
+                self._dirty = True
         due = self._next_round is not None and now >= self._next_round - 1e-9
         if due:
             out = self._round(now)
@@ -257,7 +418,7 @@ class Scheduler:
             out += self._upgrade(now)
         self._freed = False
         if self.policy.preemptive:
-            if self.waiting:
+            if self.waiting or (self.policy.lp and self._owed_elsewhere()):
                 if due or self._next_round is None:
                     if self._next_round is None:
                         self._start_rounds(now)
@@ -266,10 +427,21 @@ class Scheduler:
                 self._next_round = None
         return out
 
+    def _owed_elsewhere(self) -> bool:
+        """Some running job has a time share on another pool with room for it now (so a
+        round may move it there even though nobody waits)."""
+        if not self.running or not (self.free > 0).any():
+            return False
+        run = np.fromiter(self.running, np.int64, len(self.running))
+        X = self.t.share[run]
+        room = self.free[None, :] >= self.t.demand[run][:, None]
+        room[np.arange(len(run)), self.t.pool[run]] = False
+        return bool(((X > 1e-6) & room).any())
+
     # ------------------------------------------------------------------ views for policies
     def view_rates(self, slots: np.ndarray, aware: bool) -> np.ndarray:
         """Rates per pool; agnostic: every allowed pool at the job's mean allowed rate."""
-        R = self._class_matrix()[self.cls[slots]] * 1.0
+        R = self._class_matrix()[self.t.cls[slots]] * 1.0
         if aware:
             return R
         feas = R > 0
@@ -277,36 +449,45 @@ class Scheduler:
         return np.where(feas, mean[:, None], 0.0)
 
     def remaining(self, slots: np.ndarray, now: float) -> np.ndarray:
-        run = self.state[slots] == RUNNING
-        prog = np.where(run, self.rate_now[slots] * np.maximum(0.0, now - self.prog_t[slots]), 0)
-        return np.maximum(self.work[slots] - self.done[slots] - prog, 0.0)
+        run = self.t.state[slots] == RUNNING
+        ran = np.maximum(0.0, now - self.t.prog_t[slots])
+        prog = np.where(run, self.t.rate_now[slots] * ran, 0)
+        return np.maximum(self.t.work[slots] - self.t.done[slots] - prog, 0.0)
 
     def attained(self, slots: np.ndarray, now: float) -> np.ndarray:
-        run = self.state[slots] == RUNNING
-        extra = np.where(run, (now - self.seg_t0[slots]) * self.demand[slots] / MILLI, 0.0)
-        return self.attained_[slots] + extra
+        run = self.t.state[slots] == RUNNING
+        extra = np.where(run, (now - self.t.seg_t0[slots]) * self.t.demand[slots] / MILLI, 0.0)
+        return self.t.attained[slots] + extra
 
     def gang(self, slots: np.ndarray) -> np.ndarray:
-        return self.demand[slots] / MILLI
+        return self.t.demand[slots] / MILLI
 
     def stage_matrix(self, slots: np.ndarray) -> np.ndarray:
         """Seconds to move each job's data to each pool's site (0 where it already is)."""
-        ds = self.data_site[slots]
-        gb = self.data_gb[slots]
+        ds = self.t.data_site[slots]
+        gb = self.t.data_gb[slots]
         t = (gb[:, None] * 8.0) / self.cluster.wan_gbps[None, :]
         here = (ds[:, None] < 0) | (ds[:, None] == self.cluster.pool_site[None, :])
         return np.where(here, 0.0, t)
 
     def share_priority(self, slots: np.ndarray) -> np.ndarray:
-        X = self.share[slots]
-        p = self.deficit[slots] + X * self.round_s
+        """Seconds each job is owed on each pool (deficit + this round's entitlement), -inf
+        where it has no share; a running job's current pool counts ``keep_s`` more, so it is
+        only displaced by a job owed that much more than it (churn damping)."""
+        X = self.t.share[slots]
+        p = self.t.deficit[slots] + X * self.round_s
+        cur = self.t.pool[slots]
+        run = np.flatnonzero(cur >= 0)
+        if len(run):
+            # its preemption would cost a restart too
+            p[run, cur[run]] += self.keep_s + self.t.restart_s[slots[run]]
         return np.where(X > 1e-6, p, -np.inf)
 
     def class_problem(
         self, slots: np.ndarray, aware: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Aggregate ``slots`` into classes: (R, m, g, w, cap, inverse, class ids)."""
-        ucls, inv, m = np.unique(self.cls[slots], return_inverse=True, return_counts=True)
+        ucls, inv, m = np.unique(self.t.cls[slots], return_inverse=True, return_counts=True)
         R = self._class_matrix()[ucls]
         if not aware:
             feas = R > 0
@@ -322,22 +503,201 @@ class Scheduler:
         R = self.view_rates(slots, aware)
         best = np.maximum(R.max(axis=1), 1e-300)
         rem_t = self.remaining(slots, now) / best
-        budget = self.iso_time[slots] - (now - self.arrival[slots])
+        budget = self.t.iso_time[slots] - (now - self.t.arrival[slots])
         return rem_t / np.maximum(budget, self.round_s)
 
+    # ------------------------------------------------------------------ snapshot / restore
+    def snapshot(self) -> dict[str, Any]:
+        """The scheduler's state as plain data (JSON-able). :meth:`restore` with the same
+        cluster, policy, throughput source and options continues exactly where this left off:
+        replaying the same events afterwards gives the same decisions."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "round_s": self.round_s,
+            "policy": self.policy.label,
+            "queues": [[n, self.queue_weight[i], None if not np.isfinite(self.queue_quota[i])
+                        else self.queue_quota[i] / MILLI]
+                       for i, n in enumerate(self.queue_names)],
+            "jobs": [job_to_plain(j) for j in self.jobs],
+            "slots": self.t.to_plain(self._n),
+            "class_rates": [r.tolist() for r in self._class_rates],
+            "waiting": list(self.waiting),
+            "running": [[s, p] for s, p in self.running.items()],
+            "backoff": [[s, t] for s, t in self.backoff.items()],
+            "unrunnable": dict(self.unrunnable),
+            "failed": dict(self.failed),
+            "nodes": {k: list(v) for k, v in self.nodes.items()},
+            "capacity": self.capacity.tolist(),
+            "free": self.free.tolist(),
+            "queue_used": self.queue_used.tolist(),
+            "next_round": self._next_round,
+            "last_round_t": self._last_round_t,
+            "dirty": self._dirty,
+            "freed": self._freed,
+            "last_stop_rate": self._last_stop_rate,
+            "stats": dict(self.stats),
+            "subopt": sorted(self._subopt),
+            "subopt_groups": [[c, p, n] for (c, p), n in self._subopt_groups.items()],
+            "elig_stale": sorted(self._elig_stale),
+            "elig_all_stale": self._elig_all_stale,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        data: dict[str, Any],
+        cluster: ClusterSpec,
+        policy: Policy,
+        throughput: ThroughputProvider | ThroughputMatrix,
+        **options: Any,
+    ) -> Scheduler:
+        """A scheduler in the state of :meth:`snapshot` output ``data``. ``options`` are the
+        keyword options the snapshotted scheduler was made with (round_s and queues come from
+        the snapshot)."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise SuanliError(f"scheduler snapshot version {data.get('version')!r} is not "
+                              f"{SNAPSHOT_VERSION}")
+        if data["policy"] != policy.label:
+            raise SuanliError(f"snapshot is of policy {data['policy']}, not {policy.label}")
+        queues = [Queue(n, w, q) for n, w, q in data["queues"]]
+        sched = cls(cluster, policy, throughput, round_s=data["round_s"], queues=queues,
+                    **options)
+        for d in data["jobs"]:
+            sched.submit(job_from_plain(d))  # rebuilds classes and caches in the same order
+        sched.t.load_plain(data["slots"])
+        sched._class_rates = [np.asarray(r, dtype=float) for r in data["class_rates"]]
+        sched._cm = None
+        sched.waiting = dict.fromkeys(int(s) for s in data["waiting"])
+        sched.running = {int(s): int(p) for s, p in data["running"]}
+        sched.backoff = {int(s): float(t) for s, t in data["backoff"]}
+        sched.unrunnable = dict(data["unrunnable"])
+        sched.failed = dict(data["failed"])
+        sched.nodes = {k: list(v) for k, v in data["nodes"].items()}
+        sched.capacity = np.asarray(data["capacity"], dtype=np.int64)
+        sched.free = np.asarray(data["free"], dtype=np.int64)
+        sched.queue_used = np.asarray(data["queue_used"], dtype=np.int64)
+        sched._next_round = data["next_round"]
+        sched._last_round_t = data["last_round_t"]
+        sched._dirty = bool(data["dirty"])
+        sched._freed = bool(data["freed"])
+        sched._last_stop_rate = float(data["last_stop_rate"])
+        sched.stats = dict(data["stats"])
+        sched._subopt = {int(s) for s in data["subopt"]}
+        sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
+        sched._elig_stale = {int(s) for s in data["elig_stale"]}
+        sched._elig_all_stale = bool(data["elig_all_stale"])
+        return sched
+
+    def waiting_ids(self) -> list[str]:
+        """Jobs waiting for a start (submit order), not counting those in a retry backoff."""
+        return [self.jobs[s].id for s in self.waiting]
+
+    @property
+    def queue_length(self) -> int:
+        return len(self.waiting)
+
+    def isolated_time(self, job_id: str) -> float:
+        """The job's time alone on 1/n of the cluster (n = active jobs when it arrived)."""
+        return float(self.t.iso_time[self._slot(job_id)])
+
+    def adopt_running(self, job_id: str, pool: int | str, now: float) -> Decision | None:
+        """A driver rebuilding from its own records (the service after a restart): ``job_id``,
+        waiting here, already runs on ``pool``. Returns the start it records, or None when the
+        job is not waiting or the pool has no room left for it (then it is not counted)."""
+        s = self._slot(job_id)
+        p = self._pool(pool)
+        if int(self.t.state[s]) != WAITING or self.free[p] < int(self.t.demand[s]):
+            return None
+        return self._start(s, p, now)
+
+    def stopped_externally(self, job_id: str, now: float,
+                           reason: str = "preempted") -> Decision | None:
+        """The backend stopped a running job without a decision of ours (e.g. Slurm
+        preemption): it waits again, keeping the work done so far."""
+        s = self._slot(job_id)
+        if int(self.t.state[s]) != RUNNING:
+            return None
+        return self._stop(s, now, reason)
+
     def job_state(self, job_id: str) -> str:
-        return ("waiting", "running", "done", "unrunnable")[self.state[self.slot_of[job_id]]]
+        """``waiting``, ``running``, ``done``, ``unrunnable``, ``cancelled`` or ``failed``."""
+        return STATE_NAMES[int(self.t.state[self._slot(job_id)])]
 
     # ------------------------------------------------------------------ internals
+    def _slot(self, job_id: str) -> int:
+        s = self.slot_of.get(job_id)
+        if s is None:
+            raise SuanliError(f"unknown job id '{job_id}'")
+        return s
+
+    def _pool(self, pool: int | str) -> int:
+        if isinstance(pool, str):
+            for p in self.cluster.pools:
+                if p.label == pool:
+                    return p.index
+            raise SuanliError(f"unknown pool '{pool}' (pools: "
+                              f"{', '.join(p.label for p in self.cluster.pools)})")
+        if not 0 <= pool < self.P:
+            raise SuanliError(f"unknown pool index {pool}")
+        return int(pool)
+
+    def _node_down(self, node_id: str, how: str) -> tuple[int, int]:
+        node = self.nodes.get(node_id)
+        if node is None or node[2] != "up":
+            raise SuanliError(f"node '{node_id}' is not up" if node else
+                              f"unknown node '{node_id}'")
+        node[2] = how
+        return int(node[0]), int(node[1])  # type: ignore[call-overload]
+
+    def _resize(self, p: int, milli: int) -> None:
+        self.capacity[p] += milli
+        self.free[p] += milli
+        self._dirty = True  # LP capacities changed
+        self._elig_all_stale = True
+        if milli > 0:
+            self._freed = True
+
+    def _leave(self, s: int, state: int) -> None:
+        """Job s is over (done, cancelled, failed for good)."""
+        self.waiting.pop(s, None)
+        self.backoff.pop(s, None)
+        self.t.state[s] = state
+        self._dirty = True
+
+    def _checkpointed(self, s: int) -> float:
+        """Work saved at job s's last periodic checkpoint (it has just been stopped)."""
+        base = float(self.t.ckpt[s])
+        chunk = self._last_stop_rate * self.checkpoint_every_s
+        if chunk <= 0:
+            return base
+        since = max(0.0, float(self.t.done[s]) - base)
+        return base + float(np.floor(since / chunk)) * chunk
+
+    def _failed(self, s: int, now: float, reason: str) -> bool:
+        self.t.failures[s] += 1
+        self.stats["failures"] += 1
+        self.t.ckpt[s] = self.t.done[s]
+        if self.t.failures[s] > self.retry.max_retries:
+            self.failed[self.jobs[s].id] = reason
+            self._leave(s, FAILED)
+            return False
+        self.stats["retries"] += 1
+        self.waiting.pop(s, None)
+        self.backoff[s] = now + self.retry.delay(int(self.t.failures[s]))
+        self.t.not_before[s] = self.backoff[s]
+        self._dirty = True
+        return True
+
     def _class_matrix(self) -> np.ndarray:
-        cm = getattr(self, "_cm", None)
+        """Rates per (class, pool); rebuilt when a class is added or a rate is learnt."""
+        cm = self._cm
         if cm is None or len(cm) != len(self._class_rates):
             cm = np.array(self._class_rates).reshape(len(self._class_rates), self.P)
             self._cm = cm
         return cm
 
     def _class_demand_arr(self) -> np.ndarray:
-        cd = getattr(self, "_cd", None)
+        cd = self._cd
         if cd is None or len(cd) != len(self._class_demand):
             cd = np.asarray(self._class_demand, dtype=np.int64)
             self._cd = cd
@@ -372,14 +732,14 @@ class Scheduler:
         feas = rates > 0
         share = float(cap[feas].sum()) / max(n, 1)
         r = float((rates[feas] * cap[feas]).sum() / max(cap[feas].sum(), 1e-12))
-        frac = min(1.0, share / max(self.demand[s] / MILLI, 1e-9))
-        return float(self.work[s]) / max(r * frac, 1e-300)
+        frac = min(1.0, share / max(self.t.demand[s] / MILLI, 1e-9))
+        return float(self.t.work[s]) / max(r * frac, 1e-300)
 
     def _start_rounds(self, now: float) -> None:
         self._last_round_t = now
         act = self._active()
-        self.recv[act] = 0.0
-        self.acct_t[act] = now
+        self.t.recv[act] = 0.0
+        self.t.acct_t[act] = now
 
     def _active(self) -> np.ndarray:
         return np.fromiter(
@@ -389,13 +749,13 @@ class Scheduler:
     def _start(self, s: int, p: int, now: float) -> Decision:
         job = self.jobs[s]
         stage = 0.0
-        ds = self.data_site[s]
+        ds = self.t.data_site[s]
         site = int(self.cluster.pool_site[p])
-        if self.data_gb[s] > 0 and ds >= 0 and ds != site:
-            stage = float(self.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
-        if self.data_gb[s] > 0 and ds >= 0:
-            self.data_site[s] = site
-        rates = self._class_rates[self.cls[s]]
+        if self.t.data_gb[s] > 0 and ds >= 0 and ds != site:
+            stage = float(self.t.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
+        if self.t.data_gb[s] > 0 and ds >= 0:
+            self.t.data_site[s] = site
+        rates = self._class_rates[self.t.cls[s]]
         rate = float(rates[p])
         # _upgrade moves a job only where t_new < GAIN * t_here; with no staging where it runs
         # (its data is now here) that needs rate_new > rate / GAIN (exact in floating point:
@@ -403,46 +763,53 @@ class Scheduler:
         # pool are left out of the candidates for good
         if rates.max() > rate / UPGRADE_GAIN:
             self._subopt.add(s)
-            key = (int(self.cls[s]), int(p))
+            key = (int(self.t.cls[s]), int(p))
             self._subopt_groups[key] = self._subopt_groups.get(key, 0) + 1
-        d = int(self.demand[s])
+        d = int(self.t.demand[s])
+        restart = float(self.t.restart_s[s]) if self.t.starts[s] > 0 else 0.0
+        if restart:
+            self.stats["restarts"] += 1
+            self.stats["restart_s"] += restart
+        self.t.starts[s] += 1
         self.free[p] -= d
-        self.queue_used[self.qidx[s]] += d
-        self.pool[s] = p
-        self.state[s] = RUNNING
-        self.seg_t0[s] = now
-        self.prog_t[s] = now + stage
-        self.rate_now[s] = rate
-        self.acct_t[s] = now
+        self.queue_used[self.t.qidx[s]] += d
+        self.t.pool[s] = p
+        self.t.state[s] = RUNNING
+        self.t.seg_t0[s] = now
+        self.t.prog_t[s] = now + stage + restart
+        self.t.ckpt[s] = self.t.done[s]
+        self.t.rate_now[s] = rate
+        self.t.acct_t[s] = now
         self.waiting.pop(s, None)
         self.running[s] = p
-        return Decision("start", job.id, s, p, d, rate, stage)
+        return Decision("start", job.id, p, d, rate, stage, restart)
 
-    def _stop(self, s: int, now: float) -> Decision:
-        p = int(self.pool[s])
-        d = int(self.demand[s])
-        self.done[s] = min(
-            self.work[s], self.done[s] + self.rate_now[s] * max(0.0, now - self.prog_t[s])
+    def _stop(self, s: int, now: float, reason: str = "preempted") -> Decision:
+        p = int(self.t.pool[s])
+        d = int(self.t.demand[s])
+        self._last_stop_rate = float(self.t.rate_now[s])
+        self.t.done[s] = min(
+            self.t.work[s], self.t.done[s] + self.t.rate_now[s] * max(0.0, now - self.t.prog_t[s])
         )
-        self.attained_[s] += (now - self.seg_t0[s]) * d / MILLI
-        self.recv[s, p] += now - self.acct_t[s]
+        self.t.attained[s] += (now - self.t.seg_t0[s]) * d / MILLI
+        self.t.recv[s, p] += now - self.t.acct_t[s]
         self.free[p] += d
-        self.queue_used[self.qidx[s]] -= d
-        self.pool[s] = -1
-        self.rate_now[s] = 0.0
+        self.queue_used[self.t.qidx[s]] -= d
+        self.t.pool[s] = -1
+        self.t.rate_now[s] = 0.0
         if s in self._subopt:
             self._subopt.remove(s)
-            key = (int(self.cls[s]), p)
+            key = (int(self.t.cls[s]), p)
             left = self._subopt_groups[key] - 1
             if left:
                 self._subopt_groups[key] = left
             else:
                 del self._subopt_groups[key]
-        self.state[s] = WAITING
+        self.t.state[s] = WAITING
         del self.running[s]
         self.waiting[s] = None
         self._elig_stale.add(s)
-        return Decision("stop", self.jobs[s].id, s, p, d)
+        return Decision("stop", self.jobs[s].id, p, d, reason=reason)
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
@@ -466,7 +833,7 @@ class Scheduler:
         ok = np.isfinite(scores)
         # patience: a job waits rather than take a pool scoring > patience x its best pool's
         # (scores are times or costs; share scores are negative and exempt)
-        pat = getattr(self.policy, "patience", None)
+        pat = self.policy.patience
         if pat is not None:
             best = np.where(ok, scores, np.inf).min(axis=1)
             pos = np.isfinite(best) & (best > 0)
@@ -486,12 +853,16 @@ class Scheduler:
         out: dict[int, int] = {}
         if len(slots) == 0:
             return out
-        dem = self.demand[slots]
-        qi = self.qidx[slots]
+        dem = self.t.demand[slots]
+        qi = self.t.qidx[slots]
         used = self.queue_used.astype(float).copy()
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
         capf = np.maximum(self.capacity, 1).astype(float)
+        # ties go to the pool with the largest fraction free now: not held by running jobs,
+        # so a job does not take the place of one that is running while another pool is free
+        tie_free = np.minimum(self.free, free).astype(float)
+        cur = self.t.pool[slots]
         okm = self._eligible(scores) & (free[None, :] >= dem[:, None])
         cnt = okm.sum(axis=1)  # pools each job still fits in now
         for i in np.nonzero(cnt)[0].tolist():
@@ -505,8 +876,10 @@ class Scheduler:
             row = scores[i]
             best_i = row[row_ok].min()
             tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
-            p = int(np.argmax(np.where(tie, free / capf, -1.0)))
+            p = int(np.argmax(np.where(tie, tie_free / capf, -np.inf)))
             free[p] -= d
+            if cur[i] != p:
+                tie_free[p] -= d
             used[q] += d
             out[int(slots[i])] = p
             flip = okm[:, p] & (dem > free[p])
@@ -539,10 +912,13 @@ class Scheduler:
         if not ((Rg > (r_here / UPGRADE_GAIN)[:, None]) & (free[None, :] >= dg[:, None])).any():
             return []
         run = np.sort(np.fromiter(self._subopt, np.int64, len(self._subopt)))
-        dem_all = self.demand[run]
+        dem_all = self.t.demand[run]
         t = Policy.scores(self.policy, self, run, now)
-        cur_all = self.pool[run]
+        cur_all = self.t.pool[run]
         here = t[np.arange(len(run)), cur_all]
+        # a move pays its restart (checkpoint + restore) before progress resumes
+        t = t + self.t.restart_s[run][:, None]
+        t[np.arange(len(run)), cur_all] = here
         cand = t < UPGRADE_GAIN * here[:, None]  # pools worth moving to (ignoring room)
         rows = np.flatnonzero(cand.any(axis=1))
         if len(rows) == 0:
@@ -569,7 +945,7 @@ class Scheduler:
             q = int(cur[i])
             free[p] -= d
             free[q] += d
-            out.append(self._stop(s, now))
+            out.append(self._stop(s, now, "moved"))
             out.append(self._start(s, p, now))
             self.stats["migrations"] += 1
             i += 1
@@ -582,7 +958,7 @@ class Scheduler:
 
     def _fill(self, now: float) -> list[Decision]:
         slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
-        if len(slots) == 0 or self.free.max() < self.demand[slots].min():
+        if len(slots) == 0 or self.free.max() < self.t.demand[slots].min():
             return []
         if self._elig_cache and len(slots) < ELIG_MIN_QUEUE:
             self._elig_all_stale = True  # short queue: plan it all, rebuild the cache later
@@ -600,16 +976,103 @@ class Scheduler:
             self._elig_all_stale = False
             self._elig_stale.clear()
             if len(todo):
-                self.elig[todo] = self._eligible(self._scores(todo, now))
-            fits = (self.elig[slots] & (self.free[None, :] >= self.demand[slots][:, None])).any(
+                el = self._eligible(self._scores(todo, now))
+                if self.policy.lp and self.work_conserving:  # second pass of _place
+                    el |= self._eligible(Policy.scores(self.policy, self, todo, now))
+                self.t.elig[todo] = el
+            fits = (self.t.elig[slots] & (self.free[None, :] >= self.t.demand[slots][:, None])).any(
                 axis=1)
             slots = slots[fits]
             if len(slots) == 0:
                 return []
-        slots, scores = self._plan(slots, now)
         # the running quota use is already in self.queue_used
-        place = self._allocate(slots, scores, self.free.copy())
+        place = self._place(slots, now, self.free.copy())
         return [self._start(s, p, now) for s, p in place.items()]
+
+    def _place(self, slots: np.ndarray, now: float, free: np.ndarray) -> dict[int, int]:
+        """Plan and allocate ``slots`` on ``free`` (mutated). Share policies place in two
+        passes: first by shares (what the LP gave each job), then, when work-conserving, the
+        jobs left over take the capacity no share claimed (rate scores; running jobs first so
+        they keep their pool). If that moved running jobs only for want of room, the chosen
+        jobs are re-placed with fewer moves (:meth:`_keep_places`) and the room this frees
+        is offered to the jobs left out, in the same order."""
+        free0 = free.copy()
+        slots, scores = self._plan(slots, now)
+        self._favour_current(slots, scores)
+        place, rows = self._two_pass(slots, scores, now, free)
+        if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
+            kept = self._keep_places(place, rows, free0)
+            free[:] = free0
+            for s, p in kept.items():
+                free[p] -= self.t.demand[s]
+            rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
+            if rest.any():
+                more, _ = self._two_pass(slots[rest], scores[rest], now, free)
+                kept.update(more)
+            place = kept
+        return place
+
+    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray
+                  ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+        """(placements, score row each placed job was placed by) for ``slots`` in order."""
+        place = self._allocate(slots, scores, free)
+        rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
+        if self.policy.lp and self.work_conserving and len(place) < len(slots):
+            rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
+            if len(rest) and (free >= self.t.demand[rest].min()).any():
+                rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
+                fb = Policy.scores(self.policy, self, rest, now)
+                self._favour_current(rest, fb)
+                more = self._allocate(rest, fb, free)
+                place.update(more)
+                rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
+        return place, rows
+
+    def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
+                     free: np.ndarray) -> dict[int, int]:
+        """Same jobs, fewer moves. Greedy allocation in claim order can push a running job off
+        its pool only because a job ahead of it took the room there while an equally good pool
+        was free (typical for agnostic policies, to which pools look alike). Re-place the
+        chosen jobs: running jobs first, each on its current pool unless the plan scored
+        another pool strictly better for it; then the others, each on a pool that scores no
+        worse for it than its planned one. If some job would fare worse, the plan stands."""
+        free = free.copy()
+        out: dict[int, int] = {}
+        pending: list[int] = []
+        for s, p in place.items():
+            q = int(self.t.pool[s])
+            if q < 0:
+                continue
+            row = rows[s]
+            want = q if np.isfinite(row[q]) and row[q] <= row[p] else p
+            d = int(self.t.demand[s])
+            if free[want] >= d:
+                out[s] = want
+                free[want] -= d
+            else:
+                pending.append(s)
+        for s in [s for s in place if self.t.pool[s] < 0] + pending:
+            d = int(self.t.demand[s])
+            p = place[s]
+            if free[p] < d:
+                row = rows[s]
+                tol = 1e-9 * abs(row[p]) + 1e-12
+                ok = (row <= row[p] + tol) & (free >= d)
+                if not ok.any():
+                    return place
+                p = int(np.argmin(np.where(ok, row, np.inf)))
+            out[s] = p
+            free[p] -= d
+        return out
+
+    def _favour_current(self, slots: np.ndarray, scores: np.ndarray) -> None:
+        """A running job keeps its pool on ties (no needless migration)."""
+        cur = self.t.pool[slots]
+        rows = np.nonzero(cur >= 0)[0]
+        if len(rows):
+            sc = scores[rows, cur[rows]]
+            fin = np.isfinite(sc)
+            scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
 
     def _round(self, now: float) -> list[Decision]:
         self.stats["rounds"] += 1
@@ -620,45 +1083,48 @@ class Scheduler:
         if self.policy.lp:
             run = np.fromiter(self.running, np.int64, len(self.running))
             if len(run):
-                self.recv[run, self.pool[run]] += now - self.acct_t[run]
-                self.acct_t[run] = now
+                self.t.recv[run, self.t.pool[run]] += now - self.t.acct_t[run]
+                self.t.acct_t[run] = now
             dt = now - (self._last_round_t if self._last_round_t is not None else now)
             lim = DEFICIT_CAP_ROUNDS * self.round_s
-            self.deficit[act] = np.clip(
-                self.deficit[act] + self.share[act] * dt - self.recv[act], -lim, lim
+            self.t.deficit[act] = np.clip(
+                self.t.deficit[act] + self.t.share[act] * dt - self.t.recv[act], -lim, lim
             )
-            self.recv[act] = 0.0
+            self.t.recv[act] = 0.0
             self._last_round_t = now
             if self._dirty:
                 t0 = time.perf_counter()
-                self.share[act] = self.policy.solve(self, act, now)
+                self.t.share[act] = self.policy.shares(self, act, now)
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
-        slots, scores = self._plan(act, now)
         # every active job competes afresh: capacity held by running jobs counts as free,
-        # and their queue usage is released for the quota check
+        # and their queue usage is released for the quota check. Except: a job still staging
+        # or restoring, or restarted and not yet progressed for as long as its restart cost
+        # it, keeps its place, so a restart
+        # always pays for itself at least once (without this, a preemptive policy with
+        # restarts longer than a round can stop jobs before they ever progress: livelock)
+        pinned = {s for s in self.running
+                  if now < self.t.prog_t[s] + (self.t.restart_s[s] if self.t.starts[s] > 1
+                                               else 0.0) - 1e-9}
+        if pinned:
+            act = act[np.fromiter((s not in pinned for s in act.tolist()), bool, len(act))]
         free = self.free.copy()
         saved_used = self.queue_used.copy()
         for s, p in self.running.items():
-            free[p] += self.demand[s]
-            self.queue_used[self.qidx[s]] -= self.demand[s]
-        # a running job keeps its pool on ties (no needless migration)
-        cur = self.pool[slots]
-        rows = np.nonzero(cur >= 0)[0]
-        if len(rows):
-            sc = scores[rows, cur[rows]]
-            fin = np.isfinite(sc)
-            scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
-        place = self._allocate(slots, scores, free)
+            if s in pinned:
+                continue
+            free[p] += self.t.demand[s]
+            self.queue_used[self.t.qidx[s]] -= self.t.demand[s]
+        place = self._place(act, now, free)
         self.queue_used = saved_used
         out: list[Decision] = []
         for s in list(self.running):
-            if place.get(s) != self.running[s]:
-                out.append(self._stop(s, now))
+            if s not in pinned and place.get(s) != self.running[s]:
+                out.append(self._stop(s, now, "moved" if s in place else "preempted"))
                 if s not in place:
                     self.stats["preemptions"] += 1
         for s, p in place.items():
-            if self.state[s] != RUNNING:
+            if self.t.state[s] != RUNNING:
                 out.append(self._start(s, p, now))
         return out

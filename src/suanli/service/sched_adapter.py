@@ -222,8 +222,8 @@ class SchedAdapter:
         """The job stopped without a decision of ours (backend preemption): waiting again."""
         key = self.key_of.get(db_id)
         self.release(db_id)
-        if key is not None and self.sched.job_state(key) == "running":
-            self.sched._stop(self.sched.slot_of[key], now)
+        if key is not None:
+            self.sched.stopped_externally(key, now)
 
     def schedule(self, now: float) -> list[tuple[int, Decision]]:
         from suanli.sched.cluster import ClusterState
@@ -312,12 +312,10 @@ class SchedAdapter:
         if key is None:
             return
         pool = next((p.index for p in self.cluster.pools if p.label == pool_label), None)
-        s = self.sched.slot_of[key]
-        if pool is None or self.sched.job_state(key) != "waiting":
+        if pool is None:
             return
-        if self.sched.free[pool] < self.sched.demand[s]:  # type: ignore[attr-defined]
-            return  # over-committed after a fleet change: the scheduler will not count it
-        self.sched._start(s, pool, now)
+        # None when over-committed after a fleet change: the scheduler will not count it
+        self.sched.adopt_running(key, pool, now)
 
     def busy_by_pool(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -20,7 +20,7 @@ from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec
 from suanli.sched.job import MILLI, Job, Queue
 from suanli.sched.policies import Policy, get_policy
-from suanli.sched.scheduler import Scheduler
+from suanli.sched.scheduler import RestartCost, Scheduler
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 Progress = Callable[[int, int], None]
@@ -39,6 +39,9 @@ class SimResult:
     first_pool: np.ndarray  # pool of the first start, -1 if never started
     work_done: np.ndarray
     iso_time: np.ndarray  # time alone on 1/n of the cluster (fairness reference)
+    preemptions: np.ndarray  # per job: times stopped before finishing and not moved at once
+    migrations: np.ndarray  # per job: times stopped and restarted elsewhere at the same time
+    lost_dev_s: np.ndarray  # per job: device-seconds held without progress (staging, restarts)
     unrunnable: dict[str, str]
     busy_dev_s: np.ndarray  # per pool, device-seconds computing
     held_dev_s: np.ndarray  # per pool, device-seconds allocated (incl. data staging)
@@ -71,8 +74,11 @@ def run_simulation(
     notes: Sequence[str] = (),
     max_samples: int = 200_000,
     record_decisions: bool = False,
+    restart: RestartCost | None = None,
+    options: dict[str, Any] | None = None,
 ) -> SimResult:
-    """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs."""
+    """Simulate ``jobs`` on ``cluster`` under ``policy``; deterministic for given inputs.
+    ``options`` are more keyword options for :class:`Scheduler` (e.g. ``keep_rounds``)."""
     from suanli.sim.metrics import summarize  # local: metrics imports SimResult
 
     pol = get_policy(policy) if isinstance(policy, str) else policy
@@ -80,7 +86,8 @@ def run_simulation(
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival, i))
     jobs = [jobs[i] for i in order]
     N, P = len(jobs), cluster.n_pools
-    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues)
+    sched = Scheduler(cluster, pol, throughput, round_s=round_s, queues=queues, restart=restart,
+                      **(options or {}))
     arrival = np.fromiter((j.arrival for j in jobs), float, N)
     if N and (np.isnan(arrival).any() or arrival.min() < 0):
         raise SuanliError("job arrival times must be >= 0")
@@ -105,6 +112,10 @@ def run_simulation(
     dev_s_prec: dict[tuple[int, str], float] = {}
     prec_of = [(j.need_precision.value if j.need_precision else "unknown") for j in jobs]
     demand = np.fromiter((j.demand_milli for j in jobs), np.int64, N)
+    index = {j.id: i for i, j in enumerate(jobs)}
+    n_pre = np.zeros(N, dtype=np.int64)
+    n_mig = np.zeros(N, dtype=np.int64)
+    lost = np.zeros(N)
     heap: list[tuple[float, int, int]] = []
     tl_t: list[float] = []
     tl_used: list[np.ndarray] = []
@@ -118,6 +129,7 @@ def run_simulation(
         d = demand[i] / MILLI
         busy[p] += d * comp
         held[p] += d * (t - seg_t0[i])
+        lost[i] += d * ((t - seg_t0[i]) - comp)
         key = (p, prec_of[i])
         dev_s_prec[key] = dev_s_prec.get(key, 0.0) + d * comp
         used[p] -= demand[i]
@@ -164,34 +176,41 @@ def run_simulation(
         # decisions: stops first, then starts
         decisions = sched.schedule(t)
         n_dec = len(decisions)
+        stopped: set[int] = set()
         for d in decisions:
-            i = d.slot
+            i = index[d.job_id]
             if record_decisions:
                 log.append((t, d.action, i, d.pool, d.demand_milli))
             if d.action == "stop":
                 if pool_of[i] != d.pool:
                     raise RuntimeError(f"scheduler stopped {d.job_id} which is not running there")
                 settle(i, t)
+                stopped.add(i)
                 continue
             if pool_of[i] >= 0:
                 raise RuntimeError(f"scheduler started {d.job_id} which is already running")
+            if i in stopped:
+                stopped.discard(i)
+                n_mig[i] += 1
             used[d.pool] += demand[i]
             if used[d.pool] > cluster.capacity_milli[d.pool]:
                 raise RuntimeError(f"pool {d.pool} over-allocated at t={t}")
             pool_of[i] = d.pool
             rate[i] = d.rate
             seg_t0[i] = t
-            prog_t[i] = t + d.stage_s
+            prog_t[i] = t + d.stage_s + d.restart_s
             if np.isnan(start[i]):
                 start[i] = t
                 first_pool[i] = d.pool
             ver[i] += 1
             eta = prog_t[i] + rem[i] / d.rate
             heapq.heappush(heap, (eta, i, int(ver[i])))
+        for i in stopped:
+            n_pre[i] += 1
         if len(tl_t) < max_samples:
             tl_t.append(t)
             tl_used.append(used.copy())
-            tl_q.append(len(sched.waiting))
+            tl_q.append(sched.queue_length)
         if progress is not None and events >= next_report:
             progress(n_final, N)
             next_report = events + 2000
@@ -199,8 +218,8 @@ def run_simulation(
         progress(N, N)
 
     unrunnable = dict(sched.unrunnable)
-    for s in list(sched.waiting):
-        unrunnable[jobs[s].id] = (
+    for jid in sched.waiting_ids():
+        unrunnable[jid] = (
             "never placed: its gang never fitted the capacity its queue quota allows"
         )
     flops: dict[str, float] = {}
@@ -218,7 +237,10 @@ def run_simulation(
         finish=finish,
         first_pool=first_pool,
         work_done=np.array([j.work for j in jobs]) - rem,
-        iso_time=sched.iso_time[:N].copy(),
+        iso_time=np.array([sched.isolated_time(j.id) for j in jobs]),
+        preemptions=n_pre,
+        migrations=n_mig,
+        lost_dev_s=lost,
         unrunnable=unrunnable,
         busy_dev_s=busy,
         held_dev_s=held,

@@ -66,6 +66,8 @@ def summarize(res: SimResult) -> dict[str, Any]:
     energy_p = np.where(known, res.busy_dev_s / 3600 * c.power_kw * c.pue, 0.0)  # kWh/pool
     rho = (jct / np.maximum(res.iso_time[done], 1e-9)) if done.any() else np.zeros(0)
     reasons = Counter(res.unrunnable.values())
+    started = ~np.isnan(res.start)
+    n_started = max(int(started.sum()), 1)
     return {
         "policy": res.policy,
         "jobs": len(res.jobs),
@@ -89,6 +91,17 @@ def summarize(res: SimResult) -> dict[str, Any]:
             "mean": float(rho.mean()) if len(rho) else None,
             "max": float(rho.max()) if len(rho) else None,
             "share_le_1": float((rho <= 1.0 + 1e-9).mean()) if len(rho) else None,
+        },
+        "preemption": {
+            # over jobs that started at least once
+            "per_job_mean": float(res.preemptions.sum() / n_started),
+            "per_job_max": int(res.preemptions.max()) if len(res.preemptions) else 0,
+            "migrations_per_job_mean": float(res.migrations.sum() / n_started),
+            "total": int(res.preemptions.sum()),
+            "migrations": int(res.migrations.sum()),
+            # accelerator-hours held by jobs without progress (data staging, restart costs)
+            "lost_acc_h": float(res.lost_dev_s.sum() / 3600),
+            "lost_share_of_busy": float(res.lost_dev_s.sum() / total_busy) if total_busy else 0.0,
         },
         "work_done": float(res.work_done.sum()),
         "events": res.events,
