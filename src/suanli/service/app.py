@@ -80,6 +80,21 @@ class ServiceState:
     auth_ttl_s: float = 2.0
     _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     submitq: Any | None = None  # SubmitQueue (group commit of submissions)
+
+    def cached_principal(self, token: str) -> Principal | None:
+        """The cached principal of a verified ``token`` (looked up by its hash), or None."""
+        hit = self._auth.get(hash_token(token))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def remember(self, token: str, p: Principal | None) -> None:
+        """Cache a verification result under the token's hash (a failure forgets it)."""
+        key = hash_token(token)
+        if p is None:
+            self._auth.pop(key, None)
+            return
+        if len(self._auth) > 10_000:
+            self._auth.clear()
+        self._auth[key] = (time.monotonic() + self.auth_ttl_s, p)
     _queues: tuple[float, set[str]] = (0.0, set())
 
 
@@ -229,18 +244,11 @@ def _router(state: ServiceState) -> APIRouter:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         token = authorization[7:].strip()
-        now = time.monotonic()
-        key = hash_token(token)
-        hit = state._auth.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        p = await run_in_threadpool(lookup, token)
+        p = state.cached_principal(token)
         if p is not None:
-            if len(state._auth) > 10_000:
-                state._auth.clear()
-            state._auth[key] = (now + state.auth_ttl_s, p)
-        else:
-            state._auth.pop(key, None)
+            return p
+        p = await run_in_threadpool(lookup, token)
+        state.remember(token, p)
         if p is None:
             raise HTTPException(401, "invalid or revoked token",
                                 headers={"WWW-Authenticate": "Bearer"})
