@@ -89,6 +89,25 @@ def bench_submit(base: str, token: str, n: int, threads: int) -> float:
     return per * threads / dt
 
 
+def bench_wrk(base: str, token: str, seconds: int, conns: int) -> tuple[float, int, str]:
+    """Single submissions driven by ``wrk`` (a separate C load tool): jobs/s, non-201
+    answers, latency line."""
+    import re
+    import shutil
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("--load wrk needs wrk (Debian: apt-get install wrk)")
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "-s", str(ROOT / "benchmarks" /
+                                                                 "wrk_submit.lua"),
+         base, "--", token, f"w{os.getpid()}-{time.time_ns()}"],
+        capture_output=True, text=True, timeout=seconds + 60)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
+    lat = next((ln.split()[1] for ln in out.stdout.splitlines()
+                if ln.strip().startswith("Latency")), "?")
+    return rate, out.stderr.count("status "), lat
+
+
 def bench_batch(base: str, token: str, batches: int, size: int) -> float:
     h = {"Authorization": f"Bearer {token}"}
     body = {"jobs": [{"spec": SPEC} for _ in range(size)]}
@@ -191,6 +210,11 @@ def main() -> None:
     ap.add_argument("--pending", type=int, default=100_000)
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--passes", type=int, default=50)
+    ap.add_argument("--load", choices=["python", "wrk"], default="python",
+                    help="single submissions from threads of httpx clients in this process, "
+                    "or from wrk (a separate C load tool)")
+    ap.add_argument("--seconds", type=int, default=10, help="wrk: run time")
+    ap.add_argument("--conns", type=int, default=16, help="wrk: connections")
     ap.add_argument("--skip", default="", help="comma list of: http, list, pass")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
@@ -211,10 +235,15 @@ def main() -> None:
         if not {"http", "list"} <= skip:
             proc, base, token = start_server(url, home)
             try:
-                if "http" not in skip:
+                if "http" not in skip and a.load == "wrk":
+                    rate, bad, lat = bench_wrk(base, token, a.seconds, a.conns)
+                    print(f"single submissions over HTTP (wrk): {rate:,.0f} jobs/s ({a.conns} "
+                          f"connections, {a.seconds} s, mean latency {lat}, {bad} non-201)")
+                elif "http" not in skip:
                     rate = bench_submit(base, token, a.submit, a.threads)
                     print(f"single submissions over HTTP: {rate:,.0f} jobs/s "
                           f"({a.submit} jobs, {a.threads} keep-alive clients)")
+                if "http" not in skip:
                     brate = bench_batch(base, token, a.batches, a.batch)
                     print(f"batch endpoint: {brate:,.0f} jobs/s ({a.batches} x {a.batch} jobs)")
                 if "list" not in skip:

@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from suanli import __version__
 from suanli.exec.base import Executor
 from suanli.service import models as m
-from suanli.service.auth import Principal, authenticate, create_token, ensure_tenant, ensure_user
+from suanli.service.auth import (
+    Principal,
+    authenticate,
+    create_token,
+    ensure_tenant,
+    ensure_user,
+    hash_token,
+)
 from suanli.service.db import (
     AllocationRow,
     ApiToken,
@@ -68,8 +75,26 @@ class ServiceState:
     metrics: Any | None = None
     # SQLite allows one writer: serialising writers in-process avoids its busy-wait sleeps
     write_lock: Any = field(default_factory=contextlib.nullcontext)
+    # verified tokens, keyed by their SHA-256 hash (never the token itself), for auth_ttl_s:
+    # a revocation here clears it at once, one through another replica counts after the TTL
     auth_ttl_s: float = 2.0
     _auth: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    submitq: Any | None = None  # SubmitQueue (group commit of submissions)
+
+    def cached_principal(self, token: str) -> Principal | None:
+        """The cached principal of a verified ``token`` (looked up by its hash), or None."""
+        hit = self._auth.get(hash_token(token))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def remember(self, token: str, p: Principal | None) -> None:
+        """Cache a verification result under the token's hash (a failure forgets it)."""
+        key = hash_token(token)
+        if p is None:
+            self._auth.pop(key, None)
+            return
+        if len(self._auth) > 10_000:
+            self._auth.clear()
+        self._auth[key] = (time.monotonic() + self.auth_ttl_s, p)
     _queues: tuple[float, set[str]] = (0.0, set())
 
 
@@ -120,6 +145,28 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class Timing:
+    """API latency per method and route (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task group and a stream per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "other")
+            self.metrics.api_latency.labels(scope["method"], path).observe(
+                time.perf_counter() - t0)
 
 
 async def _problem(send: Send, status: int, detail: str) -> None:
@@ -173,14 +220,7 @@ def create_app(state: ServiceState, max_body_bytes: int = 1_048_576) -> FastAPI:
     if state.metrics is not None:
         metrics = state.metrics
 
-        @app.middleware("http")
-        async def _timing(request: Request, call_next: Any) -> Any:
-            t0 = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            path = getattr(route, "path", "other")
-            metrics.api_latency.labels(request.method, path).observe(time.perf_counter() - t0)
-            return response
+        app.add_middleware(Timing, metrics=metrics)
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.include_router(_router(state))
@@ -199,26 +239,26 @@ def _router(state: ServiceState) -> APIRouter:
 
     Db = Annotated[Session, Depends(db)]
 
-    def principal(s: Db, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    def lookup(token: str) -> Principal | None:
+        with state.sessions() as s:
+            return authenticate(s, token)
+
+    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         token = authorization[7:].strip()
-        now = time.monotonic()
-        hit = state._auth.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        p = authenticate(s, token)
+        p = state.cached_principal(token)
         if p is not None:
-            if len(state._auth) > 10_000:
-                state._auth.clear()
-            state._auth[token] = (now + state.auth_ttl_s, p)
+            return p
+        p = await run_in_threadpool(lookup, token)
+        state.remember(token, p)
         if p is None:
             raise HTTPException(401, "invalid or revoked token",
                                 headers={"WWW-Authenticate": "Bearer"})
         return p
 
     def scope(name: str) -> Any:
-        def check(p: Annotated[Principal, Depends(principal)]) -> Principal:
+        async def check(p: Annotated[Principal, Depends(principal)]) -> Principal:
             if not p.can(name):
                 raise HTTPException(403, f"this token lacks the '{name}' scope")
             return p
@@ -268,99 +308,62 @@ def _router(state: ServiceState) -> APIRouter:
             raise HTTPException(404, f"job {job_id} not found")
         return j
 
-    def queue_names(s: Session) -> set[str]:
+    def queue_names() -> set[str]:
         t, names = state._queues
         if time.monotonic() - t < 2.0:
             return names
-        names = set(s.scalars(select(QueueRow.name)))
+        with state.sessions() as s:
+            names = set(s.scalars(select(QueueRow.name)))
         state._queues = (time.monotonic(), names)
         return names
 
-    def insert_jobs(s: Session, p: Principal, subs: list[m.JobSubmit]) -> list[tuple[Any, bool]]:
-        known = queue_names(s)
-        for i, sub in enumerate(subs):
-            if sub.spec.queue not in known:
-                where = "queue" if len(subs) == 1 else f"jobs.{i}.spec.queue"
-                raise HTTPException(422, f"{where}: unknown queue '{sub.spec.queue}' "
+    async def check_queues(specs: list[m.JobSpec]) -> None:
+        known = state._queues[1]
+        if time.monotonic() - state._queues[0] >= 2.0 or any(
+                sp.queue not in known for sp in specs):
+            known = await run_in_threadpool(queue_names)
+        for i, sp in enumerate(specs):
+            if sp.queue not in known:
+                where = "queue" if len(specs) == 1 else f"jobs.{i}.spec.queue"
+                raise HTTPException(422, f"{where}: unknown queue '{sp.queue}' "
                                     f"(known: {', '.join(sorted(known))})",
                                     headers={"x-field": where})
-        out: list[tuple[Any, bool]] = []
-        keys = [x.idempotency_key for x in subs if x.idempotency_key]
-        existing: dict[str, Any] = {}
-        if keys:
-            for j in s.scalars(select(JobRow).where(JobRow.tenant_id == p.tenant_id,
-                                                    JobRow.idempotency_key.in_(keys))):
-                existing[j.idempotency_key or ""] = j
-        now = utcnow()
-        new_rows: list[Any] = []
-        for sub in subs:
-            spec = sub.spec.model_dump(mode="json", exclude_none=True)
-            k = sub.idempotency_key
-            if k and k in existing:
-                old = existing[k]
-                if old.spec != spec:
-                    raise HTTPException(409, f"idempotency key '{k}' was used for a different "
-                                        "job spec", headers={"x-field": "idempotency_key"})
-                out.append((old, False))
-                continue
-            # plain rows inserted with Core (INSERT .. RETURNING): the ORM's unit of work
-            # costs more than the database here
-            row = SimpleNamespace(
-                id=0, tenant_id=p.tenant_id, user_id=p.user_id, name=sub.spec.name,
-                queue=sub.spec.queue, priority=sub.spec.priority,
-                devices=sub.spec.resources.devices, state=m.JobState.PENDING.value,
-                reason="", spec=spec, idempotency_key=k, submitted_at=now, updated_at=now,
-                started_at=None, finished_at=None, exit_code=None, attempts=0, failures=0,
-                cancel_requested=False)
-            if k:
-                existing[k] = row
-            new_rows.append(row)
-            out.append((row, True))
-        if new_rows:
-            cols = ("tenant_id", "user_id", "name", "queue", "priority", "devices", "state",
-                    "reason", "spec", "idempotency_key", "submitted_at", "updated_at",
-                    "attempts", "failures", "cancel_requested")
-            ids = s.execute(
-                insert(JobRow).returning(JobRow.id, sort_by_parameter_order=True),
-                [{c: getattr(r, c) for c in cols} for r in new_rows]).scalars().all()
-            for r, i in zip(new_rows, ids, strict=True):
-                r.id = i
-            s.execute(insert(JobEventRow), [
-                {"job_id": r.id, "time": now, "state": m.JobState.PENDING.value,
-                 "reason": "submitted"} for r in new_rows])
-        s.commit()
-        return out
 
-    def submit_rows(s: Session, p: Principal, subs: list[m.JobSubmit]
-                    ) -> list[tuple[Any, bool]]:
-        with state.write_lock:
-            try:
-                return insert_jobs(s, p, subs)
-            except IntegrityError:
-                # a concurrent request with the same idempotency key won the race: replay
-                s.rollback()
-                return insert_jobs(s, p, subs)
+    def submitq() -> Any:
+        if state.submitq is None:
+            from suanli.service.submitq import SubmitQueue
+
+            wl = state.write_lock
+            state.submitq = SubmitQueue(state.sessions,
+                                        None if isinstance(wl, contextlib.nullcontext) else wl)
+        return state.submitq
 
     @r.post("/jobs", response_model=m.Job, status_code=201, tags=["jobs"])
-    def submit(spec: m.JobSpec, s: Db, p: Submitter,
-               idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None
-               ) -> JSONResponse:
+    async def submit(spec: m.JobSpec, p: Submitter,
+                     idempotency_key: Annotated[str | None,
+                                                Header(min_length=1, max_length=200)] = None
+                     ) -> JSONResponse:
         """Submit one job. With an ``Idempotency-Key`` header a retry returns the same job
-        (200) instead of creating a second one (201)."""
-        (row, created), = submit_rows(s, p, [m.JobSubmit(spec=spec,
-                                                         idempotency_key=idempotency_key)])
+        (200) instead of creating a second one (201). Answered once committed."""
+        from suanli.service.submitq import spec_entry
+
+        await check_queues([spec])
+        (row, created), = await submitq().submit(p, [spec_entry(spec, idempotency_key)])
         if state.loop is not None:
             state.loop.wake()
-        body = job_out(row, p.tenant, p.user).model_dump(mode="json")
-        return JSONResponse(body, status_code=201 if created else 200)
+        return JSONResponse(fast_job(row, p), status_code=201 if created else 200)
 
     @r.post("/jobs/batch", response_model=list[m.Job], status_code=201, tags=["jobs"])
-    def submit_batch(batch: m.BatchSubmit, s: Db, p: Submitter) -> JSONResponse:
+    async def submit_batch(batch: m.BatchSubmit, p: Submitter) -> JSONResponse:
         """Submit many jobs in one transaction (idempotency keys per job)."""
+        from suanli.service.submitq import spec_entry
+
         if len(batch.jobs) > state.max_batch:
             raise HTTPException(422, f"jobs: at most {state.max_batch} jobs per batch",
                                 headers={"x-field": "jobs"})
-        rows = submit_rows(s, p, batch.jobs)
+        await check_queues([x.spec for x in batch.jobs])
+        rows = await submitq().submit(p, [spec_entry(x.spec, x.idempotency_key)
+                                          for x in batch.jobs])
         if state.loop is not None:
             state.loop.wake()
         return JSONResponse([fast_job(j, p) for j, _ in rows], status_code=201)

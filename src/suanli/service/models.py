@@ -150,7 +150,7 @@ class JobSpec(BaseModel):
     def _non_empty(cls, v: list[str]) -> list[str]:
         if not v or not v[0].strip():
             raise ValueError("the program name must not be empty")
-        if any("\0" in a for a in v):
+        if "\0" in "".join(v):
             raise ValueError("arguments must not contain NUL characters")
         return v
 
