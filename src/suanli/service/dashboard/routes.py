@@ -123,15 +123,11 @@ def _router(state: Any) -> APIRouter:
         token = request.cookies.get(COOKIE)
         if not token:
             return None, None
-        now = time.monotonic()
-        hit = state._auth.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1], token
+        hit = state.cached_principal(token)  # the cache is keyed by the token's hash
+        if hit is not None:
+            return hit, token
         p = authenticate(s, token)
-        if p is not None:
-            if len(state._auth) > 10_000:
-                state._auth.clear()
-            state._auth[token] = (now + state.auth_ttl_s, p)
+        state.remember(token, p)
         return p, token if p else None
 
     def to_login(request: Request) -> RedirectResponse:
