@@ -65,6 +65,10 @@ class Policy:
     def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
         raise NotImplementedError
 
+    def shares(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+        """Time shares per (job, pool) for LP policies (``lp = True``); by default the LP."""
+        return self.solve(sched, slots, now)
+
 
 class ShortestRemaining(Policy):
     name = "srpt"
