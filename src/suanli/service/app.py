@@ -602,10 +602,13 @@ def _router(state: ServiceState) -> APIRouter:
             raise HTTPException(403, "only the root tenant's admins create other tenants' "
                                 "tokens")
         try:
-            tenant = ensure_tenant(s, tenant_name)
-            user = ensure_user(s, tenant, body.user)
-            row, token = create_token(s, tenant, user, list(body.scopes), body.name)
+            # the whole write under the lock: ensure_* flush, which takes SQLite's write lock;
+            # flushing first and then waiting for ours would deadlock with a writer holding
+            # ours and waiting for SQLite's (until the 30 s busy timeout)
             with state.write_lock:
+                tenant = ensure_tenant(s, tenant_name)
+                user = ensure_user(s, tenant, body.user)
+                row, token = create_token(s, tenant, user, list(body.scopes), body.name)
                 s.commit()
         except IntegrityError:
             s.rollback()
