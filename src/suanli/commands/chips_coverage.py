@@ -5,15 +5,14 @@ Declared in :mod:`suanli.commands.chips` (``chips coverage``); imported when it 
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
 from suanli.catalog.coverage import CRITICAL, LABELS, FigureCoverage, coverage
 from suanli.catalog.loader import load_catalog
-from suanli.commands.common import CatalogOpt, JsonOpt, console, print_json
+from suanli.commands.common import console, print_json
 
 STYLE = {"known": "", "derived": "cyan", "unsupported": "dim", "missing": "bold red"}
 
@@ -29,17 +28,9 @@ def _cell(f: FigureCoverage) -> Text:
     return Text(f"{mark}{f.value:g}{prec} ({f.confidence or '?'})", style=STYLE[f.status])
 
 
-def coverage_cmd(
-    vendor: Annotated[
-        str | None, typer.Option("--vendor", help="Only chips of this vendor (case-insensitive).")
-    ] = None,
-    gaps: Annotated[
-        bool, typer.Option("--gaps", help="Only incomplete chips, with the notes of their gaps.")
-    ] = False,
-    as_json: JsonOpt = False,
-    catalog: CatalogOpt = None,
-) -> None:
-    """Per chip: dense BF16/FP16, memory, bandwidth and TDP -- known, derived or missing."""
+def coverage_cmd(vendor: str | None = None, gaps: bool = False, as_json: bool = False,
+                 catalog: list[Path] | None = None) -> None:
+    """`suanli chips coverage` (options: see suanli.commands.chips)."""
     chips = list(load_catalog(catalog))
     if vendor:
         chips = [c for c in chips if vendor.casefold() in (c.vendor.casefold(),

@@ -5,9 +5,8 @@ Kept apart from ``commands/chips.py`` so the catalogue tables and this view chan
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
@@ -20,16 +19,6 @@ from suanli.catalog.export_control import (
 )
 from suanli.catalog.schema import Chip
 from suanli.commands.common import console
-
-ExportOpt = Annotated[
-    bool,
-    typer.Option("--export", help="Show TPP, performance density and the ECCN 3A090 class."),
-]
-RuleOpt = Annotated[
-    str | None,
-    typer.Option("--export-rule", help="Rule version (2022-10, 2023-10, 2024-12, 2026-01) or a "
-                 "date YYYY-MM-DD; default 2023-10."),
-]
 
 
 def export_dict(chip: Chip, rule: str | None = None) -> dict[str, Any]:
