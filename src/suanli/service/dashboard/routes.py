@@ -300,17 +300,26 @@ def _router(state: Any) -> APIRouter:
                              "attempt": a.attempt if a else None},
                             headers={"Cache-Control": "no-store"})
 
+    def submit_guard(request: Request, f: Any, s: Session
+                     ) -> tuple[Principal, str, None] | tuple[None, None, Response]:
+        """A POST that changes jobs: logged in, CSRF-checked, with the 'submit' scope."""
+        p, token = who(request, s)
+        if p is None or token is None:
+            return None, None, to_login(request)
+        if not check_post(request, f, token):
+            return None, None, forbidden(request, p, token, "bad or missing CSRF token")
+        if not p.can("submit"):
+            return None, None, forbidden(request, p, token,
+                                         "this token lacks the 'submit' scope")
+        return p, token, None
+
     @r.post(PREFIX + "/jobs/{job_id}/cancel")
     async def cancel(request: Request, job_id: int) -> Response:
         f = await form(request)
         with state.sessions() as s:
-            p, token = who(request, s)
-            if p is None or token is None:
-                return to_login(request)
-            if not check_post(request, f, token):
-                return forbidden(request, p, token, "bad or missing CSRF token")
-            if not p.can("submit"):
-                return forbidden(request, p, token, "this token lacks the 'submit' scope")
+            p, token, refused = submit_guard(request, f, s)
+            if refused is not None or p is None or token is None:
+                return refused  # type: ignore[return-value]
             j = data.get_job(s, p, job_id) if 0 < job_id < 2**62 else None
             if j is None:
                 return forbidden(request, p, token, f"job {job_id} not found", 404)
@@ -354,13 +363,9 @@ def _router(state: Any) -> APIRouter:
     async def submit(request: Request) -> Response:
         f = await form(request)
         with state.sessions() as s:
-            p, token = who(request, s)
-            if p is None or token is None:
-                return to_login(request)
-            if not check_post(request, f, token):
-                return forbidden(request, p, token, "bad or missing CSRF token")
-            if not p.can("submit"):
-                return forbidden(request, p, token, "this token lacks the 'submit' scope")
+            p, token, refused = submit_guard(request, f, s)
+            if refused is not None or p is None or token is None:
+                return refused  # type: ignore[return-value]
             ctx = submit_ctx(s)
             values: dict[str, Any] = {k: one(f, k) for k in ("name", "command", "devices", "queue",
                                              "priority", "duration_s", "time_limit_s")}
