@@ -1,4 +1,4 @@
-"""Golden decisions of every built-in policy, to prove a refactor of the policy API decides the same.
+"""Golden decisions of every built-in policy: a refactor of the policy API must decide the same.
 
 The scenarios below are simulated with every built-in policy, aware and ``-agnostic``; the
 decisions, finish times and a few counters are compared with ``tests/data/policy_decisions.json.gz``
@@ -23,15 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # when run as a script
 
-from needs import data_file  # noqa: E402
-from suanli.perf.workload import Workload  # noqa: E402
-from suanli.sched import Job, MeasuredThroughput, Queue, Scheduler, get_policy  # noqa: E402
-from suanli.sched.cluster import ClusterSpec  # noqa: E402
-from suanli.sim.engine import SimResult, run_simulation  # noqa: E402
-from suanli.sim.setup import gavel_fleet  # noqa: E402
-from suanli.sim.traces import load_gavel  # noqa: E402
-from test_sched_policies import RATES, FixedRates  # noqa: E402
-from test_sched_support import make_cluster  # noqa: E402
+from needs import data_file
+from suanli.perf.workload import Workload
+from suanli.sched import Job, MeasuredThroughput, Queue, Scheduler, get_policy
+from suanli.sched.cluster import ClusterSpec
+from suanli.sim.engine import SimResult, run_simulation
+from suanli.sim.setup import gavel_fleet
+from suanli.sim.traces import load_gavel
+from test_sched_policies import RATES, FixedRates
+from test_sched_support import make_cluster
 
 GOLDEN = data_file("README.md").parent / "policy_decisions.json.gz"
 BUILTIN = ["fifo", "srpt", "las", "max-min", "ftf", "min-makespan", "max-throughput",

@@ -79,7 +79,7 @@ def test_failure_loses_the_work_since_the_last_checkpoint() -> None:
     rate = d.rate  # fast_gpu: 4 units/s
     assert s.on_fail("j0", 250.0, "NCCL timeout") is True
     # 250 s of progress, checkpoints every 100 s: 200 s worth is kept
-    assert s.remaining(np.array([0]), 250.0)[0] == pytest.approx(1e6 - 200 * rate)
+    assert s.view().remaining(np.array([0]), 250.0)[0] == pytest.approx(1e6 - 200 * rate)
 
 
 def test_progress_reports_replace_the_estimate_and_teach_the_class_rate() -> None:
@@ -89,7 +89,7 @@ def test_progress_reports_replace_the_estimate_and_teach_the_class_rate() -> Non
     assert d.rate == 4.0
     s.on_progress("j0", 100.0, 100.0)  # 1 unit/s measured, 4 expected
     assert s._class_rates[0][d.pool] == pytest.approx(2.5)  # halfway to the measurement
-    assert s.remaining(np.array([0]), 200.0)[0] == pytest.approx(1e4 - 100 - 100 * 1.0)
+    assert s.view().remaining(np.array([0]), 200.0)[0] == pytest.approx(1e4 - 100 - 100 * 1.0)
     s.submit(job(1, gang=1, work=1e4))  # same class: sees the learnt rate
     (d1,) = s.schedule(201.0)
     assert d1.rate == pytest.approx(2.5 if d1.pool == d.pool else 4.0)
@@ -107,7 +107,7 @@ def test_node_events_change_capacity_and_failed_nodes_requeue_their_jobs() -> No
     lost = s.on_node_failed("east/fast_gpu/0", 130.0)
     assert sorted(lost) == ["j0", "j1"]
     assert s.capacity[FAST_EAST] == 0 and s.job_state("j0") == "waiting"
-    assert s.remaining(np.array([0]), 130.0)[0] == pytest.approx(1e6 - 4 * 4.0 * 120)
+    assert s.view().remaining(np.array([0]), 130.0)[0] == pytest.approx(1e6 - 4 * 4.0 * 120)
     assert s.schedule(131.0) == []  # nowhere to go: only east fast_gpu allowed
     s.on_node_added("east/fast_gpu/9", "east/fast_gpu", 4, 140.0)
     d = s.schedule(141.0)

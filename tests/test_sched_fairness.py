@@ -115,7 +115,7 @@ def test_share_policies_are_work_conserving() -> None:
             if d.action == "stop":
                 eta.pop(d.job_id, None)
             else:
-                rem = s.remaining(np.array([s.slot_of[d.job_id]]), now)[0]
+                rem = s.view().remaining(np.array([s.slot_of[d.job_id]]), now)[0]
                 eta[d.job_id] = now + d.stage_s + d.restart_s + rem / d.rate
         for jid in s.waiting_ids():
             slot = s.slot_of[jid]

@@ -319,8 +319,8 @@ def test_register_a_custom_policy() -> None:
     class Biggest(Policy):
         name = "biggest-first"
 
-        def priority(self, sched, slots, now):
-            return -sched.gang(slots)
+        def queue_order(self, view, slots, now):
+            return -view.gang(slots)
 
     try:
         s = Scheduler(make_cluster(), get_policy("biggest-first"), FixedRates(RATES))

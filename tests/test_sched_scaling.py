@@ -14,6 +14,7 @@ import pytest
 
 from suanli.sched import Scheduler, get_policy, lp
 from suanli.sched.policies import Policy
+from suanli.sched.policy_helpers import time_to_finish
 from suanli.sched.scheduler import UPGRADE_GAIN, Decision
 from suanli.sim.engine import run_simulation
 from test_sched_policies import RATES, FixedRates, job
@@ -24,7 +25,7 @@ def plain_upgrade(self: Scheduler, now: float) -> list[Decision]:
     """Reference: every running job, in order of time saved, takes its fastest pool that has
     room at its turn and where it would finish in under UPGRADE_GAIN of its time left."""
     run = np.array(sorted(self.running), dtype=np.int64)
-    t = Policy.scores(self.policy, self, run, now)
+    t = time_to_finish(self.view(), run, now)
     cur = self.t.pool[run]
     here = t[np.arange(len(run)), cur]
     t = t + self.t.restart_s[run][:, None]
@@ -115,21 +116,13 @@ def test_backfill_shortcut_places_the_same_jobs(part: int, monkeypatch: pytest.M
     always = runs()
     monkeypatch.setattr(scheduler_mod, "ELIG_MIN_QUEUE", 5)
     switching = runs()
-    monkeypatch.setattr(scheduler_mod, "FIXED_WHILE_WAITING", frozenset())
+    monkeypatch.setattr(Policy, "fixed_while_waiting", False)
     assert not Scheduler(CLUSTER, get_policy("fifo"), FixedRates(RATES))._elig_cache
     plain = runs()
     for a, b, c in zip(always, switching, plain, strict=True):
         assert a.decisions == c.decisions, a.policy
         assert b.decisions == c.decisions, b.policy
         np.testing.assert_array_equal(a.finish, c.finish)
-
-
-def test_registered_policies_do_not_get_the_backfill_shortcut() -> None:
-    class Custom(Policy):
-        name = "custom-for-shortcut-test"
-
-    assert Scheduler(CLUSTER, get_policy("max-min"), FixedRates(RATES))._elig_cache
-    assert not Scheduler(CLUSTER, Custom(), FixedRates(RATES))._elig_cache
 
 
 def per_job(R: np.ndarray, m: np.ndarray, g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -1,29 +1,47 @@
-"""Scheduling policies as plugins of the filter -> score -> allocate pipeline.
+"""Scheduling policies: plugins at named extension points of the scheduler's pass.
 
-A policy decides two things for a set of jobs: the *order* in which they claim capacity
-(``priority``, lower first) and, per job, a *score* per pool (lower is better, ``inf`` = never
-there). Share policies (``lp = True``) first solve an allocation LP (:mod:`suanli.sched.lp`)
-for the jobs' long-run time shares per pool; the scheduler turns shares into rounds with a
-deficit counter (see :class:`suanli.sched.scheduler.Scheduler`).
+A policy never sees the mutable :class:`~suanli.sched.scheduler.Scheduler`: each call gets a
+read-only :class:`~suanli.sched.view.SchedulerView` and the jobs as ``slots`` (row numbers into
+the view). The extension points, in the order a pass calls them (Kubernetes' scheduler
+framework names in brackets):
+
+1. :meth:`Policy.queue_order` (QueueSort): a key per job; jobs claim capacity in increasing
+   key order (ties: submit order).
+2. :meth:`Policy.pre_score` (PreScore): share policies (``lp = True``) solve their allocation
+   LP here, once per round when something changed, giving long-run time shares per
+   (job, pool); the scheduler turns shares into rounds with a deficit counter.
+3. :meth:`Policy.score` (Score): per (job, pool), a cost in the policy's own unit
+   (``score_unit``), ``inf`` where the job must not go.
+4. :meth:`Policy.normalise` (NormalizeScore): the score on the scheduler's one scale, the
+   **cost scale**: lower is better, ``inf`` = never, compared only within one job's row. The job
+   takes its lowest-cost pool with room (costs within 1e-9 relative tie; the emptiest pool
+   wins), and if its best cost is positive it does not take a pool costing more than
+   ``patience`` x that (it waits for a better one). Positive costs must therefore be on a ratio
+   scale (twice the cost = twice as bad). The built-in scores are already on it (seconds, CNY,
+   kWh, kg CO2; share policies: minus the seconds owed), so their ``normalise`` is the identity.
+5. :meth:`Policy.backfill_score`: the cost for capacity no share claims (the work-conserving
+   pass of share policies, and share policies' jobs without a share yet). The base default is
+   the policy's own normalised score; share policies use the time to finish.
+6. :meth:`Policy.reserve` / :meth:`Policy.unreserve` (Reserve / Unreserve): told when the
+   scheduler gives a job devices and when it takes them back (stop, finish, failure,
+   cancellation, a rolled-back start). No-ops by default; for policies that keep state.
 
 Every policy exists in two flavours: heterogeneity-aware (uses each chip type's real speed) and
 ``-agnostic`` (treats every chip type a job can run on as equally fast), so that the gain from
-awareness can be measured.
+awareness can be measured. See docs/scheduling.md for how to write and register one.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from suanli.errors import SuanliError
 from suanli.sched import lp
-
-if TYPE_CHECKING:
-    from suanli.sched.scheduler import Scheduler
+from suanli.sched.policy_helpers import class_problem, seen_rates, stage_seconds, time_to_finish
+from suanli.sched.view import SchedulerView
 
 INF = np.inf
+_OLD_API = {"priority": "queue_order", "scores": "score", "shares": "pre_score"}
 
 
 class Policy:
@@ -32,42 +50,73 @@ class Policy:
     name = "fifo"
     description = "first come, first served; non-preemptive; backfills jobs that fit"
     preemptive = False
+    # the policy allocates long-run time shares in pre_score (the scheduler keeps the
+    # deficits and re-plans every round)
     lp = False
-    # A job waits instead of taking a free pool that scores worse than PATIENCE x its best
-    # pool (time or cost): how the greedy policies weigh queueing against speed and price.
+    # A job waits instead of taking a free pool that costs more than PATIENCE x its best pool
+    # (time or cost): how the greedy policies weigh queueing against speed and price.
     patience: float | None = 3.0
+    # What one unit of the raw score means (documentation; see normalise).
+    score_unit = "s to finish"
+    # Between rounds, a waiting job's order key and scores do not change (they depend on its
+    # remaining work, data site, shares and deficits, which only change when it runs or at a
+    # round) and each job is scored on its own, not relative to the other jobs passed in.
+    # The scheduler relies on it to skip, between rounds, waiting jobs that cannot start
+    # anywhere (the back-fill fast path, Scheduler._fill). Set False if your policy's order
+    # or scores of a waiting job change with time or depend on the other jobs.
+    fixed_while_waiting = True
 
     def __init__(self, aware: bool = True, patience: float | None = 3.0) -> None:
         self.aware = aware
         self.patience = patience
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        old = [f"{m} (now {new})" for m, new in _OLD_API.items() if m in vars(cls)]
+        if old:
+            raise TypeError(
+                f"policy {cls.__name__} defines {', '.join(old)}: policies now implement "
+                "queue_order / pre_score / score on a SchedulerView (docs/scheduling.md)")
+
     @property
     def label(self) -> str:
         return self.name if self.aware else f"{self.name}-agnostic"
 
-    # -- ordering ---------------------------------------------------------------------
-    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        return slots.astype(float)  # submit order == arrival order
+    # -- queue sort -------------------------------------------------------------------
+    def queue_order(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        """A key per job (float array), lower claims capacity first; default submit order."""
+        return slots.astype(float)
 
-    # -- scoring ----------------------------------------------------------------------
-    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        """Default: estimated time to finish there (aware) / 0 everywhere allowed (agnostic;
-        the allocator then balances load by free fraction)."""
-        R = sched.view_rates(slots, self.aware)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if not self.aware:
-                return np.where(R > 0, 0.0, INF)
-            rem = sched.remaining(slots, now)[:, None]
-            t = np.where(R > 0, rem / R, INF) + sched.stage_matrix(slots)
-        return t
+    # -- pre-score --------------------------------------------------------------------
+    def pre_score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray | None:
+        """Once per round, before scoring, for share policies (``lp = True``): the (job x
+        pool) long-run time shares of ``slots`` (all active jobs). Others: None."""
+        return None
 
-    # -- shares (LP policies) ---------------------------------------------------------
-    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        raise NotImplementedError
+    # -- score ------------------------------------------------------------------------
+    def score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        """(job x pool) cost in ``score_unit``, lower is better, ``inf`` = never there.
+        Default: seconds to finish there (aware) / 0 on every allowed pool (agnostic; the
+        allocator then balances load by free fraction)."""
+        return time_to_finish(view, slots, now, self.aware)
 
-    def shares(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        """Time shares per (job, pool) for LP policies (``lp = True``); by default the LP."""
-        return self.solve(sched, slots, now)
+    def normalise(self, view: SchedulerView, slots: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """``raw`` (from :meth:`score`) on the cost scale (see the module docs). The default
+        is for scores already on it: costs on a ratio scale. Override to convert, e.g. a
+        higher-is-better benefit ``b > 0`` to ``b.max(axis=1, keepdims=True) / b``."""
+        return raw
+
+    def backfill_score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        """Cost scale, for capacity no share claims; default: the normalised score."""
+        return self.normalise(view, slots, self.score(view, slots, now))
+
+    # -- reserve / unreserve ----------------------------------------------------------
+    def reserve(self, job_id: str, pool: int, now: float) -> None:
+        """The scheduler has given ``job_id`` its devices on ``pool`` (a start decision)."""
+
+    def unreserve(self, job_id: str, pool: int, now: float, reason: str) -> None:
+        """``job_id``'s devices on ``pool`` are free again: ``reason`` is ``finished``,
+        ``preempted``, ``moved``, ``cancelled``, ``failed``, ``start failed``, ..."""
 
 
 class ShortestRemaining(Policy):
@@ -75,10 +124,10 @@ class ShortestRemaining(Policy):
     description = "shortest remaining processing time first; preemptive at round boundaries"
     preemptive = True
 
-    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R = sched.view_rates(slots, self.aware)
+    def queue_order(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R = seen_rates(view, slots, self.aware)
         best = R.max(axis=1)
-        return sched.remaining(slots, now) / np.maximum(best, 1e-300)
+        return view.remaining(slots, now) / np.maximum(best, 1e-300)
 
 
 class LeastAttained(Policy):
@@ -86,19 +135,19 @@ class LeastAttained(Policy):
     description = "least attained service (accelerator-seconds) first; preemptive"
     preemptive = True
 
-    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        return sched.attained(slots, now)
+    def queue_order(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        return view.attained(slots, now)
 
 
 class _EnergyBase(Policy):
     """FIFO order; place where one unit of work costs least (price, energy or carbon)."""
 
-    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
+    def per_device_hour(self, view: SchedulerView) -> np.ndarray:
         raise NotImplementedError
 
-    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R = sched.view_rates(slots, self.aware)
-        per_h = self.per_device_hour(sched)[None, :] * sched.gang(slots)[:, None]
+    def score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R = seen_rates(view, slots, self.aware)
+        per_h = self.per_device_hour(view)[None, :] * view.gang(slots)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(R > 0, per_h / (3600.0 * R), INF)
 
@@ -106,28 +155,28 @@ class _EnergyBase(Policy):
 class MinCost(_EnergyBase):
     name = "min-cost"
     description = "FIFO; each job goes where its work costs least (electricity x PUE / speed)"
+    score_unit = "CNY per work unit"
 
-    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
-        c = sched.cluster
-        return c.power_kw * c.pue * c.price
+    def per_device_hour(self, view: SchedulerView) -> np.ndarray:
+        return view.power_kw * view.pue * view.price
 
 
 class MinEnergy(_EnergyBase):
     name = "min-energy"
     description = "FIFO; each job goes where its work needs the least energy incl. PUE"
+    score_unit = "kWh per work unit"
 
-    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
-        c = sched.cluster
-        return c.power_kw * c.pue
+    def per_device_hour(self, view: SchedulerView) -> np.ndarray:
+        return view.power_kw * view.pue
 
 
 class MinCarbon(_EnergyBase):
     name = "min-carbon"
     description = "FIFO; each job goes where its work emits the least CO2"
+    score_unit = "kg CO2 per work unit"
 
-    def per_device_hour(self, sched: Scheduler) -> np.ndarray:
-        c = sched.cluster
-        return c.power_kw * c.pue * c.carbon
+    def per_device_hour(self, view: SchedulerView) -> np.ndarray:
+        return view.power_kw * view.pue * view.carbon
 
 
 class Balanced(Policy):
@@ -142,49 +191,83 @@ class Balanced(Policy):
 
     name = "balanced"
     description = "FIFO; place where value of time + electricity + carbon cost is lowest"
+    score_unit = "CNY for the rest of the job"
     value_cny_per_acc_h = 10.0
     carbon_cny_per_kg = 0.08
 
-    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        c = sched.cluster
-        R = sched.view_rates(slots, self.aware)
-        g = sched.gang(slots)[:, None]
-        rem = sched.remaining(slots, now)[:, None]
+    def score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R = seen_rates(view, slots, self.aware)
+        g = view.gang(slots)[:, None]
+        rem = view.remaining(slots, now)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             comp_h = np.where(R > 0, rem / R, np.inf) / 3600.0
-        stage_h = sched.stage_matrix(slots) / 3600.0
-        kwh = g * comp_h * (c.power_kw * c.pue)[None, :]
+        stage_h = stage_seconds(view, slots) / 3600.0
+        kwh = g * comp_h * (view.power_kw * view.pue)[None, :]
         money = (g * (comp_h + stage_h) * self.value_cny_per_acc_h
-                 + kwh * (c.price + c.carbon * self.carbon_cny_per_kg)[None, :])
+                 + kwh * (view.price + view.carbon * self.carbon_cny_per_kg)[None, :])
         return np.where(R > 0, money, INF)
 
 
-class _SharePolicy(Policy):
+class SharePolicy(Policy):
+    """Base of the share policies: :meth:`solve` an allocation LP in pre-score; order jobs and
+    score pools by the seconds each job is owed there (:meth:`owed`). Jobs without a share
+    (arrived since the last solve, or given none) are scored by their time to finish, as is
+    the capacity no share claims (work-conserving back-fill)."""
+
     preemptive = True
     lp = True
+    score_unit = "-s owed (s to finish without a share)"
 
-    def shares(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
+    def solve(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        """(job x pool) time shares: the policy's LP."""
+        raise NotImplementedError
+
+    def pre_score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
         """Time shares per (job, pool): :meth:`solve`, spread evenly over pools that look
         alike for agnostic policies (see :func:`suanli.sched.lp.spread`)."""
-        X = self.solve(sched, slots, now)
+        X = self.solve(view, slots, now)
         if not self.aware and len(slots):
-            R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
+            R, m, g, _, cap, inv, _ = class_problem(view, slots, self.aware)
             first = np.zeros(len(m), dtype=np.int64)
             first[inv[::-1]] = np.arange(len(inv))[::-1]
             X = lp.spread(X[first], R, m, g, cap)[inv]
         return X
 
-    def priority(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        p = sched.share_priority(slots)
+    def owed(self, view: SchedulerView, slots: np.ndarray) -> np.ndarray:
+        """Seconds each job is owed on each pool (deficit + this round's entitlement), -inf
+        where it has no share; a running job's current pool counts ``keep_s`` more, so it is
+        only displaced by a job owed that much more than it (churn damping)."""
+        X = view.share(slots)
+        p = view.deficit(slots) + X * view.round_s
+        cur = view.pool(slots)
+        run = np.flatnonzero(cur >= 0)
+        if len(run):
+            # its preemption would cost a restart too
+            p[run, cur[run]] += view.keep_s + view.restart_s(slots[run])
+        return np.where(X > 1e-6, p, -np.inf)
+
+    def queue_order(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        p = self.owed(view, slots)
         best = np.where(np.isfinite(p), p, -INF).max(axis=1)
         return -best
 
-    def scores(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        p = sched.share_priority(slots)
-        return np.where(np.isfinite(p), -p, INF)
+    def score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        p = self.owed(view, slots)
+        scores = np.where(np.isfinite(p), -p, INF)
+        # jobs without a share (not yet solved, or zero share) fall back to the time score
+        none = ~np.isfinite(scores).any(axis=1)
+        if none.any():
+            scores[none] = self.backfill_score(view, slots[none], now)
+        return scores
+
+    def backfill_score(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        return time_to_finish(view, slots, now, self.aware)
 
 
-class MaxMinFairness(_SharePolicy):
+_SharePolicy = SharePolicy  # the name before the view API
+
+
+class MaxMinFairness(SharePolicy):
     name = "max-min"
     description = (
         "Gavel-style max-min fairness over effective (normalised) throughput; LP per round"
@@ -195,49 +278,57 @@ class MaxMinFairness(_SharePolicy):
     gang_weighted = True
     # normalise a job's throughput by its rate under an equal split of the pools it can use
     # ("equal", Gavel's X^equal) or by its best single-pool rate ("best")
-    normalise = "equal"
+    normalise_rates = "equal"
 
-    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R, m, g, w, cap, inv, _ = sched.class_problem(slots, self.aware)
+    def solve(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, w, cap, inv, _ = class_problem(view, slots, self.aware)
         if self.gang_weighted:
             w = w / np.maximum(g, 1e-9)
-        norm = lp.equal_share_rate(R, cap) if self.normalise == "equal" else None
+        norm = lp.equal_share_rate(R, cap) if self.normalise_rates == "equal" else None
         return lp.max_min(R, m, g, w, cap, norm=norm)[inv]
 
 
-class FinishTimeFairness(_SharePolicy):
+class FinishTimeFairness(SharePolicy):
     name = "ftf"
     description = (
         "finish-time fairness: maximise the worst ratio of a job's throughput to what it needs "
         "to finish by its isolated (1/n of the cluster) finish time"
     )
 
-    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
-        need = sched.ftf_need(slots, now, self.aware)
+    def need(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        """Normalised throughput each job needs to finish by its isolated finish time."""
+        R = seen_rates(view, slots, self.aware)
+        best = np.maximum(R.max(axis=1), 1e-300)
+        rem_t = view.remaining(slots, now) / best
+        budget = view.iso_time(slots) - (now - view.arrival(slots))
+        return rem_t / np.maximum(budget, view.round_s)
+
+    def solve(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, _ = class_problem(view, slots, self.aware)
+        need = self.need(view, slots, now)
         urgency = np.zeros(len(m))
         np.maximum.at(urgency, inv, need)
         return lp.max_min(R, m, g, np.maximum(urgency, 1e-6), cap)[inv]
 
 
-class MinMakespan(_SharePolicy):
+class MinMakespan(SharePolicy):
     name = "min-makespan"
     description = "minimise the time until all active jobs are done (LP on time shares)"
 
-    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
-        rem = sched.remaining(slots, now)
+    def solve(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, _ = class_problem(view, slots, self.aware)
+        rem = view.remaining(slots, now)
         mx = np.zeros(len(m))
         np.maximum.at(mx, inv, rem)
         return lp.min_makespan(R, m, g, cap, mx)[inv]
 
 
-class MaxThroughput(_SharePolicy):
+class MaxThroughput(SharePolicy):
     name = "max-throughput"
     description = "maximise total normalised throughput (LP on time shares)"
 
-    def solve(self, sched: Scheduler, slots: np.ndarray, now: float) -> np.ndarray:
-        R, m, g, _, cap, inv, _ = sched.class_problem(slots, self.aware)
+    def solve(self, view: SchedulerView, slots: np.ndarray, now: float) -> np.ndarray:
+        R, m, g, _, cap, inv, _ = class_problem(view, slots, self.aware)
         return lp.max_throughput(R, m, g, cap)[inv]
 
 
@@ -257,12 +348,6 @@ POLICIES: dict[str, type[Policy]] = {
         Balanced,
     )
 }
-# The policies above score a *waiting* job the same until the next round (their scores depend
-# on its remaining work, data site, shares and deficits, which only change when it runs or at a
-# round) and score each job on its own; the scheduler relies on that to skip, between rounds,
-# waiting jobs that cannot start anywhere (see Scheduler._fill). Policies registered later do
-# not get that shortcut.
-FIXED_WHILE_WAITING: frozenset[type[Policy]] = frozenset(POLICIES.values())
 ALIASES = {"gavel": "max-min", "max-min-fairness": "max-min", "sjf": "srpt", "fcfs": "fifo"}
 
 

@@ -33,7 +33,8 @@ from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec, ClusterState
 from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
 from suanli.sched.job import MILLI, Job, Queue, job_from_plain, job_to_plain
-from suanli.sched.policies import FIXED_WHILE_WAITING, Policy
+from suanli.sched.policies import Policy
+from suanli.sched.policy_helpers import time_to_finish
 from suanli.sched.slots import (
     CANCELLED,
     DONE,
@@ -45,13 +46,14 @@ from suanli.sched.slots import (
     SlotTable,
 )
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
+from suanli.sched.view import SchedulerView
 
 DEFICIT_CAP_ROUNDS = 24.0
 SNAPSHOT_VERSION = 1
 # back-fill plans only the waiting jobs that could start now once this many wait (below it the
 # cache costs more than planning the whole short queue; both give the same placements)
 ELIG_MIN_QUEUE = 64
-KEEP_ROUNDS = 8.0  # churn damping of share policies (see Scheduler.share_priority)
+KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -207,8 +209,9 @@ class Scheduler:
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
         # back-fill cache: self.t.elig[s] = pools waiting job s would take if its gang fitted
-        # (see _fill); valid for built-in policies until s stops again or the next round
-        self._elig_cache = type(policy) in FIXED_WHILE_WAITING
+        # (see _fill); valid until s stops again or the next round for policies whose
+        # scores of a waiting job stay fixed between rounds (Policy.fixed_while_waiting)
+        self._elig_cache = bool(policy.fixed_while_waiting)
         self._elig_stale: set[int] = set()
         self._elig_all_stale = True
 
@@ -272,7 +275,7 @@ class Scheduler:
         """The job completed (its work is done); its devices are free."""
         s = self._slot(job_id)
         if self.t.state[s] == RUNNING:
-            self._stop(s, now)
+            self._stop(s, now, "finished")
             self._freed = True
         self._leave(s, DONE)
         self.t.done[s] = self.t.work[s]
@@ -438,73 +441,11 @@ class Scheduler:
         room[np.arange(len(run)), self.t.pool[run]] = False
         return bool(((X > 1e-6) & room).any())
 
-    # ------------------------------------------------------------------ views for policies
-    def view_rates(self, slots: np.ndarray, aware: bool) -> np.ndarray:
-        """Rates per pool; agnostic: every allowed pool at the job's mean allowed rate."""
-        R = self._class_matrix()[self.t.cls[slots]] * 1.0
-        if aware:
-            return R
-        feas = R > 0
-        mean = R.sum(axis=1) / np.maximum(feas.sum(axis=1), 1)
-        return np.where(feas, mean[:, None], 0.0)
-
-    def remaining(self, slots: np.ndarray, now: float) -> np.ndarray:
-        run = self.t.state[slots] == RUNNING
-        ran = np.maximum(0.0, now - self.t.prog_t[slots])
-        prog = np.where(run, self.t.rate_now[slots] * ran, 0)
-        return np.maximum(self.t.work[slots] - self.t.done[slots] - prog, 0.0)
-
-    def attained(self, slots: np.ndarray, now: float) -> np.ndarray:
-        run = self.t.state[slots] == RUNNING
-        extra = np.where(run, (now - self.t.seg_t0[slots]) * self.t.demand[slots] / MILLI, 0.0)
-        return self.t.attained[slots] + extra
-
-    def gang(self, slots: np.ndarray) -> np.ndarray:
-        return self.t.demand[slots] / MILLI
-
-    def stage_matrix(self, slots: np.ndarray) -> np.ndarray:
-        """Seconds to move each job's data to each pool's site (0 where it already is)."""
-        ds = self.t.data_site[slots]
-        gb = self.t.data_gb[slots]
-        t = (gb[:, None] * 8.0) / self.cluster.wan_gbps[None, :]
-        here = (ds[:, None] < 0) | (ds[:, None] == self.cluster.pool_site[None, :])
-        return np.where(here, 0.0, t)
-
-    def share_priority(self, slots: np.ndarray) -> np.ndarray:
-        """Seconds each job is owed on each pool (deficit + this round's entitlement), -inf
-        where it has no share; a running job's current pool counts ``keep_s`` more, so it is
-        only displaced by a job owed that much more than it (churn damping)."""
-        X = self.t.share[slots]
-        p = self.t.deficit[slots] + X * self.round_s
-        cur = self.t.pool[slots]
-        run = np.flatnonzero(cur >= 0)
-        if len(run):
-            # its preemption would cost a restart too
-            p[run, cur[run]] += self.keep_s + self.t.restart_s[slots[run]]
-        return np.where(X > 1e-6, p, -np.inf)
-
-    def class_problem(
-        self, slots: np.ndarray, aware: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Aggregate ``slots`` into classes: (R, m, g, w, cap, inverse, class ids)."""
-        ucls, inv, m = np.unique(self.t.cls[slots], return_inverse=True, return_counts=True)
-        R = self._class_matrix()[ucls]
-        if not aware:
-            feas = R > 0
-            mean = R.sum(axis=1) / np.maximum(feas.sum(axis=1), 1)
-            R = np.where(feas, mean[:, None], 0.0)
-        g = np.asarray(self._class_demand, dtype=float)[ucls] / MILLI
-        w = np.asarray(self._class_weight)[ucls]
-        cap = self.capacity / MILLI
-        return R, m.astype(float), g, w, cap, inv, ucls
-
-    def ftf_need(self, slots: np.ndarray, now: float, aware: bool) -> np.ndarray:
-        """Normalised throughput each job needs to finish by its isolated finish time."""
-        R = self.view_rates(slots, aware)
-        best = np.maximum(R.max(axis=1), 1e-300)
-        rem_t = self.remaining(slots, now) / best
-        budget = self.t.iso_time[slots] - (now - self.t.arrival[slots])
-        return rem_t / np.maximum(budget, self.round_s)
+    # ------------------------------------------------------------------ the policies' view
+    def view(self) -> SchedulerView:
+        """A read-only view of the current state, as policies see it (built for each pass)."""
+        return SchedulerView(self.t, self.cluster, self._class_matrix(), self._class_demand_arr(),
+                             self._class_weight, self.capacity, self.round_s, self.keep_s)
 
     # ------------------------------------------------------------------ snapshot / restore
     def snapshot(self) -> dict[str, Any]:
@@ -782,6 +723,7 @@ class Scheduler:
         self.t.acct_t[s] = now
         self.waiting.pop(s, None)
         self.running[s] = p
+        self.policy.reserve(job.id, p, now)
         return Decision("start", job.id, p, d, rate, stage, restart)
 
     def _stop(self, s: int, now: float, reason: str = "preempted") -> Decision:
@@ -809,23 +751,20 @@ class Scheduler:
         del self.running[s]
         self.waiting[s] = None
         self._elig_stale.add(s)
+        self.policy.unreserve(self.jobs[s].id, p, now, reason)
         return Decision("stop", self.jobs[s].id, p, d, reason=reason)
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
-        pri = self.policy.priority(self, slots, now)
+        pri = self.policy.queue_order(self.view(), slots, now)
         order = np.lexsort((slots, pri))
         slots = slots[order]
         return slots, self._scores(slots, now)
 
     def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
-        scores = self.policy.scores(self, slots, now)
-        if self.policy.lp:
-            # jobs without a share (not yet solved, or zero share) fall back to the rate score
-            none = ~np.isfinite(scores).any(axis=1)
-            if none.any():
-                scores[none] = Policy.scores(self.policy, self, slots[none], now)
-        return scores
+        """(job x pool) costs on the policy's normalised scale (see suanli.sched.policies)."""
+        view = self.view()
+        return self.policy.normalise(view, slots, self.policy.score(view, slots, now))
 
     def _eligible(self, scores: np.ndarray) -> np.ndarray:
         """(job x pool) pools a job would take if it fitted there: finite score, and within
@@ -913,7 +852,7 @@ class Scheduler:
             return []
         run = np.sort(np.fromiter(self._subopt, np.int64, len(self._subopt)))
         dem_all = self.t.demand[run]
-        t = Policy.scores(self.policy, self, run, now)
+        t = time_to_finish(self.view(), run, now)
         cur_all = self.t.pool[run]
         here = t[np.arange(len(run)), cur_all]
         # a move pays its restart (checkpoint + restore) before progress resumes
@@ -978,7 +917,7 @@ class Scheduler:
             if len(todo):
                 el = self._eligible(self._scores(todo, now))
                 if self.policy.lp and self.work_conserving:  # second pass of _place
-                    el |= self._eligible(Policy.scores(self.policy, self, todo, now))
+                    el |= self._eligible(self.policy.backfill_score(self.view(), todo, now))
                 self.t.elig[todo] = el
             fits = (self.t.elig[slots] & (self.free[None, :] >= self.t.demand[slots][:, None])).any(
                 axis=1)
@@ -1021,7 +960,7 @@ class Scheduler:
             rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
-                fb = Policy.scores(self.policy, self, rest, now)
+                fb = self.policy.backfill_score(self.view(), rest, now)
                 self._favour_current(rest, fb)
                 more = self._allocate(rest, fb, free)
                 place.update(more)
@@ -1094,7 +1033,9 @@ class Scheduler:
             self._last_round_t = now
             if self._dirty:
                 t0 = time.perf_counter()
-                self.t.share[act] = self.policy.shares(self, act, now)
+                shares = self.policy.pre_score(self.view(), act, now)
+                if shares is not None:
+                    self.t.share[act] = shares
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
