@@ -2,7 +2,13 @@
 
 from suanli.sched.cluster import ClusterSpec, ClusterState, Pool
 from suanli.sched.job import Job, Queue
-from suanli.sched.policies import Policy, get_policy, policy_names, register_policy
+from suanli.sched.policies import (
+    Policy,
+    SharePolicy,
+    get_policy,
+    policy_names,
+    register_policy,
+)
 from suanli.sched.scheduler import Decision, Scheduler
 from suanli.sched.throughput import (
     MeasuredThroughput,
@@ -10,6 +16,7 @@ from suanli.sched.throughput import (
     ThroughputMatrix,
     ThroughputProvider,
 )
+from suanli.sched.view import SchedulerView
 
 __all__ = [
     "ClusterSpec",
@@ -22,6 +29,8 @@ __all__ = [
     "Pool",
     "Queue",
     "Scheduler",
+    "SchedulerView",
+    "SharePolicy",
     "ThroughputMatrix",
     "ThroughputProvider",
     "get_policy",

@@ -444,8 +444,9 @@ class Scheduler:
     # ------------------------------------------------------------------ the policies' view
     def view(self) -> SchedulerView:
         """A read-only view of the current state, as policies see it (built for each pass)."""
-        return SchedulerView(self.t, self.cluster, self._class_matrix(), self._class_demand_arr(),
-                             self._class_weight, self.capacity, self.round_s, self.keep_s)
+        return SchedulerView(self.t, self.jobs, self.cluster, self._class_matrix(),
+                             self._class_demand_arr(), self._class_weight, self.capacity,
+                             self.round_s, self.keep_s)
 
     # ------------------------------------------------------------------ snapshot / restore
     def snapshot(self) -> dict[str, Any]:

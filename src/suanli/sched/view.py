@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from suanli.sched.cluster import ClusterSpec
-from suanli.sched.job import MILLI
+from suanli.sched.job import MILLI, Job
 from suanli.sched.slots import RUNNING, SlotTable
 
 
@@ -38,6 +38,7 @@ class SchedulerView:
         "_class_rates",
         "_class_weight",
         "_cluster",
+        "_jobs",
         "_t",
         "keep_s",
         "round_s",
@@ -46,6 +47,7 @@ class SchedulerView:
     def __init__(
         self,
         table: SlotTable,
+        jobs: Sequence[Job],
         cluster: ClusterSpec,
         class_rates: np.ndarray,
         class_demand: np.ndarray,
@@ -55,6 +57,7 @@ class SchedulerView:
         keep_s: float,
     ) -> None:
         self._t = table
+        self._jobs = jobs
         self._cluster = cluster
         self._class_rates = class_rates
         self._class_demand = class_demand
@@ -127,6 +130,12 @@ class SchedulerView:
         return np.asarray(self._class_weight, dtype=float)
 
     # ------------------------------------------------------------------ jobs (by slot)
+    def jobs(self, slots: np.ndarray) -> list[Job]:
+        """The submitted jobs (frozen: any field, e.g. ``deadline`` or ``queue``). A Python
+        loop over ``slots``: prefer the array methods below in policies that run on deep
+        queues."""
+        return [self._jobs[s] for s in slots.tolist()]
+
     def job_class(self, slots: np.ndarray) -> np.ndarray:
         """Class of each job (jobs of one class are interchangeable)."""
         return self._t.cls[slots]
