@@ -264,9 +264,6 @@ class SharePolicy(Policy):
         return time_to_finish(view, slots, now, self.aware)
 
 
-_SharePolicy = SharePolicy  # the name before the view API
-
-
 class MaxMinFairness(SharePolicy):
     name = "max-min"
     description = (

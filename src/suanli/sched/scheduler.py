@@ -10,7 +10,8 @@ Mechanism
 ---------
 * **Filter** (at submit): :mod:`suanli.sched.filters` plus the throughput matrix remove pools a
   job can never use; a job with no pool left is *unrunnable* and gets a reason.
-* **Score / order**: the policy (:mod:`suanli.sched.policies`) orders jobs and scores pools.
+* **Score / order**: the policy (:mod:`suanli.sched.policies`) orders jobs and scores pools,
+  seeing only a read-only :class:`~suanli.sched.view.SchedulerView` built for each call.
 * **Allocate**: gangs are all-or-nothing inside one pool; per-queue quotas are enforced.
 * **Rounds**: preemptive policies re-plan every ``round_s`` seconds while jobs are waiting
   (rounds stop when nobody waits). Between rounds, freed capacity is back-filled without
