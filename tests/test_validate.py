@@ -44,7 +44,7 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
     g = d["groups"]
     assert g["chip"]["H100 SXM5 80GB"]["rows"] == 3 and g["chip"]["B200"]["predicted"] == 1
     out = run("validate", "--data", str(tmp_path), "--no-rows")
-    assert "nemo.csv: 2 of 6 rows predicted (4 skipped)" in out
+    assert "nemo.csv: 2 of 6 rows in the headline (4 not predicted)" in out
     assert "rows not predicted (4)" in out
 
 
@@ -156,3 +156,23 @@ def test_stack_and_architecture_groups(tmp_path: Path) -> None:
     assert g["stack"]["superseded"]["rows"] == 1 and g["architecture"]["MoE"]["rows"] == 3
     # rows without a container (the MPT format) are one stack
     assert stack_of([(2, {"model": "MPT-7b", "chip": "A100"})]) == {}
+
+
+def test_headline_leaves_superseded_rows_out(tmp_path: Path) -> None:
+    """The headline per file is judged on current-stack rows; superseded ones get their own
+    figures and stay in the 'stack' group."""
+    rep = run_validation(_nemo(
+        tmp_path,
+        "Qwen3_30B_a3B,DGX-B200,MXFP8,8,512,4,4096,0,1,1,1,,8,,27136,1,26.04.01,src,",
+        "Qwen3_30B_a3B,DGX-B200,FP8-MX,8,512,1,4096,0,1,1,1,,8,,9299,1,25.11,src,",
+        "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
+    ), load_catalog().get)
+    by_line = {r.line: r for r in rep.rows}
+    h = rep.headline()["nemo.csv"]
+    assert h["superseded"] == 1 and h["headline"]["predicted"] == 2
+    cur = [by_line[2].error_pct, by_line[4].error_pct]
+    assert h["headline"]["mean_signed_error_pct"] == pytest.approx(sum(cur) / 2)
+    assert h["superseded_rows"]["mean_signed_error_pct"] == pytest.approx(by_line[3].error_pct)
+    assert h["all_predicted"]["predicted"] == 3
+    hg = rep.groups(headline=True)
+    assert hg["chip"]["B200"]["predicted"] == 2 and hg["stack"]["superseded"]["predicted"] == 1
