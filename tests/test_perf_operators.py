@@ -131,3 +131,26 @@ def test_short_sequences_pay_more_per_attention_flop(h100: Chip) -> None:
     # context parallelism shortens each ring step's key range
     cp2 = evaluate(_spec(seq_len=32768, global_batch=16), hw, **{**LAY, "dp": 4, "cp": 2})
     assert float(cp2["t_attention"]) > float(long["t_attention"])
+
+
+def test_nvfp4_runs_gemms_at_the_fp4_peak_with_block_scaled_casts() -> None:
+    """NVFP4: the datasheet dense FP4 peak drives the GEMMs only; attention stays 16-bit and
+    the casts (amax pass + E2M1 copies + one scale per 16) cost more HBM traffic than MXFP8."""
+    from suanli.perf.train import FP8_CAST_BYTES
+
+    b200 = load_catalog().get("B200")
+    assert b200.tflops("fp4") == 9000 and b200.tflops("fp8") == 4500
+    hw4, hw8 = build_hardware(b200, "fp4"), build_hardware(b200, "fp8")
+    assert hw4.gemm_bytes == 0.5 and hw4.flops_16 == pytest.approx(hw8.flops_16)
+    f8 = evaluate(_spec(fp8_recipe="fp8-block"), hw8, **LAY)
+    f4 = evaluate(_spec(fp8_recipe="fp8-block"), hw4, **LAY)  # FP4 always casts as NVFP4
+    assert f4["t_attention"] == pytest.approx(f8["t_attention"])
+    assert 0.45 * f8["t_gemm"] < f4["t_gemm"] < 0.75 * f8["t_gemm"]  # 2x rate, wider tiles
+    assert FP8_CAST_BYTES["nvfp4"] > FP8_CAST_BYTES["fp8-block"]
+    assert f4["t_elementwise"] > f8["t_elementwise"]
+    assert f4["step_time"] < f8["step_time"]
+    # a chip whose entry lists no FP4 figure cannot run it (optional precision: unknown)
+    from suanli.errors import CannotRun
+
+    with pytest.raises(CannotRun, match="FP4 peak is not published"):
+        build_hardware(load_catalog().get("H100"), "fp4")

@@ -29,12 +29,16 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
         "LLAMA3_70B,DGX-H100,FP8,64,256,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
         "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
         "Nemotron_3_Nano,DGX-H100,FP8,16,1024,1,8192,0,1,1,1,,8,,14336,321,26.04.01,src,",
-        "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
+        "LLAMA3_70B,DGX-H100,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
         "LLAMA3_70B,DGX-Z900,BF16,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
         "LLAMA3_70B,DGX-H100,FP8,64,255,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
+        "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
     )))
     rows = d["rows"]
-    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False]
+    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False,
+                                                          True]
+    # NVFP4 on a Blackwell Ultra system: GEMMs at the datasheet FP4 peak, MFU against it
+    assert rows[6]["precision"] == "NVFP4" and rows[6]["gemm_precision"] == "fp4"
     assert rows[0]["chip"] == "H100 SXM5 80GB" and rows[0]["framework"] == "megatron"
     assert rows[0]["precision"] == "FP8"
     assert "Mamba" in rows[2]["problem"]
@@ -42,9 +46,9 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
     assert "unknown system" in rows[4]["problem"]
     assert "not divisible" in rows[5]["problem"]
     g = d["groups"]
-    assert g["chip"]["H100 SXM5 80GB"]["rows"] == 3 and g["chip"]["B200"]["predicted"] == 1
+    assert g["chip"]["H100 SXM5 80GB"]["rows"] == 4 and g["chip"]["B200"]["predicted"] == 1
     out = run("validate", "--data", str(tmp_path), "--no-rows")
-    assert "nemo.csv: 2 of 6 rows in the headline (4 not predicted)" in out
+    assert "nemo.csv: 3 of 7 rows in the headline (4 not predicted)" in out
     assert "rows not predicted (4)" in out
 
 

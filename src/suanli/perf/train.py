@@ -75,7 +75,13 @@ class TrainSpec:
 # transposed / column-wise copy backward needs (1); current scaling adds a separate amax pass
 # (read 2); block scaling (MXFP8) computes the amax per 32-element block inside the cast and
 # writes one scale byte per 32 elements for each of the two copies.
-FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625}
+FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625,
+                                    "nvfp4": 5.125}
+# NVFP4 (Transformer Engine NVFP4BlockScaling; every GEMM of a 4-bit precision run): a
+# per-tensor FP32 scale from the tensor's amax (a separate pass, read 2), then read bf16 (2),
+# write the E2M1 row- and column-wise copies (0.5 + 0.5) with one E4M3 scale per 16 elements
+# each (2 / 16); the random Hadamard transform of the wgrad operands happens inside the cast.
+FP4_RECIPE = "nvfp4"
 
 
 def _f(x: ArrayLike) -> np.ndarray:
@@ -140,8 +146,10 @@ def evaluate(
     full = (rc == 2).astype(float)
     sel = (rc == 1).astype(float)
     bw = hw.hbm_bw
-    fp8 = hw.gemm_bytes < 2.0
+    fp8 = hw.gemm_bytes < 2.0  # low-precision GEMMs (FP8 or FP4) with quantisation casts
     gb = hw.gemm_bytes
+    # FP4 GEMMs always use the NVFP4 recipe's casts; FP8 ones the spec's recipe
+    cast_b = FP8_CAST_BYTES[FP4_RECIPE if gb < 1.0 else spec.fp8_recipe]
     rate = hw.flops
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
@@ -214,7 +222,6 @@ def evaluate(
     if fp8:
         cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else 2.0 * d)
         cast_bwd = in_n + d + (mats - 1) * act_w + d
-        cast_b = FP8_CAST_BYTES[spec.fp8_recipe]
         mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
     t_elem = mem_bytes / bw
     t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
@@ -295,7 +302,7 @@ def evaluate(
     p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
-        t_opt = t_opt + p_dev * FP8_CAST_BYTES[spec.fp8_recipe] / bw
+        t_opt = t_opt + p_dev * cast_b / bw
 
     # gradient accumulation: every weight gradient computed on this device is added into the
     # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
@@ -571,7 +578,7 @@ def zero_code(z: str | int | None) -> int:
 
 
 def precision_bytes(p: Precision) -> float:
-    return {Precision.FP8: 1.0, Precision.INT8: 1.0, Precision.INT4: 0.5,
+    return {Precision.FP8: 1.0, Precision.INT8: 1.0, Precision.INT4: 0.5, Precision.FP4: 0.5,
             Precision.FP32: 4.0, Precision.TF32: 4.0, Precision.FP64: 8.0,
             Precision.FP64_TENSOR: 8.0}.get(p, 2.0)
 

@@ -342,6 +342,7 @@ NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
     "fp8ds": ("fp8", "fp8-delayed"),
     "mxfp8": ("fp8", "fp8-block"),
     "fp8mx": ("fp8", "fp8-block"),
+    "nvfp4": ("fp4", "nvfp4"),  # every GEMM in NVFP4 (bf16_with_nvfp4_mixed: no BF16 layers)
 }
 
 
@@ -367,8 +368,6 @@ def nemo_case(row: dict[str, str]) -> Case:
                         "DGX-B300, DGX-GB200, DGX-GB300)")
     chip, dpn, net = SYSTEMS[system]
     pkey = _key(row.get("precision") or "")
-    if pkey == "nvfp4":
-        raise CannotRun("NVFP4: the catalogue has no FP4 peak (not among its 9 precisions)")
     if pkey not in NEMO_PRECISIONS:
         raise CannotRun(f"precision {row.get('precision')!r} is not modelled")
     prec, recipe = NEMO_PRECISIONS[pkey]
@@ -405,7 +404,7 @@ def precision_label(text: str) -> str:
     key = _key(text)
     if key in NEMO_PRECISIONS:
         return {"bf16": "BF16", "fp8-delayed": "FP8", "fp8-current": "FP8",
-                "fp8-block": "MXFP8"}[NEMO_PRECISIONS[key][1]]
+                "fp8-block": "MXFP8", "nvfp4": "NVFP4"}[NEMO_PRECISIONS[key][1]]
     return text.strip().upper()
 
 
