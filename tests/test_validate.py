@@ -180,3 +180,20 @@ def test_headline_leaves_superseded_rows_out(tmp_path: Path) -> None:
     assert h["all_predicted"]["predicted"] == 3
     hg = rep.groups(headline=True)
     assert hg["chip"]["B200"]["predicted"] == 2 and hg["stack"]["superseded"]["predicted"] == 1
+
+
+def test_rack_systems_use_their_own_datasheet_entry(tmp_path: Path) -> None:
+    """DGX-GB200 / GB300 rows use the NVL72 datasheet entries (higher power limit: 5000 FP8
+    dense), not the HGX B300 part the catalogue's GB300 alias names (4500)."""
+    from suanli.perf.validate import _resolver
+
+    rep = run_validation(_nemo(
+        tmp_path,
+        "LLAMA3_70B,DGX-GB300,FP8,64,256,2,8192,64,1,1,1,,,,5248,2348,26.04.01,src,",
+        "LLAMA3_70B,DGX-B300,FP8,64,256,2,8192,64,1,1,1,,,,5248,2348,26.04.01,src,",
+    ), load_catalog().get)
+    assert [r.chip_id for r in rep.rows] == ["nvidia_gb300_b300", "nvidia_b300"]
+    assert [r.chip for r in rep.rows] == ["GB300", "B300"]  # group labels stay the system's
+    gb300 = _resolver(load_catalog().get)("system:nvidia_gb300_b300")
+    assert gb300.tflops("fp8") == 5000 and gb300.tflops("fp4") == 15000
+    assert rep.rows[0].predicted > rep.rows[1].predicted

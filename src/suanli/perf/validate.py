@@ -314,6 +314,13 @@ SYSTEMS: dict[str, tuple[str, int, float]] = {
     "dgxgb200": ("GB200", 72, 72 * 400.0),
     "dgxgb300": ("GB300", 72, 72 * 800.0),
 }
+# The rack systems run their GPUs at a higher power limit than the 8-GPU HGX boards and NVIDIA
+# publishes their own per-rack figures (GB200 / GB300 NVL72 datasheets: 2500 BF16, 5000 FP8
+# dense per GPU vs 2250 / 4500 on HGX B200 / B300). Rows of these systems use the system's
+# datasheet entry (perf/data/systems.yaml, or a catalogue entry with that id) rather than the
+# HGX part the catalogue's "GB300" alias names.
+SYSTEM_CHIPS: dict[str, str] = {"dgxgb200": "nvidia_gb200_b200", "dgxgb300": "nvidia_gb300_b300"}
+SYSTEM_PREFIX = "system:"
 
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
@@ -367,6 +374,8 @@ def nemo_case(row: dict[str, str]) -> Case:
         raise CannotRun(f"unknown system {row.get('system')!r} (known: DGX-H100, DGX-B200, "
                         "DGX-B300, DGX-GB200, DGX-GB300)")
     chip, dpn, net = SYSTEMS[system]
+    if system in SYSTEM_CHIPS:
+        chip = SYSTEM_PREFIX + SYSTEM_CHIPS[system]
     pkey = _key(row.get("precision") or "")
     if pkey not in NEMO_PRECISIONS:
         raise CannotRun(f"precision {row.get('precision')!r} is not modelled")
@@ -506,6 +515,19 @@ def _resolver(resolve: Callable[[str], Chip]) -> Callable[[str], Chip]:
 
     def get(name: str) -> Chip:
         nonlocal cache
+        if name.startswith(SYSTEM_PREFIX):  # a system's own entry, by id: catalogue, else ours
+            cid = name[len(SYSTEM_PREFIX):]
+            try:
+                hit = resolve(cid)
+                if hit.id == cid:
+                    return hit
+            except SuanliError:
+                pass
+            from suanli.catalog.loader import _norm
+
+            if cache is None:
+                cache = fallback_chips()
+            return cache[_norm(cid)]
         try:
             return resolve(name)
         except SuanliError as exc:
@@ -627,7 +649,8 @@ def interval_rows(
     for r in report.rows:
         if r.predicted is None:
             continue
-        chip = resolve(r.chip)
+        chip = resolve(SYSTEM_PREFIX + r.chip_id if r.chip_id in SYSTEM_CHIPS.values()
+                       else r.chip)
         out.append((r.chip_id, base_class(chip, r.gemm_precision, set()), r.predicted,
                     r.measured))
     return out
