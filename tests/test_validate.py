@@ -132,8 +132,10 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo median |error| 17.4 %, MPT 7.7 %. MPT meets
-    the issue's target (<= 10 % per file); NeMo does not yet, this guards against regressions."""
+    """Current figures (docs/perf-model.md): NeMo headline median |error| 16.7 % (all 107
+    predicted rows 17.5 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file); NeMo
+    does not yet, this guards against regressions. The Blackwell systems' errors (specs and
+    micro-benchmarks only, nothing derived from their rows) are reported per chip."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
@@ -141,6 +143,12 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     g = rep.groups()["file"]
     assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
+    head = rep.headline()
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 17.5
+    assert head["mpt_a100_training.csv"]["superseded"] == 0
+    chips = rep.groups(headline=True)["chip"]
+    for name in ("B200", "B300", "GB200", "GB300"):
+        assert chips[name]["predicted"] >= 5 and chips[name]["mean_signed_error_pct"] is not None
 
 
 def test_stack_and_architecture_groups(tmp_path: Path) -> None:
