@@ -71,7 +71,7 @@ GEMM_HALF_ROWS = 128.0
 # never sustain them. Applies to evidence only; explicit overrides are taken as given.
 MAX_MEASURED_COMPUTE = 0.90
 
-_TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32)
+_TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32, Precision.FP4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,16 @@ EVIDENCE: tuple[Evidence, ...] = (
         source="public torch matmul table (H100 789 TFLOPS BF16 of 989; H800 = same SMs); "
         "cuBLASLt FP8 E4M3 GEMM 8192^3 on 16 H100 SXM, mean 1608.6 TFLOPS "
         "(gitea.d-robotics.cc han.zhao/test_gpu_scripts reports_cublaslt_fp8_crosscheck)",
+    ),
+    Evidence(
+        # the HGX B200 part only: GB200 NVL72 GPUs run at a higher power limit (their own,
+        # higher datasheet peak), so a 1000 W board's absolute TFLOPS would understate them
+        r"^nvidia_b200\s|hgx b200",
+        tflops={Precision.BF16: 1420.0, Precision.FP16: 1420.0, Precision.FP4: 5370.0},
+        source="torch matmul / NVFP4 torch._scaled_mm on one B200 (pytorch/ao PR #2427, "
+        "benchmarks/float8/bench_matmul.py, 2025-06-23): BF16 1.41 / 1.45 / 1.42 PFLOPS and "
+        "NVFP4 4.46 / 5.50 / 5.37 PFLOPS at 4096^3 / 6144^3 / 8192^3 (8192^3 used; FP8: the "
+        "BF16 ratio, no FP8 sweep found)",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
