@@ -135,7 +135,11 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
         assert not c.efficiency
     b200 = factors_for(load_catalog().get("B200"), "fp4")
     assert b200.compute == pytest.approx(5370 / 9000)
-    assert factors_for(fallback_chips()["gb200"], "bf16").source == "generic defaults"
+    # GB200 (same die): the HGX B200's measured fraction, not its absolute TFLOPS; Blackwell
+    # Ultra parts (another die) keep the generic defaults
+    gb200 = factors_for(fallback_chips()["gb200"], "fp8")
+    assert gb200.compute == pytest.approx(1420 / 2250) and "same die" in gb200.source
+    assert factors_for(fallback_chips()["gb300"], "fp8").source == "generic defaults"
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:

@@ -84,6 +84,9 @@ class Evidence:
     hbm_frac: float | None = None  # measured fraction of the datasheet bandwidth (variants)
     allreduce_busbw_gbs: float | None = None  # measured intra-node all-reduce bus bandwidth
     link_ref_gbs: float | None = None  # the headline link figure the busbw is compared to
+    # fractions of the chip's own datasheet peak measured on the same die in another product
+    # (used when no absolute figure for this product exists)
+    ratios: dict[Precision, float] = field(default_factory=dict)
     source: str = ""
 
 
@@ -113,6 +116,16 @@ EVIDENCE: tuple[Evidence, ...] = (
         "benchmarks/float8/bench_matmul.py, 2025-06-23): BF16 1.41 / 1.45 / 1.42 PFLOPS and "
         "NVFP4 4.46 / 5.50 / 5.37 PFLOPS at 4096^3 / 6144^3 / 8192^3 (8192^3 used; FP8: the "
         "BF16 ratio, no FP8 sweep found)",
+    ),
+    Evidence(
+        # GB200 NVL72: the same B200 die at a higher power limit and its own (higher) datasheet
+        # peak; no GB200 GEMM sweep was found, so the HGX B200's measured fractions of its
+        # datasheet peak are carried over (not its absolute TFLOPS)
+        r"^nvidia_gb200",
+        ratios={Precision.BF16: 1420.0 / 2250.0, Precision.FP16: 1420.0 / 2250.0,
+                Precision.FP4: 5370.0 / 9000.0},
+        source="HGX B200 micro-benchmark fractions (pytorch/ao PR #2427: BF16 1.42 of 2.25 "
+        "PFLOPS, NVFP4 5.37 of 9 PFLOPS at 8192^3) applied to the same die in GB200 NVL72",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
@@ -192,6 +205,12 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
         peak = chip.tflops(prec)
         if t is not None and peak:
             out["compute"] = _clip(t / peak)
+        if ev.ratios:
+            r = ev.ratios.get(prec)
+            if r is None and prec in _TENSOR:
+                r = ev.ratios.get(Precision.BF16) or ev.ratios.get(Precision.FP16)
+            if r is not None:
+                out["compute"] = _clip(r)
         if ev.hbm_gbs and chip.memory_bw_gbs:
             out["memory"] = _clip(ev.hbm_gbs / chip.memory_bw_gbs)
         if ev.hbm_frac:
