@@ -129,8 +129,8 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
         f = factors_for(c, "fp8")
         # generic defaults, or a cited micro-benchmark (the HGX B200's GEMM sweep); never
         # a figure from the NeMo rows
-        assert f.source == "generic defaults" or "pytorch/ao PR #2427" in f.source, \
-            (c.id, f.source)
+        assert f.source == "generic defaults" or "pytorch/ao PR #2427" in f.source or \
+            "NCCL all-reduce" in f.source, (c.id, f.source)
         assert "nemo" not in f.source.lower() and "megatron" not in f.source.lower()
         assert not c.efficiency
     b200 = factors_for(load_catalog().get("B200"), "fp4")
@@ -139,7 +139,10 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
     # Ultra parts (another die) keep the generic defaults
     gb200 = factors_for(fallback_chips()["gb200"], "fp8")
     assert gb200.compute == pytest.approx(1420 / 2250) and "same die" in gb200.source
-    assert factors_for(fallback_chips()["gb300"], "fp8").source == "generic defaults"
+    gb300 = factors_for(fallback_chips()["gb300"], "fp8")
+    assert gb300.compute == pytest.approx(0.70)  # generic: no Blackwell Ultra GEMM sweep
+    assert gb300.link == pytest.approx(811 / 900)  # NVL72 NVLink all-reduce measurement
+    assert factors_for(load_catalog().get("B300"), "fp8").link == pytest.approx(0.70)
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:

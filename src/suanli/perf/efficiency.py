@@ -128,6 +128,15 @@ EVIDENCE: tuple[Evidence, ...] = (
         "PFLOPS, NVFP4 5.37 of 9 PFLOPS at 8192^3) applied to the same die in GB200 NVL72",
     ),
     Evidence(
+        # measured on a GB200 NVL72 rack; applied to the NVL72 racks (GB200 and GB300 share the
+        # NVLink 5 switch-tray fabric, 900 GB/s per direction per GPU). The HGX boards keep the
+        # generic link factor (no measurement found).
+        r"^nvidia_gb[23]00_",
+        allreduce_busbw_gbs=811.0, link_ref_gbs=900.0,
+        source="NCCL all-reduce over multi-node NVLink on GB200 NVL72 (2 trays x 4 GPUs): bus "
+        "bandwidth 811 GB/s of 900 GB/s per direction (lixueduan.com 'GB200 MNNVL NCCL test')",
+    ),
+    Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
         source="public torch matmul table (H20 141.9 TFLOPS of 148)",
     ),
