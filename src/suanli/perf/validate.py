@@ -165,13 +165,13 @@ class ValidationReport:
             by_file.setdefault(r.file, []).append(r)
         by_file["all"] = list(self.rows)
         for name, rs in by_file.items():
-            pred = [r for r in rs if r.error_pct is not None]
-            head = [r.error_pct for r in pred if r.stack != "superseded"]
-            sup = [r.error_pct for r in pred if r.stack == "superseded"]
+            pred = [(r.error_pct, r.stack) for r in rs if r.error_pct is not None]
+            head = [e for e, st in pred if st != "superseded"]
+            sup = [e for e, st in pred if st == "superseded"]
             out[name] = {"rows": len(rs), "skipped": len(rs) - len(pred),
                          "superseded": len(sup), "headline": _stats(head),
                          "superseded_rows": _stats(sup),
-                         "all_predicted": _stats(r.error_pct for r in pred)}
+                         "all_predicted": _stats(e for e, _st in pred)}
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -535,10 +535,10 @@ def _resolver(resolve: Callable[[str], Chip]) -> Callable[[str], Chip]:
 
             if cache is None:
                 cache = fallback_chips()
-            hit = cache.get(_norm(name))
-            if hit is None:
+            found = cache.get(_norm(name))
+            if found is None:
                 raise exc from None
-            return hit
+            return found
 
     return get
 
