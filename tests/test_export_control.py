@@ -19,7 +19,7 @@ from suanli.errors import SuanliError
 
 CAT = load_catalog()
 BITS = {"fp64": 64, "fp64_tensor": 64, "fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16,
-        "fp8": 8, "int8": 8, "int4": 4}
+        "fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
 
 
 def _tpp(chip_name: str) -> float:

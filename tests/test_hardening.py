@@ -43,14 +43,21 @@ def json_error(*args: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("args", [
-    (*TRAIN, "--precision", "fp4"), (*TRAIN, "--precision", "foo"),
-    (*INFER, "--precision", "fp4"), (*INFER, "--kv-precision", "foo"),
+    (*TRAIN, "--precision", "fp3"), (*TRAIN, "--precision", "foo"),
+    (*INFER, "--precision", "fp3"), (*INFER, "--kv-precision", "foo"),
 ])
 def test_unknown_precision_is_one_error_line(capsys: pytest.CaptureFixture[str],
                                              args: tuple[str, ...]) -> None:
     line = run_error(capsys, *args)
     flag = "--kv-precision" if "--kv-precision" in args else "--precision"
-    assert f"{flag}: unknown precision" in line and "valid: fp64" in line
+    assert f"{flag}: unknown precision" in line and "valid: fp64" in line and "fp4" in line
+
+
+def test_fp4_on_a_chip_without_a_published_fp4_peak_is_one_error_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """FP4 is a known (optional) precision: a chip whose entry lists no FP4 figure refuses."""
+    line = run_error(capsys, *TRAIN, "--precision", "fp4")
+    assert "cannot run" in line and "FP4 peak is not published" in line
 
 
 def test_precision_spellings_are_shared_with_chips_list() -> None:

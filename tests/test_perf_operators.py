@@ -131,3 +131,71 @@ def test_short_sequences_pay_more_per_attention_flop(h100: Chip) -> None:
     # context parallelism shortens each ring step's key range
     cp2 = evaluate(_spec(seq_len=32768, global_batch=16), hw, **{**LAY, "dp": 4, "cp": 2})
     assert float(cp2["t_attention"]) > float(long["t_attention"])
+
+
+def test_nvfp4_runs_gemms_at_the_fp4_peak_with_block_scaled_casts() -> None:
+    """NVFP4: the datasheet dense FP4 peak drives the GEMMs only; attention stays 16-bit and
+    the casts (amax pass + E2M1 copies + one scale per 16) cost more HBM traffic than MXFP8."""
+    from suanli.perf.train import FP8_CAST_BYTES
+
+    b200 = load_catalog().get("B200")
+    assert b200.tflops("fp4") == 9000 and b200.tflops("fp8") == 4500
+    hw4, hw8 = build_hardware(b200, "fp4"), build_hardware(b200, "fp8")
+    assert hw4.gemm_bytes == 0.5 and hw4.flops_16 == pytest.approx(hw8.flops_16)
+    f8 = evaluate(_spec(fp8_recipe="fp8-block"), hw8, **LAY)
+    f4 = evaluate(_spec(fp8_recipe="fp8-block"), hw4, **LAY)  # FP4 always casts as NVFP4
+    assert f4["t_attention"] == pytest.approx(f8["t_attention"])
+    assert 0.45 * f8["t_gemm"] < f4["t_gemm"] < 0.75 * f8["t_gemm"]  # 2x rate, wider tiles
+    assert FP8_CAST_BYTES["nvfp4"] > FP8_CAST_BYTES["fp8-block"]
+    assert f4["t_elementwise"] > f8["t_elementwise"]
+    assert f4["step_time"] < f8["step_time"]
+    # a chip whose entry lists no FP4 figure cannot run it (optional precision: unknown)
+    from suanli.errors import CannotRun
+
+    with pytest.raises(CannotRun, match="FP4 peak is not published"):
+        build_hardware(load_catalog().get("H100"), "fp4")
+
+
+def test_sliding_window_layers_attend_to_the_window_only(h100: Chip) -> None:
+    """GPT-OSS: 18 of 36 layers see 128 keys; FLOPs and attention time drop, not to half
+    (short key ranges run the flash kernel less efficiently)."""
+    from dataclasses import replace
+
+    oss = get_model("gpt-oss-120b")
+    full = replace(oss, sliding_window=0, n_window_layers=0)
+    assert oss.attention_sinks and oss.n_window_layers == 18
+    s = 4096.0
+    assert oss.attn_flops_fwd(s / 2) == pytest.approx(full.attn_flops_fwd(s / 2) * (18 * 2048
+                                                      + 18 * 128) / (36 * 2048))
+    hw = build_hardware(h100, "bf16")
+    lay = dict(tp=1, pp=1, dp=8, ep=8, mb=1, recompute=0, zero=1)
+    a = evaluate(TrainSpec(model=oss, seq_len=4096, global_batch=64), hw, **lay)
+    b = evaluate(TrainSpec(model=full, seq_len=4096, global_batch=64), hw, **lay)
+    assert 0.5 * b["t_attention"] < a["t_attention"] < 0.65 * b["t_attention"]
+    assert a["t_gemm"] == pytest.approx(b["t_gemm"])
+    with pytest.raises(SuanliError, match="n_window_layers"):
+        replace(oss, sliding_window=0)
+
+
+def test_moe_dispatch_and_imbalance_inputs(h100: Chip) -> None:
+    """DeepEP-style dispatch sends a token once per remote node (fewer NIC bytes than one copy
+    per remote expert); load imbalance slows the expert GEMMs and the all-to-all."""
+    ds = get_model("deepseek-v3")
+    hw = build_hardware(h100, "bf16", inter_node_gbps=3200)
+    lay = dict(tp=1, pp=8, dp=32, ep=32, mb=1, recompute=1, zero=1)
+    base = TrainSpec(model=ds, seq_len=4096, global_batch=256)
+    a2a = evaluate(base, hw, **lay)
+    from dataclasses import replace
+
+    dedup = evaluate(replace(base, ep_dispatch="deepep"), hw, **lay)
+    # 32 ranks over 4 nodes, top-8: 6 remote-expert copies vs ~2.7 remote nodes per token
+    assert 0.35 < dedup["t_comm_ep"] / a2a["t_comm_ep"] < 0.55
+    inside = dict(lay, ep=8)  # all inside one node: nothing to deduplicate
+    assert evaluate(replace(base, ep_dispatch="deepep"), hw, **inside)["t_comm_ep"] == \
+        pytest.approx(evaluate(base, hw, **inside)["t_comm_ep"], rel=0.2)
+    skew = evaluate(replace(base, moe_imbalance=1.3), hw, **lay)
+    assert skew["t_gemm"] > a2a["t_gemm"] and skew["t_comm_ep"] == pytest.approx(
+        1.3 * a2a["t_comm_ep"], rel=0.02)
+    for bad in (dict(moe_imbalance=0.5), dict(ep_dispatch="nccl")):
+        with pytest.raises(SuanliError):
+            replace(base, **bad)

@@ -29,12 +29,16 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
         "LLAMA3_70B,DGX-H100,FP8,64,256,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
         "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
         "Nemotron_3_Nano,DGX-H100,FP8,16,1024,1,8192,0,1,1,1,,8,,14336,321,26.04.01,src,",
-        "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
+        "LLAMA3_70B,DGX-H100,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
         "LLAMA3_70B,DGX-Z900,BF16,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
         "LLAMA3_70B,DGX-H100,FP8,64,255,1,8192,0,4,8,1,5,,,1664,731,26.04.01,src,",
+        "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
     )))
     rows = d["rows"]
-    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False]
+    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False,
+                                                          True]
+    # NVFP4 on a Blackwell Ultra system: GEMMs at the datasheet FP4 peak, MFU against it
+    assert rows[6]["precision"] == "NVFP4" and rows[6]["gemm_precision"] == "fp4"
     assert rows[0]["chip"] == "H100 SXM5 80GB" and rows[0]["framework"] == "megatron"
     assert rows[0]["precision"] == "FP8"
     assert "Mamba" in rows[2]["problem"]
@@ -42,9 +46,9 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
     assert "unknown system" in rows[4]["problem"]
     assert "not divisible" in rows[5]["problem"]
     g = d["groups"]
-    assert g["chip"]["H100 SXM5 80GB"]["rows"] == 3 and g["chip"]["B200"]["predicted"] == 1
+    assert g["chip"]["H100 SXM5 80GB"]["rows"] == 4 and g["chip"]["B200"]["predicted"] == 1
     out = run("validate", "--data", str(tmp_path), "--no-rows")
-    assert "nemo.csv: 2 of 6 rows predicted (4 skipped)" in out
+    assert "nemo.csv: 3 of 7 rows in the headline (4 not predicted)" in out
     assert "rows not predicted (4)" in out
 
 
@@ -123,13 +127,29 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
                                      "nvidia_gb300_b300"}
     for c in chips:
         f = factors_for(c, "fp8")
-        assert f.source == "generic defaults", (c.id, f.source)
+        # generic defaults, or a cited micro-benchmark (the HGX B200's GEMM sweep); never
+        # a figure from the NeMo rows
+        assert f.source == "generic defaults" or "pytorch/ao PR #2427" in f.source or \
+            "NCCL all-reduce" in f.source, (c.id, f.source)
+        assert "nemo" not in f.source.lower() and "megatron" not in f.source.lower()
         assert not c.efficiency
+    b200 = factors_for(load_catalog().get("B200"), "fp4")
+    assert b200.compute == pytest.approx(5370 / 9000)
+    # GB200 (same die): the HGX B200's measured fraction, not its absolute TFLOPS; Blackwell
+    # Ultra parts (another die) keep the generic defaults
+    gb200 = factors_for(fallback_chips()["gb200"], "fp8")
+    assert gb200.compute == pytest.approx(1420 / 2250) and "same die" in gb200.source
+    gb300 = factors_for(fallback_chips()["gb300"], "fp8")
+    assert gb300.compute == pytest.approx(0.70)  # generic: no Blackwell Ultra GEMM sweep
+    assert gb300.link == pytest.approx(811 / 900)  # NVL72 NVLink all-reduce measurement
+    assert factors_for(load_catalog().get("B300"), "fp8").link == pytest.approx(0.70)
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo median |error| 17.4 %, MPT 7.7 %. MPT meets
-    the issue's target (<= 10 % per file); NeMo does not yet, this guards against regressions."""
+    """Current figures (docs/perf-model.md): NeMo headline median |error| 14.8 % (all 107
+    predicted rows 16.5 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file); NeMo
+    does not yet, this guards against regressions. The Blackwell systems' errors (specs and
+    micro-benchmarks only, nothing derived from their rows) are reported per chip."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
@@ -137,6 +157,12 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     g = rep.groups()["file"]
     assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
+    head = rep.headline()
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 15.5
+    assert head["mpt_a100_training.csv"]["superseded"] == 0
+    chips = rep.groups(headline=True)["chip"]
+    for name in ("B200", "B300", "GB200", "GB300"):
+        assert chips[name]["predicted"] >= 5 and chips[name]["mean_signed_error_pct"] is not None
 
 
 def test_stack_and_architecture_groups(tmp_path: Path) -> None:
@@ -156,3 +182,40 @@ def test_stack_and_architecture_groups(tmp_path: Path) -> None:
     assert g["stack"]["superseded"]["rows"] == 1 and g["architecture"]["MoE"]["rows"] == 3
     # rows without a container (the MPT format) are one stack
     assert stack_of([(2, {"model": "MPT-7b", "chip": "A100"})]) == {}
+
+
+def test_headline_leaves_superseded_rows_out(tmp_path: Path) -> None:
+    """The headline per file is judged on current-stack rows; superseded ones get their own
+    figures and stay in the 'stack' group."""
+    rep = run_validation(_nemo(
+        tmp_path,
+        "Qwen3_30B_a3B,DGX-B200,MXFP8,8,512,4,4096,0,1,1,1,,8,,27136,1,26.04.01,src,",
+        "Qwen3_30B_a3B,DGX-B200,FP8-MX,8,512,1,4096,0,1,1,1,,8,,9299,1,25.11,src,",
+        "LLAMA3_8B,DGX-B200,BF16,8,128,2,8192,0,1,1,1,,1,8,30624,1576,25.11,src,",
+    ), load_catalog().get)
+    by_line = {r.line: r for r in rep.rows}
+    h = rep.headline()["nemo.csv"]
+    assert h["superseded"] == 1 and h["headline"]["predicted"] == 2
+    cur = [by_line[2].error_pct, by_line[4].error_pct]
+    assert h["headline"]["mean_signed_error_pct"] == pytest.approx(sum(cur) / 2)
+    assert h["superseded_rows"]["mean_signed_error_pct"] == pytest.approx(by_line[3].error_pct)
+    assert h["all_predicted"]["predicted"] == 3
+    hg = rep.groups(headline=True)
+    assert hg["chip"]["B200"]["predicted"] == 2 and hg["stack"]["superseded"]["predicted"] == 1
+
+
+def test_rack_systems_use_their_own_datasheet_entry(tmp_path: Path) -> None:
+    """DGX-GB200 / GB300 rows use the NVL72 datasheet entries (higher power limit: 5000 FP8
+    dense), not the HGX B300 part the catalogue's GB300 alias names (4500)."""
+    from suanli.perf.validate import _resolver
+
+    rep = run_validation(_nemo(
+        tmp_path,
+        "LLAMA3_70B,DGX-GB300,FP8,64,256,2,8192,64,1,1,1,,,,5248,2348,26.04.01,src,",
+        "LLAMA3_70B,DGX-B300,FP8,64,256,2,8192,64,1,1,1,,,,5248,2348,26.04.01,src,",
+    ), load_catalog().get)
+    assert [r.chip_id for r in rep.rows] == ["nvidia_gb300_b300", "nvidia_b300"]
+    assert [r.chip for r in rep.rows] == ["GB300", "B300"]  # group labels stay the system's
+    gb300 = _resolver(load_catalog().get)("system:nvidia_gb300_b300")
+    assert gb300.tflops("fp8") == 5000 and gb300.tflops("fp4") == 15000
+    assert rep.rows[0].predicted > rep.rows[1].predicted

@@ -29,9 +29,15 @@ class Precision(StrEnum):
     FP8 = "fp8"
     INT8 = "int8"
     INT4 = "int4"
+    # 4-bit floating point (E2M1, e.g. NVIDIA NVFP4 / OCP MXFP4 tensor cores). Optional: a chip
+    # lists it only when a source publishes it; absent = unknown.
+    FP4 = "fp4"
 
 
-PRECISIONS: tuple[Precision, ...] = tuple(Precision)
+# Precisions every chip must list (null + note when unknown); OPTIONAL_PRECISIONS may be
+# listed and are unknown when absent.
+OPTIONAL_PRECISIONS: tuple[Precision, ...] = (Precision.FP4,)
+PRECISIONS: tuple[Precision, ...] = tuple(p for p in Precision if p not in OPTIONAL_PRECISIONS)
 Confidence = Literal["high", "medium", "low"]
 
 
@@ -283,12 +289,16 @@ class Chip(BaseModel):
 
     # -- convenience accessors used by the layers above -------------------------------
     def tflops(self, precision: Precision | str) -> float | None:
-        """Dense peak at ``precision`` in TFLOPS/TOPS, or None when unknown/unsupported."""
-        return self.peak[Precision(precision)].value
+        """Dense peak at ``precision`` in TFLOPS/TOPS, or None when unknown/unsupported
+        (an optional precision the entry does not list is unknown)."""
+        fig = self.peak.get(Precision(precision))
+        return None if fig is None else fig.value
 
     def supports(self, precision: Precision | str) -> bool | None:
         """True/False when known, None when the catalogue does not know."""
-        fig = self.peak[Precision(precision)]
+        fig = self.peak.get(Precision(precision))
+        if fig is None:
+            return None
         if fig.unsupported:
             return False
         return True if fig.value is not None else None

@@ -262,13 +262,13 @@ def resolve_precision(name: str, field: str = "--precision") -> Any:
     listing the valid ones. Shared by every command that takes a precision."""
     import re
 
-    from suanli.catalog.schema import PRECISIONS, Precision
+    from suanli.catalog.schema import Precision
 
     key = re.sub(r"[\s\-./]+", "_", name.strip()).casefold()
     try:
         return Precision(key)
     except ValueError:
-        valid = ", ".join(p.value for p in PRECISIONS)
+        valid = ", ".join(p.value for p in Precision)  # incl. the optional ones (fp4)
         raise SuanliError(f"unknown precision '{name}'; valid: {valid}", field=field) from None
 
 

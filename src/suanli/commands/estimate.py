@@ -162,7 +162,14 @@ def train_cmd(
         help="megatron|fsdp|deepspeed|mindspeed (default: mindspeed on Ascend, else megatron)")]
         = None,
     fp8_recipe: Annotated[str, typer.Option(
-        "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block")] = "fp8-delayed",
+        "--fp8-recipe", help="fp8-delayed|fp8-current|fp8-block (FP4 runs: nvfp4)")]
+        = "fp8-delayed",
+    moe_imbalance: Annotated[float, num_option(
+        "--moe-imbalance", help="MoE: tokens on the busiest expert rank / mean (1 = balanced).",
+        ge=1, le=64)] = 1.0,
+    ep_dispatch: Annotated[str, typer.Option(
+        "--ep-dispatch", help="MoE token dispatch: alltoall|deepep (one copy per node)")]
+        = "alltoall",
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
     top: Annotated[int, count_option("--top", help="Rows of the search table.", le=1000)] = 5,
     tokens: Annotated[float | None, num_option("--tokens", help="Token budget, e.g. 15e12.",
@@ -206,6 +213,7 @@ def train_cmd(
             link_gbs=link_gbs, efficiency=eff, interleave=interleave,
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
             electricity_cny_kwh=electricity, framework=framework, fp8_recipe=fp8_recipe,
+            moe_imbalance=moe_imbalance, ep_dispatch=ep_dispatch,
         )
 
     results = _per_chip(cat, chip, run)

@@ -30,8 +30,8 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return f"{x:+.1f} %" if signed else f"{x:.1f} %"
 
 
-def group_table(groups: dict[str, dict[str, dict[str, Any]]]) -> Table:
-    t = Table(title="validation by group (|error| median / p90, mean signed error)")
+def group_table(groups: dict[str, dict[str, dict[str, Any]]], title: str = "") -> Table:
+    t = Table(title=title or "validation by group (|error| median / p90, mean signed error)")
     for col in ("group", "value", "rows", "predicted", "median", "p90", "mean signed"):
         t.add_column(col, justify="left" if col in ("group", "value") else "right")
     for key, vals in groups.items():
@@ -43,27 +43,35 @@ def group_table(groups: dict[str, dict[str, dict[str, Any]]]) -> Table:
 
 
 def summary_lines(rep: Any) -> list[str]:
-    """One line per file plus the overall line (what the README quotes)."""
+    """One line per file plus the overall line (what the README quotes). The headline figures
+    leave out ``superseded`` rows (re-measured on a newer container), which get their own
+    line; every row still appears in the group table."""
     lines = []
-    for name, st in rep.groups()["file"].items():
-        skipped = st["rows"] - st["predicted"]
-        if not st["predicted"]:
-            lines.append(f"{name}: 0 of {st['rows']} rows predicted")
+    head = rep.headline()
+    for name, h in head.items():
+        st, sup, allp = h["headline"], h["superseded_rows"], h["all_predicted"]
+        prefix = "all" if name == "all" else name
+        if not allp["predicted"]:
+            lines.append(f"{prefix}: 0 of {h['rows']} rows predicted")
             continue
-        lines.append(
-            f"{name}: {st['predicted']} of {st['rows']} rows predicted ({skipped} skipped): "
-            f"median |error| {st['median_abs_error_pct']:.1f} %, p90 "
-            f"{st['p90_abs_error_pct']:.1f} %, mean signed {st['mean_signed_error_pct']:+.1f} %"
-        )
-    s = rep.summary()
-    if s["predicted"]:
-        lines.append(
-            f"all: {s['predicted']} rows predicted ({s['skipped']} skipped): median |error| "
-            f"{s['median_abs_error_pct']:.1f} %, mean {s['mean_abs_error_pct']:.1f} %, "
-            f"p90 {s['p90_abs_error_pct']:.1f} %, worst {s['worst_abs_error_pct']:.1f} %; "
-            f"{s['within_15_pct']} within 15 %; mean signed error "
-            f"{s['mean_signed_error_pct']:+.1f} % (target: median <= 10 % per file)"
-        )
+        note = (f", {h['superseded']} superseded reported separately" if h["superseded"]
+                else "")
+        line = (f"{prefix}: {st['predicted']} of {h['rows']} rows in the headline "
+                f"({h['skipped']} not predicted{note}): median |error| "
+                f"{st['median_abs_error_pct']:.1f} %, p90 {st['p90_abs_error_pct']:.1f} %, "
+                f"mean signed {st['mean_signed_error_pct']:+.1f} %")
+        if name == "all":
+            line += (f"; {st['within_15_pct']} within 15 %, worst "
+                     f"{st['worst_abs_error_pct']:.1f} % (target: median <= 10 % per file)")
+        lines.append(line)
+        if h["superseded"]:
+            lines.append(
+                f"  {prefix} superseded rows ({sup['predicted']}; the same model, system and "
+                f"precision measured again on a newer container): median |error| "
+                f"{sup['median_abs_error_pct']:.1f} %, mean signed "
+                f"{sup['mean_signed_error_pct']:+.1f} %; all {allp['predicted']} predicted "
+                f"rows: median {allp['median_abs_error_pct']:.1f} %, mean signed "
+                f"{allp['mean_signed_error_pct']:+.1f} %")
     return lines
 
 
@@ -152,7 +160,10 @@ def validate_cmd(
             for r in skipped:
                 t.add_row(f"{r.file}:{r.line} {r.label}", str(r.problem))
             console.print(t)
-    console.print(group_table(rep.groups()))
+    console.print(group_table(
+        rep.groups(headline=True),
+        "validation by group, headline rows (|error| median / p90, mean signed error; "
+        "superseded rows only under 'stack')"))
     if summ["predicted"] == 0:
         raise SuanliError("no row could be predicted (see the skipped reasons above)")
     for line in summary_lines(rep):

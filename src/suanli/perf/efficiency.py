@@ -71,7 +71,7 @@ GEMM_HALF_ROWS = 128.0
 # never sustain them. Applies to evidence only; explicit overrides are taken as given.
 MAX_MEASURED_COMPUTE = 0.90
 
-_TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32)
+_TENSOR = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.TF32, Precision.FP4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,9 @@ class Evidence:
     hbm_frac: float | None = None  # measured fraction of the datasheet bandwidth (variants)
     allreduce_busbw_gbs: float | None = None  # measured intra-node all-reduce bus bandwidth
     link_ref_gbs: float | None = None  # the headline link figure the busbw is compared to
+    # fractions of the chip's own datasheet peak measured on the same die in another product
+    # (used when no absolute figure for this product exists)
+    ratios: dict[Precision, float] = field(default_factory=dict)
     source: str = ""
 
 
@@ -103,6 +106,35 @@ EVIDENCE: tuple[Evidence, ...] = (
         source="public torch matmul table (H100 789 TFLOPS BF16 of 989; H800 = same SMs); "
         "cuBLASLt FP8 E4M3 GEMM 8192^3 on 16 H100 SXM, mean 1608.6 TFLOPS "
         "(gitea.d-robotics.cc han.zhao/test_gpu_scripts reports_cublaslt_fp8_crosscheck)",
+    ),
+    Evidence(
+        # the HGX B200 part only: GB200 NVL72 GPUs run at a higher power limit (their own,
+        # higher datasheet peak), so a 1000 W board's absolute TFLOPS would understate them
+        r"^nvidia_b200\s|hgx b200",
+        tflops={Precision.BF16: 1420.0, Precision.FP16: 1420.0, Precision.FP4: 5370.0},
+        source="torch matmul / NVFP4 torch._scaled_mm on one B200 (pytorch/ao PR #2427, "
+        "benchmarks/float8/bench_matmul.py, 2025-06-23): BF16 1.41 / 1.45 / 1.42 PFLOPS and "
+        "NVFP4 4.46 / 5.50 / 5.37 PFLOPS at 4096^3 / 6144^3 / 8192^3 (8192^3 used; FP8: the "
+        "BF16 ratio, no FP8 sweep found)",
+    ),
+    Evidence(
+        # GB200 NVL72: the same B200 die at a higher power limit and its own (higher) datasheet
+        # peak; no GB200 GEMM sweep was found, so the HGX B200's measured fractions of its
+        # datasheet peak are carried over (not its absolute TFLOPS)
+        r"^nvidia_gb200",
+        ratios={Precision.BF16: 1420.0 / 2250.0, Precision.FP16: 1420.0 / 2250.0,
+                Precision.FP4: 5370.0 / 9000.0},
+        source="HGX B200 micro-benchmark fractions (pytorch/ao PR #2427: BF16 1.42 of 2.25 "
+        "PFLOPS, NVFP4 5.37 of 9 PFLOPS at 8192^3) applied to the same die in GB200 NVL72",
+    ),
+    Evidence(
+        # measured on a GB200 NVL72 rack; applied to the NVL72 racks (GB200 and GB300 share the
+        # NVLink 5 switch-tray fabric, 900 GB/s per direction per GPU). The HGX boards keep the
+        # generic link factor (no measurement found).
+        r"^nvidia_gb[23]00_",
+        allreduce_busbw_gbs=811.0, link_ref_gbs=900.0,
+        source="NCCL all-reduce over multi-node NVLink on GB200 NVL72 (2 trays x 4 GPUs): bus "
+        "bandwidth 811 GB/s of 900 GB/s per direction (lixueduan.com 'GB200 MNNVL NCCL test')",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
@@ -182,6 +214,12 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
         peak = chip.tflops(prec)
         if t is not None and peak:
             out["compute"] = _clip(t / peak)
+        if ev.ratios:
+            r = ev.ratios.get(prec)
+            if r is None and prec in _TENSOR:
+                r = ev.ratios.get(Precision.BF16) or ev.ratios.get(Precision.FP16)
+            if r is not None:
+                out["compute"] = _clip(r)
         if ev.hbm_gbs and chip.memory_bw_gbs:
             out["memory"] = _clip(ev.hbm_gbs / chip.memory_bw_gbs)
         if ev.hbm_frac:

@@ -137,6 +137,8 @@ def estimate_train(
     grad_reduce_bytes: float = 2.0,
     framework: str | None = None,
     fp8_recipe: str = "fp8-delayed",
+    moe_imbalance: float = 1.0,
+    ep_dispatch: str = "alltoall",
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
     electricity_cny_kwh: float = DEFAULT_ELECTRICITY_CNY_KWH,
@@ -159,7 +161,8 @@ def estimate_train(
                      interleave=interleave or 1, attention_kernel=attention_kernel,
                      grad_reduce_bytes=grad_reduce_bytes,
                      framework=framework or default_framework(chip),
-                     fp8_recipe=fp8_recipe)
+                     fp8_recipe=fp8_recipe, moe_imbalance=moe_imbalance,
+                     ep_dispatch=ep_dispatch)
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
     rc = recompute_code(recompute) if recompute is not None else None

@@ -46,7 +46,7 @@ class Hardware:
     # 16-bit tensor rate for the work that stays in BF16 when GEMMs run in FP8 (attention);
     # equals ``flops`` for 16-bit training
     flops_16: float = 0.0
-    gemm_bytes: float = 2.0  # bytes per GEMM input element (1 for FP8)
+    gemm_bytes: float = 2.0  # bytes per GEMM input element (1 for FP8, 0.5 for FP4)
     assumptions: tuple[str, ...] = ()  # missing figures and what replaced them
     chip: Chip | None = field(default=None, compare=False, repr=False)  # catalogue entry
 
@@ -110,8 +110,8 @@ def build_hardware(
     tdp = chip.tdp_w.value
     flops_16 = peak * 1e12 * eff.compute
     gemm_bytes = 2.0
-    if prec in (Precision.FP8, Precision.INT8):
-        gemm_bytes = 1.0
+    if prec in (Precision.FP8, Precision.INT8, Precision.FP4):
+        gemm_bytes = 0.5 if prec == Precision.FP4 else 1.0
         p16 = chip.tflops(Precision.BF16) or chip.tflops(Precision.FP16)
         if p16:
             e16 = factors_for(chip, Precision.BF16 if chip.tflops(Precision.BF16)

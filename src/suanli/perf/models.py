@@ -54,6 +54,13 @@ class ModelShape:
     qk_rope_dim: int = 0
     qk_nope_dim: int = 0
     v_head_dim: int = 0
+    # sliding-window attention: ``n_window_layers`` of the layers attend to the last
+    # ``sliding_window`` keys only (GPT-OSS: every other layer, 128 tokens); 0 = none
+    sliding_window: int = 0
+    n_window_layers: int = 0
+    # learned attention sinks (GPT-OSS): one extra logit per head in the softmax denominator;
+    # no FLOPs or bytes worth counting, recorded so the shape is complete
+    attention_sinks: bool = False
     published_params: float | None = None  # the publisher's own count (for tests / display)
     published_active: float | None = None
     notes: str = ""
@@ -76,6 +83,12 @@ class ModelShape:
         if self.n_experts and not 0 < self.top_k <= self.n_experts:
             raise SuanliError("top_k must be in 1..n_experts", where=f"model '{self.name}'",
                               field="top_k")
+        if self.n_window_layers and not (
+            0 < self.n_window_layers <= self.n_layers and self.sliding_window > 0
+        ):
+            raise SuanliError("n_window_layers must be in 1..n_layers and needs a "
+                              "sliding_window > 0", where=f"model '{self.name}'",
+                              field="n_window_layers")
         if self.ffn not in ("gelu", "swiglu"):
             raise SuanliError(f"ffn must be gelu or swiglu, got {self.ffn!r}",
                               where=f"model '{self.name}'", field="ffn")
@@ -207,8 +220,16 @@ class ModelShape:
 
     # -- FLOPs (forward, per token) -----------------------------------------------------
     def attn_flops_fwd(self, context: float) -> float:
-        """Forward FLOPs of the score and value products for one token over ``context`` keys."""
-        return 2.0 * self.n_layers * self.n_heads * (self.qk_dim + self.v_dim) * context
+        """Forward FLOPs of the score and value products for one token over ``context`` keys
+        (sliding-window layers see at most ``sliding_window`` of them)."""
+        per_key = 2.0 * self.n_heads * (self.qk_dim + self.v_dim)
+        return per_key * self.attn_keys(context)
+
+    def attn_keys(self, context: float) -> float:
+        """Keys attended per token summed over the layers, for ``context`` keys per layer."""
+        nw = self.n_window_layers if self.sliding_window else 0
+        win = min(context, float(self.sliding_window)) if nw else 0.0
+        return (self.n_layers - nw) * context + nw * win
 
     def model_flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token used for MFU: 6 N_matmul + 6 L h (d_qk + d_v) s.
@@ -309,9 +330,11 @@ for _m in (
                notes="Qwen3-235B-A22B HF config.json (128 experts top-8, expert FFN 1536)"),
     ModelShape("gpt-oss-120b", n_layers=36, d_model=2880, n_heads=64, n_kv_heads=8,
                head_dim=64, d_ff=2880, vocab=201088, n_experts=128, top_k=4,
+               sliding_window=128, n_window_layers=18, attention_sinks=True,
                published_params=117e9, published_active=5.1e9,
-               notes="gpt-oss-120b config.json (128 experts top-4); the sliding-window "
-               "(128-token) attention of every other layer is counted as full attention"),
+               notes="gpt-oss-120b config.json (128 experts top-4; layer_types alternate "
+               "sliding_attention (window 128) and full_attention; learned attention sinks; "
+               "clamped SwiGLU counted as SwiGLU)"),
     ModelShape("kimi-k2", n_layers=61, d_model=7168, n_heads=64, d_ff=2048, vocab=163840,
                n_experts=384, top_k=8, n_shared_experts=1, d_ff_dense=18432,
                n_dense_layers=1, q_lora_rank=1536, kv_lora_rank=512, qk_rope_dim=64,

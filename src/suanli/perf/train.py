@@ -28,6 +28,7 @@ from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
 RECOMPUTE = ("none", "selective", "full")
+EP_DISPATCH = ("alltoall", "deepep")
 VIRTUAL_STAGES = (1, 2, 3, 4, 6, 8)  # interleaved-pipeline virtual stages the search tries
 ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations in memory)
 # Adam step, bytes moved per locally-owned parameter: read fp32 master, m, v and the gradient,
@@ -54,6 +55,14 @@ class TrainSpec:
     attention_kernel: str = DEFAULT_ATTENTION_KERNEL  # flash2 | flash1 | plain
     framework: str = DEFAULT_FRAMEWORK  # megatron | fsdp | deepspeed | mindspeed
     fp8_recipe: str = "fp8-delayed"  # fp8-delayed | fp8-current (per-tensor) | fp8-block (MX)
+    # MoE load imbalance: tokens on the busiest expert-parallel rank / the mean (1 = balanced
+    # routing); a stated input, nothing sets it from measurements
+    moe_imbalance: float = 1.0
+    # MoE token dispatch: "alltoall" (one copy per remote expert) or "deepep" (a token crosses
+    # the network once per destination node and is forwarded over NVLink there: DeepEP /
+    # HybridEP, Megatron-Core's flex dispatcher). A per-run choice (NeMo's recipes use both),
+    # so an input, not a framework default.
+    ep_dispatch: str = "alltoall"
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -68,6 +77,12 @@ class TrainSpec:
         if self.fp8_recipe not in FP8_CAST_BYTES:
             raise SuanliError(f"fp8 recipe must be one of {', '.join(FP8_CAST_BYTES)}, "
                               f"got {self.fp8_recipe!r}")
+        if not 1.0 <= self.moe_imbalance <= 64.0:
+            raise SuanliError(f"moe imbalance must be in [1, 64] (busiest rank / mean), "
+                              f"got {self.moe_imbalance}")
+        if self.ep_dispatch not in EP_DISPATCH:
+            raise SuanliError(f"ep dispatch must be one of {', '.join(EP_DISPATCH)}, "
+                              f"got {self.ep_dispatch!r}")
         get_framework(self.framework)
 
 
@@ -75,7 +90,13 @@ class TrainSpec:
 # transposed / column-wise copy backward needs (1); current scaling adds a separate amax pass
 # (read 2); block scaling (MXFP8) computes the amax per 32-element block inside the cast and
 # writes one scale byte per 32 elements for each of the two copies.
-FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625}
+FP8_CAST_BYTES: dict[str, float] = {"fp8-delayed": 4.0, "fp8-current": 6.0, "fp8-block": 4.0625,
+                                    "nvfp4": 5.125}
+# NVFP4 (Transformer Engine NVFP4BlockScaling; every GEMM of a 4-bit precision run): a
+# per-tensor FP32 scale from the tensor's amax (a separate pass, read 2), then read bf16 (2),
+# write the E2M1 row- and column-wise copies (0.5 + 0.5) with one E4M3 scale per 16 elements
+# each (2 / 16); the random Hadamard transform of the wgrad operands happens inside the cast.
+FP4_RECIPE = "nvfp4"
 
 
 def _f(x: ArrayLike) -> np.ndarray:
@@ -100,6 +121,17 @@ def _gemm(
     t_c = fl / (rate * eff)
     t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
     return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
+
+
+def _remote_nodes(E: float, k: float, nodes: ArrayLike) -> np.ndarray:
+    """Expected number of *other* nodes a token's ``k`` routed experts (drawn uniformly without
+    replacement from ``E``, spread evenly over ``nodes`` nodes) live on."""
+    n = np.maximum(_f(nodes), 1.0)
+    per_node = E / n
+    miss = np.ones_like(n)
+    for i in range(int(k)):
+        miss = miss * np.clip((E - per_node - i) / (E - i), 0.0, 1.0)
+    return (n - 1.0) * (1.0 - miss)
 
 
 def evaluate(
@@ -140,8 +172,10 @@ def evaluate(
     full = (rc == 2).astype(float)
     sel = (rc == 1).astype(float)
     bw = hw.hbm_bw
-    fp8 = hw.gemm_bytes < 2.0
+    fp8 = hw.gemm_bytes < 2.0  # low-precision GEMMs (FP8 or FP4) with quantisation casts
     gb = hw.gemm_bytes
+    # FP4 GEMMs always use the NVFP4 recipe's casts; FP8 ones the spec's recipe
+    cast_b = FP8_CAST_BYTES[FP4_RECIPE if gb < 1.0 else spec.fp8_recipe]
     rate = hw.flops
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
@@ -170,7 +204,9 @@ def evaluate(
         t_eu, f_eu = _gemm(m_e, (mats - 1) * ff, d, rate, bw, gb, n_loc)
         t_ed, f_ed = _gemm(m_e, d, ff, rate, bw, gb, n_loc)
         t_r, f_r = _gemm(T / tp, E, d, rate, bw, 2.0)  # router (bf16)
-        t_moe, f_moe = t_eu + t_ed + t_r, f_eu + f_ed + f_r
+        # load imbalance (stated input): the busiest expert-parallel rank receives
+        # `moe_imbalance` x the mean tokens and every rank waits for it
+        t_moe, f_moe = (t_eu + t_ed) * spec.moe_imbalance + t_r, f_eu + f_ed + f_r
         if m.n_shared_experts:
             wsh = m.n_shared_experts * ff
             t_su, f_su = _gemm(T, (mats - 1) * wsh / tp, d, rate, bw, gb)
@@ -186,13 +222,22 @@ def evaluate(
 
     # ---- attention core ---------------------------------------------------------------
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
-    attn_fwd = T * m.attn_flops_fwd(ctx) / L * Lp / tp
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
-    attn_exec = attn_fwd * (1.0 + ATTN_BWD_MULT + full + sel)
+    passes_attn = 1.0 + ATTN_BWD_MULT + full + sel
     # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
-    # ranges (efficiency.attention_length_factor, published kernel sweep)
-    len_f = attention_length_factor(ctx / cp) if spec.attention_kernel != "plain" else 1.0
-    t_attn = attn_exec / (hw.flops_16 * attn_rel * len_f)
+    # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
+    # layers stream at most `sliding_window` keys per query block
+    n_win = float(m.n_window_layers if m.sliding_window else 0)
+    win_ctx = min(ctx, float(m.sliding_window)) if n_win else 0.0
+    per_key = 2.0 * m.n_heads * (m.qk_dim + m.v_dim)
+    flash = spec.attention_kernel != "plain"
+    t_attn = 0.0
+    for n_l, keys in ((L - n_win, ctx), (n_win, win_ctx)):
+        if n_l <= 0:
+            continue
+        f = T * per_key * keys * n_l / L * Lp / tp
+        len_f = attention_length_factor(keys / cp) if flash else 1.0
+        t_attn = t_attn + f * passes_attn / (hw.flops_16 * attn_rel * len_f)
     if spec.attention_kernel == "plain":
         # unfused attention: scores and probabilities go through HBM (write scores, softmax
         # read + write, read for the value product; backward twice that)
@@ -214,7 +259,6 @@ def evaluate(
     if fp8:
         cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else 2.0 * d)
         cast_bwd = in_n + d + (mats - 1) * act_w + d
-        cast_b = FP8_CAST_BYTES[spec.fp8_recipe]
         mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
     t_elem = mem_bytes / bw
     t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
@@ -242,11 +286,20 @@ def evaluate(
     # (tokens routed to experts on the same node move over the NVLink domain, the rest over
     # the device's NIC share; both at once)
     ep_local = np.minimum(ep, np.maximum(1.0, np.floor(dpn / tp)))
-    ep_bytes = T * max(m.top_k, 1) * d * ACT_BYTES / tp
+    k_route = float(max(m.top_k, 1))
+    tok_bytes = T * d * ACT_BYTES / tp  # one copy of the device's tokens
     inter_frac = (ep - ep_local) / ep
     intra_frac = (ep_local - 1) / ep
-    t_a2a = np.maximum(intra_frac * ep_bytes / hw.link_bw,
-                       inter_frac * ep_bytes / (hw.node_net_bw / dpn))
+    inter_copies = k_route * inter_frac  # plain all-to-all: one copy per remote expert
+    if spec.ep_dispatch == "deepep" and m.is_moe:
+        # DeepEP / HybridEP (Megatron flex dispatcher): a token crosses the network once per
+        # destination node and is forwarded over NVLink inside it; expected distinct remote
+        # nodes for k experts drawn from E spread over ep / ep_local nodes
+        inter_copies = np.minimum(inter_copies, _remote_nodes(
+            float(m.n_experts), k_route, ep / ep_local))
+        intra_frac = (ep_local - 1) / ep_local  # last hop of every copy inside its node
+    t_a2a = np.maximum(intra_frac * k_route * tok_bytes / hw.link_bw,
+                       inter_copies * tok_bytes / (hw.node_net_bw / dpn)) * spec.moe_imbalance
     a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
     t_ep = np.where(
         ep > 1, Lp * moe_frac * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
@@ -295,7 +348,7 @@ def evaluate(
     p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
-        t_opt = t_opt + p_dev * FP8_CAST_BYTES[spec.fp8_recipe] / bw
+        t_opt = t_opt + p_dev * cast_b / bw
 
     # gradient accumulation: every weight gradient computed on this device is added into the
     # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
@@ -571,7 +624,7 @@ def zero_code(z: str | int | None) -> int:
 
 
 def precision_bytes(p: Precision) -> float:
-    return {Precision.FP8: 1.0, Precision.INT8: 1.0, Precision.INT4: 0.5,
+    return {Precision.FP8: 1.0, Precision.INT8: 1.0, Precision.INT4: 0.5, Precision.FP4: 0.5,
             Precision.FP32: 4.0, Precision.TF32: 4.0, Precision.FP64: 8.0,
             Precision.FP64_TENSOR: 8.0}.get(p, 2.0)
 
