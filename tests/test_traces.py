@@ -59,7 +59,7 @@ def test_philly_real_head(tmp_path: Path) -> None:
         ("timestamp,duration,cluster\n2017-10-09 07:01:55,66.0,a\n",
          r"t.csv: row 1: missing column\(s\) num_gpus"),
         (PHILLY_HEAD + "2017-10-09 07:01:55,66.0,1,66,a\n2017-10-09 07:01:56,-5,1,1,a\n",
-         r"t.csv: row 3: duration: must be >= 0, got -5"),
+         r"t.csv: row 3: duration: must be > 0, got -5"),
         (PHILLY_HEAD + "2017-10-09 07:01:55,66.0,one,66,a\n",
          r"t.csv: row 2: num_gpus: 'one' is not a number"),
         (PHILLY_HEAD + "yesterday,66.0,1,66,a\n", r"t.csv: row 2: timestamp: 'yesterday'"),
@@ -140,7 +140,7 @@ def test_jobs_csv_malformed(tmp_path: Path) -> None:
 
 
 def test_bundled_demo_trace_and_detection(tmp_path: Path) -> None:
-    assert detect_format(demo_trace_path()) == "synthetic"
+    assert detect_format(demo_trace_path()) == "suanli"
     assert len(load_trace(demo_trace_path()).jobs) == 500
     assert detect_format(data_file("gavel_300jobs.trace")) == "gavel"
     assert detect_format(data_file("philly_head.csv")) == "philly"

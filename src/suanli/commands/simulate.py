@@ -33,9 +33,17 @@ if TYPE_CHECKING:  # the scheduler (numpy, scipy) loads only when a simulation r
     from suanli.sched.job import Queue
     from suanli.sim.engine import SimResult
 
-# `suanli` names suanli's own job CSV (docs/scheduling.md); the loaders call it "synthetic"
-# because the bundled demo trace is one. `csv` is accepted as a synonym.
-TRACE_FORMAT_ALIASES = {"suanli": "synthetic", "csv": "synthetic"}
+# Parameters of suanli.sim.setup.prepare (named in its errors) -> the flags that set them
+FLAGS = {"fleet": "--fleet", "trace": "--trace", "trace_format": "--trace-format",
+         "throughputs": "--throughputs", "seed": "--seed", "scale_fleet": "--scale-fleet",
+         "max_jobs": "--max-jobs", "load": "--load", "jitter": "--jitter"}
+
+
+def flag_errors(exc: SuanliError) -> SuanliError:
+    """A library error naming a parameter, re-worded to name the flag that sets it."""
+    if exc.field in FLAGS and (exc.file is None or exc.field == "trace_format"):
+        return SuanliError(exc.problem, file=exc.file, where=exc.where, field=FLAGS[exc.field])
+    return exc
 
 
 def register(app: typer.Typer) -> None:
@@ -49,8 +57,8 @@ def simulate(
     trace: Annotated[Path | None, in_file_option("--trace", help="Trace file (default: the "
                      "bundled demo trace).")] = None,
     trace_format: Annotated[str, typer.Option("--trace-format", help="suanli (own CSV) | "
-                            "philly | alibaba | gavel | auto; synthetic without --trace "
-                            "generates jobs.")] = "auto",
+                            "philly | alibaba | alibaba-untimed | gavel | auto; synthetic "
+                            "without --trace generates jobs.")] = "auto",
     throughputs: Annotated[Path | None, in_file_option("--throughputs", help="Measured "
                            "throughput matrix (Gavel JSON) instead of the performance model.")]
     = None,
@@ -58,8 +66,8 @@ def simulate(
                       "-agnostic for the heterogeneity-agnostic variant.")] = "max-min",
     compare: Annotated[list[str] | None, typer.Option("--compare", help="More policies to "
                        "run on the same input (repeatable).")] = None,
-    seed: Annotated[int, count_option("--seed", help="Seed for synthetic traces and "
-                    "workload rules.", ge=0, le=2**32 - 1)] = 0,
+    seed: Annotated[int, count_option("--seed", help="Seed for synthetic traces, workload "
+                    "rules, untimed Alibaba durations and --jitter.", ge=0, le=2**32 - 1)] = 0,
     scale_fleet: Annotated[float, num_option("--scale-fleet", help="Multiply node counts "
                            "by K.", gt=0, le=1000)] = 1.0,
     max_jobs: Annotated[int | None, count_option("--max-jobs", help="Only the first N jobs "
@@ -68,6 +76,8 @@ def simulate(
                        "preemptive policies.", ge=1, le=7 * 86400)] = 360.0,
     load: Annotated[float, num_option("--load", help="Multiply the trace's arrival rate "
                     "by K.", gt=0, le=1e4)] = 1.0,
+    jitter: Annotated[float, num_option("--jitter", help="Multiply each inter-arrival gap by "
+                      "a factor uniform in [1-J, 1+J], drawn with --seed.", ge=0, le=1)] = 0.0,
     quota: Annotated[list[str] | None, typer.Option("--quota", help="Queue quota NAME=N "
                      "accelerators (repeatable).")] = None,
     weight: Annotated[list[str] | None, typer.Option("--weight", help="Queue weight NAME=W "
@@ -94,10 +104,12 @@ def simulate(
     names = [policy, *(compare or [])]
     policies = [get_policy(n) for n in names]
     queues = parse_queues(quota or [], weight or [])
-    fmt_name = TRACE_FORMAT_ALIASES.get(trace_format.strip().lower(), trace_format)
-    setup = prepare(fleet=fleet, trace=trace, trace_format=fmt_name,
-                    throughputs=throughputs, seed=seed, scale_fleet=scale_fleet,
-                    max_jobs=max_jobs, load=load, catalog_files=catalog)
+    try:
+        setup = prepare(fleet=fleet, trace=trace, trace_format=trace_format,
+                        throughputs=throughputs, seed=seed, scale_fleet=scale_fleet,
+                        max_jobs=max_jobs, load=load, jitter=jitter, catalog_files=catalog)
+    except SuanliError as exc:
+        raise flag_errors(exc) from None
     jobs = setup.trace.jobs
     check_job_names(jobs, setup.cluster.pools, load_catalog(catalog or None))
     trace_queues = sorted({j.queue for j in jobs})
