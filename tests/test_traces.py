@@ -28,6 +28,8 @@ from suanli.sim.traces import (
 PHILLY_HEAD = "timestamp,duration,num_gpus,gpu_time,cluster\n"
 ALI_HEAD = ("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
             "deletion_time,scheduled_time\n")
+ALI5_HEAD = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"  # openb_pod_list_multigpu*
+NODE_HEAD = "sn,cpu_milli,memory_mib,gpu,model\n"
 
 
 def head(src: Path, dst: Path, n: int) -> Path:
@@ -161,8 +163,8 @@ _CELL = st.one_of(
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=12), min_size=0, max_size=6),
-       header=st.sampled_from([PHILLY_HEAD, ALI_HEAD, ""]),
-       fmt=st.sampled_from(["philly", "alibaba", "gavel", "auto"]))
+       header=st.sampled_from([PHILLY_HEAD, ALI_HEAD, ALI5_HEAD, ""]),
+       fmt=st.sampled_from(["philly", "alibaba", "alibaba-untimed", "gavel", "auto"]))
 def test_any_garbage_trace_is_a_suanli_error_or_loads(tmp_path: Path, rows: list[list[str]],
                                                        header: str, fmt: str) -> None:
     """A trace parser never crashes with a traceback: it loads valid jobs or says what is wrong."""
@@ -177,3 +179,20 @@ def test_any_garbage_trace_is_a_suanli_error_or_loads(tmp_path: Path, rows: list
         for j in tr.jobs:
             assert j.gang >= 1 and j.arrival >= 0
             assert (j.work is not None and j.work > 0) or (j.duration_ref or 0) >= 0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=6), min_size=0, max_size=6))
+def test_any_garbage_node_list_is_a_suanli_error_or_loads(tmp_path: Path,
+                                                          rows: list[list[str]]) -> None:
+    from suanli.sim.traces import load_alibaba_node_list
+
+    path = write(tmp_path, "nodes.csv", NODE_HEAD + "".join(",".join(r) + "\n" for r in rows))
+    try:
+        nodes = load_alibaba_node_list(path)
+    except SuanliError as exc:
+        assert "\n" not in exc.render() and "nodes.csv" in exc.render()
+    else:
+        assert any(n.devices > 0 for n in nodes)
+        assert all(n.devices >= 0 and (n.chip == "") == (n.devices == 0) for n in nodes)
