@@ -113,8 +113,8 @@ def prepare(
         tr.notes.append(f"only the first {max_jobs} jobs by arrival")
     if jitter > 0:
         tr.jobs = jitter_arrivals(tr.jobs, jitter, seed)
-        tr.notes.append(f"arrival jitter {jitter:g} (seed {seed}): each inter-arrival gap "
-                        f"multiplied by a factor uniform in [{1 - jitter:g}, {1 + jitter:g}]")
+        tr.notes.append(f"arrival jitter {jitter:g}: each inter-arrival gap multiplied by a "
+                        f"factor uniform in [{1 - jitter:g}, {1 + jitter:g}] drawn with the seed")
     if load != 1.0:
         tr.jobs = [replace(j, arrival=j.arrival / load) for j in tr.jobs]
         tr.notes.append(f"arrival rate multiplied by {load:g} (inter-arrival times / {load:g})")
