@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -245,6 +246,12 @@ def _run_ray(cfg: RunConfig, points: Sequence[SweepPoint], address: str,
             # a loopback head is a one-machine cluster: without this Ray swaps 127.0.0.1 for
             # the machine's outward address, where a head bound to loopback is not listening
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            consts = sys.modules.get("ray._private.ray_constants")
+            if consts is not None and getattr(consts, "ENABLE_RAY_CLUSTER", False):
+                raise SuanliError("Ray was imported in this process before "
+                                  "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set, so it would "
+                                  f"not reach the loopback head at '{address}': set it in the "
+                                  "environment", field="ray")
     try:
         import ray
     except ImportError:
