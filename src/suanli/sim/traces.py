@@ -31,7 +31,7 @@ from suanli.fleet.schema import Fleet
 from suanli.perf.workload import Workload
 from suanli.sched.job import Job
 from suanli.sched.throughput import ThroughputProvider
-from suanli.sim.rows import Row, number, parse_row
+from suanli.sim.rows import Row, flag, names, number, parse_row
 
 # Bounds on trace rows: a time beyond ten years or a gang beyond a million devices is a
 # typo, not a job (and would only produce a misleading "never fitted" reason later).
@@ -642,6 +642,68 @@ def check_job_names(jobs: Sequence[Job], pools: Sequence[Any], catalog: Any = No
                 where=f"row {row}" if file else f"job {job.id}", field=col)
 
 
+def _one_of(col: str, allowed: tuple[str, ...]) -> BeforeValidator:
+    def check(raw: Any) -> str:
+        v = str(raw or "").strip()
+        if v and v not in allowed:
+            raise PydanticCustomError("choice", "{col} must be {ok}, got '{v}'",
+                                      {"col": col, "ok": " or ".join(allowed), "v": v})
+        return v
+
+    return BeforeValidator(check)
+
+
+def _precision(raw: Any) -> str:
+    v = str(raw or "").strip()
+    if v:
+        try:
+            Precision(v)
+        except ValueError:
+            raise PydanticCustomError("precision", "unknown precision '{v}'", {"v": v}) from None
+    return v
+
+
+class JobRow(Row):
+    """One row of suanli's own trace CSV (docs/scheduling.md lists every column)."""
+
+    id: str = ""
+    queue: str = ""
+    gang: Annotated[float, number(ge=1, le=MAX_GANG, whole=True)]
+    work: Annotated[float | None, number(ge=0, optional=True)] = None
+    duration_ref_s: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    kind: Annotated[str, _one_of("kind", ("train", "infer", "hpc"))] = ""
+    precision: Annotated[str, BeforeValidator(_precision)] = ""
+    hpc_kernel: Annotated[str, _one_of("hpc_kernel", ("hpl", "stream"))] = ""
+    model: str = ""
+    seq_len: Annotated[float | None, number(ge=1, optional=True)] = None
+    batch: Annotated[float | None, number(ge=1, optional=True)] = None
+    arrival_s: Annotated[float, number(ge=0, le=MAX_SECONDS)]
+    mem_gb: Annotated[float | None, number(ge=0, optional=True)] = None
+    cuda_only: Annotated[bool, flag()] = False
+    fp64: Annotated[bool, flag()] = False
+    allowed_chips: Annotated[frozenset[str] | None, names()] = None
+    allowed_sites: Annotated[frozenset[str] | None, names()] = None
+    priority: Annotated[float | None, number(gt=0, optional=True)] = None
+    deadline_s: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    data_gb: Annotated[float | None, number(ge=0, optional=True)] = None
+    home_site: str = ""
+    gpu_fraction: Annotated[float | None, number(gt=0, le=1, optional=True)] = None
+    job_type: str = ""
+    stacks: Annotated[frozenset[str] | None, names()] = None  # allowed software stacks, a|b
+
+    def workload(self) -> Workload | None:
+        if not self.kind:
+            return None
+        return Workload(
+            kind=self.kind,  # type: ignore[arg-type]
+            model=self.model or None,
+            precision=Precision(self.precision or "bf16"),
+            seq_len=int(self.seq_len) if self.seq_len else 2048,
+            batch=int(self.batch) if self.batch else 256,
+            hpc_kernel=self.hpc_kernel or "hpl",  # type: ignore[arg-type]
+        )
+
+
 def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
     """Read suanli's own trace format (as written by :func:`write_jobs_csv`)."""
     p = Path(path)
@@ -654,70 +716,21 @@ def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
         if jid in seen:
             raise SuanliError(f"duplicate job id '{jid}'", file=p, where=where, field="id")
         seen.add(jid)
-        gang = rows.num(r, rec, "gang", ge=1, le=MAX_GANG)
-        if gang != int(gang):
-            raise SuanliError(f"must be a whole number, got {rec['gang']}", file=p, where=where,
-                              field="gang")
-        work = rows.num(r, rec, "work", optional=True) if "work" in rec else float("nan")
-        dur = (rows.num(r, rec, "duration_ref_s", optional=True, le=MAX_SECONDS)
-               if "duration_ref_s" in rec else float("nan"))
+        row = parse_row(JobRow, rec, p, where)
+        work, dur = row.work or 0.0, row.duration_ref_s or 0.0
         if not (work > 0) and not (dur > 0):
             raise SuanliError("needs work > 0 or duration_ref_s > 0", file=p, where=where,
                               field="work")
-        kind = rec["kind"]
-        wl = None
-        if kind:
-            if kind not in ("train", "infer", "hpc"):
-                raise SuanliError(f"kind must be train, infer or hpc, got '{kind}'", file=p,
-                                  where=where, field="kind")
-            try:
-                prec = Precision(rec["precision"] or "bf16")
-            except ValueError:
-                raise SuanliError(f"unknown precision '{rec['precision']}'", file=p,
-                                  where=where, field="precision") from None
-            hk = rec.get("hpc_kernel") or "hpl"
-            if hk not in ("hpl", "stream"):
-                raise SuanliError(f"hpc_kernel must be hpl or stream, got '{hk}'", file=p,
-                                  where=where, field="hpc_kernel")
-            wl = Workload(
-                kind=kind,  # type: ignore[arg-type]
-                model=rec.get("model") or None,
-                precision=prec,
-                seq_len=int(rows.num(r, rec, "seq_len", ge=1)) if rec.get("seq_len") else 2048,
-                batch=int(rows.num(r, rec, "batch", ge=1)) if rec.get("batch") else 256,
-                hpc_kernel=hk,  # type: ignore[arg-type]
-            )
-
-        def flag(col: str, rec: dict[str, str] = rec, where: str = where) -> bool:
-            v = rec.get(col, "").casefold()
-            if v in ("", "0", "false", "no"):
-                return False
-            if v in ("1", "true", "yes"):
-                return True
-            raise SuanliError(f"expected 0/1, got '{v}'", file=p, where=where, field=col)
-
-        def opt(col: str, r: int = r, rec: dict[str, str] = rec, **bounds: Any) -> float | None:
-            if not rec.get(col):
-                return None
-            return rows.num(r, rec, col, **bounds)
-
-        def names(col: str, rec: dict[str, str] = rec) -> frozenset[str] | None:
-            v = rec.get(col, "")
-            return frozenset(x.strip() for x in v.split("|") if x.strip()) or None
-
-        frac = opt("gpu_fraction", gt=0.0, le=1.0)
         jobs.append(Job(
-            id=jid, queue=rec.get("queue") or "default",
-            arrival=rows.num(r, rec, "arrival_s", le=MAX_SECONDS),
-            gang=int(gang), work=work if work > 0 else 0.0,
-            duration_ref=dur if dur > 0 else None, workload=wl,
-            mem_gb=opt("mem_gb") or 0.0, cuda_only=flag("cuda_only"), fp64=flag("fp64"),
-            allowed_chips=names("allowed_chips"), allowed_sites=names("allowed_sites"),
-            priority=opt("priority", gt=0.0) or 1.0, deadline=opt("deadline_s", le=MAX_SECONDS),
-            data_gb=opt("data_gb") or 0.0, home_site=rec.get("home_site") or None,
-            gpu_fraction=frac if frac is not None else 1.0,
-            job_type=rec.get("job_type") or None, origin=f"{p.name} row {r}",
-            stacks=_stack_ids(names("stacks"), p, where),  # optional: allowed stacks, a|b
+            id=jid, queue=row.queue or "default", arrival=row.arrival_s, gang=int(row.gang),
+            work=work, duration_ref=dur if dur > 0 else None, workload=row.workload(),
+            mem_gb=row.mem_gb or 0.0, cuda_only=row.cuda_only, fp64=row.fp64,
+            allowed_chips=row.allowed_chips, allowed_sites=row.allowed_sites,
+            priority=row.priority or 1.0, deadline=row.deadline_s, data_gb=row.data_gb or 0.0,
+            home_site=row.home_site or None,
+            gpu_fraction=row.gpu_fraction if row.gpu_fraction is not None else 1.0,
+            job_type=row.job_type or None, origin=f"{p.name} {where}",
+            stacks=_stack_ids(row.stacks, p, where),
         ))
     if not jobs:
         raise SuanliError("trace has no jobs", file=p)
