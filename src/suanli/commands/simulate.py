@@ -223,8 +223,11 @@ def _sweep(cfg: RunConfig, axes: dict[str, list[Any]], base: SweepPoint, jitter_
 
     n = len(grid(axes, base, jitter_given))
     where = f"Ray at {ray}" if ray else f"{min(n_jobs or default_jobs(), n)} process(es)"
+    source = Path(setup.trace.source).name
+    if setup.trace.format == "synthetic" and len(axes.get("seed", ())) > 1:
+        source = "a synthetic trace per seed"
     title = (f"{n} runs ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}) of "
-             f"{len(setup.trace.jobs)} jobs from {Path(setup.trace.source).name} on "
+             f"{len(setup.trace.jobs)} jobs from {source} on "
              f"{setup.cluster.fleet_name} ({setup.cluster.devices} accelerators), {where}")
     kw: dict[str, Any] = {"jitter_given": jitter_given, "jobs": n_jobs or default_jobs(),
                           "ray_address": ray}
