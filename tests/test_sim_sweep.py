@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,10 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_sweep_on_a_real_ray_cluster(ray_head: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:  # another test imported Ray before the variable was set
+        monkeypatch.setattr(consts, "ENABLE_RAY_CLUSTER", False)
     r = runner.invoke(app, ["simulate", "--max-jobs", "50", "--scale-fleet", "0.03", "--sweep",
                             "policy=fifo,srpt;seed=1,2", "--ray", ray_head, "--json"])
     assert r.exit_code == 0, r.output

@@ -95,8 +95,8 @@ def simulate(
     n_jobs: Annotated[int | None, count_option("--jobs", "-j", help="Sweep: local worker "
                       "processes (default: one per core).", le=1024)] = None,
     ray: Annotated[str | None, typer.Option("--ray", help="Sweep: run the points as tasks on "
-                   "the Ray cluster at ADDRESS (host:port of the head, or 'auto'; needs "
-                   "suanli[ray]).")] = None,
+                   "the Ray cluster at ADDRESS (host:port of the head, or 'auto'; needs the "
+                   "optional ray extra).")] = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     out_format: FormatOpt = None,
