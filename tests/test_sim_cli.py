@@ -80,7 +80,7 @@ def test_synthetic_generated_trace_with_seed() -> None:
     ("args", "needle"),
     [
         (["--policy", "bogus"], "error: --policy: unknown policy 'bogus'"),
-        (["--trace-format", "philly"], "--trace-format philly needs --trace FILE"),
+        (["--trace-format", "philly"], "--trace: trace format 'philly' needs a trace file"),
         (["--scale-fleet", "0"], "--scale-fleet: must be > 0"),
         (["--quota", "research"], "--quota: expected NAME=number > 0, got 'research'"),
         (["--trace-format", "foo"], "--trace-format: unknown trace format 'foo'"),

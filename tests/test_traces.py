@@ -28,6 +28,8 @@ from suanli.sim.traces import (
 PHILLY_HEAD = "timestamp,duration,num_gpus,gpu_time,cluster\n"
 ALI_HEAD = ("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
             "deletion_time,scheduled_time\n")
+ALI5_HEAD = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"  # openb_pod_list_multigpu*
+NODE_HEAD = "sn,cpu_milli,memory_mib,gpu,model\n"
 
 
 def head(src: Path, dst: Path, n: int) -> Path:
@@ -59,7 +61,7 @@ def test_philly_real_head(tmp_path: Path) -> None:
         ("timestamp,duration,cluster\n2017-10-09 07:01:55,66.0,a\n",
          r"t.csv: row 1: missing column\(s\) num_gpus"),
         (PHILLY_HEAD + "2017-10-09 07:01:55,66.0,1,66,a\n2017-10-09 07:01:56,-5,1,1,a\n",
-         r"t.csv: row 3: duration: must be >= 0, got -5"),
+         r"t.csv: row 3: duration: must be > 0, got -5"),
         (PHILLY_HEAD + "2017-10-09 07:01:55,66.0,one,66,a\n",
          r"t.csv: row 2: num_gpus: 'one' is not a number"),
         (PHILLY_HEAD + "yesterday,66.0,1,66,a\n", r"t.csv: row 2: timestamp: 'yesterday'"),
@@ -140,7 +142,7 @@ def test_jobs_csv_malformed(tmp_path: Path) -> None:
 
 
 def test_bundled_demo_trace_and_detection(tmp_path: Path) -> None:
-    assert detect_format(demo_trace_path()) == "synthetic"
+    assert detect_format(demo_trace_path()) == "suanli"
     assert len(load_trace(demo_trace_path()).jobs) == 500
     assert detect_format(data_file("gavel_300jobs.trace")) == "gavel"
     assert detect_format(data_file("philly_head.csv")) == "philly"
@@ -161,8 +163,8 @@ _CELL = st.one_of(
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=12), min_size=0, max_size=6),
-       header=st.sampled_from([PHILLY_HEAD, ALI_HEAD, ""]),
-       fmt=st.sampled_from(["philly", "alibaba", "gavel", "auto"]))
+       header=st.sampled_from([PHILLY_HEAD, ALI_HEAD, ALI5_HEAD, ""]),
+       fmt=st.sampled_from(["philly", "alibaba", "alibaba-untimed", "gavel", "auto"]))
 def test_any_garbage_trace_is_a_suanli_error_or_loads(tmp_path: Path, rows: list[list[str]],
                                                        header: str, fmt: str) -> None:
     """A trace parser never crashes with a traceback: it loads valid jobs or says what is wrong."""
@@ -177,3 +179,20 @@ def test_any_garbage_trace_is_a_suanli_error_or_loads(tmp_path: Path, rows: list
         for j in tr.jobs:
             assert j.gang >= 1 and j.arrival >= 0
             assert (j.work is not None and j.work > 0) or (j.duration_ref or 0) >= 0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=6), min_size=0, max_size=6))
+def test_any_garbage_node_list_is_a_suanli_error_or_loads(tmp_path: Path,
+                                                          rows: list[list[str]]) -> None:
+    from suanli.sim.traces import load_alibaba_node_list
+
+    path = write(tmp_path, "nodes.csv", NODE_HEAD + "".join(",".join(r) + "\n" for r in rows))
+    try:
+        nodes = load_alibaba_node_list(path)
+    except SuanliError as exc:
+        assert "\n" not in exc.render() and "nodes.csv" in exc.render()
+    else:
+        assert any(n.devices > 0 for n in nodes)
+        assert all(n.devices >= 0 and (n.chip == "") == (n.devices == 0) for n in nodes)

@@ -34,8 +34,10 @@ _suanli_ray_setup() {
     echo "   ray: job API did not come up"; tail -20 "$dir/start.log"; return 1
   fi
   export SUANLI_TEST_RAY=1 SUANLI_RAY_ADDRESS="http://127.0.0.1:$dash"
-  printf 'export RAY_AUTH_MODE=disabled SUANLI_TEST_RAY=1 SUANLI_RAY_ADDRESS=%q\n' \
-    "$SUANLI_RAY_ADDRESS" >"$dir/env.sh"
+  # the GCS address, for drivers that connect with ray.init (simulate --sweep --ray)
+  export SUANLI_RAY_GCS="127.0.0.1:$base"
+  printf 'export RAY_AUTH_MODE=disabled SUANLI_TEST_RAY=1 SUANLI_RAY_ADDRESS=%q SUANLI_RAY_GCS=%q\n' \
+    "$SUANLI_RAY_ADDRESS" "$SUANLI_RAY_GCS" >"$dir/env.sh"
   echo "   ray: head up after $((SECONDS - t0)) s at $SUANLI_RAY_ADDRESS"
 }
 _suanli_ray_setup

@@ -16,12 +16,11 @@ Definitions (also in docs/scheduling.md):
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from suanli.sim.engine import SimResult
+from suanli.sim.result import SimResult
 
 
 def _stats(x: np.ndarray) -> dict[str, float | None]:

@@ -19,9 +19,11 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BeforeValidator, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from suanli.catalog.schema import Precision
 from suanli.errors import CannotRun, SuanliError
@@ -29,8 +31,12 @@ from suanli.fleet.schema import Fleet
 from suanli.perf.workload import Workload
 from suanli.sched.job import Job
 from suanli.sched.throughput import ThroughputProvider
+from suanli.sim.rows import Row, flag, names, number, parse_row
 
-FORMATS = ("philly", "alibaba", "gavel", "synthetic")
+# Bounds on trace rows: a time beyond ten years or a gang beyond a million devices is a
+# typo, not a job (and would only produce a misleading "never fitted" reason later).
+MAX_SECONDS = 10 * 365.25 * 86400.0
+MAX_GANG = 1_000_000
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Trace:
     fleet: Fleet | None = None  # a trace that describes its own cluster (Alibaba node list)
     opaque_chips: frozenset[str] = frozenset()  # chip types with no catalogue entry
     reference_chip: str | None = None  # chip the durations were measured on
+    nodes: list[TraceNode] = field(default_factory=list)  # the trace's own nodes, if listed
 
 
 # ----------------------------------------------------------------------- workload rule
@@ -115,7 +122,16 @@ class _Rows:
         self.required = required
         self.delimiter = delimiter
 
+    def header(self) -> list[str]:
+        """The column names (row 1)."""
+        for _ in self._open(header_only=True):
+            pass
+        return self._header
+
     def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
+        return self._open()
+
+    def _open(self, header_only: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
         p = self.path
         if not p.exists():
             raise SuanliError("file not found", file=p)
@@ -138,6 +154,9 @@ class _Rows:
                     file=p,
                     where="row 1",
                 )
+            self._header = header
+            if header_only:
+                return
             idx = {h: i for i, h in enumerate(header)}
             row_no = 1
             try:
@@ -186,6 +205,26 @@ def _limit(jobs: list[Job], max_jobs: int | None) -> list[Job]:
 
 
 # ----------------------------------------------------------------------- Philly
+_PHILLY_TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?")
+
+
+def _philly_time(raw: Any) -> str:
+    ts = str(raw or "").strip()
+    if not _PHILLY_TIME.fullmatch(ts):
+        raise PydanticCustomError("time", "'{ts}' is not a 'YYYY-MM-DD HH:MM:SS' time",
+                                  {"ts": ts})
+    return ts
+
+
+class PhillyRow(Row):
+    """One job of a Philly trace: ``timestamp,duration,num_gpus,gpu_time,cluster``."""
+
+    duration: Annotated[float, number(gt=0, le=MAX_SECONDS)]  # s on the original GPUs
+    num_gpus: Annotated[float, number(ge=1, le=MAX_GANG, whole=True)]
+    timestamp: Annotated[str, BeforeValidator(_philly_time)]
+    cluster: str = ""  # virtual cluster -> queue
+
+
 def load_philly(
     path: str | Path, *, rule: WorkloadRule | None = None, max_jobs: int | None = None
 ) -> Trace:
@@ -195,22 +234,12 @@ def load_philly(
     stamps: list[str] = []
     jobs: list[Job] = []
     for r, rec in rows:
-        dur = rows.num(r, rec, "duration", le=MAX_SECONDS)
-        if dur <= 0:
-            raise SuanliError(f"duration must be > 0 s, got {rec['duration']}", file=p,
-                              where=f"row {r}", field="duration")
-        g = rows.num(r, rec, "num_gpus", ge=1)
-        if g != int(g):
-            raise SuanliError(f"num_gpus must be a whole number, got {rec['num_gpus']}",
-                              file=p, where=f"row {r}", field="num_gpus")
-        ts = rec["timestamp"]
-        if not re.fullmatch(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?", ts):
-            raise SuanliError(f"'{ts}' is not a 'YYYY-MM-DD HH:MM:SS' time", file=p,
-                              where=f"row {r}", field="timestamp")
-        stamps.append(ts)
+        row = parse_row(PhillyRow, rec, p, f"row {r}")
+        stamps.append(row.timestamp)
         jobs.append(
-            Job(id=f"philly-{r}", arrival=0.0, gang=int(g), work=0.0,
-                queue=rec["cluster"] or "default", duration_ref=dur, origin=f"{p.name} row {r}")
+            Job(id=f"philly-{r}", arrival=0.0, gang=int(row.num_gpus), work=0.0,
+                queue=row.cluster or "default", duration_ref=row.duration,
+                origin=f"{p.name} row {r}")
         )
     if not jobs:
         raise SuanliError("trace has no jobs", file=p)
@@ -231,17 +260,24 @@ def load_philly(
 
 
 # ----------------------------------------------------------------------- Alibaba 2023
-# Alibaba GPU model names -> catalogue chip ids tried in order; G2 and G3 are undisclosed and
-# stay opaque chip types named alibaba_g2 / alibaba_g3.
+# Alibaba GPU model names -> catalogue chip ids tried in order; G1, G2 and G3 are undisclosed
+# and stay opaque chip types named alibaba_g1 / alibaba_g2 / alibaba_g3.
 ALIBABA_CHIPS: dict[str, tuple[str, ...]] = {
     "T4": ("nvidia_t4",),
     "P100": ("nvidia_p100",),
     "V100M16": ("nvidia_v100_16", "nvidia_v100_sxm2_16", "nvidia_v100"),
     "V100M32": ("nvidia_v100_32", "nvidia_v100_sxm2_32", "nvidia_v100"),
     "A10": ("nvidia_a10",),
+    "G1": (),
     "G2": (),
     "G3": (),
 }
+# Durations assumed for pod lists without times (openb_pod_list_multigpu*): log-normal fitted
+# to the 7,064 GPU pods of openb_pod_list_default.csv (deletion - scheduled time): median
+# 491.5 s, sigma of ln(duration) 1.97; clipped to [1 s, 30 days].
+UNTIMED_MEDIAN_S = 491.5
+UNTIMED_SIGMA = 1.97
+UNTIMED_MAX_S = 30 * 86400.0
 
 
 def alibaba_chip(model: str, catalog: Any | None) -> str:
@@ -252,37 +288,104 @@ def alibaba_chip(model: str, catalog: Any | None) -> str:
     return f"alibaba_{model.casefold()}"
 
 
+def _alibaba_models(raw: Any) -> frozenset[str] | None:
+    spec = frozenset(m.strip() for m in str(raw or "").split("|") if m.strip())
+    for m in sorted(spec):
+        if m not in ALIBABA_CHIPS:
+            raise PydanticCustomError(
+                "chip", "unknown chip '{m}' in constraint (known: {known})",
+                {"m": m, "known": ", ".join(ALIBABA_CHIPS)})
+    return spec or None
+
+
+class AlibabaNodeRow(Row):
+    """One row of ``openb_node_list_*.csv``: ``sn,cpu_milli,memory_mib,gpu,model``."""
+
+    sn: str = ""
+    cpu_milli: Annotated[float, number(ge=0)] = 0.0
+    memory_mib: Annotated[float, number(ge=0)] = 0.0
+    gpu: Annotated[float, number(ge=0, le=MAX_GANG, whole=True)]
+    model: str = ""
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if v in ("", "nan") and not info.data.get("gpu"):
+            return ""  # a CPU-only node (openb_node_list_all_node.csv)
+        if v not in ALIBABA_CHIPS:
+            raise PydanticCustomError("model", "unknown GPU model '{v}' (known: {known})",
+                                      {"v": v, "known": ", ".join(ALIBABA_CHIPS)})
+        return v
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One node of a trace's own cluster, as plain data (for node-aware scheduling)."""
+
+    node_id: str
+    chip: str  # chip type (catalogue id or opaque name); "" for a CPU-only node
+    devices: int
+    cpu_milli: float = 0.0
+    memory_mib: float = 0.0
+
+
+def load_alibaba_node_list(path: str | Path, catalog: Any | None = None) -> list[TraceNode]:
+    """Every node of an Alibaba node list (``openb_node_list_gpu_node.csv`` or
+    ``..._all_node.csv``, which also lists CPU-only nodes with ``gpu = 0``)."""
+    p = Path(path)
+    rows = _Rows(p, ("sn", "gpu", "model"))
+    nodes: list[TraceNode] = []
+    for r, rec in rows:
+        row = parse_row(AlibabaNodeRow, rec, p, f"row {r}")
+        n = int(row.gpu)
+        nodes.append(TraceNode(node_id=row.sn or f"node-{r}",
+                               chip=alibaba_chip(row.model, catalog) if n else "", devices=n,
+                               cpu_milli=row.cpu_milli, memory_mib=row.memory_mib))
+    if not any(n.devices for n in nodes):
+        raise SuanliError("node list has no GPU nodes", file=p)
+    return nodes
+
+
+def nodes_to_fleet(nodes: Sequence[TraceNode], name: str) -> Fleet:
+    """A one-site fleet with one node group per (chip, devices per node); CPU-only nodes are
+    left out."""
+    groups: dict[tuple[str, int], int] = {}
+    for nd in nodes:
+        if nd.devices:
+            groups[(nd.chip, nd.devices)] = groups.get((nd.chip, nd.devices), 0) + 1
+    return Fleet.model_validate({
+        "name": name,
+        "sites": [{
+            "name": "alibaba",
+            "node_groups": [{"chip": c, "chips_per_node": n, "nodes": k}
+                            for (c, n), k in sorted(groups.items())],
+        }],
+    })
+
+
 def load_alibaba_nodes(path: str | Path, catalog: Any | None = None) -> Fleet:
     """Alibaba node list (``sn,cpu_milli,memory_mib,gpu,model``) as a one-site fleet."""
     p = Path(path)
-    rows = _Rows(p, ("sn", "gpu", "model"))
-    groups: dict[tuple[str, int], int] = {}
-    for r, rec in rows:
-        g = rows.num(r, rec, "gpu")
-        model = rec["model"]
-        if g == 0:
-            continue
-        if model not in ALIBABA_CHIPS:
-            raise SuanliError(f"unknown GPU model '{model}' (known: {', '.join(ALIBABA_CHIPS)})",
-                              file=p, where=f"row {r}", field="model")
-        key = (alibaba_chip(model, catalog), int(g))
-        groups[key] = groups.get(key, 0) + 1
-    if not groups:
-        raise SuanliError("node list has no GPU nodes", file=p)
-    return Fleet.model_validate(
-        {
-            "name": f"alibaba ({p.name})",
-            "sites": [
-                {
-                    "name": "alibaba",
-                    "node_groups": [
-                        {"chip": c, "chips_per_node": n, "nodes": k}
-                        for (c, n), k in sorted(groups.items())
-                    ],
-                }
-            ],
-        }
-    )
+    return nodes_to_fleet(load_alibaba_node_list(p, catalog), f"alibaba ({p.name})")
+
+
+class AlibabaPodRow(Row):
+    """One row of an ``openb_pod_list_*.csv``. The timed lists have all eleven columns
+    (``name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,
+    deletion_time,scheduled_time``); the multigpu lists only the first five. A missing column
+    takes the default below (its assumption is stated by the loader)."""
+
+    name: str = ""
+    num_gpu: Annotated[float, number(ge=0, le=MAX_GANG, whole=True)]
+    gpu_milli: Annotated[float, number(ge=0)] = 1000.0
+    creation_time: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    deletion_time: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    scheduled_time: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    gpu_spec: Annotated[frozenset[str] | None, BeforeValidator(_alibaba_models)] = None
+    qos: str = ""
+
+
+ALIBABA_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
 
 
 def load_alibaba(
@@ -292,68 +395,96 @@ def load_alibaba(
     catalog: Any | None = None,
     rule: WorkloadRule | None = None,
     max_jobs: int | None = None,
+    seed: int = 0,
 ) -> Trace:
-    """Alibaba 2023 pod list; ``nodes`` (node list CSV) is found next to it when not given."""
+    """Any Alibaba 2023 pod list; ``nodes`` (node list CSV) is found next to it when not given.
+
+    Pod lists with times (default, gpuspec*, cpu*, gpushare*) give arrival = creation time and
+    duration = deletion - scheduled time. Lists without (multigpu*: ``name,cpu_milli,
+    memory_mib,num_gpu,gpu_milli``) are run as the FGD simulator runs them: every pod arrives
+    at 0 in file order; durations are drawn (``seed``) from the log-normal fitted to the default
+    list; no GPU-type constraints; one queue."""
     p = Path(path)
-    rows = _Rows(p, ("name", "num_gpu", "gpu_milli", "gpu_spec", "qos", "creation_time",
-                     "deletion_time", "scheduled_time"))
+    rows = _Rows(p, ("num_gpu",))
+    header = set(rows.header())
+    timed = set(ALIBABA_TIME_COLUMNS[:2]) <= header
+    if not timed and header & set(ALIBABA_TIME_COLUMNS):
+        raise SuanliError("has some of creation_time/deletion_time but not both", file=p,
+                          where="row 1")
     jobs: list[Job] = []
     cpu_only = 0
     never_scheduled = 0
     for r, rec in rows:
-        g = rows.num(r, rec, "num_gpu")
+        where = f"row {r}"
+        row = parse_row(AlibabaPodRow, rec, p, where)
+        g = int(row.num_gpu)
         if g == 0:
             cpu_only += 1
             continue
-        milli = rows.num(r, rec, "gpu_milli")
-        created = rows.num(r, rec, "creation_time")
-        deleted = rows.num(r, rec, "deletion_time")
-        sched_t = rows.num(r, rec, "scheduled_time", optional=True)
-        if np.isnan(sched_t):
-            never_scheduled += 1
-            sched_t = created
-        dur = deleted - sched_t
-        if dur < 0:
-            raise SuanliError(f"negative duration: deletion_time {rec['deletion_time']} < "
-                              f"scheduled_time {sched_t:g}", file=p, where=f"row {r}",
-                              field="deletion_time")
-        allowed: frozenset[str] | None = None
-        if rec["gpu_spec"]:
-            names = []
-            for m in rec["gpu_spec"].split("|"):
-                m = m.strip()
-                if m not in ALIBABA_CHIPS:
-                    raise SuanliError(
-                        f"unknown chip '{m}' in constraint (known: {', '.join(ALIBABA_CHIPS)})",
-                        file=p, where=f"row {r}", field="gpu_spec")
-                names.append(alibaba_chip(m, catalog))
-            allowed = frozenset(names)
+        arrival, dur = 0.0, 1.0
+        if timed:
+            if row.creation_time is None or row.deletion_time is None:
+                col = "creation_time" if row.creation_time is None else "deletion_time"
+                raise SuanliError("is empty", file=p, where=where, field=col)
+            arrival = row.creation_time
+            sched_t = row.scheduled_time
+            if sched_t is None:
+                never_scheduled += 1
+                sched_t = row.creation_time
+            dur = row.deletion_time - sched_t
+            if dur < 0:
+                raise SuanliError(f"negative duration: deletion_time {rec['deletion_time']} < "
+                                  f"scheduled_time {sched_t:g}", file=p, where=where,
+                                  field="deletion_time")
+        allowed = (frozenset(alibaba_chip(m, catalog) for m in sorted(row.gpu_spec))
+                   if row.gpu_spec else None)
+        milli = row.gpu_milli
         frac = milli / 1000.0 if g == 1 and 0 < milli < 1000 else 1.0
         jobs.append(
-            Job(id=rec["name"] or f"pod-{r}", arrival=created, gang=int(g), work=0.0,
-                queue=rec["qos"] or "default", allowed_chips=allowed, gpu_fraction=frac,
-                duration_ref=max(dur, 1.0), origin=f"{p.name} row {r}")
+            Job(id=row.name or f"pod-{r}", arrival=arrival, gang=g, work=0.0,
+                queue=row.qos or "default", allowed_chips=allowed, gpu_fraction=frac,
+                duration_ref=max(dur, 1.0), origin=f"{p.name} {where}")
         )
     if not jobs:
         raise SuanliError("trace has no GPU jobs", file=p)
+    notes = []
+    if not timed:
+        rng = np.random.default_rng(seed)
+        durs = np.clip(rng.lognormal(np.log(UNTIMED_MEDIAN_S), UNTIMED_SIGMA, len(jobs)),
+                       1.0, UNTIMED_MAX_S).round(1)
+        jobs = [replace(j, duration_ref=float(d)) for j, d in zip(jobs, durs, strict=True)]
+        notes.append(
+            "pod list without times: every pod arrives at 0 in file order; durations drawn "
+            f"(seed {seed}) from a log-normal with median {UNTIMED_MEDIAN_S:g} s and sigma "
+            f"{UNTIMED_SIGMA:g} (fitted to the GPU pods of openb_pod_list_default.csv)")
+    missing = [c for c in ("gpu_milli", "gpu_spec", "qos") if c not in header]
+    if missing:
+        notes.append(f"columns {', '.join(missing)} absent: "
+                     + "; ".join({"gpu_milli": "whole devices (gpu_milli = 1000)",
+                                  "gpu_spec": "no GPU-type constraints",
+                                  "qos": "one queue (default)"}[c] for c in missing))
     jobs = _limit(jobs, max_jobs)
-    rule = rule or WorkloadRule(train=0.4, infer=0.6)
+    rule = rule or WorkloadRule(seed=seed, train=0.4, infer=0.6)
     jobs = _apply_rule(jobs, rule)
     notes = [f"Alibaba trace has no workload descriptions: {rule.describe()}",
              f"{cpu_only} CPU-only pods (num_gpu = 0) are not GPU jobs and were left out",
-             "durations are deletion - scheduled time; fractional gpu_milli is modelled as a "
-             "share of one device at that share of its speed"]
+             ("durations are deletion - scheduled time; " if timed else "")
+             + "fractional gpu_milli is modelled as a share of one device at that share of "
+             "its speed", *notes]
     if never_scheduled:
         notes.append(f"{never_scheduled} pods never scheduled in the original cluster: "
                      "duration taken as deletion - creation time")
     fleet = None
+    node_list: list[TraceNode] = []
     node_file = Path(nodes) if nodes else _sibling_nodes(p)
     if node_file is not None:
-        fleet = load_alibaba_nodes(node_file, catalog)
+        node_list = load_alibaba_node_list(node_file, catalog)
+        fleet = nodes_to_fleet(node_list, f"alibaba ({node_file.name})")
         notes.append(f"cluster from the node list {node_file.name}")
     opaque = frozenset(f"alibaba_{m.casefold()}" for m in ALIBABA_CHIPS)
-    return Trace(jobs=jobs, source=str(p), format="alibaba", notes=notes, fleet=fleet,
-                 opaque_chips=opaque, reference_chip=None)
+    return Trace(jobs=jobs, source=str(p), format="alibaba" if timed else "alibaba-untimed",
+                 notes=notes, fleet=fleet, opaque_chips=opaque, reference_chip=None,
+                 nodes=node_list)
 
 
 def _sibling_nodes(p: Path) -> Path | None:
@@ -479,10 +610,6 @@ def _stack_ids(names: frozenset[str] | None, p: Path, where: str) -> frozenset[s
         raise SuanliError(exc.problem, file=p, where=where, field="stacks") from None
 
 
-# Bounds on suanli CSV rows: a time beyond ten years or a gang beyond a million devices is a
-# typo, not a job (and would only produce a misleading "never fitted" reason later).
-MAX_SECONDS = 10 * 365.25 * 86400.0
-MAX_GANG = 1_000_000
 
 
 def check_job_names(jobs: Sequence[Job], pools: Sequence[Any], catalog: Any = None) -> None:
@@ -515,6 +642,68 @@ def check_job_names(jobs: Sequence[Job], pools: Sequence[Any], catalog: Any = No
                 where=f"row {row}" if file else f"job {job.id}", field=col)
 
 
+def _one_of(col: str, allowed: tuple[str, ...]) -> BeforeValidator:
+    def check(raw: Any) -> str:
+        v = str(raw or "").strip()
+        if v and v not in allowed:
+            raise PydanticCustomError("choice", "{col} must be {ok}, got '{v}'",
+                                      {"col": col, "ok": " or ".join(allowed), "v": v})
+        return v
+
+    return BeforeValidator(check)
+
+
+def _precision(raw: Any) -> str:
+    v = str(raw or "").strip()
+    if v:
+        try:
+            Precision(v)
+        except ValueError:
+            raise PydanticCustomError("precision", "unknown precision '{v}'", {"v": v}) from None
+    return v
+
+
+class JobRow(Row):
+    """One row of suanli's own trace CSV (docs/scheduling.md lists every column)."""
+
+    id: str = ""
+    queue: str = ""
+    gang: Annotated[float, number(ge=1, le=MAX_GANG, whole=True)]
+    work: Annotated[float | None, number(ge=0, optional=True)] = None
+    duration_ref_s: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    kind: Annotated[str, _one_of("kind", ("train", "infer", "hpc"))] = ""
+    precision: Annotated[str, BeforeValidator(_precision)] = ""
+    hpc_kernel: Annotated[str, _one_of("hpc_kernel", ("hpl", "stream"))] = ""
+    model: str = ""
+    seq_len: Annotated[float | None, number(ge=1, optional=True)] = None
+    batch: Annotated[float | None, number(ge=1, optional=True)] = None
+    arrival_s: Annotated[float, number(ge=0, le=MAX_SECONDS)]
+    mem_gb: Annotated[float | None, number(ge=0, optional=True)] = None
+    cuda_only: Annotated[bool, flag()] = False
+    fp64: Annotated[bool, flag()] = False
+    allowed_chips: Annotated[frozenset[str] | None, names()] = None
+    allowed_sites: Annotated[frozenset[str] | None, names()] = None
+    priority: Annotated[float | None, number(gt=0, optional=True)] = None
+    deadline_s: Annotated[float | None, number(ge=0, le=MAX_SECONDS, optional=True)] = None
+    data_gb: Annotated[float | None, number(ge=0, optional=True)] = None
+    home_site: str = ""
+    gpu_fraction: Annotated[float | None, number(gt=0, le=1, optional=True)] = None
+    job_type: str = ""
+    stacks: Annotated[frozenset[str] | None, names()] = None  # allowed software stacks, a|b
+
+    def workload(self) -> Workload | None:
+        if not self.kind:
+            return None
+        return Workload(
+            kind=self.kind,  # type: ignore[arg-type]
+            model=self.model or None,
+            precision=Precision(self.precision or "bf16"),
+            seq_len=int(self.seq_len) if self.seq_len else 2048,
+            batch=int(self.batch) if self.batch else 256,
+            hpc_kernel=self.hpc_kernel or "hpl",  # type: ignore[arg-type]
+        )
+
+
 def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
     """Read suanli's own trace format (as written by :func:`write_jobs_csv`)."""
     p = Path(path)
@@ -527,74 +716,25 @@ def load_jobs_csv(path: str | Path, *, max_jobs: int | None = None) -> Trace:
         if jid in seen:
             raise SuanliError(f"duplicate job id '{jid}'", file=p, where=where, field="id")
         seen.add(jid)
-        gang = rows.num(r, rec, "gang", ge=1, le=MAX_GANG)
-        if gang != int(gang):
-            raise SuanliError(f"must be a whole number, got {rec['gang']}", file=p, where=where,
-                              field="gang")
-        work = rows.num(r, rec, "work", optional=True) if "work" in rec else float("nan")
-        dur = (rows.num(r, rec, "duration_ref_s", optional=True, le=MAX_SECONDS)
-               if "duration_ref_s" in rec else float("nan"))
+        row = parse_row(JobRow, rec, p, where)
+        work, dur = row.work or 0.0, row.duration_ref_s or 0.0
         if not (work > 0) and not (dur > 0):
             raise SuanliError("needs work > 0 or duration_ref_s > 0", file=p, where=where,
                               field="work")
-        kind = rec["kind"]
-        wl = None
-        if kind:
-            if kind not in ("train", "infer", "hpc"):
-                raise SuanliError(f"kind must be train, infer or hpc, got '{kind}'", file=p,
-                                  where=where, field="kind")
-            try:
-                prec = Precision(rec["precision"] or "bf16")
-            except ValueError:
-                raise SuanliError(f"unknown precision '{rec['precision']}'", file=p,
-                                  where=where, field="precision") from None
-            hk = rec.get("hpc_kernel") or "hpl"
-            if hk not in ("hpl", "stream"):
-                raise SuanliError(f"hpc_kernel must be hpl or stream, got '{hk}'", file=p,
-                                  where=where, field="hpc_kernel")
-            wl = Workload(
-                kind=kind,  # type: ignore[arg-type]
-                model=rec.get("model") or None,
-                precision=prec,
-                seq_len=int(rows.num(r, rec, "seq_len", ge=1)) if rec.get("seq_len") else 2048,
-                batch=int(rows.num(r, rec, "batch", ge=1)) if rec.get("batch") else 256,
-                hpc_kernel=hk,  # type: ignore[arg-type]
-            )
-
-        def flag(col: str, rec: dict[str, str] = rec, where: str = where) -> bool:
-            v = rec.get(col, "").casefold()
-            if v in ("", "0", "false", "no"):
-                return False
-            if v in ("1", "true", "yes"):
-                return True
-            raise SuanliError(f"expected 0/1, got '{v}'", file=p, where=where, field=col)
-
-        def opt(col: str, r: int = r, rec: dict[str, str] = rec, **bounds: Any) -> float | None:
-            if not rec.get(col):
-                return None
-            return rows.num(r, rec, col, **bounds)
-
-        def names(col: str, rec: dict[str, str] = rec) -> frozenset[str] | None:
-            v = rec.get(col, "")
-            return frozenset(x.strip() for x in v.split("|") if x.strip()) or None
-
-        frac = opt("gpu_fraction", gt=0.0, le=1.0)
         jobs.append(Job(
-            id=jid, queue=rec.get("queue") or "default",
-            arrival=rows.num(r, rec, "arrival_s", le=MAX_SECONDS),
-            gang=int(gang), work=work if work > 0 else 0.0,
-            duration_ref=dur if dur > 0 else None, workload=wl,
-            mem_gb=opt("mem_gb") or 0.0, cuda_only=flag("cuda_only"), fp64=flag("fp64"),
-            allowed_chips=names("allowed_chips"), allowed_sites=names("allowed_sites"),
-            priority=opt("priority", gt=0.0) or 1.0, deadline=opt("deadline_s", le=MAX_SECONDS),
-            data_gb=opt("data_gb") or 0.0, home_site=rec.get("home_site") or None,
-            gpu_fraction=frac if frac is not None else 1.0,
-            job_type=rec.get("job_type") or None, origin=f"{p.name} row {r}",
-            stacks=_stack_ids(names("stacks"), p, where),  # optional: allowed stacks, a|b
+            id=jid, queue=row.queue or "default", arrival=row.arrival_s, gang=int(row.gang),
+            work=work, duration_ref=dur if dur > 0 else None, workload=row.workload(),
+            mem_gb=row.mem_gb or 0.0, cuda_only=row.cuda_only, fp64=row.fp64,
+            allowed_chips=row.allowed_chips, allowed_sites=row.allowed_sites,
+            priority=row.priority or 1.0, deadline=row.deadline_s, data_gb=row.data_gb or 0.0,
+            home_site=row.home_site or None,
+            gpu_fraction=row.gpu_fraction if row.gpu_fraction is not None else 1.0,
+            job_type=row.job_type or None, origin=f"{p.name} {where}",
+            stacks=_stack_ids(row.stacks, p, where),
         ))
     if not jobs:
         raise SuanliError("trace has no jobs", file=p)
-    return Trace(jobs=_limit(jobs, max_jobs), source=str(p), format="synthetic")
+    return Trace(jobs=_limit(jobs, max_jobs), source=str(p), format="suanli")
 
 
 # ----------------------------------------------------------------------- synthetic
@@ -641,53 +781,51 @@ def demo_trace_path() -> Path:
     return Path(str(resources.files("suanli.sim") / "data" / "demo_trace.csv"))
 
 
-# ----------------------------------------------------------------------- detection, work
+# ----------------------------------------------------------------------- registry shims
+# Detection and loading by format name live in :mod:`suanli.sim.formats` (one adapter class
+# per format); these names stay importable from here.
 def detect_format(path: str | Path) -> str:
-    """Guess a trace's format from its first line."""
-    p = Path(path)
-    if p.suffix == ".trace":
-        return "gavel"
-    try:
-        with p.open(encoding="utf-8") as fh:
-            first = fh.readline()
-    except FileNotFoundError:
-        raise SuanliError("file not found", file=p) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuanliError(f"cannot read: {exc}", file=p) from None
-    if first.count("\t") == 9:
-        return "gavel"
-    cols = {c.strip() for c in first.split(",")}
-    if {"timestamp", "duration", "num_gpus"} <= cols:
-        return "philly"
-    if {"num_gpu", "gpu_milli", "creation_time"} <= cols:
-        return "alibaba"
-    if {"id", "arrival_s", "gang"} <= cols:
-        return "synthetic"
-    raise SuanliError("cannot tell the trace format from the first line; pass --trace-format "
-                      f"({', '.join(FORMATS)})", file=p, where="row 1")
+    """See :func:`suanli.sim.formats.detect_format`."""
+    from suanli.sim.formats import detect_format as detect
+
+    return detect(path)
 
 
-def load_trace(
-    path: str | Path,
-    fmt: str = "auto",
-    *,
-    catalog: Any | None = None,
-    max_jobs: int | None = None,
-    seed: int = 0,
-) -> Trace:
-    """Load any supported trace format (``auto`` detects it)."""
-    f = detect_format(path) if fmt == "auto" else fmt
-    if f == "philly":
-        return load_philly(path, rule=WorkloadRule(seed=seed), max_jobs=max_jobs)
-    if f == "alibaba":
-        return load_alibaba(path, catalog=catalog, rule=WorkloadRule(seed=seed, train=0.4,
-                            infer=0.6), max_jobs=max_jobs)
-    if f == "gavel":
-        return load_gavel(path, max_jobs=max_jobs)
-    if f == "synthetic":
-        return load_jobs_csv(path, max_jobs=max_jobs)
-    raise SuanliError(f"unknown trace format '{fmt}' (choose from {', '.join(FORMATS)}, auto)",
-                      field="--trace-format")
+def load_trace(path: str | Path, fmt: str = "auto", *, catalog: Any | None = None,
+               max_jobs: int | None = None, seed: int = 0) -> Trace:
+    """See :func:`suanli.sim.formats.load_trace`."""
+    from suanli.sim.formats import load_trace as load
+
+    return load(path, fmt, catalog=catalog, max_jobs=max_jobs, seed=seed)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMATS":  # every accepted --trace-format name, from the registry
+        from suanli.sim.formats import FORMATS
+
+        return FORMATS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------- arrivals, work
+def jitter_arrivals(jobs: Sequence[Job], jitter: float, seed: int) -> list[Job]:
+    """Jobs with every inter-arrival gap multiplied by a seeded factor uniform in
+    ``[1 - jitter, 1 + jitter]``: the order of arrivals and (in expectation) the arrival rate
+    stay, the exact instants change with ``seed``. Jobs that arrive together stay together."""
+    if not 0 <= jitter <= 1:
+        raise SuanliError(f"must be in [0, 1], got {jitter:g}", field="jitter")
+    if not jobs or jitter == 0:
+        return list(jobs)
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival, i))
+    t = np.array([jobs[i].arrival for i in order])
+    gaps = np.diff(t, prepend=t[0])
+    rng = np.random.default_rng(seed)
+    factors = 1.0 + rng.uniform(-jitter, jitter, len(t))
+    new_t = t[0] + np.cumsum(gaps * factors)
+    out = list(jobs)
+    for k, i in enumerate(order):
+        out[i] = replace(jobs[i], arrival=float(new_t[k]))
+    return out
 
 
 def attach_work(
