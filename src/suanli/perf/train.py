@@ -63,12 +63,6 @@ class TrainSpec:
     # HybridEP, Megatron-Core's flex dispatcher). A per-run choice (NeMo's recipes use both),
     # so an input, not a framework default.
     ep_dispatch: str = "alltoall"
-    # Megatron-Core `moe_a2a_overlap` (EP all-to-all of one micro-batch overlapped with the
-    # computation of another, batch-level 1F1B overlap): a per-recipe switch, so an input.
-    # When on, the all-to-all hides behind up to the framework's overlap window of that
-    # micro-batch's compute (the same window as the DP overlap) and costs the SM share like
-    # every hidden collective.
-    ep_a2a_overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -307,13 +301,9 @@ def evaluate(
     t_a2a = np.maximum(intra_frac * k_route * tok_bytes / hw.link_bw,
                        inter_copies * tok_bytes / (hw.node_net_bw / dpn)) * spec.moe_imbalance
     a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
-    t_ep_raw = np.where(
+    t_ep = np.where(
         ep > 1, Lp * moe_frac * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
-    if spec.ep_a2a_overlap:
-        t_ep = np.maximum(0.0, t_ep_raw - fw.dp_overlap * (t_gemm + t_attn))
-    else:
-        t_ep = t_ep_raw
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
     pp_inter = inner * dp >= dpn
@@ -390,7 +380,7 @@ def evaluate(
     # overlapped collectives are not free: NCCL kernels occupy SMs (and HBM) while they run,
     # slowing the compute they hide behind by their share of the SMs
     hidden = (np.maximum(0.0, t_dp_micro - exp_micro) + np.maximum(0.0, t_tp_raw - t_tp)
-              + np.maximum(0.0, t_cp_raw - t_cp) + np.maximum(0.0, t_ep_raw - t_ep))
+              + np.maximum(0.0, t_cp_raw - t_cp))
     t_contend = hidden * COMM_SM_SHARE
     t_micro = t_micro + t_gacc + t_contend
     bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)

@@ -67,7 +67,6 @@ class Case:
     attention_kernel: str = "flash2"
     fp8_recipe: str = "fp8-delayed"
     ep_dispatch: str = "alltoall"
-    ep_a2a_overlap: bool = False
 
     @property
     def dp(self) -> int:
@@ -348,34 +347,11 @@ NEMO_DISPATCH: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-# `moe_a2a_overlap=True` in the same recipe files (EP all-to-all overlapped with another
-# micro-batch's computation): DeepSeek-V3 MXFP8 on GB300 / GB200 / B300 / B200 (B200: the V2
-# config the rows' layout matches), Qwen3-235B-A22B on H100, GPT-OSS-120B V2 BF16 on GB200 and
-# MXFP8 on GB200 / GB300 / B300, Kimi-K2 MXFP8 on GB300; every other recipe leaves it off.
-NEMO_A2A_OVERLAP: dict[str, dict[str, tuple[str, ...]]] = {
-    "deepseek-v3": {"dgxgb300": ("MXFP8",), "dgxgb200": ("MXFP8",), "dgxb300": ("MXFP8",),
-                    "dgxb200": ("MXFP8",)},
-    "qwen3-235b-a22b": {"dgxh100": ("*",)},
-    "gpt-oss-120b": {"dgxgb200": ("*",), "dgxgb300": ("MXFP8",), "dgxb300": ("MXFP8",)},
-    "kimi-k2": {"dgxgb300": ("MXFP8",)},
-}
-
-
-def _recipe_has(table: dict[str, dict[str, tuple[str, ...]]], model: str, system: str,
-                precision_group: str) -> bool:
-    per_sys = table.get(model, {})
-    groups = per_sys.get(system, per_sys.get("*", ()))
-    return "*" in groups or precision_group in groups
-
-
-def nemo_a2a_overlap(model: str, system: str, precision_group: str) -> bool:
-    """Whether NeMo's recipe overlaps the EP all-to-all with another micro-batch's compute."""
-    return _recipe_has(NEMO_A2A_OVERLAP, model, system, precision_group)
-
-
 def nemo_dispatch(model: str, system: str, precision_group: str) -> str:
     """The MoE dispatcher NeMo's recipe uses for this model, system and precision group."""
-    return _FLEX if _recipe_has(NEMO_DISPATCH, model, system, precision_group) else "alltoall"
+    per_sys = NEMO_DISPATCH.get(model, {})
+    groups = per_sys.get(system, per_sys.get("*", ()))
+    return _FLEX if ("*" in groups or precision_group in groups) else "alltoall"
 
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
@@ -453,7 +429,6 @@ def nemo_case(row: dict[str, str]) -> Case:
         # Megatron-Core folds expert parallelism over the tp x cp x dp ranks of a stage
         raise ValueError(f"ep {ep} does not divide tp*cp*dp = {tp * cp * dp}")
     fsdp = _int(row, "fsdp", 0)
-    group = precision_label(row.get("precision") or "")
     return Case(
         model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
         fp8_recipe=recipe if recipe.startswith("fp8") else "fp8-delayed",
@@ -461,8 +436,8 @@ def nemo_case(row: dict[str, str]) -> Case:
         ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
         attention_kernel="flash2",
-        ep_dispatch=nemo_dispatch(model.name, system, group),
-        ep_a2a_overlap=nemo_a2a_overlap(model.name, system, group),
+        ep_dispatch=nemo_dispatch(model.name, system,
+                                  precision_label(row.get("precision") or "")),
     )
 
 
@@ -525,7 +500,7 @@ def predict_case(
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
                      attention_kernel=case.attention_kernel, interleave=case.vp,
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
-                     ep_dispatch=case.ep_dispatch, ep_a2a_overlap=case.ep_a2a_overlap)
+                     ep_dispatch=case.ep_dispatch)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
