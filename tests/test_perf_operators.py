@@ -224,3 +224,23 @@ def test_expert_gradients_reduce_over_the_expert_data_parallel_group(h100: Chip)
     hw2 = build_hardware(h100, "bf16", devices_per_node=8, inter_node_gbps=3200)
     r2 = evaluate(spec, hw2, dp=64, ep=8, **lay)
     assert float(r2["t_comm_dp_total"]) < 0.6 * float(r["t_comm_dp_total"])
+
+
+def test_lm_head_stays_16_bit_under_fp8(h100: Chip) -> None:
+    """Megatron's output layer is not a Transformer Engine module: it runs at the 16-bit rate
+    under FP8, so the vocabulary's share of GEMM time is the same as in a BF16 run."""
+    from dataclasses import replace
+
+    small = get_model("llama3-8b")
+    big = replace(small, vocab=4 * small.vocab)
+    t = {}
+    for prec in ("bf16", "fp8"):
+        hw = build_hardware(h100, prec)
+        for name, m in (("small", small), ("big", big)):
+            r = evaluate(_spec(model=m), hw, **LAY)
+            t[prec, name] = float(r["t_gemm"])
+    head_bf16 = t["bf16", "big"] - t["bf16", "small"]
+    head_fp8 = t["fp8", "big"] - t["fp8", "small"]
+    assert head_bf16 > 0
+    assert head_fp8 == pytest.approx(head_bf16, rel=1e-9)
+    assert t["fp8", "small"] < 0.7 * t["bf16", "small"]  # the layers' GEMMs do run in FP8

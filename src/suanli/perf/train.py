@@ -215,7 +215,10 @@ def evaluate(
         t_layer_gemm = t_layer_gemm + moe_frac * t_moe
         f_layer = f_layer + moe_frac * f_moe
         act_w = act_w + moe_frac * (k + m.n_shared_experts) * ff
-    t_head, f_head = _gemm(T, V / tp, d, rate, bw, gb)
+    # The LM head stays 16-bit under FP8 / FP4 recipes: Megatron-Core builds `output_layer` as a
+    # plain `tensor_parallel.ColumnParallelLinear` (megatron/core/models/gpt/gpt_model.py), not a
+    # Transformer Engine module, so `fp8_autocast` / the quantisation recipe never reaches it.
+    t_head, f_head = _gemm(T, V / tp, d, hw.flops_16, bw, 2.0)
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
     t_gemm = Lp * t_layer_gemm * (3.0 + full) + t_head * 3.0
     gemm_flops = Lp * f_layer * (3.0 + full) + f_head * 3.0
