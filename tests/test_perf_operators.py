@@ -199,3 +199,48 @@ def test_moe_dispatch_and_imbalance_inputs(h100: Chip) -> None:
     for bad in (dict(moe_imbalance=0.5), dict(ep_dispatch="nccl")):
         with pytest.raises(SuanliError):
             replace(base, **bad)
+
+
+def test_expert_gradients_reduce_over_the_expert_data_parallel_group(h100: Chip) -> None:
+    """Expert weights are reduced over world / (pp ep) ranks, one per node when ep = devices
+    per node: that ring runs on one NIC share, the dense ring on the whole node's NICs."""
+    m = get_model("gpt-oss-120b")
+    hw = build_hardware(h100, "bf16", devices_per_node=8, inter_node_gbps=1600)
+    spec = TrainSpec(model=m, seq_len=4096, global_batch=256)
+    lay = dict(tp=1, pp=1, mb=1, recompute=0, zero=1)
+    r = evaluate(spec, hw, dp=64, ep=8, **lay)
+    p_exp = m.expert_params_total / 8
+    p_dense = m.n_params - m.expert_params_total
+    per_param = 2.0 + spec.grad_reduce_bytes  # parameter all-gather + gradient reduce-scatter
+    bw_dense = min(hw.link_bw, hw.node_net_bw)  # 8 DP peers per node share all its NICs
+    expect = (p_dense * per_param * 63 / 64 / bw_dense
+              + p_exp * per_param * 7 / 8 / (hw.node_net_bw / 8))
+    lat = 2 * m.n_layers * 63 * hw.alpha_inter
+    assert float(r["t_comm_dp_total"]) == pytest.approx(expect + lat, rel=0.01)
+    # inside one node the expert-DP group has a single member: only dense gradients move
+    one = evaluate(spec, hw, dp=8, ep=8, **lay)
+    assert float(one["t_comm_dp_total"]) < 0.2 * float(r["t_comm_dp_total"])
+    # twice the NIC bandwidth halves the (NIC-bound) expert part
+    hw2 = build_hardware(h100, "bf16", devices_per_node=8, inter_node_gbps=3200)
+    r2 = evaluate(spec, hw2, dp=64, ep=8, **lay)
+    assert float(r2["t_comm_dp_total"]) < 0.6 * float(r["t_comm_dp_total"])
+
+
+def test_lm_head_stays_16_bit_under_fp8(h100: Chip) -> None:
+    """Megatron's output layer is not a Transformer Engine module: it runs at the 16-bit rate
+    under FP8, so the vocabulary's share of GEMM time is the same as in a BF16 run."""
+    from dataclasses import replace
+
+    small = get_model("llama3-8b")
+    big = replace(small, vocab=4 * small.vocab)
+    t = {}
+    for prec in ("bf16", "fp8"):
+        hw = build_hardware(h100, prec)
+        for name, m in (("small", small), ("big", big)):
+            r = evaluate(_spec(model=m), hw, **LAY)
+            t[prec, name] = float(r["t_gemm"])
+    head_bf16 = t["bf16", "big"] - t["bf16", "small"]
+    head_fp8 = t["fp8", "big"] - t["fp8", "small"]
+    assert head_bf16 > 0
+    assert head_fp8 == pytest.approx(head_bf16, rel=1e-9)
+    assert t["fp8", "small"] < 0.7 * t["bf16", "small"]  # the layers' GEMMs do run in FP8

@@ -215,7 +215,10 @@ def evaluate(
         t_layer_gemm = t_layer_gemm + moe_frac * t_moe
         f_layer = f_layer + moe_frac * f_moe
         act_w = act_w + moe_frac * (k + m.n_shared_experts) * ff
-    t_head, f_head = _gemm(T, V / tp, d, rate, bw, gb)
+    # The LM head stays 16-bit under FP8 / FP4 recipes: Megatron-Core builds `output_layer` as a
+    # plain `tensor_parallel.ColumnParallelLinear` (megatron/core/models/gpt/gpt_model.py), not a
+    # Transformer Engine module, so `fp8_autocast` / the quantisation recipe never reaches it.
+    t_head, f_head = _gemm(T, V / tp, d, hw.flops_16, bw, 2.0)
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
     t_gemm = Lp * t_layer_gemm * (3.0 + full) + t_head * 3.0
     gemm_flops = Lp * f_layer * (3.0 + full) + f_head * 3.0
@@ -317,22 +320,45 @@ def evaluate(
     # ---- data parallel / ZeRO / FSDP ------------------------------------------------
     n_total = float(m.n_params)
     n_exp = float(m.expert_params_total)
-    p_dev = (n_total - n_exp) / (tp * pp) + n_exp / (pp * ep)
-    p_bytes = p_dev * ACT_BYTES
-    g_bytes = p_dev * spec.grad_reduce_bytes
+    p_dense = (n_total - n_exp) / (tp * pp)
+    p_exp = n_exp / (pp * ep)
+    p_dev = p_dense + p_exp
     ring = np.where(dp > 1, (dp - 1) / dp, 0.0)
     k_dp = np.clip(np.floor(dpn / inner), 1.0, dp)  # DP peers sharing a node
     dp_inter = (inner * dp > dpn) & (dp > k_dp)
     bw_dp = np.where(dp_inter, np.minimum(hw.link_bw, hw.node_net_bw * k_dp / dpn), hw.link_bw)
     a_dp = np.where(dp_inter, hw.alpha_inter, hw.alpha_intra)
+    # Expert weights are reduced over the *expert* data-parallel group (Megatron-Core
+    # `expert_data_parallel` group: world / (pp x ep x expert-tp), expert-tp = 1 here), not
+    # over the dense DP group: dp_e = tp cp dp / ep ranks. The ep ranks of an expert group are
+    # adjacent (Megatron's rank order etp-ep-dp-pp), so a node of `dpn` devices holds only
+    # dpn / ep members of each expert-DP ring (one when ep >= dpn): that ring crosses the
+    # network on those members' NIC share, not on the whole node's NICs as a dense ring does
+    # (docs/perf-model.md, "expert data parallelism").
+    dp_e = np.maximum(tp * cp * dp / ep, 1.0)
+    ring_e = np.where(dp_e > 1, (dp_e - 1) / dp_e, 0.0)
+    k_e = np.clip(np.floor(dpn / np.maximum(ep, 1.0)), 1.0, dp_e)  # expert-DP peers per node
+    e_inter = (ep * dp_e > dpn) & (dp_e > k_e)
+    bw_e = np.where(e_inter, np.minimum(hw.link_bw, hw.node_net_bw * k_e / dpn), hw.link_bw)
+    a_e = np.where(e_inter, hw.alpha_inter, hw.alpha_intra)
+    # time per byte of a (p, g) volume on each group: ring factor / bandwidth
+    c_d = ring / bw_dp
+    c_e = ring_e / bw_e
+    pb_d, pb_e = p_dense * ACT_BYTES, p_exp * ACT_BYTES
+    gb_d, gb_e = p_dense * spec.grad_reduce_bytes, p_exp * spec.grad_reduce_bytes
+    lat_e = np.where(p_exp > 0, (dp_e - 1) * a_e * (dp_e > 1), 0.0)
     # per micro-batch: ZeRO-3 gathers params twice (fwd, bwd) and reduce-scatters grads;
     # ZeRO-2 (FSDP SHARD_GRAD_OP) gathers once and reduce-scatters.
-    vol_micro = np.select([zr >= 3, zr == 2], [2 * p_bytes + g_bytes, p_bytes + g_bytes], 0.0)
     n_coll_micro = np.select([zr >= 3, zr == 2], [3.0 * Lp, 2.0 * Lp], 0.0)
-    t_dp_micro = ring * vol_micro / bw_dp + n_coll_micro * (dp - 1) * a_dp * (dp > 1)
+    t_dp_micro = (
+        np.select([zr >= 3, zr == 2], [2 * pb_d + gb_d, pb_d + gb_d], 0.0) * c_d
+        + np.select([zr >= 3, zr == 2], [2 * pb_e + gb_e, pb_e + gb_e], 0.0) * c_e
+        + n_coll_micro * ((dp - 1) * a_dp * (dp > 1) + lat_e)
+    )
     # per step: ZeRO-1 reduce-scatter + all-gather; ZeRO-0 all-reduce (same volume)
-    t_rs = ring * np.select([zr == 1, zr == 0], [g_bytes, 2 * g_bytes], 0.0) / bw_dp
-    t_ag = ring * np.where(zr == 1, p_bytes, 0.0) / bw_dp
+    t_rs = (np.select([zr == 1, zr == 0], [gb_d, 2 * gb_d], 0.0) * c_d
+            + np.select([zr == 1, zr == 0], [gb_e, 2 * gb_e], 0.0) * c_e)
+    t_ag = np.where(zr == 1, pb_d * c_d + pb_e * c_e, 0.0)
     lat_step = np.where(zr <= 1, 2.0 * Lp, 0.0) * (dp - 1) * a_dp * (dp > 1)
     ov = fw.dp_overlap if hw.eff.overlap == DP_OVERLAP else hw.eff.overlap
     # the first layer's gather and the last layer's reduce-scatter have nothing to hide behind

@@ -66,6 +66,7 @@ class Case:
     inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS
     attention_kernel: str = "flash2"
     fp8_recipe: str = "fp8-delayed"
+    ep_dispatch: str = "alltoall"
 
     @property
     def dp(self) -> int:
@@ -322,6 +323,36 @@ SYSTEMS: dict[str, tuple[str, int, float]] = {
 SYSTEM_CHIPS: dict[str, str] = {"dgxgb200": "nvidia_gb200_b200", "dgxgb300": "nvidia_gb300_b300"}
 SYSTEM_PREFIX = "system:"
 
+# MoE token dispatcher of each NeMo / Megatron-Bridge performance recipe: a recorded input per
+# (model, system, precision), read from the public recipe files, never chosen from the rows.
+# Where a workload config sets `moe_flex_dispatcher_backend` ("hybridep" or "deepep"), Megatron
+# runs the flex dispatcher, which sends a token once per remote node (`ep_dispatch="deepep"` in
+# the model); elsewhere the recipe keeps `moe_token_dispatcher_type="alltoall"`. Sources
+# (NVIDIA-NeMo/Megatron-Bridge, scripts/performance/configs/): deepseek/
+# deepseek_workload_base_configs.py (hybridep on every system; B200 MXFP8 V2: deepep),
+# qwen/qwen3_workload_base_configs.py (Qwen3-30B-A3B: hybridep on every system; Qwen3-235B-A22B:
+# hybridep on GB200 / GB300, alltoall on B200 / B300 / H100), gpt_oss/
+# gpt_oss_workload_base_configs.py (GPT-OSS-120B V2: hybridep on B300 and for MXFP8 on GB200 /
+# GB300; alltoall otherwise), kimi/kimi_workload_base_configs.py (hybridep on GB200 / GB300).
+# The files are the current versions; rows of older containers may have run another dispatcher.
+_FLEX = "deepep"
+NEMO_DISPATCH: dict[str, dict[str, tuple[str, ...]]] = {
+    # model -> system -> precision groups (BF16, FP8, MXFP8, NVFP4; "*" = all) with the flex
+    # dispatcher
+    "deepseek-v3": {"*": ("*",)},
+    "qwen3-30b-a3b": {"*": ("*",)},
+    "qwen3-235b-a22b": {"dgxgb200": ("*",), "dgxgb300": ("*",)},
+    "gpt-oss-120b": {"dgxb300": ("*",), "dgxgb200": ("MXFP8",), "dgxgb300": ("MXFP8",)},
+    "kimi-k2": {"dgxgb200": ("*",), "dgxgb300": ("*",)},
+}
+
+
+def nemo_dispatch(model: str, system: str, precision_group: str) -> str:
+    """The MoE dispatcher NeMo's recipe uses for this model, system and precision group."""
+    per_sys = NEMO_DISPATCH.get(model, {})
+    groups = per_sys.get(system, per_sys.get("*", ()))
+    return _FLEX if ("*" in groups or precision_group in groups) else "alltoall"
+
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
 NEMO_MODELS: dict[str, str] = {
@@ -405,6 +436,8 @@ def nemo_case(row: dict[str, str]) -> Case:
         ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
         attention_kernel="flash2",
+        ep_dispatch=nemo_dispatch(model.name, system,
+                                  precision_label(row.get("precision") or "")),
     )
 
 
@@ -466,7 +499,8 @@ def predict_case(
                         inter_node_gbps=case.inter_node_gbps, efficiency=efficiency)
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
                      attention_kernel=case.attention_kernel, interleave=case.vp,
-                     framework=case.framework, fp8_recipe=case.fp8_recipe)
+                     framework=case.framework, fp8_recipe=case.fp8_recipe,
+                     ep_dispatch=case.ep_dispatch)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
