@@ -29,9 +29,7 @@ def spec(name: str, cmd: str = "true") -> dict[str, object]:
 
 
 def test_big_batch_is_inserted_once_with_events_and_specs(live: Live) -> None:
-    from suanli.service.submitq import COPY_MIN
-
-    n = COPY_MIN * 3 + 1  # the COPY path on PostgreSQL
+    n = 193
     body = {"jobs": [{"spec": spec(f"b{i}", f"echo {i}"), "idempotency_key": f"k{i}"}
                      for i in range(n)]}
     r1 = live.admin.post("/jobs/batch", json=body)
@@ -88,6 +86,7 @@ def test_one_bad_request_in_a_group_fails_alone(live: Live) -> None:
         q._serve(group)
     finally:
         loop.close()
+        q.close()
     assert isinstance(group[1].error, HTTPException) and group[1].error.status_code == 409
     ok = [g.result for g in group if g.error is None]
     assert len(ok) == 3 and all(r is not None for r in ok)
