@@ -264,12 +264,41 @@ class SchedulerLoop:
             extra={"simulated": ad_simulated(self.adapter, a)})
 
     def _observe(self, ad: SchedAdapter, now: float) -> None:
-        """Launch what is committed but not launched; record what executors report."""
+        """Launch what is committed but not launched; record what executors report.
+
+        Every active launch is polled each pass, but from a light column query: only the
+        launches that need something done (launch, a state change, a cancel) are loaded as
+        ORM objects, so a pass with thousands of running jobs and a few changes stays cheap.
+        """
+        running = JobState.RUNNING.value
         with self.write_lock, self.sessions() as s:
             rows = s.execute(
-                select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
+                select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
+                       AllocationRow.stop_reason, JobRow.id, JobRow.state,
+                       JobRow.cancel_requested)
+                .join(JobRow, JobRow.id == AllocationRow.job_id)
                 .where(AllocationRow.active.is_(True))).all()
-            for a, job in rows:
+            todo = [r[0] for r in rows if not r[2]]
+            keep: list[Any] = []  # the session's identity map holds them weakly
+            for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
+                keep += s.execute(select(AllocationRow, JobRow)
+                          .join(JobRow, JobRow.id == AllocationRow.job_id)
+                          .where(AllocationRow.id.in_(todo[i:i + 500]))).all()
+            for aid, launch_id, launched, stop_reason, jid, jstate, cancel in rows:
+                st = None
+                if launched:
+                    st = self.executor.poll(launch_id)
+                    if stop_reason and not st.state.terminal:
+                        self._stop_async(launch_id, stop_reason)
+                        continue
+                    if not (cancel and stop_reason is None) and (
+                            st.state == ExecState.STARTING
+                            or (st.state == ExecState.RUNNING and jstate == running)):
+                        continue  # nothing changed
+                a = s.get(AllocationRow, aid)
+                job = s.get(JobRow, jid)
+                if a is None or job is None:
+                    continue
                 if not a.launched:
                     try:
                         st = self.executor.launch(self._spec(job, a))
@@ -278,19 +307,18 @@ class SchedulerLoop:
                         a.launched = True
                         self._apply(s, ad, job, a, ExecState.FAILED, None,
                                     f"launch failed: {type(exc).__name__}: {exc}"[:500], now)
-                        s.commit()
                         continue
+                    # launching a known launch id is a no-op: a crash before the commit
+                    # below only makes the next leader launch it again, harmlessly
                     a.launched = True
                     if job.state == JobState.SCHEDULED.value:
                         _event(s, job, JobState.STARTING, f"launch {a.launch_id}")
-                    s.commit()
                     if st.state == ExecState.STARTING:
                         continue
-                else:
-                    st = self.executor.poll(a.launch_id)
+                assert st is not None
                 if job.cancel_requested and a.stop_reason is None:
                     a.stop_reason = "cancel"
-                    s.commit()
+                    s.commit()  # recorded before the stop is carried out
                 if a.stop_reason and not st.state.terminal:
                     self._stop_async(a.launch_id, a.stop_reason)
                     continue
@@ -375,13 +403,21 @@ class SchedulerLoop:
         """New pending jobs (by id watermark) and, every few seconds, a full resync."""
         full = time.monotonic() - self._last_full > FULL_RESYNC_S
         with self.write_lock, self.sessions() as s:
-            q = select(JobRow.id, JobRow.spec, JobRow.submitted_at, JobRow.state).where(
-                JobRow.state == JobState.PENDING.value)
-            if not full:
-                q = q.where(JobRow.id > self._watermark)
-            rows = s.execute(q.order_by(JobRow.id)).all()
-            pending_ids = set()
-            for jid, spec, sub, _st in rows:
+            pending = JobRow.state == JobState.PENDING.value
+            if full:  # ids only; the specs of the jobs the scheduler does not know yet
+                pending_ids = set(s.scalars(select(JobRow.id).where(pending)))
+                self._watermark = max([self._watermark, *pending_ids])
+                new = sorted(i for i in pending_ids if not ad.knows(i))
+                rows: list[Any] = []
+                for i in range(0, len(new), 500):
+                    rows += s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+                                      .where(JobRow.id.in_(new[i:i + 500]), pending)).all()
+            else:
+                rows = s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+                                 .where(pending, JobRow.id > self._watermark)
+                                 .order_by(JobRow.id)).all()
+                pending_ids = set()
+            for jid, spec, sub in rows:
                 pending_ids.add(jid)
                 self._watermark = max(self._watermark, jid)
                 if ad.knows(jid):
@@ -424,10 +460,15 @@ class SchedulerLoop:
                 if a is not None and a.stop_reason is None:
                     a.stop_reason = "preempt"
             placed: list[int] = []
+            ids = [i for i in self._deferred if i not in ad.held]
+            jobs: dict[int, JobRow] = {}
+            for i in range(0, len(ids), 500):  # one query per 500 starts, not one each
+                jobs.update((j.id, j) for j in s.scalars(
+                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))))
             for db_id, d in list(self._deferred.items()):
                 if db_id in ad.held:
                     continue  # its previous attempt has not stopped yet (migration)
-                job = s.get(JobRow, db_id)
+                job = jobs.get(db_id)
                 if job is None or job.state != JobState.PENDING.value or job.cancel_requested:
                     self._deferred.pop(db_id)
                     ad.forget(db_id, now)

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.service import models as m
 from suanli.service.auth import Principal
-from suanli.service.db import JobEventRow, JobRow, utcnow
+from suanli.service.db import JobRow, utcnow
 
 log = logging.getLogger("suanli.api")
 MAX_GROUP_JOBS = 20_000  # jobs per transaction (a batch request is never split)
