@@ -263,21 +263,26 @@ class SchedulerLoop:
             time_limit_s=spec.time_limit_s, checkpoint_command=spec.checkpoint_command,
             extra={"simulated": ad_simulated(self.adapter, a)})
 
-    def _observe(self, ad: SchedAdapter, now: float) -> None:
-        """Launch what is committed but not launched; record what executors report.
+    def _observe(self, ad: SchedAdapter, now: float, only: list[int] | None = None) -> None:
+        """Launch what is committed but not launched; record what executors report (of the
+        jobs ``only``, if given: the starts and stops just decided).
 
         Every active launch is polled each pass, but from a light column query: only the
         launches that need something done (launch, a state change, a cancel) are loaded as
         ORM objects, so a pass with thousands of running jobs and a few changes stays cheap.
         """
         running = JobState.RUNNING.value
+        q = (select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
+                    AllocationRow.stop_reason, JobRow.id, JobRow.state, JobRow.cancel_requested)
+             .join(JobRow, JobRow.id == AllocationRow.job_id)
+             .where(AllocationRow.active.is_(True)))
         with self.write_lock, self.sessions() as s:
-            rows = s.execute(
-                select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
-                       AllocationRow.stop_reason, JobRow.id, JobRow.state,
-                       JobRow.cancel_requested)
-                .join(JobRow, JobRow.id == AllocationRow.job_id)
-                .where(AllocationRow.active.is_(True))).all()
+            rows: list[Any] = []
+            if only is None:
+                rows = list(s.execute(q).all())
+            else:
+                for i in range(0, len(only), 500):
+                    rows += s.execute(q.where(AllocationRow.job_id.in_(only[i:i + 500]))).all()
             todo = [r[0] for r in rows if not r[2]]
             keep: list[Any] = []  # the session's identity map holds them weakly
             for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
@@ -486,7 +491,7 @@ class SchedulerLoop:
                 placed.append(db_id)
             s.commit()  # decisions are durable before anything is carried out
         if placed or stops:
-            self._observe(ad, now)  # carry them out now (launch / stop)
+            self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
 
 
 def ad_vendor(ad: SchedAdapter | None, a: AllocationRow) -> str | None:
