@@ -465,7 +465,7 @@ def _router(state: ServiceState) -> APIRouter:
         with state.write_lock:
             cancel_job(s, p, j, now)
         if state.loop is not None:
-            state.loop.wake()
+            state.loop.note_cancel(job_id)
         s.refresh(j)
         return job_out(j, p.tenant, p.user, s, full=True)
 

@@ -153,6 +153,12 @@ class SchedulerLoop:
         # called by the leader before each pass; one returning True forces a rebuild from
         # the database (the agent monitor: nodes registered or lost)
         self.hooks: list[Any] = []
+        # the active launches as last read or written by this leader (allocation id ->
+        # [launch id, launched, stop reason, job id, job state, cancel requested]); re-read
+        # from the database every FULL_RESYNC_S, after a rebuild and for noted cancels
+        self._mirror: dict[int, list[Any]] | None = None
+        self._mirror_at = 0.0
+        self._cancels: set[int] = set()
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -160,6 +166,13 @@ class SchedulerLoop:
         self._thread.start()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def note_cancel(self, job_id: int) -> None:
+        """A cancel was requested through this process: read that job on the next pass
+        (one made through another replica is seen by the periodic re-read)."""
+        with self._lock:
+            self._cancels.add(job_id)
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -199,6 +212,7 @@ class SchedulerLoop:
     # ------------------------------------------------------------------ state
     def rebuild(self) -> None:
         """Scheduler state from the database (desired and observed), never from memory."""
+        self._mirror = None
         with self.write_lock, self.sessions() as s:
             sites = {r.name: {"region": r.region, "pue": r.pue,
                               "electricity_price_cny_kwh": r.electricity_price_cny_kwh,
@@ -267,29 +281,48 @@ class SchedulerLoop:
         """Launch what is committed but not launched; record what executors report (of the
         jobs ``only``, if given: the starts and stops just decided).
 
-        Every active launch is polled each pass, but from a light column query: only the
-        launches that need something done (launch, a state change, a cancel) are loaded as
-        ORM objects, so a pass with thousands of running jobs and a few changes stays cheap.
+        Every active launch is polled each pass. What the database says about them is
+        re-read (one light column query) every ``FULL_RESYNC_S``; in between, the launches
+        come from this leader's own record of what it read and wrote, plus the jobs whose
+        cancel was noted. Only the launches that need something done (launch, a state
+        change, a cancel) are loaded as ORM objects, so a pass with thousands of running
+        jobs and a few changes stays cheap.
         """
         running = JobState.RUNNING.value
         q = (select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
                     AllocationRow.stop_reason, JobRow.id, JobRow.state, JobRow.cancel_requested)
              .join(JobRow, JobRow.id == AllocationRow.job_id)
              .where(AllocationRow.active.is_(True)))
+        with self._lock:
+            cancels, self._cancels = self._cancels, set()
         with self.write_lock, self.sessions() as s:
             rows: list[Any] = []
-            if only is None:
-                rows = list(s.execute(q).all())
+            mirror = self._mirror
+            if only is None and (mirror is None
+                                 or time.monotonic() - self._mirror_at > FULL_RESYNC_S):
+                rows = [list(r) for r in s.execute(q).all()]
+                mirror = self._mirror = {r[0]: r for r in rows}
+                self._mirror_at = time.monotonic()
             else:
-                for i in range(0, len(only), 500):
-                    rows += s.execute(q.where(AllocationRow.job_id.in_(only[i:i + 500]))).all()
+                ids = sorted(set(only or ()) | cancels)
+                for i in range(0, len(ids), 500):
+                    rows += [list(r) for r in
+                             s.execute(q.where(AllocationRow.job_id.in_(ids[i:i + 500])))]
+                if mirror is not None:
+                    mirror.update((r[0], r) for r in rows)
+                    if only is None:
+                        rows = list(mirror.values())
             todo = [r[0] for r in rows if not r[2]]
             keep: list[Any] = []  # the session's identity map holds them weakly
+            done: tuple[AllocationRow, JobRow] | None = None
             for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
                 keep += s.execute(select(AllocationRow, JobRow)
                           .join(JobRow, JobRow.id == AllocationRow.job_id)
                           .where(AllocationRow.id.in_(todo[i:i + 500]))).all()
             for aid, launch_id, launched, stop_reason, jid, jstate, cancel in rows:
+                if done is not None and mirror is not None:
+                    _remember(mirror, *done)
+                done = None
                 st = None
                 if launched:
                     st = self.executor.poll(launch_id)
@@ -303,7 +336,10 @@ class SchedulerLoop:
                 a = s.get(AllocationRow, aid)
                 job = s.get(JobRow, jid)
                 if a is None or job is None:
+                    if mirror is not None:
+                        mirror.pop(aid, None)
                     continue
+                done = (a, job)
                 if not a.launched:
                     try:
                         st = self.executor.launch(self._spec(job, a))
@@ -328,6 +364,8 @@ class SchedulerLoop:
                     self._stop_async(a.launch_id, a.stop_reason)
                     continue
                 self._apply(s, ad, job, a, st.state, st.exit_code, st.message, now)
+            if done is not None and mirror is not None:
+                _remember(mirror, *done)
             s.commit()
 
     def _apply(self, s: Session, ad: SchedAdapter, job: JobRow, a: AllocationRow,
@@ -418,9 +456,9 @@ class SchedulerLoop:
                     rows += s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
                                       .where(JobRow.id.in_(new[i:i + 500]), pending)).all()
             else:
-                rows = s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
-                                 .where(pending, JobRow.id > self._watermark)
-                                 .order_by(JobRow.id)).all()
+                rows = list(s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+                                      .where(pending, JobRow.id > self._watermark)
+                                      .order_by(JobRow.id)).all())
                 pending_ids = set()
             for jid, spec, sub in rows:
                 pending_ids.add(jid)
@@ -492,6 +530,15 @@ class SchedulerLoop:
             s.commit()  # decisions are durable before anything is carried out
         if placed or stops:
             self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
+
+
+def _remember(mirror: dict[int, list[Any]], a: AllocationRow, job: JobRow) -> None:
+    """Record in the loop's mirror what a pass did to a launch (ended: forgotten)."""
+    if a.active:
+        mirror[a.id] = [a.id, a.launch_id, a.launched, a.stop_reason, job.id, job.state,
+                        job.cancel_requested]
+    else:
+        mirror.pop(a.id, None)
 
 
 def ad_vendor(ad: SchedAdapter | None, a: AllocationRow) -> str | None:
