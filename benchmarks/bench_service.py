@@ -366,8 +366,8 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int
             "p50_ms": statistics.median(total) * 1e3, "p99_ms": pct(total, 99) * 1e3,
             "svc_p50_ms": statistics.median(service) * 1e3,
             "svc_p99_ms": pct(service, 99) * 1e3,
-            "stages": ", ".join(f"{k} p50 {statistics.median(v) * 1e3:.1f} ms"
-                                for k, v in stages.items() if v)}
+            "stages": ", ".join(f"{k} p50 {statistics.median(v) * 1e3:.1f} ms, p99 "
+                                f"{pct(v, 99) * 1e3:.1f} ms" for k, v in stages.items() if v)}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,11 @@ from suanli.service.sched_adapter import NodeInfo, SchedAdapter
 log = logging.getLogger("suanli.scheduler")
 LOCK_KEY = 0x5355414E4C49  # "SUANLI"
 FULL_RESYNC_S = 5.0
+# polling: up to POLL_ALL launches, every one each pass; beyond, a rotating share per pass so
+# that each is polled about every POLL_S (the cost per second stays the same, but a pass
+# with tens of thousands of running jobs no longer polls them all)
+POLL_ALL = 2000
+POLL_S = 1.0
 
 
 class Leadership:
@@ -159,6 +165,8 @@ class SchedulerLoop:
         self._mirror: dict[int, list[Any]] | None = None
         self._mirror_at = 0.0
         self._cancels: set[int] = set()
+        self._poll_at = 0.0
+        self._poll_cursor = 0
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -303,6 +311,8 @@ class SchedulerLoop:
                 rows = [list(r) for r in s.execute(q).all()]
                 mirror = self._mirror = {r[0]: r for r in rows}
                 self._mirror_at = time.monotonic()
+                # polled in this pass whatever their turn: the launches not in steady state
+                rows = [r for r in rows if r[3] or r[6] or r[5] != running]
             else:
                 ids = sorted(set(only or ()) | cancels)
                 for i in range(0, len(ids), 500):
@@ -310,8 +320,8 @@ class SchedulerLoop:
                              s.execute(q.where(AllocationRow.job_id.in_(ids[i:i + 500])))]
                 if mirror is not None:
                     mirror.update((r[0], r) for r in rows)
-                    if only is None:
-                        rows = list(mirror.values())
+            if only is None and mirror is not None:
+                rows = self._to_poll(list(mirror.values()), {r[0] for r in rows})
             todo = [r[0] for r in rows if not r[2]]
             keep: list[Any] = []  # the session's identity map holds them weakly
             done: tuple[AllocationRow, JobRow] | None = None
@@ -367,6 +377,21 @@ class SchedulerLoop:
             if done is not None and mirror is not None:
                 _remember(mirror, *done)
             s.commit()
+
+    def _to_poll(self, rows: list[list[Any]], fresh: set[int]) -> list[list[Any]]:
+        """The share of the active launches to poll in this pass (all of them up to
+        ``POLL_ALL``), plus those not launched yet and those just read (``fresh``)."""
+        t = time.monotonic()
+        elapsed, self._poll_at = t - self._poll_at, t
+        n = len(rows)
+        if n <= POLL_ALL:
+            return rows
+        k = min(n, max(POLL_ALL, math.ceil(n * elapsed / POLL_S)))
+        start = self._poll_cursor % n
+        self._poll_cursor = start + k
+        picked = rows[start:start + k] + rows[:max(0, start + k - n)]
+        ids = {r[0] for r in picked}
+        return picked + [r for r in rows if r[0] not in ids and (not r[2] or r[0] in fresh)]
 
     def _apply(self, s: Session, ad: SchedAdapter, job: JobRow, a: AllocationRow,
                state: ExecState, exit_code: int | None, message: str, now: float) -> None:
