@@ -306,8 +306,10 @@ class SchedulerLoop:
         with self.write_lock, self.sessions() as s:
             rows: list[Any] = []
             mirror = self._mirror
-            if only is None and (mirror is None
-                                 or time.monotonic() - self._mirror_at > FULL_RESYNC_S):
+            t = time.monotonic()
+            if only is None and (mirror is None or (
+                    t - self._mirror_at > FULL_RESYNC_S
+                    and t - self._last_full <= FULL_RESYNC_S)):  # not with ingest's resync
                 rows = [list(r) for r in s.execute(q).all()]
                 mirror = self._mirror = {r[0]: r for r in rows}
                 self._mirror_at = time.monotonic()
