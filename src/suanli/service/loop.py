@@ -382,7 +382,8 @@ class SchedulerLoop:
 
     def _to_poll(self, rows: list[list[Any]], fresh: set[int]) -> list[list[Any]]:
         """The share of the active launches to poll in this pass (all of them up to
-        ``POLL_ALL``), plus those not launched yet and those just read (``fresh``)."""
+        ``POLL_ALL``), plus those just read (``fresh``) and those not in steady state (not
+        launched yet, starting, stopping, cancel requested)."""
         t = time.monotonic()
         elapsed, self._poll_at = t - self._poll_at, t
         n = len(rows)
@@ -393,7 +394,9 @@ class SchedulerLoop:
         self._poll_cursor = start + k
         picked = rows[start:start + k] + rows[:max(0, start + k - n)]
         ids = {r[0] for r in picked}
-        return picked + [r for r in rows if r[0] not in ids and (not r[2] or r[0] in fresh)]
+        running = JobState.RUNNING.value  # not in steady state: polled every pass
+        return picked + [r for r in rows if r[0] not in ids and (
+            not r[2] or r[3] or r[6] or r[5] != running or r[0] in fresh)]
 
     def _apply(self, s: Session, ad: SchedAdapter, job: JobRow, a: AllocationRow,
                state: ExecState, exit_code: int | None, message: str, now: float) -> None:
