@@ -1,5 +1,6 @@
 """The submission fast path: group commit (one transaction for many requests, a bad request
-fails alone), bulk inserts (COPY on PostgreSQL) and the token cache (hash keys, revocation)."""
+fails alone), bulk inserts (one autocommit statement on PostgreSQL, with the general path
+when a key exists) and the token cache (hash keys, revocation)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,13 @@ def test_big_batch_is_inserted_once_with_events_and_specs(live: Live) -> None:
     ids = [j["id"] for j in r1.json()]
     assert len(set(ids)) == n and ids == sorted(ids)
     assert [j["name"] for j in r1.json()] == [f"b{i}" for i in range(n)]
+    q = live.svc.app.state.svc.submitq
+    pg = live.svc.engine.dialect.name == "postgresql"
+    assert (q.fast, q.transactions) == ((1, 1) if pg else (0, 1))  # one statement on PG
     r2 = live.admin.post("/jobs/batch", json=body)  # a retry: the same jobs, nothing new
     assert [j["id"] for j in r2.json()] == ids
+    # on PG the one statement failed on the keys (nothing written): the general path answered
+    assert (q.fast, q.transactions) == ((1, 2) if pg else (0, 2))
     j = live.admin.get(f"/jobs/{ids[7]}").json()
     assert j["spec"]["command"] == ["sh", "-c", "echo 7"] and j["idempotency_key"] == "k7"
     assert [e["reason"] for e in live.admin.get(f"/jobs/{ids[-1]}/events").json()] == [
