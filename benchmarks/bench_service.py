@@ -112,17 +112,27 @@ def bench_wrk(base: str, token: str, seconds: int, conns: int) -> tuple[float, i
     return rate, out.stderr.count("status "), lat
 
 
-def bench_batch(base: str, token: str, batches: int, size: int) -> float:
+def bench_batch(base: str, token: str, batches: int, size: int, clients: int = 1) -> float:
+    """Jobs/s through ``POST /jobs/batch``: ``clients`` keep-alive clients (threads), each
+    sending ``batches`` batches of ``size`` jobs one after the other."""
     h = {"Authorization": f"Bearer {token}"}
     body = {"jobs": [{"spec": SPEC} for _ in range(size)]}
     raw = json.dumps(body).encode()
-    with httpx.Client(base_url=base + "/api/v1", headers={**h, "content-type":
-                                                        "application/json"}, timeout=120) as c:
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            r = c.post("/jobs/batch", content=raw)
-            assert r.status_code == 201, r.text[:200]
-        return batches * size / (time.perf_counter() - t0)
+
+    def client() -> None:
+        with httpx.Client(base_url=base + "/api/v1", headers={
+                **h, "content-type": "application/json"}, timeout=120) as c:
+            for _ in range(batches):
+                r = c.post("/jobs/batch", content=raw)
+                assert r.status_code == 201, r.text[:200]
+
+    ths = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return clients * batches * size / (time.perf_counter() - t0)
 
 
 def fill_rows(url: str, rows: int) -> float:
@@ -377,6 +387,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-clients", type=int, default=1,
+                    help="concurrent clients sending batches (each sends --batches)")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--pending", type=int, default=100_000)
     ap.add_argument("--nodes", type=int, default=10_000)
@@ -440,8 +452,10 @@ def main() -> None:
                     print(f"single submissions over HTTP: {rate:,.0f} jobs/s "
                           f"({a.submit} jobs, {a.threads} keep-alive clients)")
                 if "http" not in skip:
-                    brate = bench_batch(base, token, a.batches, a.batch)
-                    print(f"batch endpoint: {brate:,.0f} jobs/s ({a.batches} x {a.batch} jobs)")
+                    brate = bench_batch(base, token, a.batches, a.batch, a.batch_clients)
+                    who = f"{a.batch_clients} clients x " if a.batch_clients > 1 else ""
+                    print(f"batch endpoint: {brate:,.0f} jobs/s ({who}{a.batches} x {a.batch} "
+                          "jobs)")
                 if "list" not in skip:
                     dt = fill_rows(url, a.rows)
                     print(f"bulk-inserted {a.rows:,} jobs in {dt:.1f} s")
