@@ -289,12 +289,13 @@ class SchedulerLoop:
         """Launch what is committed but not launched; record what executors report (of the
         jobs ``only``, if given: the starts and stops just decided).
 
-        Every active launch is polled each pass. What the database says about them is
-        re-read (one light column query) every ``FULL_RESYNC_S``; in between, the launches
-        come from this leader's own record of what it read and wrote, plus the jobs whose
-        cancel was noted. Only the launches that need something done (launch, a state
-        change, a cancel) are loaded as ORM objects, so a pass with thousands of running
-        jobs and a few changes stays cheap.
+        Every active launch is polled each pass, up to ``POLL_ALL`` of them; beyond, a
+        rotating share (see :meth:`_to_poll`). What the database says about them is re-read
+        (one light column query) every ``FULL_RESYNC_S``; in between, the launches come
+        from this leader's own record of what it read and wrote, plus the jobs whose cancel
+        was noted. Only the launches that need something done (launch, a state change, a
+        cancel) are loaded as ORM objects, so a pass with thousands of running jobs and a
+        few changes stays cheap.
         """
         running = JobState.RUNNING.value
         q = (select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
