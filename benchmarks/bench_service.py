@@ -8,7 +8,10 @@
 2. p50/p99 latency of ``GET /jobs?state=running&limit=100`` with ``--rows`` jobs in the table
    (bulk-inserted; 1 % running);
 3. scheduling pass latency of the adapter + scheduler with ``--pending`` waiting jobs on
-   ``--nodes`` 8-device nodes (steady state: a few jobs finish between passes).
+   ``--nodes`` 8-device nodes (steady state: a few jobs finish between passes);
+4. (``--db-pass``) the same pass through the service's scheduler loop on a real database
+   (``SchedulerLoop.run_pass``: observe, ingest, decide, commit; an in-memory executor), split
+   into ``Scheduler.schedule`` and everything else (the service side).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -108,17 +112,27 @@ def bench_wrk(base: str, token: str, seconds: int, conns: int) -> tuple[float, i
     return rate, out.stderr.count("status "), lat
 
 
-def bench_batch(base: str, token: str, batches: int, size: int) -> float:
+def bench_batch(base: str, token: str, batches: int, size: int, clients: int = 1) -> float:
+    """Jobs/s through ``POST /jobs/batch``: ``clients`` keep-alive clients (threads), each
+    sending ``batches`` batches of ``size`` jobs one after the other."""
     h = {"Authorization": f"Bearer {token}"}
     body = {"jobs": [{"spec": SPEC} for _ in range(size)]}
     raw = json.dumps(body).encode()
-    with httpx.Client(base_url=base + "/api/v1", headers={**h, "content-type":
-                                                        "application/json"}, timeout=120) as c:
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            r = c.post("/jobs/batch", content=raw)
-            assert r.status_code == 201, r.text[:200]
-        return batches * size / (time.perf_counter() - t0)
+
+    def client() -> None:
+        with httpx.Client(base_url=base + "/api/v1", headers={
+                **h, "content-type": "application/json"}, timeout=120) as c:
+            for _ in range(batches):
+                r = c.post("/jobs/batch", content=raw)
+                assert r.status_code == 201, r.text[:200]
+
+    ths = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return clients * batches * size / (time.perf_counter() - t0)
 
 
 def fill_rows(url: str, rows: int) -> float:
@@ -199,6 +213,178 @@ def bench_pass(pending: int, nodes: int, passes: int) -> dict[str, float]:
             "p50_ms": statistics.median(lat) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
 
 
+class MemExecutor:
+    """An executor that runs nothing: every launch is running until ``finish`` ends it. Its
+    answers are prebuilt, so the pass benchmark measures the loop, not the executor."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        from suanli.exec.base import ExecState, ExecStatus, ExecutorFeatures
+
+        self.features = ExecutorFeatures()
+        self.status: dict[str, ExecStatus] = {}
+        self._running = ExecState.RUNNING
+        self._cls = ExecStatus
+
+    def launch(self, spec: Any) -> Any:
+        st = self.status.get(spec.launch_id)
+        if st is None:
+            st = self.status[spec.launch_id] = self._cls(launch_id=spec.launch_id,
+                                                         state=self._running)
+        return st
+
+    def poll(self, launch_id: str) -> Any:
+        from suanli.exec.base import ExecState
+
+        return self.status.get(launch_id) or self._cls(launch_id=launch_id,
+                                                       state=ExecState.LOST)
+
+    def finish(self, launch_id: str) -> None:
+        from suanli.exec.base import ExecState
+
+        self.status[launch_id] = self._cls(launch_id=launch_id, state=ExecState.SUCCEEDED,
+                                           exit_code=0)
+
+    def cancel(self, launch_id: str, grace_s: float = 10.0) -> Any:
+        return self.poll(launch_id)
+
+    def checkpoint(self, launch_id: str) -> bool:
+        return False
+
+    def log_paths(self, launch_id: str) -> dict[str, Path]:
+        return {}
+
+    def check(self) -> tuple[bool, str]:
+        return True, ""
+
+
+def fill_fleet(url: str, pending: int, nodes: int) -> None:
+    """``nodes`` 8-device nodes in 4 sites (one chip type each) and ``pending`` waiting jobs
+    (1-8 devices, 1 min - 10 h), bulk-inserted."""
+    from sqlalchemy import insert, select
+
+    from suanli.service.db import JobEventRow, JobRow, NodeGroupRow, NodeRow, SiteRow, make_engine
+
+    chips = [("nvidia_h800_sxm", "NVIDIA"), ("ascend_910b", "Huawei"),
+             ("hygon_k100_ai", "Hygon"), ("nvidia_a800_sxm_80", "NVIDIA")]
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    rnd = random.Random(0)
+    with engine.begin() as c:
+        for k, (chip, vendor) in enumerate(chips):
+            c.execute(insert(SiteRow).values(name=f"site{k}"))
+            sid = c.scalar(select(SiteRow.id).where(SiteRow.name == f"site{k}"))
+            c.execute(insert(NodeGroupRow).values(site_id=sid, name=f"g{k}", chip=chip,
+                                                  vendor=vendor, chips_per_node=8))
+        gids = list(c.scalars(select(NodeGroupRow.id).order_by(NodeGroupRow.id)))
+        c.execute(insert(NodeRow), [{"group_id": gids[i % 4], "name": f"n{i}", "devices": 8,
+                                     "simulated": True, "state": "ready"}
+                                    for i in range(nodes)])
+        for start in range(0, pending, 20_000):
+            rows = []
+            for _ in range(min(20_000, pending - start)):
+                d = rnd.choice([1, 1, 2, 4, 8])
+                rows.append({"tenant_id": 1, "user_id": 1, "name": "p", "queue": "default",
+                             "priority": 1.0, "devices": d, "state": "pending", "reason": "",
+                             "spec": {"name": "p", "command": ["true"],
+                                      "resources": {"devices": d},
+                                      "duration_s": rnd.uniform(60, 36000)},
+                             "submitted_at": now, "updated_at": now, "attempts": 0,
+                             "failures": 0, "cancel_requested": False})
+            ids = c.execute(insert(JobRow).returning(JobRow.id), rows).scalars().all()
+            c.execute(insert(JobEventRow), [{"job_id": i, "time": now, "state": "pending",
+                                             "reason": "submitted"} for i in ids])
+    engine.dispose()
+
+
+def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
+                  warmup: int = 5) -> dict[str, Any]:
+    """``SchedulerLoop`` passes on a real database: the first one (rebuild + mass start), then
+    ``warmup`` unmeasured and ``passes`` measured steady ones with 5 completions each; service
+    side = pass - ``Scheduler.schedule``. (The pass right after the long first one polls every
+    launch: each is due after ``POLL_S``; the warm-up passes absorb that.)"""
+    from sqlalchemy import select
+
+    from suanli.service.db import AllocationRow, make_engine, session_factory
+    from suanli.service.loop import SchedulerLoop
+    from suanli.service.sched_adapter import SchedAdapter
+
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    ex = MemExecutor()
+    loop = SchedulerLoop(sessions, engine, ex, home, policy="max-min", round_s=1e9,
+                         write_lock=threading.RLock() if url.startswith("sqlite") else None)
+    sched_s: list[float] = []
+    orig = SchedAdapter.schedule
+
+    def timed(self: SchedAdapter, now: float) -> Any:
+        t0 = time.perf_counter()
+        out = orig(self, now)
+        sched_s.append(time.perf_counter() - t0)
+        return out
+
+    SchedAdapter.schedule = timed  # type: ignore[method-assign]
+    stages: dict[str, list[float]] = {"observe": [], "ingest": [], "decide": []}
+
+    def stage(name: str) -> Any:
+        fn = getattr(loop, "_" + name)
+
+        def run(*args: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                if len(args) < 3:  # not decide's observe of its own starts (in decide's)
+                    stages[name].append(time.perf_counter() - t0)
+
+        return run
+
+    for name in stages:
+        setattr(loop, "_" + name, stage(name))
+    try:
+        t0 = time.perf_counter()
+        loop.rebuild()
+        t_rebuild = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        loop.run_pass()
+        t_first = time.perf_counter() - t0
+        with sessions() as s:
+            running = list(s.scalars(select(AllocationRow.launch_id)
+                                     .where(AllocationRow.active.is_(True))))
+        started = len(running)
+        rnd = random.Random(1)
+        total: list[float] = []
+        service: list[float] = []
+        for n in range(warmup + passes):
+            if n == warmup:  # the measured passes start here
+                for v in stages.values():
+                    v.clear()
+                total.clear()
+                service.clear()
+            for lid in rnd.sample(running, 5):
+                running.remove(lid)
+                ex.finish(lid)
+            sched_s.clear()
+            t0 = time.perf_counter()
+            loop.run_pass()
+            dt = time.perf_counter() - t0
+            total.append(dt)
+            service.append(dt - sum(sched_s))
+            with sessions() as s:
+                running = list(s.scalars(select(AllocationRow.launch_id)
+                                         .where(AllocationRow.active.is_(True))))
+    finally:
+        SchedAdapter.schedule = orig  # type: ignore[method-assign]
+        engine.dispose()
+    return {"rebuild_s": t_rebuild, "first_s": t_first, "started": started,
+            "p50_ms": statistics.median(total) * 1e3, "p99_ms": pct(total, 99) * 1e3,
+            "svc_p50_ms": statistics.median(service) * 1e3,
+            "svc_p99_ms": pct(service, 99) * 1e3,
+            "stages": ", ".join(f"{k} p50 {statistics.median(v) * 1e3:.1f} ms, p99 "
+                                f"{pct(v, 99) * 1e3:.1f} ms" for k, v in stages.items() if v)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -206,6 +392,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batch-clients", type=int, default=1,
+                    help="concurrent clients sending batches (each sends --batches)")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--pending", type=int, default=100_000)
     ap.add_argument("--nodes", type=int, default=10_000)
@@ -216,6 +404,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10, help="wrk: run time")
     ap.add_argument("--conns", type=int, default=16, help="wrk: connections")
     ap.add_argument("--skip", default="", help="comma list of: http, list, pass")
+    ap.add_argument("--warmup", type=int, default=5,
+                    help="--db-pass: unmeasured steady passes after the first one")
+    ap.add_argument("--db-pass", action="store_true",
+                    help="only the scheduling pass through the service loop on --db")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,6 +424,30 @@ def main() -> None:
                 c.execute(text(f'CREATE DATABASE "{name}"'))
             url = url.rsplit("/", 1)[0] + "/" + name
         print(f"database: {a.db}; {os.cpu_count()} cores")
+        if a.db_pass:
+            from suanli.service import migrate as mig
+            from suanli.service.auth import bootstrap
+            from suanli.service.db import make_engine, session_factory
+
+            eng = make_engine(url)
+            mig.upgrade(eng)
+            with session_factory(eng)() as s:
+                bootstrap(s)
+            eng.dispose()
+            t0 = time.perf_counter()
+            fill_fleet(url, a.pending, a.nodes)
+            print(f"filled {a.pending:,} pending jobs and {a.nodes:,} nodes in "
+                  f"{time.perf_counter() - t0:.1f} s")
+            r = bench_db_pass(url, home, a.pending, a.nodes, a.passes, a.warmup)
+            print(f"service scheduling pass on {a.db}, {a.pending:,} pending jobs on "
+                  f"{a.nodes:,} nodes: rebuild {r['rebuild_s']:.1f} s, first pass "
+                  f"{r['first_s']:.1f} s ({r['started']:,} starts); steady ({a.passes} passes "
+                  f"after {a.warmup} unmeasured, "
+                  f"5 completions each): whole pass p50 {r['p50_ms']:.1f} ms, p99 "
+                  f"{r['p99_ms']:.1f} ms; service side (without Scheduler.schedule) p50 "
+                  f"{r['svc_p50_ms']:.1f} ms, p99 {r['svc_p99_ms']:.1f} ms ({r['stages']}; "
+                  "decide includes Scheduler.schedule and the launches)")
+            return
         if not {"http", "list"} <= skip:
             proc, base, token = start_server(url, home)
             try:
@@ -244,8 +460,10 @@ def main() -> None:
                     print(f"single submissions over HTTP: {rate:,.0f} jobs/s "
                           f"({a.submit} jobs, {a.threads} keep-alive clients)")
                 if "http" not in skip:
-                    brate = bench_batch(base, token, a.batches, a.batch)
-                    print(f"batch endpoint: {brate:,.0f} jobs/s ({a.batches} x {a.batch} jobs)")
+                    brate = bench_batch(base, token, a.batches, a.batch, a.batch_clients)
+                    who = f"{a.batch_clients} clients x " if a.batch_clients > 1 else ""
+                    print(f"batch endpoint: {brate:,.0f} jobs/s ({who}{a.batches} x {a.batch} "
+                          "jobs)")
                 if "list" not in skip:
                     dt = fill_rows(url, a.rows)
                     print(f"bulk-inserted {a.rows:,} jobs in {dt:.1f} s")

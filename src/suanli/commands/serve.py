@@ -82,7 +82,7 @@ def serve(
     advisory lock) and another takes over when it dies. Running jobs survive a restart."""
     import logging
 
-    from suanli.service.server import Running, build
+    from suanli.service.server import Running, build, tune_gc
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     st = _settings(host=host, port=port, database_url=db, home=home, fleet=fleet,
@@ -90,6 +90,7 @@ def serve(
                    scheduler=False if no_scheduler else None)
     svc = build(st, simulated=simulated, migrate=migrate)
     run = Running(svc, log_level=log_level)
+    tune_gc()
     stop = threading.Event()
     _wait_for_signal(stop)
     url = run.start()
@@ -194,7 +195,7 @@ def up(
     from suanli.commands.client import Client
     from suanli.fleet import demo_fleet_path
     from suanli.service.loop import shutdown_jobs
-    from suanli.service.server import Running, build
+    from suanli.service.server import Running, build, tune_gc
 
     logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(message)s")
     st = _settings(port=port, home=home, policy=policy, fleet=demo_fleet_path(),
@@ -203,6 +204,7 @@ def up(
         st.database_url = None  # `up` is the embedded SQLite platform
     svc = build(st, simulated=True, migrate=True)
     run = Running(svc)
+    tune_gc()
     stop = threading.Event()
     _wait_for_signal(stop)
     url = run.start()

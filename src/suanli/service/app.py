@@ -366,12 +366,22 @@ def _router(state: ServiceState) -> APIRouter:
                                           for x in batch.jobs])
         if state.loop is not None:
             state.loop.wake()
-        return JSONResponse([fast_job(j, p) for j, _ in rows], status_code=201)
+        stamps: dict[datetime, str | None] = {}  # the jobs of a group share their times
+        return JSONResponse([fast_job(j, p, stamps) for j, _ in rows], status_code=201)
 
-    def fast_job(j: Any, p: Principal) -> dict[str, Any]:
+    def fast_job(j: Any, p: Principal, stamps: dict[datetime, str | None] | None = None
+                 ) -> dict[str, Any]:
         """The ``Job`` JSON of a row without building the pydantic model (batch replies)."""
         def iso(dt: datetime | None) -> str | None:
-            return as_utc(dt).isoformat().replace("+00:00", "Z") if dt else None  # type: ignore[union-attr]
+            if not dt:
+                return None
+            if stamps is None:
+                return as_utc(dt).isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
+            out = stamps.get(dt)
+            if out is None:
+                out = stamps[dt] = as_utc(dt).isoformat().replace(  # type: ignore[union-attr]
+                    "+00:00", "Z")
+            return out
 
         return {"id": j.id, "name": j.name, "tenant": p.tenant, "user": p.user,
                 "queue": j.queue, "priority": float(j.priority), "state": j.state,
@@ -465,7 +475,7 @@ def _router(state: ServiceState) -> APIRouter:
         with state.write_lock:
             cancel_job(s, p, j, now)
         if state.loop is not None:
-            state.loop.wake()
+            state.loop.note_cancel(job_id)
         s.refresh(j)
         return job_out(j, p.tenant, p.user, s, full=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,11 @@ from suanli.service.sched_adapter import NodeInfo, SchedAdapter
 log = logging.getLogger("suanli.scheduler")
 LOCK_KEY = 0x5355414E4C49  # "SUANLI"
 FULL_RESYNC_S = 5.0
+# polling: up to POLL_ALL launches, every one each pass; beyond, a rotating share per pass so
+# that each is polled about every POLL_S (the cost per second stays the same, but a pass
+# with tens of thousands of running jobs no longer polls them all)
+POLL_ALL = 2000
+POLL_S = 1.0
 
 
 class Leadership:
@@ -153,6 +159,14 @@ class SchedulerLoop:
         # called by the leader before each pass; one returning True forces a rebuild from
         # the database (the agent monitor: nodes registered or lost)
         self.hooks: list[Any] = []
+        # the active launches as last read or written by this leader (allocation id ->
+        # [launch id, launched, stop reason, job id, job state, cancel requested]); re-read
+        # from the database every FULL_RESYNC_S, after a rebuild and for noted cancels
+        self._mirror: dict[int, list[Any]] | None = None
+        self._mirror_at = 0.0
+        self._cancels: set[int] = set()
+        self._poll_at = 0.0
+        self._poll_cursor = 0
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -160,6 +174,13 @@ class SchedulerLoop:
         self._thread.start()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def note_cancel(self, job_id: int) -> None:
+        """A cancel was requested through this process: read that job on the next pass
+        (one made through another replica is seen by the periodic re-read)."""
+        with self._lock:
+            self._cancels.add(job_id)
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -199,6 +220,7 @@ class SchedulerLoop:
     # ------------------------------------------------------------------ state
     def rebuild(self) -> None:
         """Scheduler state from the database (desired and observed), never from memory."""
+        self._mirror = None
         with self.write_lock, self.sessions() as s:
             sites = {r.name: {"region": r.region, "pue": r.pue,
                               "electricity_price_cny_kwh": r.electricity_price_cny_kwh,
@@ -263,13 +285,74 @@ class SchedulerLoop:
             time_limit_s=spec.time_limit_s, checkpoint_command=spec.checkpoint_command,
             extra={"simulated": ad_simulated(self.adapter, a)})
 
-    def _observe(self, ad: SchedAdapter, now: float) -> None:
-        """Launch what is committed but not launched; record what executors report."""
+    def _observe(self, ad: SchedAdapter, now: float, only: list[int] | None = None) -> None:
+        """Launch what is committed but not launched; record what executors report (of the
+        jobs ``only``, if given: the starts and stops just decided).
+
+        Every active launch is polled each pass, up to ``POLL_ALL`` of them; beyond, a
+        rotating share (see :meth:`_to_poll`). What the database says about them is re-read
+        (one light column query) every ``FULL_RESYNC_S``; in between, the launches come
+        from this leader's own record of what it read and wrote, plus the jobs whose cancel
+        was noted. Only the launches that need something done (launch, a state change, a
+        cancel) are loaded as ORM objects, so a pass with thousands of running jobs and a
+        few changes stays cheap.
+        """
+        running = JobState.RUNNING.value
+        q = (select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
+                    AllocationRow.stop_reason, JobRow.id, JobRow.state, JobRow.cancel_requested)
+             .join(JobRow, JobRow.id == AllocationRow.job_id)
+             .where(AllocationRow.active.is_(True)))
+        with self._lock:
+            cancels, self._cancels = self._cancels, set()
         with self.write_lock, self.sessions() as s:
-            rows = s.execute(
-                select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
-                .where(AllocationRow.active.is_(True))).all()
-            for a, job in rows:
+            rows: list[Any] = []
+            mirror = self._mirror
+            t = time.monotonic()
+            if only is None and (mirror is None or (
+                    t - self._mirror_at > FULL_RESYNC_S
+                    and t - self._last_full <= FULL_RESYNC_S)):  # not with ingest's resync
+                rows = [list(r) for r in s.execute(q).all()]
+                mirror = self._mirror = {r[0]: r for r in rows}
+                self._mirror_at = time.monotonic()
+                # polled in this pass whatever their turn: the launches not in steady state
+                rows = [r for r in rows if r[3] or r[6] or r[5] != running]
+            else:
+                ids = sorted(set(only or ()) | cancels)
+                for i in range(0, len(ids), 500):
+                    rows += [list(r) for r in
+                             s.execute(q.where(AllocationRow.job_id.in_(ids[i:i + 500])))]
+                if mirror is not None:
+                    mirror.update((r[0], r) for r in rows)
+            if only is None and mirror is not None:
+                rows = self._to_poll(list(mirror.values()), {r[0] for r in rows})
+            todo = [r[0] for r in rows if not r[2]]
+            keep: list[Any] = []  # the session's identity map holds them weakly
+            done: tuple[AllocationRow, JobRow] | None = None
+            for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
+                keep += s.execute(select(AllocationRow, JobRow)
+                          .join(JobRow, JobRow.id == AllocationRow.job_id)
+                          .where(AllocationRow.id.in_(todo[i:i + 500]))).all()
+            for aid, launch_id, launched, stop_reason, jid, jstate, cancel in rows:
+                if done is not None and mirror is not None:
+                    _remember(mirror, *done)
+                done = None
+                st = None
+                if launched:
+                    st = self.executor.poll(launch_id)
+                    if stop_reason and not st.state.terminal:
+                        self._stop_async(launch_id, stop_reason)
+                        continue
+                    if not (cancel and stop_reason is None) and (
+                            st.state == ExecState.STARTING
+                            or (st.state == ExecState.RUNNING and jstate == running)):
+                        continue  # nothing changed
+                a = s.get(AllocationRow, aid)
+                job = s.get(JobRow, jid)
+                if a is None or job is None:
+                    if mirror is not None:
+                        mirror.pop(aid, None)
+                    continue
+                done = (a, job)
                 if not a.launched:
                     try:
                         st = self.executor.launch(self._spec(job, a))
@@ -278,24 +361,43 @@ class SchedulerLoop:
                         a.launched = True
                         self._apply(s, ad, job, a, ExecState.FAILED, None,
                                     f"launch failed: {type(exc).__name__}: {exc}"[:500], now)
-                        s.commit()
                         continue
+                    # launching a known launch id is a no-op: a crash before the commit
+                    # below only makes the next leader launch it again, harmlessly
                     a.launched = True
                     if job.state == JobState.SCHEDULED.value:
                         _event(s, job, JobState.STARTING, f"launch {a.launch_id}")
-                    s.commit()
                     if st.state == ExecState.STARTING:
                         continue
-                else:
-                    st = self.executor.poll(a.launch_id)
+                assert st is not None
                 if job.cancel_requested and a.stop_reason is None:
                     a.stop_reason = "cancel"
-                    s.commit()
+                    s.commit()  # recorded before the stop is carried out
                 if a.stop_reason and not st.state.terminal:
                     self._stop_async(a.launch_id, a.stop_reason)
                     continue
                 self._apply(s, ad, job, a, st.state, st.exit_code, st.message, now)
+            if done is not None and mirror is not None:
+                _remember(mirror, *done)
             s.commit()
+
+    def _to_poll(self, rows: list[list[Any]], fresh: set[int]) -> list[list[Any]]:
+        """The share of the active launches to poll in this pass (all of them up to
+        ``POLL_ALL``), plus those just read (``fresh``) and those not in steady state (not
+        launched yet, starting, stopping, cancel requested)."""
+        t = time.monotonic()
+        elapsed, self._poll_at = t - self._poll_at, t
+        n = len(rows)
+        if n <= POLL_ALL:
+            return rows
+        k = min(n, max(POLL_ALL, math.ceil(n * elapsed / POLL_S)))
+        start = self._poll_cursor % n
+        self._poll_cursor = start + k
+        picked = rows[start:start + k] + rows[:max(0, start + k - n)]
+        ids = {r[0] for r in picked}
+        running = JobState.RUNNING.value  # not in steady state: polled every pass
+        return picked + [r for r in rows if r[0] not in ids and (
+            not r[2] or r[3] or r[6] or r[5] != running or r[0] in fresh)]
 
     def _apply(self, s: Session, ad: SchedAdapter, job: JobRow, a: AllocationRow,
                state: ExecState, exit_code: int | None, message: str, now: float) -> None:
@@ -375,13 +477,21 @@ class SchedulerLoop:
         """New pending jobs (by id watermark) and, every few seconds, a full resync."""
         full = time.monotonic() - self._last_full > FULL_RESYNC_S
         with self.write_lock, self.sessions() as s:
-            q = select(JobRow.id, JobRow.spec, JobRow.submitted_at, JobRow.state).where(
-                JobRow.state == JobState.PENDING.value)
-            if not full:
-                q = q.where(JobRow.id > self._watermark)
-            rows = s.execute(q.order_by(JobRow.id)).all()
-            pending_ids = set()
-            for jid, spec, sub, _st in rows:
+            pending = JobRow.state == JobState.PENDING.value
+            if full:  # ids only; the specs of the jobs the scheduler does not know yet
+                pending_ids = set(s.scalars(select(JobRow.id).where(pending)))
+                self._watermark = max([self._watermark, *pending_ids])
+                new = sorted(i for i in pending_ids if not ad.knows(i))
+                rows: list[Any] = []
+                for i in range(0, len(new), 500):
+                    rows += s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+                                      .where(JobRow.id.in_(new[i:i + 500]), pending)).all()
+            else:
+                rows = list(s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+                                      .where(pending, JobRow.id > self._watermark)
+                                      .order_by(JobRow.id)).all())
+                pending_ids = set()
+            for jid, spec, sub in rows:
                 pending_ids.add(jid)
                 self._watermark = max(self._watermark, jid)
                 if ad.knows(jid):
@@ -424,10 +534,15 @@ class SchedulerLoop:
                 if a is not None and a.stop_reason is None:
                     a.stop_reason = "preempt"
             placed: list[int] = []
+            ids = [i for i in self._deferred if i not in ad.held]
+            jobs: dict[int, JobRow] = {}
+            for i in range(0, len(ids), 500):  # one query per 500 starts, not one each
+                jobs.update((j.id, j) for j in s.scalars(
+                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))))
             for db_id, d in list(self._deferred.items()):
                 if db_id in ad.held:
                     continue  # its previous attempt has not stopped yet (migration)
-                job = s.get(JobRow, db_id)
+                job = jobs.get(db_id)
                 if job is None or job.state != JobState.PENDING.value or job.cancel_requested:
                     self._deferred.pop(db_id)
                     ad.forget(db_id, now)
@@ -445,7 +560,16 @@ class SchedulerLoop:
                 placed.append(db_id)
             s.commit()  # decisions are durable before anything is carried out
         if placed or stops:
-            self._observe(ad, now)  # carry them out now (launch / stop)
+            self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
+
+
+def _remember(mirror: dict[int, list[Any]], a: AllocationRow, job: JobRow) -> None:
+    """Record in the loop's mirror what a pass did to a launch (ended: forgotten)."""
+    if a.active:
+        mirror[a.id] = [a.id, a.launch_id, a.launched, a.stop_reason, job.id, job.state,
+                        job.cancel_requested]
+    else:
+        mirror.pop(a.id, None)
 
 
 def ad_vendor(ad: SchedAdapter | None, a: AllocationRow) -> str | None:

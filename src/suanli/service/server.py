@@ -84,6 +84,25 @@ def _with_agents(state: Any, app: Any, settings: ServiceSettings, sessions: Any,
     app.include_router(agent_router(state, settings.home, hb))
 
 
+def tune_gc(gen0: int = 50_000) -> None:
+    """For a server process, once everything is loaded: move the objects that live as long as
+    the process (modules, ORM mappings, the app, ~165,000 of them) out of the cyclic
+    collector's reach with ``gc.freeze()``, and run the youngest generation every ``gen0``
+    allocations instead of 700.
+
+    Measured (docs/service.md, Performance): a 5,000-job batch allocates a few hundred
+    thousand objects; with the defaults the collector ran dozens of times per batch and
+    every older-generation pass walked the whole heap, which took more CPU than parsing and
+    validating the jobs. Reference counting still frees everything acyclic at once; cyclic
+    garbage is collected, only less often."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, gen2)
+
+
 @dataclass
 class Service:
     settings: ServiceSettings
@@ -184,6 +203,9 @@ class Running:
         self.thread.join(10)
         if self.svc.loop is not None:
             self.svc.loop.stop()
+        submitq = getattr(self.svc.app.state.svc, "submitq", None)
+        if submitq is not None:
+            submitq.close()
         info = self.svc.settings.home / "server.json"
         try:
             if json.loads(info.read_text(encoding="utf-8")).get("pid") == str(os.getpid()):

@@ -8,6 +8,15 @@ and only then answers every waiting request. An acknowledged job is therefore co
 of round trips instead of N of each; on SQLite the single writer also replaces the busy-wait
 between competing writers.
 
+On PostgreSQL the common case is one round trip: the writer keeps its own connection in
+autocommit mode and sends the whole group as **one** statement (jobs from ``unnest`` of
+arrays, their ids from the sequence, and their ``submitted`` events in a data-modifying CTE).
+One statement is atomic, and in autocommit mode it is committed when the server answers, so
+an acknowledged job is still committed. It carries no idempotency-key lookup: if a key
+already exists, the unique index ``uq_jobs_tenant_idem`` fails the statement, nothing is
+written, and the group takes the general path below (lookup, insert, commit in one
+transaction), which answers retries with the existing job.
+
 A problem with one request (an idempotency key reused for another spec) fails only that
 request. When the transaction as a whole fails (a unique-key race with another replica), the
 writer rolls back and replays the requests one transaction each, so each gets its own answer.
@@ -17,27 +26,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.service import models as m
 from suanli.service.auth import Principal
-from suanli.service.db import JobEventRow, JobRow, utcnow
+from suanli.service.db import JobRow, utcnow
 
 log = logging.getLogger("suanli.api")
 MAX_GROUP_JOBS = 20_000  # jobs per transaction (a batch request is never split)
-COPY_MIN = 64  # PostgreSQL: from this many rows, COPY instead of a multi-row INSERT
+IDLE_PING_S = 1.0  # PostgreSQL: check the writer's connection after this long unused
 COLS = ("tenant_id", "user_id", "name", "queue", "priority", "devices", "state", "reason",
         "spec", "idempotency_key", "submitted_at", "updated_at", "attempts", "failures",
         "cancel_requested")
+# PostgreSQL: a whole group in one statement. The SQL text does not depend on the number of
+# jobs (arrays, not a VALUES list), so psycopg prepares it once and parses no SQL per job;
+# the arrays go in binary (%(x)b), which spares the per-element quoting of text arrays.
+PG_INSERT = """
+WITH v AS MATERIALIZED (
+    SELECT nextval({seq}) AS id, u.*
+    FROM unnest(%(tenant)b::int[], %(user)b::int[], %(name)b::text[], %(queue)b::text[],
+                %(priority)b::float8[], %(devices)b::int[], %(spec)b::text[], %(key)b::text[])
+         WITH ORDINALITY AS u(tenant_id, user_id, name, queue, priority, devices, spec, key, ord)
+), ins AS (
+    INSERT INTO jobs (id, tenant_id, user_id, name, queue, priority, devices, state, reason,
+                      spec, idempotency_key, submitted_at, updated_at, attempts, failures,
+                      cancel_requested)
+    SELECT id, tenant_id, user_id, name, queue, priority, devices, 'pending', '', spec::json,
+           key, %(now)b, %(now)b, 0, 0, false
+    FROM v ORDER BY ord
+    RETURNING id
+), ev AS (
+    INSERT INTO job_events (job_id, time, state, reason)
+    SELECT id, %(now)b, 'pending', 'submitted' FROM ins
+)
+SELECT id FROM v ORDER BY ord
+"""
 
 
 @dataclass
@@ -50,7 +84,7 @@ class NewJob:
     queue: str
     priority: float
     devices: int
-    spec: dict[str, Any]
+    spec_json: str  # the spec as JSON text, as stored
     idempotency_key: str | None
     submitted_at: Any
     state: str = m.JobState.PENDING.value
@@ -67,11 +101,15 @@ class NewJob:
     def updated_at(self) -> Any:
         return self.submitted_at
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(json.loads(self.spec_json))
+
 
 @dataclass
 class _Request:
     principal: Principal
-    subs: list[tuple[dict[str, Any], m.JobSpec, str | None]]  # (spec json, spec, key)
+    subs: list[tuple[str, m.JobSpec, str | None]]  # (spec as JSON text, spec, key)
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[tuple[Any, bool]]]
     result: list[tuple[Any, bool]] | None = None
@@ -79,8 +117,17 @@ class _Request:
     rows: list[NewJob] = field(default_factory=list)
 
 
-def spec_entry(spec: m.JobSpec, key: str | None) -> tuple[dict[str, Any], m.JobSpec, str | None]:
-    return spec.model_dump(mode="json", exclude_none=True), spec, key
+def spec_entry(spec: m.JobSpec, key: str | None) -> tuple[str, m.JobSpec, str | None]:
+    """A submission for :meth:`SubmitQueue.submit`: the spec's JSON text (what is stored,
+    without the unset optional fields), the spec and the idempotency key."""
+    return spec.model_dump_json(exclude_none=True), spec, key
+
+
+def _same_spec(old: Any, spec_json: str) -> bool:
+    """Whether a stored job (a ``JobRow`` or a ``NewJob`` of this group) has this spec."""
+    if isinstance(old, NewJob) and old.spec_json == spec_json:
+        return True
+    return bool(old.spec == json.loads(spec_json))
 
 
 class SubmitQueue:
@@ -94,9 +141,22 @@ class SubmitQueue:
         self._start_lock = threading.Lock()
         self.transactions = 0  # for tests and benchmarks: how many commits served the jobs
         self.jobs = 0
+        self.fast = 0  # of which single-statement (PostgreSQL autocommit) ones
+        self._raw: Any = None  # PostgreSQL: the writer's own connection (pool-checked-out)
+        self._raw_used = 0.0
+        self._pg_sql: str | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the writer thread (after the queued requests) and return its connection."""
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._q.put(None)  # type: ignore[arg-type]
+            self._thread.join(10)
+        self._drop_raw()
 
     async def submit(self, p: Principal,
-                     subs: list[tuple[dict[str, Any], m.JobSpec, str | None]]
+                     subs: list[tuple[str, m.JobSpec, str | None]]
                      ) -> list[tuple[Any, bool]]:
         """Insert ``subs`` for ``p``; returns (row, created) per job once committed."""
         if self._thread is None:
@@ -112,13 +172,20 @@ class SubmitQueue:
 
     # ---------------------------------------------------------------- writer thread
     def _run(self) -> None:
-        while True:
-            group = [self._q.get()]
-            n = len(group[0].subs)
+        stop = False
+        while not stop:
+            first = self._q.get()
+            if first is None:
+                break
+            group = [first]
+            n = len(first.subs)
             while n < MAX_GROUP_JOBS:
                 try:
                     nxt = self._q.get_nowait()
                 except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
                     break
                 group.append(nxt)
                 n += len(nxt.subs)
@@ -134,6 +201,8 @@ class SubmitQueue:
 
     def _serve(self, group: list[_Request]) -> None:
         with self.write_lock:
+            if self._fast_postgres(group):
+                return
             try:
                 self._transaction(group)
                 return
@@ -150,6 +219,88 @@ class SubmitQueue:
                     except IntegrityError:
                         if attempt == 1:
                             raise
+
+    # ------------------------------------------------------------ PostgreSQL, one statement
+    def _drop_raw(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.invalidate()  # closed, never handed out again (it was in autocommit)
+
+    def _pg_connection(self) -> Any:
+        """The writer's autocommit connection: checked after ``IDLE_PING_S`` unused (as
+        ``pool_pre_ping`` would, but not once per group), replaced when broken."""
+        raw = self._raw
+        if raw is not None:
+            dc = raw.driver_connection
+            try:
+                if dc.closed or dc.broken:
+                    raise ConnectionError("closed")
+                if time.monotonic() - self._raw_used > IDLE_PING_S:
+                    dc.execute("SELECT 1")
+            except Exception:
+                self._drop_raw()
+                raw = None
+        if raw is None:
+            engine = self.sessions.kw["bind"]
+            raw = engine.raw_connection()
+            dc = raw.driver_connection
+            dc.rollback()
+            dc.autocommit = True
+            if self._pg_sql is None:
+                from psycopg import sql
+
+                seq = dc.execute("SELECT pg_get_serial_sequence('jobs', 'id')").fetchone()[0]
+                self._pg_sql = PG_INSERT.replace(
+                    "{seq}", sql.Literal(seq).as_string(dc) + "::regclass")
+            self._raw = raw
+        return raw.driver_connection
+
+    def _fast_postgres(self, group: list[_Request]) -> bool:
+        """One autocommit statement for the whole group, when that is possible: PostgreSQL,
+        and no idempotency key twice in the group. False (nothing written) when the general
+        path must answer: a key that exists already fails the statement on the unique index.
+        """
+        if self._closed or self.sessions.kw["bind"].dialect.name != "postgresql":
+            return False
+        seen: set[tuple[int, str]] = set()
+        rows: list[NewJob] = []
+        now = utcnow()
+        for r in group:
+            t, u = r.principal.tenant_id, r.principal.user_id
+            for spec, sp, k in r.subs:
+                if k is not None:
+                    if (t, k) in seen:
+                        return False
+                    seen.add((t, k))
+                rows.append(NewJob(tenant_id=t, user_id=u, name=sp.name, queue=sp.queue,
+                                   priority=sp.priority, devices=sp.resources.devices,
+                                   spec_json=spec, idempotency_key=k, submitted_at=now))
+        import psycopg
+
+        dc = self._pg_connection()
+        try:
+            ids = _pg_insert(dc, self._pg_sql or "", rows, now)
+        except psycopg.IntegrityError:
+            return False  # an existing idempotency key: nothing was written
+        except Exception:
+            if dc.broken or dc.closed:
+                self._drop_raw()
+            raise
+        finally:
+            self._raw_used = time.monotonic()
+        it = iter(zip(rows, ids, strict=True))
+        for r in group:
+            r.rows = []
+            for _ in r.subs:
+                x, i = next(it)
+                x.id = i
+                r.rows.append(x)
+            r.result = [(x, True) for x in r.rows]
+        self.transactions += 1
+        self.fast += 1
+        self.jobs += len(rows)
+        return True
 
     def _transaction(self, group: list[_Request]) -> None:
         with self.sessions() as s:
@@ -186,7 +337,7 @@ class SubmitQueue:
                     ek = (r.principal.tenant_id, k or "")
                     old = (claimed.get(ek) or existing.get(ek)) if k else None
                     if old is not None:
-                        if old.spec != spec:
+                        if not _same_spec(old, spec):
                             raise HTTPException(409, f"idempotency key '{k}' was used for a "
                                                 "different job spec",
                                                 headers={"x-field": "idempotency_key"})
@@ -194,8 +345,8 @@ class SubmitQueue:
                         continue
                     row = NewJob(tenant_id=r.principal.tenant_id, user_id=r.principal.user_id,
                                  name=sp.name, queue=sp.queue, priority=sp.priority,
-                                 devices=sp.resources.devices, spec=spec, idempotency_key=k,
-                                 submitted_at=now)
+                                 devices=sp.resources.devices, spec_json=spec,
+                                 idempotency_key=k, submitted_at=now)
                     if k:
                         claimed[ek] = row
                     r.rows.append(row)
@@ -208,27 +359,39 @@ class SubmitQueue:
             new_rows.extend(r.rows)
         if not new_rows:
             return
-        if len(new_rows) >= COPY_MIN and s.get_bind().dialect.name == "postgresql":
-            _copy_postgres(s, new_rows, now)
-            return
-        params = [{c: getattr(x, c) for c in COLS} for x in new_rows]
-        if s.get_bind().dialect.name == "sqlite":
-            # SQLite: explicit ids after the largest one and a plain executemany (the driver's
-            # C loop); a multi-row INSERT .. RETURNING costs more in SQL expansion than the
-            # database spends. Another writer taking the same ids fails the primary key and
-            # the group is replayed (see _serve).
-            top = s.scalar(select(func.max(JobRow.id))) or 0
-            for n, (x, p) in enumerate(zip(new_rows, params, strict=True), start=top + 1):
-                x.id = p["id"] = n
-            s.execute(insert(JobRow), params)
-        else:
-            ids = s.execute(insert(JobRow).returning(JobRow.id, sort_by_parameter_order=True),
-                            params).scalars().all()
+        if s.get_bind().dialect.name == "postgresql":
+            import psycopg
+
+            raw = s.connection().connection.driver_connection
+            if self._pg_sql is None:
+                self._pg_connection()  # resolves the sequence name once
+            try:
+                ids = _pg_insert(raw, self._pg_sql or "", new_rows, now)
+            except psycopg.IntegrityError as exc:  # a racing replica: replayed by _serve
+                raise IntegrityError("INSERT INTO jobs", None, exc) from exc
             for x, i in zip(new_rows, ids, strict=True):
                 x.id = i
-        s.execute(insert(JobEventRow), [
-            {"job_id": x.id, "time": now, "state": m.JobState.PENDING.value,
-             "reason": "submitted"} for x in new_rows])
+            return
+        # SQLite: explicit ids after the largest one and the driver's executemany with
+        # tuples (no per-row SQLAlchemy processing: the spec is JSON text already and the
+        # timestamp is converted once). Another writer taking the same ids fails the primary
+        # key and the group is replayed (see _serve).
+        top = s.scalar(select(func.max(JobRow.id))) or 0
+        conn = s.connection()
+        dt_type = JobRow.__table__.c.submitted_at.type
+        ts = dt_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        stamp = ts(now) if ts is not None else now
+        params = []
+        for n, x in enumerate(new_rows, start=top + 1):
+            x.id = n
+            params.append((n, x.tenant_id, x.user_id, x.name, x.queue, x.priority, x.devices,
+                           x.state, x.reason, x.spec_json, x.idempotency_key, stamp, stamp,
+                           0, 0, 0))
+        conn.exec_driver_sql(f"INSERT INTO jobs (id, {', '.join(COLS)}) VALUES "
+                             f"({', '.join('?' * (len(COLS) + 1))})", params)
+        conn.exec_driver_sql("INSERT INTO job_events (job_id, time, state, reason) "
+                             "VALUES (?, ?, 'pending', 'submitted')",
+                             [(x.id, stamp) for x in new_rows])
 
 
 def _resolve(r: _Request) -> None:
@@ -242,26 +405,13 @@ def _resolve(r: _Request) -> None:
         r.future.set_exception(RuntimeError("submission was not processed"))
 
 
-def _copy_postgres(s: Session, rows: list[NewJob], now: Any) -> None:
-    """PostgreSQL: reserve the ids from the sequence in one query, then ``COPY`` the jobs and
-    their events (psycopg parses a many-row INSERT's SQL text in Python: COPY skips that).
-    The same transaction as the session's; the caller commits."""
-    from psycopg.types.json import Json
-    from sqlalchemy import text
-
-    ids = sorted(s.execute(text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) "
-                                "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars())
-    for x, i in zip(rows, ids, strict=True):
-        x.id = i
-    raw = s.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY jobs (id, {', '.join(COLS)}) FROM STDIN") as cp:
-            for x in rows:
-                cp.write_row((x.id, x.tenant_id, x.user_id, x.name, x.queue, x.priority,
-                              x.devices, x.state, x.reason, Json(x.spec), x.idempotency_key,
-                              x.submitted_at, x.updated_at, x.attempts, x.failures,
-                              x.cancel_requested))
-        with cur.copy("COPY job_events (job_id, time, state, reason) FROM STDIN") as cp:
-            for x in rows:
-                cp.write_row((x.id, now, m.JobState.PENDING.value, "submitted"))
+def _pg_insert(dc: Any, sql: str, rows: list[NewJob], now: Any) -> list[int]:
+    """Insert ``rows`` and their events with :data:`PG_INSERT` on the psycopg connection
+    ``dc`` (in its transaction, or committed at once in autocommit mode); their new ids."""
+    cur = dc.execute(sql, {
+        "tenant": [x.tenant_id for x in rows], "user": [x.user_id for x in rows],
+        "name": [x.name for x in rows], "queue": [x.queue for x in rows],
+        "priority": [x.priority for x in rows], "devices": [x.devices for x in rows],
+        "spec": [x.spec_json for x in rows], "key": [x.idempotency_key for x in rows],
+        "now": now})
+    return [i for (i,) in cur.fetchall()]

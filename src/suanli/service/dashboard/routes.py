@@ -325,7 +325,7 @@ def _router(state: Any) -> APIRouter:
                 return forbidden(request, p, token, f"job {job_id} not found", 404)
             _cancel(s, p, j)
         if state.loop is not None:
-            state.loop.wake()
+            state.loop.note_cancel(job_id)
         return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
 
     def _cancel(s: Session, p: Principal, j: JobRow) -> None:
