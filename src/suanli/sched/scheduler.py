@@ -45,6 +45,7 @@ from suanli.sched.slots import (
     SlotTable,
 )
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
+from suanli.sched.waitindex import WaitIndex
 
 DEFICIT_CAP_ROUNDS = 24.0
 SNAPSHOT_VERSION = 1
@@ -206,9 +207,13 @@ class Scheduler:
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
-        # back-fill cache: self.t.elig[s] = pools waiting job s would take if its gang fitted
-        # (see _fill); valid for built-in policies until s stops again or the next round
+        # back-fill index of waiting jobs (priority, scores, eligible pools; see _fill and
+        # suanli.sched.waitindex): valid for built-in policies until a job stops again, a
+        # round, a node event or a learnt rate. Share policies that are work-conserving place
+        # in two passes (shares, then rates): one index per pass.
         self._elig_cache = type(policy) in FIXED_WHILE_WAITING
+        self._index = [WaitIndex(self.P)
+                       for _ in range(2 if policy.lp and work_conserving else 1)]
         self._elig_stale: set[int] = set()
         self._elig_all_stale = True
 
@@ -337,6 +342,7 @@ class Scheduler:
                 self._class_rates[c] = rates
                 self._cm = None
                 self._dirty = True
+                self._elig_all_stale = True  # scores of waiting jobs of its class change
                 self.stats["rates_learnt"] += 1
             self.t.rate_now[s] = observed if observed > 0 else self.t.rate_now[s]
         self.t.done[s] = min(float(work_done), self.t.work[s])
@@ -585,7 +591,9 @@ class Scheduler:
         sched._subopt = {int(s) for s in data["subopt"]}
         sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
         sched._elig_stale = {int(s) for s in data["elig_stale"]}
-        sched._elig_all_stale = bool(data["elig_all_stale"])
+        # the back-fill index is not part of the snapshot: rebuilt from the restored state
+        # (a waiting job's priority and scores are fixed until the next round)
+        sched._elig_all_stale = True
         return sched
 
     def waiting_ids(self) -> list[str]:
@@ -957,37 +965,65 @@ class Scheduler:
         return out
 
     def _fill(self, now: float) -> list[Decision]:
-        slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
-        if len(slots) == 0 or self.free.max() < self.t.demand[slots].min():
+        if not self.waiting:
             return []
-        if self._elig_cache and len(slots) < ELIG_MIN_QUEUE:
-            self._elig_all_stale = True  # short queue: plan it all, rebuild the cache later
+        if self._elig_cache and len(self.waiting) >= ELIG_MIN_QUEUE:
+            return self._fill_indexed(now)
+        if self._elig_cache:
+            self._elig_all_stale = True  # short queue: plan it all, rebuild the index later
             self._elig_stale.clear()
-        elif self._elig_cache:
-            # Only jobs with an eligible pool that has room for their gang now can be placed,
-            # and placing them never makes room for others; scores and priorities are per job,
-            # so dropping the rest changes nothing. Under load this is thousands of waiting
-            # jobs against the one or two a completion lets in.
-            if self._elig_all_stale:
-                todo = slots
-            else:
-                todo = np.fromiter(
-                    (x for x in self._elig_stale if x in self.waiting), np.int64)
-            self._elig_all_stale = False
-            self._elig_stale.clear()
-            if len(todo):
-                el = self._eligible(self._scores(todo, now))
-                if self.policy.lp and self.work_conserving:  # second pass of _place
-                    el |= self._eligible(Policy.scores(self.policy, self, todo, now))
-                self.t.elig[todo] = el
-            fits = (self.t.elig[slots] & (self.free[None, :] >= self.t.demand[slots][:, None])).any(
-                axis=1)
-            slots = slots[fits]
-            if len(slots) == 0:
-                return []
+        slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
+        if not self._fits(self.t.demand[slots]).any():
+            return []
         # the running quota use is already in self.queue_used
         place = self._place(slots, now, self.free.copy())
         return [self._start(s, p, now) for s, p in place.items()]
+
+    def _refresh_index(self, now: float) -> None:
+        """File the waiting jobs whose priority / scores are not in the index yet (all of
+        them after a round)."""
+        if self._elig_all_stale:
+            todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
+            for ix in self._index:
+                ix.clear()
+        else:
+            todo = np.fromiter((x for x in self._elig_stale if x in self.waiting), np.int64)
+        self._elig_all_stale = False
+        self._elig_stale.clear()
+        if len(todo) == 0:
+            return
+        pri = np.asarray(self.policy.priority(self, todo, now), dtype=float)
+        dem, q = self.t.demand[todo], self.t.qidx[todo]
+        sc = self._scores(todo, now)
+        self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
+        if len(self._index) > 1:  # the rate-scored second pass of _two_pass
+            fb = Policy.scores(self.policy, self, todo, now)
+            self._index[1].add(todo, pri, fb, self._eligible(fb), dem, q)
+
+    def _fill_indexed(self, now: float) -> list[Decision]:
+        """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
+        waiting job (same order, same pools), at a cost proportional to the starts."""
+        self._refresh_index(now)
+        quota = np.asarray(self.queue_quota, dtype=float)
+        capf = np.maximum(self.capacity, 1).astype(float)
+        out: list[Decision] = []
+        for ix in self._index:
+            while True:
+                nxt = ix.next_job(self._fits, self.queue_used, quota, self.waiting)
+                if nxt is None:
+                    break
+                s, g = nxt
+                row = ix.score[s]
+                okp = ix.el[g] & self._fits(self.t.demand[s:s + 1])[0]
+                best = row[okp].min()
+                tie = okp & (row <= best + 1e-9 * abs(best) + 1e-12)
+                p = int(np.argmax(np.where(tie, self.free / capf, -np.inf)))
+                out.append(self._start(s, p, now))
+        return out
+
+    def _fits(self, dem: np.ndarray) -> np.ndarray:
+        """(len(dem) x pools): a gang of each demand (milli) fits each pool's free capacity now."""
+        return self.free[None, :] >= dem[:, None]
 
     def _place(self, slots: np.ndarray, now: float, free: np.ndarray) -> dict[int, int]:
         """Plan and allocate ``slots`` on ``free`` (mutated). Share policies place in two
