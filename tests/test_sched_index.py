@@ -42,6 +42,19 @@ def test_indexed_backfill_decides_like_planning_every_waiting_job(
     ref = simulate(specs, policy, quota, indexed=False)
     assert fast.decisions == ref.decisions
     np.testing.assert_array_equal(fast.finish, ref.finish)
+    within_quota(fast, quota)
+
+
+def within_quota(res: SimResult, quota: float | None) -> None:
+    """Queue "a" never holds more than its quota. (Planning every job broke this once: the
+    second, rate-scored pass of share policies started from the running use, not counting
+    what the first pass had just placed.)"""
+    used = 0
+    for _, action, i, _, milli in res.decisions:
+        if res.jobs[i].queue != "a":
+            continue
+        used += milli if action == "start" else -milli
+        assert quota is None or used <= quota * 1000
 
 
 def test_a_deep_queue_uses_the_index_and_skips_groups_that_cannot_start() -> None:

@@ -49,9 +49,10 @@ from suanli.sched.waitindex import WaitIndex
 
 DEFICIT_CAP_ROUNDS = 24.0
 SNAPSHOT_VERSION = 1
-# back-fill plans only the waiting jobs that could start now once this many wait (below it the
-# cache costs more than planning the whole short queue; both give the same placements)
-ELIG_MIN_QUEUE = 64
+# back-fill goes through the index of waiting jobs (suanli.sched.waitindex) once this many wait;
+# below it, it plans the whole queue (both give the same placements; the index is cheaper even
+# for short queues, so by default it is always used)
+ELIG_MIN_QUEUE = 0
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see Scheduler.share_priority)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
@@ -181,6 +182,7 @@ class Scheduler:
         self._class_weight: list[float] = []
         self._class_demand: list[int] = []
         self._filter_cache: dict[tuple[object, ...], list[str | None]] = {}
+        self._restart_of: dict[tuple[object, ...], float] = {}  # RestartCost.of per model
         self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
         self._cd: np.ndarray | None = None  # cache of _class_demand as an array
         # active sets (dicts keep insertion order = submit order)
@@ -248,7 +250,12 @@ class Scheduler:
         self.t.arrival[s] = job.arrival
         self.t.weight[s] = job.priority * self.queue_weight[qi]
         self.t.data_gb[s] = job.data_gb
-        self.t.restart_s[s] = self.restart.of(job)
+        w = job.workload
+        rkey = (job.restart_s, None if w is None else (w.kind, w.model))
+        rs = self._restart_of.get(rkey)
+        if rs is None:
+            rs = self._restart_of[rkey] = self.restart.of(job)
+        self.t.restart_s[s] = rs
         if job.home_site is not None and job.home_site in self.cluster.sites:
             self.t.data_site[s] = self.cluster.sites.index(job.home_site)
         rates, reason = self._rates_for(job)
@@ -850,9 +857,11 @@ class Scheduler:
         return ok
 
     def _allocate(
-        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray
+        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray,
+        used: np.ndarray | None = None,
     ) -> dict[int, int]:
-        """Greedy all-or-nothing placement in order; mutates ``free``.
+        """Greedy all-or-nothing placement in order; mutates ``free`` and ``used`` (queue use
+        for the quota check, in milli; default: a copy of the running use).
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
@@ -863,7 +872,8 @@ class Scheduler:
             return out
         dem = self.t.demand[slots]
         qi = self.t.qidx[slots]
-        used = self.queue_used.astype(float).copy()
+        if used is None:
+            used = self.queue_used.astype(float)
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
         capf = np.maximum(self.capacity, 1).astype(float)
@@ -994,10 +1004,15 @@ class Scheduler:
             return
         pri = np.asarray(self.policy.priority(self, todo, now), dtype=float)
         dem, q = self.t.demand[todo], self.t.qidx[todo]
-        sc = self._scores(todo, now)
+        if self.policy.lp:  # = self._scores, sharing the rate scores with the second pass
+            sc = self.policy.scores(self, todo, now)
+            fb = Policy.scores(self.policy, self, todo, now)
+            none = ~np.isfinite(sc).any(axis=1)
+            sc[none] = fb[none]
+        else:
+            sc = self._scores(todo, now)
         self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
-            fb = Policy.scores(self.policy, self, todo, now)
             self._index[1].add(todo, pri, fb, self._eligible(fb), dem, q)
 
     def _fill_indexed(self, now: float) -> list[Decision]:
@@ -1035,7 +1050,7 @@ class Scheduler:
         free0 = free.copy()
         slots, scores = self._plan(slots, now)
         self._favour_current(slots, scores)
-        place, rows = self._two_pass(slots, scores, now, free)
+        place, rows = self._two_pass(slots, scores, now, free, self.queue_used.astype(float))
         if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
             kept = self._keep_places(place, rows, free0)
             free[:] = free0
@@ -1043,15 +1058,21 @@ class Scheduler:
                 free[p] -= self.t.demand[s]
             rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
             if rest.any():
-                more, _ = self._two_pass(slots[rest], scores[rest], now, free)
+                used = self.queue_used.astype(float)
+                for s in kept:
+                    used[self.t.qidx[s]] += self.t.demand[s]
+                more, _ = self._two_pass(slots[rest], scores[rest], now, free, used)
                 kept.update(more)
             place = kept
         return place
 
-    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray
-                  ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
-        """(placements, score row each placed job was placed by) for ``slots`` in order."""
-        place = self._allocate(slots, scores, free)
+    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray,
+                  used: np.ndarray) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+        """(placements, score row each placed job was placed by) for ``slots`` in order;
+        ``free`` and the queue use ``used`` are mutated (the second pass sees what the first
+        placed: before, each pass started from the running use and the two together could
+        exceed a queue's quota)."""
+        place = self._allocate(slots, scores, free, used)
         rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
             rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
@@ -1059,7 +1080,7 @@ class Scheduler:
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
                 fb = Policy.scores(self.policy, self, rest, now)
                 self._favour_current(rest, fb)
-                more = self._allocate(rest, fb, free)
+                more = self._allocate(rest, fb, free, used)
                 place.update(more)
                 rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
         return place, rows

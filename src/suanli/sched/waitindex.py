@@ -120,7 +120,7 @@ class WaitIndex:
         G = len(self.heaps)
         if G == 0:
             return None
-        live = np.fromiter((bool(h) for h in self.heaps), bool, G)
+        live = np.ones(G, dtype=bool)  # groups found empty are dropped on the way
         room = used[self.q] + self.dem <= quota[self.q]
         while True:
             ok = live & room & (self.el & fits(self.dem)).any(axis=1)
