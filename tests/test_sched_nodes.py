@@ -15,7 +15,7 @@ from suanli.sched.nodes import INTER_NODE_FACTOR
 from test_sched_policies import RATES, TRAIN, FixedRates, job
 from test_sched_support import make_cluster
 
-CLUSTER = make_cluster()  # east/fast_gpu 1x8, east/slow_dcu 1x8, west/mid_npu 2x8, west/fast_gpu 1x4
+CLUSTER = make_cluster()  # east: fast_gpu 1x8, slow_dcu 1x8; west: mid_npu 2x8, fast_gpu 1x4
 
 
 def pool(nodes: tuple[int, ...], chip: str = "fast_gpu", ids: tuple[str, ...] = ()) -> ClusterSpec:
@@ -170,3 +170,27 @@ def test_device_invariants_under_random_events(events: list[tuple[str, int]], po
             added += 1
         s.schedule(now)
         check(s)
+
+
+def test_fragmentation_counts_free_devices_no_waiting_job_can_use() -> None:
+    s = sched(pool((8, 8)))
+    assert s.fragmentation().tolist() == [0.0]  # nobody waits: idle, not stranded
+    for i in range(3):
+        s.submit(job(i, gang=6, work=1e6))
+    s.schedule(0.0)  # two 6-gangs run, 2 + 2 devices free, a 6-gang waits
+    assert s.fragmentation().tolist() == [4.0]
+    s.submit(job(9, gang=4, work=1e6))  # a 4-gang cannot use them either
+    assert s.fragmentation().tolist() == [4.0]
+    s.submit(job(10, gang=2, work=1e6))  # a 2-gang could
+    assert s.fragmentation().tolist() == [0.0]
+
+
+def test_the_simulator_reports_stranded_devices_per_pool() -> None:
+    from suanli.sim.engine import run_simulation
+
+    jobs = [job(i, gang=6, work=4e4, arrival=float(i)) for i in range(30)]
+    res = run_simulation(CLUSTER, jobs, "fifo", FixedRates(RATES))
+    frag = res.metrics["scheduler"]["stranded_devices_mean_by_pool"]
+    assert set(frag) == {p.label for p in CLUSTER.pools}
+    # 6-gangs leave 2 devices of every 8-device node and the whole 4-device node stranded
+    assert frag["west/fast_gpu"] > 0 and all(v >= 0 for v in frag.values())

@@ -630,6 +630,19 @@ class Scheduler:
         sched._elig_all_stale = True
         return sched
 
+    def fragmentation(self) -> np.ndarray:
+        """Per pool, free devices (fractions included) that no waiting job can use now: on
+        nodes where no waiting job that can run in the pool fits (by the placement rules of
+        :mod:`suanli.sched.nodes`). Zero when nobody waits (free capacity is then idle, not
+        stranded)."""
+        if not self.waiting:
+            return np.zeros(self.P)
+        w = np.fromiter(self.waiting, np.int64, len(self.waiting))
+        cls = np.unique(self.t.cls[w])
+        can = self._class_matrix()[cls] > 0
+        dem = self._class_demand_arr()[cls]
+        return self.dev.unusable([np.unique(dem[can[:, p]]) for p in range(self.P)])
+
     def waiting_ids(self) -> list[str]:
         """Jobs waiting for a start (submit order), not counting those in a retry backoff."""
         return [self.jobs[s].id for s in self.waiting]

@@ -25,6 +25,7 @@ from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 Progress = Callable[[int, int], None]
 EPS_T = 1e-9
+FRAG_EVERY = 100  # events between samples of the scheduler's stranded devices
 
 
 @dataclass
@@ -121,6 +122,9 @@ def run_simulation(
     tl_used: list[np.ndarray] = []
     tl_q: list[int] = []
     log: list[tuple[float, str, int, int, int]] = []
+    # stranded devices (Scheduler.fragmentation), sampled every FRAG_EVERY events, time-weighted
+    frag_int = np.zeros(P)
+    frag_last, frag_t = np.zeros(P), 0.0
 
     def settle(i: int, t: float) -> None:
         p = int(pool_of[i])
@@ -207,6 +211,9 @@ def run_simulation(
             heapq.heappush(heap, (eta, i, int(ver[i])))
         for i in stopped:
             n_pre[i] += 1
+        if events <= FRAG_EVERY or events % FRAG_EVERY == 0:
+            frag_int += frag_last * (t - frag_t)
+            frag_last, frag_t = sched.fragmentation(), t
         if len(tl_t) < max_samples:
             tl_t.append(t)
             tl_used.append(used.copy())
@@ -250,7 +257,11 @@ def run_simulation(
         timeline_queue=np.asarray(tl_q),
         events=events,
         wall_s=time.perf_counter() - t_wall,
-        stats=dict(sched.stats) | {"provider_calls": sched.matrix.calls},
+        stats=dict(sched.stats) | {
+            "provider_calls": sched.matrix.calls,
+            "stranded_devices_mean_by_pool": {
+                pl.label: float(v / t) if t > 0 else 0.0
+                for pl, v in zip(cluster.pools, frag_int + frag_last * (t - frag_t), strict=True)}},
         notes=list(notes),
         decisions=log,
     )
