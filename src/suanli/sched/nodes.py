@@ -49,6 +49,8 @@ class Devices:
         self.up = np.zeros(0, dtype=bool)
         self.first = np.zeros(0, dtype=np.int64)  # index of the node's first device
         self.free = np.zeros(0, dtype=np.int64)  # per device, milli
+        self.nf = np.zeros(0, dtype=np.int64)  # per node: fully free devices
+        self.mx = np.zeros(0, dtype=np.int64)  # per node: largest free milli on one device
         self.index: dict[str, int] = {}  # node id -> node index (the latest of that id)
         self._pool_nodes: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         # per pool: its devices (node by node) and where each node's devices start in that
@@ -81,6 +83,8 @@ class Devices:
         self.up = np.concatenate([self.up, np.array([u for *_, u in nodes], dtype=bool)])
         self.first = np.concatenate([self.first, first])
         self.free = np.concatenate([self.free, np.full(int(ndev.sum()), MILLI, dtype=np.int64)])
+        self.nf = np.concatenate([self.nf, ndev])
+        self.mx = np.concatenate([self.mx, np.full(len(ndev), MILLI, dtype=np.int64)])
         for p in sorted(set(pool.tolist())):
             js = np.flatnonzero(pool == p)
             off = len(self._pool_devs[p]) + np.concatenate([[0], np.cumsum(ndev[js])[:-1]])
@@ -97,15 +101,27 @@ class Devices:
     def pool_nodes(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Up nodes of pool ``p`` with (fully free devices, largest free milli on a device)."""
         nodes = self._pool_nodes[p]
-        if len(nodes) == 0:
-            z = np.zeros(0, dtype=np.int64)
-            return z, z, z
-        f = self.free[self._pool_devs[p]]
-        off = self._pool_off[p]
-        nf = np.add.reduceat((f == MILLI).astype(np.int64), off)
-        mx = np.maximum.reduceat(f, off)
-        up = self.up[nodes]
-        return nodes[up], nf[up], mx[up]
+        nodes = nodes[self.up[nodes]]
+        return nodes, self.nf[nodes], self.mx[nodes]
+
+    def _node_changed(self, nodes: set[int]) -> None:
+        for k in nodes:
+            f = self.free[self.first[k]:self.first[k] + self.ndev[k]]
+            self.nf[k] = int((f == MILLI).sum())
+            self.mx[k] = int(f.max())
+        for p in {int(self.pool[k]) for k in nodes}:
+            self.update(p)
+
+    def _recount(self) -> None:
+        """Per-node counts from the device array (after loading it whole)."""
+        for p in range(self.P):
+            nodes = self._pool_nodes[p]
+            if len(nodes):
+                f = self.free[self._pool_devs[p]]
+                off = self._pool_off[p]
+                self.nf[nodes] = np.add.reduceat((f == MILLI).astype(np.int64), off)
+                self.mx[nodes] = np.maximum.reduceat(f, off)
+            self.update(p)
 
     def update(self, p: int) -> None:
         """Recompute pool ``p``'s summary (after a take, release or node event there)."""
@@ -188,19 +204,25 @@ class Devices:
     def take(self, pl: Placement) -> None:
         for k, i, m in pl:
             self.free[self.first[k] + i] -= m
-        for p in {int(self.pool[k]) for k, _, _ in pl}:
-            self.update(p)
+        self._node_changed({k for k, _, _ in pl})
 
     def release(self, pl: Placement) -> None:
-        for k, i, m in pl:
-            self.free[self.first[k] + i] += m
-        for p in {int(self.pool[k]) for k, _, _ in pl}:
-            self.update(p)
+        self.release_many([pl])
+
+    def release_many(self, pls: list[Placement]) -> None:
+        nodes: set[int] = set()
+        for pl in pls:
+            for k, i, m in pl:
+                self.free[self.first[k] + i] += m
+                nodes.add(k)
+        self._node_changed(nodes)
 
     def copy(self) -> Devices:
         c = Devices.__new__(Devices)
         c.__dict__.update(self.__dict__)
         c.free = self.free.copy()
+        c.nf = self.nf.copy()
+        c.mx = self.mx.copy()
         c.up = self.up.copy()
         for a in ("maxdev", "maxfree", "nmax", "whole"):
             setattr(c, a, getattr(self, a).copy())
@@ -258,6 +280,5 @@ class Devices:
         d.add_nodes([(nid, int(p), int(n), bool(up)) for nid, p, n, up in
                      zip(data["ids"], data["pool"], data["ndev"], data["up"], strict=True)])
         d.free = np.asarray(data["free"], dtype=np.int64)
-        for p in range(P):
-            d.update(p)
+        d._recount()
         return d

@@ -1260,8 +1260,8 @@ class Scheduler:
             if s in pinned:
                 continue
             free[p] += self.t.demand[s]
-            dev.release(self.placement[s])
             self.queue_used[self.t.qidx[s]] -= self.t.demand[s]
+        dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
         self.queue_used = saved_used
         out: list[Decision] = []
