@@ -60,6 +60,10 @@ class Devices:
         self.maxfree = np.zeros(P, dtype=np.int64)  # most fully free devices on one up node
         self.nmax = np.zeros(P, dtype=np.int64)  # largest up node
         self.whole = np.zeros(P, dtype=np.int64)  # devices of fully free up nodes
+        # the same as milli thresholds: d fits iff d <= lo or span < d <= hi (see fits)
+        self.lo = np.zeros(P, dtype=np.int64)
+        self.span = np.zeros(P, dtype=np.int64)
+        self.hi = np.zeros(P, dtype=np.int64)
 
     # ------------------------------------------------------------------ structure
     def add_node(self, node_id: str, pool: int, ndev: int, up: bool = True) -> int:
@@ -128,27 +132,28 @@ class Devices:
         nodes, nf, mx = self.pool_nodes(p)
         if len(nodes) == 0:
             self.maxdev[p] = self.maxfree[p] = self.nmax[p] = self.whole[p] = 0
+            self.lo[p] = self.span[p] = self.hi[p] = 0
             return
         size = self.ndev[nodes]
         self.maxdev[p] = mx.max()
         self.maxfree[p] = nf.max()
         self.nmax[p] = size.max()
         self.whole[p] = size[nf == size].sum()
+        # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
+        # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
+        self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]
+        self.span[p] = self.nmax[p] * MILLI
+        self.hi[p] = self.whole[p] * MILLI
 
     # ------------------------------------------------------------------ fit tests
     def fits(self, dem: np.ndarray) -> np.ndarray:
         """(len(dem) x pools): a gang of each demand (milli) can be placed there now."""
         d = dem[:, None]
-        k = -(-d // MILLI)
-        whole = (k <= self.maxfree[None, :]) | ((k > self.nmax[None, :])
-                                               & (k <= self.whole[None, :]))
-        return np.where(d < MILLI, self.maxdev[None, :] >= d, whole)
+        return (d <= self.lo) | ((d > self.span) & (d <= self.hi))
 
     def fits_pool(self, dem: np.ndarray, p: int) -> np.ndarray:
         """Column ``p`` of :meth:`fits`."""
-        k = -(-dem // MILLI)
-        whole = (k <= self.maxfree[p]) | ((k > self.nmax[p]) & (k <= self.whole[p]))
-        return np.where(dem < MILLI, self.maxdev[p] >= dem, whole)
+        return (dem <= self.lo[p]) | ((dem > self.span[p]) & (dem <= self.hi[p]))
 
     # ------------------------------------------------------------------ placement
     def choose(self, p: int, d: int, prefer: Placement | None = None) -> Placement | None:
@@ -224,7 +229,7 @@ class Devices:
         c.nf = self.nf.copy()
         c.mx = self.mx.copy()
         c.up = self.up.copy()
-        for a in ("maxdev", "maxfree", "nmax", "whole"):
+        for a in ("maxdev", "maxfree", "nmax", "whole", "lo", "span", "hi"):
             setattr(c, a, getattr(self, a).copy())
         return c
 

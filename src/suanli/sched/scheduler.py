@@ -234,6 +234,7 @@ class Scheduler:
         self._index = [WaitIndex(self.P)
                        for _ in range(2 if policy.lp and work_conserving else 1)]
         self._elig_stale: set[int] = set()
+        self._pending: dict[int, list[int]] = {}  # demand -> stale slots not filed yet
         self._elig_all_stale = True
 
     # ------------------------------------------------------------------ storage
@@ -1061,8 +1062,20 @@ class Scheduler:
             todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
             for ix in self._index:
                 ix.clear()
+            self._pending.clear()
         else:
-            todo = np.fromiter((x for x in self._elig_stale if x in self.waiting), np.int64)
+            # jobs are filed once their demand fits some pool: until then (a full cluster
+            # under load) they wait in _pending by demand, at no cost per event
+            for x in self._elig_stale:
+                if x in self.waiting:
+                    self._pending.setdefault(int(self.t.demand[x]), []).append(x)
+            if not self._pending:
+                todo = np.zeros(0, dtype=np.int64)
+            else:
+                dems = np.fromiter(self._pending, np.int64, len(self._pending))
+                go = dems[self._fits(dems).any(axis=1)].tolist()
+                todo = np.fromiter((x for d in go for x in self._pending.pop(d)
+                                    if x in self.waiting), np.int64)
         self._elig_all_stale = False
         self._elig_stale.clear()
         if len(todo) == 0:
