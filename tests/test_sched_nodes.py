@@ -130,6 +130,11 @@ def check(s: Scheduler) -> None:
                 mine = sum(1 for x, _, _ in pl if x == k)
                 assert mine == dev.ndev[k] or k == nodes[-1] or mine == k_dev
     assert set(s.placement) == set(s.running)
+    # the incrementally kept pool summaries equal a recount from scratch
+    ref = dev.copy()
+    ref._recount()
+    for a in ("maxdev", "maxfree", "nmax", "whole", "lo", "span", "hi", "nf", "mx"):
+        np.testing.assert_array_equal(getattr(dev, a), getattr(ref, a), err_msg=a)
     np.testing.assert_array_equal(dev.free + held, MILLI)  # every device: free + held = 1000
     for nid, v in s.nodes.items():
         if v[2] == "failed":

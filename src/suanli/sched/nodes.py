@@ -56,6 +56,9 @@ class Devices:
         # per pool: its devices (node by node) and where each node's devices start in that
         self._pool_devs: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         self._pool_off: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
+        # per pool, up nodes counted by fully free devices and by largest free milli
+        self._cnt_nf: list[np.ndarray] = [np.zeros(1, dtype=np.int64) for _ in range(P)]
+        self._cnt_mx: list[np.ndarray] = [np.zeros(MILLI + 1, dtype=np.int64) for _ in range(P)]
         self.maxdev = np.zeros(P, dtype=np.int64)  # largest free milli on one up device
         self.maxfree = np.zeros(P, dtype=np.int64)  # most fully free devices on one up node
         self.nmax = np.zeros(P, dtype=np.int64)  # largest up node
@@ -109,12 +112,39 @@ class Devices:
         return nodes, self.nf[nodes], self.mx[nodes]
 
     def _node_changed(self, nodes: set[int]) -> None:
+        """Per-node counts of ``nodes`` from their devices, and the pool summaries
+        incrementally (per pool: up nodes by fully free devices and by largest free milli)."""
+        pools: set[int] = set()
         for k in nodes:
-            f = self.free[self.first[k]:self.first[k] + self.ndev[k]]
-            self.nf[k] = int((f == MILLI).sum())
-            self.mx[k] = int(f.max())
-        for p in {int(self.pool[k]) for k in nodes}:
-            self.update(p)
+            a = int(self.first[k])
+            n = int(self.ndev[k])
+            fl = self.free[a:a + n].tolist()
+            nf, mx = fl.count(MILLI), max(fl)
+            p = int(self.pool[k])
+            if self.up[k]:
+                onf, omx = int(self.nf[k]), int(self.mx[k])
+                cn, cm = self._cnt_nf[p], self._cnt_mx[p]
+                cn[onf] -= 1
+                cn[nf] += 1
+                cm[omx] -= 1
+                cm[mx] += 1
+                self.whole[p] += (nf == n) * n - (onf == n) * n
+                pools.add(p)
+            self.nf[k] = nf
+            self.mx[k] = mx
+        for p in pools:
+            self._summary(p)
+
+    def _summary(self, p: int) -> None:
+        cn = np.flatnonzero(self._cnt_nf[p])
+        cm = np.flatnonzero(self._cnt_mx[p])
+        self.maxfree[p] = cn[-1] if len(cn) else 0
+        self.maxdev[p] = cm[-1] if len(cm) else 0
+        # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
+        # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
+        self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]
+        self.span[p] = self.nmax[p] * MILLI
+        self.hi[p] = self.whole[p] * MILLI
 
     def _recount(self) -> None:
         """Per-node counts from the device array (after loading it whole)."""
@@ -130,20 +160,13 @@ class Devices:
     def update(self, p: int) -> None:
         """Recompute pool ``p``'s summary (after a take, release or node event there)."""
         nodes, nf, mx = self.pool_nodes(p)
-        if len(nodes) == 0:
-            self.maxdev[p] = self.maxfree[p] = self.nmax[p] = self.whole[p] = 0
-            self.lo[p] = self.span[p] = self.hi[p] = 0
-            return
         size = self.ndev[nodes]
-        self.maxdev[p] = mx.max()
-        self.maxfree[p] = nf.max()
-        self.nmax[p] = size.max()
+        top = int(self.ndev[self._pool_nodes[p]].max()) if len(self._pool_nodes[p]) else 0
+        self._cnt_nf[p] = np.bincount(nf, minlength=top + 1).astype(np.int64)
+        self._cnt_mx[p] = np.bincount(mx, minlength=MILLI + 1).astype(np.int64)
+        self.nmax[p] = size.max() if len(nodes) else 0
         self.whole[p] = size[nf == size].sum()
-        # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
-        # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
-        self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]
-        self.span[p] = self.nmax[p] * MILLI
-        self.hi[p] = self.whole[p] * MILLI
+        self._summary(p)
 
     # ------------------------------------------------------------------ fit tests
     def fits(self, dem: np.ndarray) -> np.ndarray:
@@ -231,6 +254,8 @@ class Devices:
         c.up = self.up.copy()
         for a in ("maxdev", "maxfree", "nmax", "whole", "lo", "span", "hi"):
             setattr(c, a, getattr(self, a).copy())
+        c._cnt_nf = [x.copy() for x in self._cnt_nf]
+        c._cnt_mx = [x.copy() for x in self._cnt_mx]
         return c
 
     def _dev_node(self, devs: np.ndarray) -> np.ndarray:

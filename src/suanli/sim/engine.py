@@ -25,7 +25,7 @@ from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 
 Progress = Callable[[int, int], None]
 EPS_T = 1e-9
-FRAG_EVERY = 100  # events between samples of the scheduler's stranded devices
+FRAG_EVERY = 500  # events between samples of the scheduler's stranded devices
 
 
 @dataclass
