@@ -60,6 +60,7 @@ SNAPSHOT_VERSION = 2  # 2: devices and placements
 # below it, it plans the whole queue (both give the same placements; the index is cheaper even
 # for short queues, so by default it is always used)
 ELIG_MIN_QUEUE = 0
+PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see Scheduler.share_priority)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
@@ -1076,6 +1077,20 @@ class Scheduler:
                 go = dems[self._fits(dems).any(axis=1)].tolist()
                 todo = np.fromiter((x for d in go for x in self._pending.pop(d)
                                     if x in self.waiting), np.int64)
+                # and a bounded batch of the others, so that no large pile builds up to be
+                # filed all at once (a latency spike) when its demand first fits
+                more: list[int] = []
+                for d in list(self._pending):
+                    lst = self._pending[d]
+                    take = lst[:PENDING_BATCH - len(more)]
+                    more += [x for x in take if x in self.waiting]
+                    del lst[:len(take)]
+                    if not lst:
+                        del self._pending[d]
+                    if len(more) >= PENDING_BATCH:
+                        break
+                if more:
+                    todo = np.concatenate([todo, np.asarray(more, dtype=np.int64)])
         self._elig_all_stale = False
         self._elig_stale.clear()
         if len(todo) == 0:
