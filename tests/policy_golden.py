@@ -3,7 +3,9 @@
 The scenarios below are simulated with every built-in policy, aware and ``-agnostic``; the
 decisions, finish times and a few counters are compared with ``tests/data/policy_decisions.json.gz``
 (``tests/test_policy_golden.py``). The file was written by this module on main at a8ed621
-(before policies saw a read-only view instead of the scheduler)::
+(before policies saw a read-only view instead of the scheduler), and regenerated once after the
+merge of node placement and the quota fix of the back-fill index (issue 8 §1, §4), after checking
+that the schedcore branch alone writes the identical file::
 
     .venv/bin/python tests/policy_golden.py   # rewrites tests/data/policy_decisions.json.gz
 

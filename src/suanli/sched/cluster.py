@@ -1,8 +1,8 @@
 """The scheduler's view of a fleet: pools of identical accelerators.
 
 A *pool* is all accelerators of one chip type in one site (node groups of the same chip in a
-site are merged). A gang always runs inside one pool. Node boundaries inside a pool are not
-modelled (a gang may span nodes of its pool); see docs/scheduling.md.
+site are merged), made of nodes of devices. A gang always runs inside one pool; where inside
+(which nodes and devices) is decided by :mod:`suanli.sched.nodes`; see docs/scheduling.md.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Pool:
     power_w: float
     power_known: bool
     nodes: tuple[int, ...] = ()  # devices per node (node groups merged), () = not known
+    # node names parallel to ``nodes`` (e.g. from a trace's node list); () = "<label>/<i>"
+    node_ids: tuple[str, ...] = ()
 
     @property
     def node_sizes(self) -> tuple[int, ...]:
@@ -84,6 +86,17 @@ class ClusterSpec:
     def node_devices(self, pool: int) -> tuple[int, ...]:
         """Devices per node of a pool (one node of all its devices if not known)."""
         return self.pools[pool].node_sizes
+
+    def node_list(self, pool: int) -> list[tuple[str, int]]:
+        """``(node id, devices)`` of every node of a pool: the plain data the scheduler's
+        device table is built from (names from ``Pool.node_ids`` or ``<label>/<i>``)."""
+        pl = self.pools[pool]
+        sizes = pl.node_sizes
+        if pl.node_ids and len(pl.node_ids) != len(sizes):
+            raise SuanliError(f"pool {pl.label}: {len(pl.node_ids)} node ids for "
+                              f"{len(sizes)} nodes")
+        return [(pl.node_ids[i] if pl.node_ids else f"{pl.label}/{i}", n)
+                for i, n in enumerate(sizes)]
 
     def chip_of_type(self, chip_type: str) -> Chip | None:
         for p in self.pools:

@@ -34,6 +34,13 @@ from suanli.errors import SuanliError
 from suanli.sched.cluster import ClusterSpec, ClusterState
 from suanli.sched.filters import DEFAULT_FILTERS, Filter, filter_signature, run_filters
 from suanli.sched.job import MILLI, Job, Queue, job_from_plain, job_to_plain
+from suanli.sched.nodes import (
+    ASSUMED_DEVICES_PER_NODE,
+    INTER_NODE_FACTOR,
+    Devices,
+    Placement,
+    whole_devices,
+)
 from suanli.sched.policies import Policy
 from suanli.sched.policy_helpers import time_to_finish
 from suanli.sched.slots import (
@@ -48,12 +55,15 @@ from suanli.sched.slots import (
 )
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 from suanli.sched.view import SchedulerView
+from suanli.sched.waitindex import WaitIndex
 
 DEFICIT_CAP_ROUNDS = 24.0
-SNAPSHOT_VERSION = 1
-# back-fill plans only the waiting jobs that could start now once this many wait (below it the
-# cache costs more than planning the whole short queue; both give the same placements)
-ELIG_MIN_QUEUE = 64
+SNAPSHOT_VERSION = 2  # 2: devices and placements
+# back-fill goes through the index of waiting jobs (suanli.sched.waitindex) once this many wait;
+# below it, it plans the whole queue (both give the same placements; the index is cheaper even
+# for short queues, so by default it is always used)
+ELIG_MIN_QUEUE = 0
+PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
@@ -70,6 +80,9 @@ class Decision:
     stage_s: float = 0.0  # time to move the job's data before it makes progress
     restart_s: float = 0.0  # restoring its checkpoint (a restart), before it makes progress
     reason: str = ""  # why a stop happened: "preempted", "moved", "cancelled", "node failed"
+    # where: ((node id, (device indices on that node, ...)), ...) - for a start the devices to
+    # use (e.g. CUDA_VISIBLE_DEVICES on each node), for a stop the devices it held
+    placement: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +196,7 @@ class Scheduler:
         self._class_weight: list[float] = []
         self._class_demand: list[int] = []
         self._filter_cache: dict[tuple[object, ...], list[str | None]] = {}
+        self._restart_of: dict[tuple[object, ...], float] = {}  # RestartCost.of per model
         self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
         self._cd: np.ndarray | None = None  # cache of _class_demand as an array
         # active sets (dicts keep insertion order = submit order)
@@ -193,9 +207,16 @@ class Scheduler:
         self.failed: dict[str, str] = {}  # job id -> last failure, for jobs given up
         # nodes: id -> (pool, devices, state "up" | "drained" | "failed")
         self.nodes: dict[str, list[object]] = {}
+        # devices of every node, and the devices each running job holds
+        self.dev = Devices(self.P)
+        self.placement: dict[int, Placement] = {}
         for pool in cluster.pools:
-            for i, n in enumerate(cluster.node_devices(pool.index)):
-                self.nodes[f"{pool.label}/{i}"] = [pool.index, n, "up"]
+            for nid, n in cluster.node_list(pool.index):
+                if nid in self.nodes:
+                    raise SuanliError(f"duplicate node id '{nid}'", where=pool.label)
+                self.nodes[nid] = [pool.index, n, "up"]
+        self.dev.add_nodes([(k, int(v[0]), int(v[1]), True)  # type: ignore[call-overload]
+                            for k, v in self.nodes.items()])
         # rounds and shares
         self._next_round: float | None = None
         self._last_round_t: float | None = None
@@ -209,11 +230,16 @@ class Scheduler:
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
-        # back-fill cache: self.t.elig[s] = pools waiting job s would take if its gang fitted
-        # (see _fill); valid until s stops again or the next round for policies whose
-        # scores of a waiting job stay fixed between rounds (Policy.fixed_while_waiting)
+        # back-fill index of waiting jobs (priority, scores, eligible pools; see _fill and
+        # suanli.sched.waitindex): valid until a job stops again, a round, a node event or a
+        # learnt rate, for policies whose scores of a waiting job stay fixed between rounds
+        # (Policy.fixed_while_waiting). Share policies that are work-conserving place in two
+        # passes (shares, then rates): one index per pass.
         self._elig_cache = bool(policy.fixed_while_waiting)
+        self._index = [WaitIndex(self.P)
+                       for _ in range(2 if policy.lp and work_conserving else 1)]
         self._elig_stale: set[int] = set()
+        self._pending: dict[int, list[int]] = {}  # demand -> stale slots not filed yet
         self._elig_all_stale = True
 
     # ------------------------------------------------------------------ storage
@@ -247,7 +273,12 @@ class Scheduler:
         self.t.arrival[s] = job.arrival
         self.t.weight[s] = job.priority * self.queue_weight[qi]
         self.t.data_gb[s] = job.data_gb
-        self.t.restart_s[s] = self.restart.of(job)
+        w = job.workload
+        rkey = (job.restart_s, None if w is None else (w.kind, w.model))
+        rs = self._restart_of.get(rkey)
+        if rs is None:
+            rs = self._restart_of[rkey] = self.restart.of(job)
+        self.t.restart_s[s] = rs
         if job.home_site is not None and job.home_site in self.cluster.sites:
             self.t.data_site[s] = self.cluster.sites.index(job.home_site)
         rates, reason = self._rates_for(job)
@@ -341,6 +372,7 @@ class Scheduler:
                 self._class_rates[c] = rates
                 self._cm = None
                 self._dirty = True
+                self._elig_all_stale = True  # scores of waiting jobs of its class change
                 self.stats["rates_learnt"] += 1
             self.t.rate_now[s] = observed if observed > 0 else self.t.rate_now[s]
         self.t.done[s] = min(float(work_done), self.t.work[s])
@@ -356,26 +388,26 @@ class Scheduler:
         if devices < 1:
             raise SuanliError(f"node '{node_id}' must have >= 1 device, got {devices}")
         self.nodes[node_id] = [p, int(devices), "up"]
+        self.dev.add_node(node_id, p, int(devices))
         self._resize(p, devices * MILLI)
 
     def on_node_drained(self, node_id: str, now: float) -> None:
         """Take a node out of service gently: no new work goes to its capacity, jobs running
         there finish (the pool may stay over-committed until they do)."""
         p, n = self._node_down(node_id, "drained")
+        self.dev.set_up(self.dev.index[node_id], False)
         self._resize(p, -n * MILLI)
 
     def on_node_failed(self, node_id: str, now: float) -> list[str]:
-        """A node is lost: its capacity goes, and jobs running on it go back to the queue,
-        losing the work since their last checkpoint. Until devices are tracked per node the
-        jobs "on it" are the last-started in its pool until the rest fit. Returns their ids."""
+        """A node is lost: its capacity goes, and the jobs holding a device on it go back to
+        the queue, losing the work since their last checkpoint. Returns their ids."""
         p, n = self._node_down(node_id, "failed")
+        k = self.dev.index[node_id]
+        self.dev.set_up(k, False)
         self._resize(p, -n * MILLI)
         lost: list[str] = []
-        victims = sorted((s for s, q in self.running.items() if q == p),
-                         key=lambda s: (-self.t.seg_t0[s], -s))
+        victims = [s for s in self.running if any(x == k for x, _, _ in self.placement[s])]
         for s in victims:
-            if self.free[p] >= 0:
-                break
             self._stop(s, now, "node failed")
             self.t.done[s] = self._checkpointed(s)
             lost.append(self.jobs[s].id)
@@ -413,6 +445,11 @@ class Scheduler:
         due = self._next_round is not None and now >= self._next_round - 1e-9
         if due:
             out = self._round(now)
+            if self.waiting:
+                # the round planned on pools' devices as if running jobs could be re-packed;
+                # where kept jobs hold other devices than planned, a planned start may not
+                # fit and room may be left that a back-fill can use
+                out += self._fill(now)
         elif self.waiting:
             out = self._fill(now)
         else:
@@ -470,6 +507,8 @@ class Scheduler:
             "unrunnable": dict(self.unrunnable),
             "failed": dict(self.failed),
             "nodes": {k: list(v) for k, v in self.nodes.items()},
+            "devices": self.dev.to_plain(),
+            "placement": [[s, [list(x) for x in pl]] for s, pl in self.placement.items()],
             "capacity": self.capacity.tolist(),
             "free": self.free.tolist(),
             "queue_used": self.queue_used.tolist(),
@@ -516,6 +555,9 @@ class Scheduler:
         sched.unrunnable = dict(data["unrunnable"])
         sched.failed = dict(data["failed"])
         sched.nodes = {k: list(v) for k, v in data["nodes"].items()}
+        sched.dev = Devices.from_plain(sched.P, data["devices"])
+        sched.placement = {int(s): [(int(k), int(i), int(m)) for k, i, m in pl]
+                           for s, pl in data["placement"]}
         sched.capacity = np.asarray(data["capacity"], dtype=np.int64)
         sched.free = np.asarray(data["free"], dtype=np.int64)
         sched.queue_used = np.asarray(data["queue_used"], dtype=np.int64)
@@ -528,8 +570,23 @@ class Scheduler:
         sched._subopt = {int(s) for s in data["subopt"]}
         sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
         sched._elig_stale = {int(s) for s in data["elig_stale"]}
-        sched._elig_all_stale = bool(data["elig_all_stale"])
+        # the back-fill index is not part of the snapshot: rebuilt from the restored state
+        # (a waiting job's priority and scores are fixed until the next round)
+        sched._elig_all_stale = True
         return sched
+
+    def fragmentation(self) -> np.ndarray:
+        """Per pool, free devices (fractions included) that no waiting job can use now: on
+        nodes where no waiting job that can run in the pool fits (by the placement rules of
+        :mod:`suanli.sched.nodes`). Zero when nobody waits (free capacity is then idle, not
+        stranded)."""
+        if not self.waiting:
+            return np.zeros(self.P)
+        w = np.fromiter(self.waiting, np.int64, len(self.waiting))
+        cls = np.unique(self.t.cls[w])
+        can = self._class_matrix()[cls] > 0
+        dem = self._class_demand_arr()[cls]
+        return self.dev.unusable([np.unique(dem[can[:, p]]) for p in range(self.P)])
 
     def waiting_ids(self) -> list[str]:
         """Jobs waiting for a start (submit order), not counting those in a retry backoff."""
@@ -549,7 +606,7 @@ class Scheduler:
         job is not waiting or the pool has no room left for it (then it is not counted)."""
         s = self._slot(job_id)
         p = self._pool(pool)
-        if int(self.t.state[s]) != WAITING or self.free[p] < int(self.t.demand[s]):
+        if int(self.t.state[s]) != WAITING or not self._fits(self.t.demand[s:s + 1])[0, p]:
             return None
         return self._start(s, p, now)
 
@@ -689,8 +746,16 @@ class Scheduler:
             [*self.waiting, *self.running], np.int64, len(self.waiting) + len(self.running)
         )
 
-    def _start(self, s: int, p: int, now: float) -> Decision:
+    def _start(self, s: int, p: int, now: float) -> Decision | None:
+        """Start job s on pool p, on the devices :meth:`Devices.choose` picks there now; None
+        (nothing changes) if its gang does not fit the pool's nodes now."""
         job = self.jobs[s]
+        d = int(self.t.demand[s])
+        pl = self.dev.choose(p, d)
+        if pl is None:
+            return None
+        self.dev.take(pl)
+        self.placement[s] = pl
         stage = 0.0
         ds = self.t.data_site[s]
         site = int(self.cluster.pool_site[p])
@@ -708,7 +773,9 @@ class Scheduler:
             self._subopt.add(s)
             key = (int(self.t.cls[s]), int(p))
             self._subopt_groups[key] = self._subopt_groups.get(key, 0) + 1
-        d = int(self.t.demand[s])
+        # a placement on more nodes than the throughput source assumed runs slower
+        if len(self.dev.nodes_of(pl)) > -(-whole_devices(d) // ASSUMED_DEVICES_PER_NODE):
+            rate *= INTER_NODE_FACTOR
         restart = float(self.t.restart_s[s]) if self.t.starts[s] > 0 else 0.0
         if restart:
             self.stats["restarts"] += 1
@@ -726,7 +793,8 @@ class Scheduler:
         self.waiting.pop(s, None)
         self.running[s] = p
         self.policy.reserve(job.id, p, now)
-        return Decision("start", job.id, p, d, rate, stage, restart)
+        return Decision("start", job.id, p, d, rate, stage, restart,
+                        placement=self.dev.named(pl))
 
     def _stop(self, s: int, now: float, reason: str = "preempted") -> Decision:
         p = int(self.t.pool[s])
@@ -739,6 +807,8 @@ class Scheduler:
         self.t.recv[s, p] += now - self.t.acct_t[s]
         self.free[p] += d
         self.queue_used[self.t.qidx[s]] -= d
+        pl = self.placement.pop(s)
+        self.dev.release(pl)
         self.t.pool[s] = -1
         self.t.rate_now[s] = 0.0
         if s in self._subopt:
@@ -754,7 +824,8 @@ class Scheduler:
         self.waiting[s] = None
         self._elig_stale.add(s)
         self.policy.unreserve(self.jobs[s].id, p, now, reason)
-        return Decision("stop", self.jobs[s].id, p, d, reason=reason)
+        return Decision("stop", self.jobs[s].id, p, d, reason=reason,
+                        placement=self.dev.named(pl))
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
@@ -783,9 +854,13 @@ class Scheduler:
         return ok
 
     def _allocate(
-        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray
+        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray,
+        used: np.ndarray | None = None, dev: Devices | None = None,
     ) -> dict[int, int]:
-        """Greedy all-or-nothing placement in order; mutates ``free``.
+        """Greedy all-or-nothing placement in order; mutates ``free``, ``used`` (queue use
+        for the quota check, in milli; default: a copy of the running use) and ``dev`` (the
+        devices as planned; default: a copy of the current ones). A gang must fit a pool's
+        nodes (:mod:`suanli.sched.nodes`), not only its free total.
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
@@ -796,7 +871,10 @@ class Scheduler:
             return out
         dem = self.t.demand[slots]
         qi = self.t.qidx[slots]
-        used = self.queue_used.astype(float).copy()
+        if used is None:
+            used = self.queue_used.astype(float)
+        if dev is None:
+            dev = self.dev.copy()
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
         capf = np.maximum(self.capacity, 1).astype(float)
@@ -804,7 +882,7 @@ class Scheduler:
         # so a job does not take the place of one that is running while another pool is free
         tie_free = np.minimum(self.free, free).astype(float)
         cur = self.t.pool[slots]
-        okm = self._eligible(scores) & (free[None, :] >= dem[:, None])
+        okm = self._eligible(scores) & (free[None, :] >= dem[:, None]) & dev.fits(dem)
         cnt = okm.sum(axis=1)  # pools each job still fits in now
         for i in np.nonzero(cnt)[0].tolist():
             if cnt[i] <= 0:
@@ -818,12 +896,17 @@ class Scheduler:
             best_i = row[row_ok].min()
             tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
             p = int(np.argmax(np.where(tie, tie_free / capf, -np.inf)))
+            s = int(slots[i])
+            pl = dev.choose(p, d, self.placement.get(s) if cur[i] == p else None)
+            if pl is None:  # cannot happen: fits() said it does
+                continue
+            dev.take(pl)
             free[p] -= d
             if cur[i] != p:
                 tie_free[p] -= d
             used[q] += d
-            out[int(slots[i])] = p
-            flip = okm[:, p] & (dem > free[p])
+            out[s] = p
+            flip = okm[:, p] & ((dem > free[p]) | ~dev.fits_pool(dem, p))
             if flip.any():
                 okm[flip, p] = False
                 cnt[flip] -= 1
@@ -850,7 +933,7 @@ class Scheduler:
         Rg = self._class_matrix()[groups[:, 0]]
         r_here = Rg[np.arange(len(groups)), groups[:, 1]]
         dg = self._class_demand_arr()[groups[:, 0]]
-        if not ((Rg > (r_here / UPGRADE_GAIN)[:, None]) & (free[None, :] >= dg[:, None])).any():
+        if not ((Rg > (r_here / UPGRADE_GAIN)[:, None]) & self._fits(dg)).any():
             return []
         run = np.sort(np.fromiter(self._subopt, np.int64, len(self._subopt)))
         dem_all = self.t.demand[run]
@@ -870,7 +953,7 @@ class Scheduler:
         T = np.where(C, t[rows], np.inf)
         D = dem_all[rows]
         cur = cur_all[rows]
-        ok = C & (free[None, :] >= D[:, None])
+        ok = C & (free[None, :] >= D[:, None]) & self.dev.fits(D)
         cnt = ok.sum(axis=1)
         out: list[Decision] = []
         i = 0
@@ -887,76 +970,152 @@ class Scheduler:
             free[p] -= d
             free[q] += d
             out.append(self._stop(s, now, "moved"))
-            out.append(self._start(s, p, now))
+            st = self._start(s, p, now)  # fits: checked on the devices as they are now
+            if st is not None:
+                out.append(st)
             self.stats["migrations"] += 1
             i += 1
             if i < n:
                 for col in (p, q):
-                    new = C[i:, col] & (D[i:] <= free[col])
+                    new = C[i:, col] & (D[i:] <= free[col]) & self.dev.fits_pool(D[i:], col)
                     cnt[i:] += new.astype(np.int64) - ok[i:, col]
                     ok[i:, col] = new
         return out
 
     def _fill(self, now: float) -> list[Decision]:
-        slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
-        if len(slots) == 0 or self.free.max() < self.t.demand[slots].min():
+        if not self.waiting:
             return []
-        if self._elig_cache and len(slots) < ELIG_MIN_QUEUE:
-            self._elig_all_stale = True  # short queue: plan it all, rebuild the cache later
+        if self._elig_cache and len(self.waiting) >= ELIG_MIN_QUEUE:
+            return self._fill_indexed(now)
+        if self._elig_cache:
+            self._elig_all_stale = True  # short queue: plan it all, rebuild the index later
             self._elig_stale.clear()
-        elif self._elig_cache:
-            # Only jobs with an eligible pool that has room for their gang now can be placed,
-            # and placing them never makes room for others; scores and priorities are per job,
-            # so dropping the rest changes nothing. Under load this is thousands of waiting
-            # jobs against the one or two a completion lets in.
-            if self._elig_all_stale:
-                todo = slots
-            else:
-                todo = np.fromiter(
-                    (x for x in self._elig_stale if x in self.waiting), np.int64)
-            self._elig_all_stale = False
-            self._elig_stale.clear()
-            if len(todo):
-                el = self._eligible(self._scores(todo, now))
-                if self.policy.lp and self.work_conserving:  # second pass of _place
-                    el |= self._eligible(self.policy.backfill_score(self.view(), todo, now))
-                self.t.elig[todo] = el
-            fits = (self.t.elig[slots] & (self.free[None, :] >= self.t.demand[slots][:, None])).any(
-                axis=1)
-            slots = slots[fits]
-            if len(slots) == 0:
-                return []
+        slots = np.fromiter(self.waiting, np.int64, len(self.waiting))
+        if not self._fits(self.t.demand[slots]).any():
+            return []
         # the running quota use is already in self.queue_used
-        place = self._place(slots, now, self.free.copy())
-        return [self._start(s, p, now) for s, p in place.items()]
+        place = self._place(slots, now, self.free.copy(), self.dev.copy())
+        return [d for s, p in place.items() if (d := self._start(s, p, now)) is not None]
 
-    def _place(self, slots: np.ndarray, now: float, free: np.ndarray) -> dict[int, int]:
-        """Plan and allocate ``slots`` on ``free`` (mutated). Share policies place in two
-        passes: first by shares (what the LP gave each job), then, when work-conserving, the
-        jobs left over take the capacity no share claimed (rate scores; running jobs first so
-        they keep their pool). If that moved running jobs only for want of room, the chosen
-        jobs are re-placed with fewer moves (:meth:`_keep_places`) and the room this frees
-        is offered to the jobs left out, in the same order."""
+    def _refresh_index(self, now: float) -> None:
+        """File the waiting jobs whose priority / scores are not in the index yet (all of
+        them after a round)."""
+        if self._elig_all_stale:
+            todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
+            for ix in self._index:
+                ix.clear()
+            self._pending.clear()
+        else:
+            # jobs are filed once their demand fits some pool: until then (a full cluster
+            # under load) they wait in _pending by demand, at no cost per event
+            for x in self._elig_stale:
+                if x in self.waiting:
+                    self._pending.setdefault(int(self.t.demand[x]), []).append(x)
+            if not self._pending:
+                todo = np.zeros(0, dtype=np.int64)
+            else:
+                dems = np.fromiter(self._pending, np.int64, len(self._pending))
+                go = dems[self._fits(dems).any(axis=1)].tolist()
+                todo = np.fromiter((x for d in go for x in self._pending.pop(d)
+                                    if x in self.waiting), np.int64)
+                # and a bounded batch of the others, so that no large pile builds up to be
+                # filed all at once (a latency spike) when its demand first fits
+                more: list[int] = []
+                for d in list(self._pending):
+                    lst = self._pending[d]
+                    take = lst[:PENDING_BATCH - len(more)]
+                    more += [x for x in take if x in self.waiting]
+                    del lst[:len(take)]
+                    if not lst:
+                        del self._pending[d]
+                    if len(more) >= PENDING_BATCH:
+                        break
+                if more:
+                    todo = np.concatenate([todo, np.asarray(more, dtype=np.int64)])
+        self._elig_all_stale = False
+        self._elig_stale.clear()
+        if len(todo) == 0:
+            return
+        view = self.view()
+        pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
+        dem, q = self.t.demand[todo], self.t.qidx[todo]
+        sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))  # = _scores
+        self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
+        if len(self._index) > 1:  # the rate-scored second pass of _two_pass
+            fb = self.policy.backfill_score(view, todo, now)
+            self._index[1].add(todo, pri, fb, self._eligible(fb), dem, q)
+
+    def _fill_indexed(self, now: float) -> list[Decision]:
+        """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
+        waiting job (same order, same pools), at a cost proportional to the starts."""
+        self._refresh_index(now)
+        quota = np.asarray(self.queue_quota, dtype=float)
+        capf = np.maximum(self.capacity, 1).astype(float)
+        out: list[Decision] = []
+        for ix in self._index:
+            while True:
+                nxt = ix.next_job(self._fits, self.queue_used, quota, self.waiting)
+                if nxt is None:
+                    break
+                s, g = nxt
+                row = ix.score[s]
+                okp = ix.el[g] & self._fits(self.t.demand[s:s + 1])[0]
+                best = row[okp].min()
+                tie = okp & (row <= best + 1e-9 * abs(best) + 1e-12)
+                p = int(np.argmax(np.where(tie, self.free / capf, -np.inf)))
+                st = self._start(s, p, now)
+                if st is None:  # cannot happen (it fits there); file it again to be safe
+                    self._elig_stale.add(s)
+                    continue
+                out.append(st)
+        return out
+
+    def _fits(self, dem: np.ndarray) -> np.ndarray:
+        """(len(dem) x pools): a gang of each demand (milli) fits each pool now: its nodes
+        (:meth:`Devices.fits`) and its free total (which a driver's ``ClusterState`` may
+        lower for one call)."""
+        return (self.free[None, :] >= dem[:, None]) & self.dev.fits(dem)
+
+    def _place(self, slots: np.ndarray, now: float, free: np.ndarray, dev: Devices
+               ) -> dict[int, int]:
+        """Plan and allocate ``slots`` on ``free`` and the devices ``dev`` (both mutated).
+        Share policies place in two passes: first by shares (what the LP gave each job),
+        then, when work-conserving, the jobs left over take the capacity no share claimed
+        (rate scores; running jobs first so they keep their pool). If that moved running
+        jobs only for want of room, the chosen jobs are re-placed with fewer moves
+        (:meth:`_keep_places`) and the room this frees is offered to the jobs left out, in the
+        same order."""
         free0 = free.copy()
+        dev0 = dev.copy()
         slots, scores = self._plan(slots, now)
         self._favour_current(slots, scores)
-        place, rows = self._two_pass(slots, scores, now, free)
+        place, rows = self._two_pass(slots, scores, now, free, self.queue_used.astype(float),
+                                     dev)
         if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
-            kept = self._keep_places(place, rows, free0)
+            kept, kdev = self._keep_places(place, rows, free0, dev0)
+            if kdev is not None:
+                dev = kdev
             free[:] = free0
             for s, p in kept.items():
                 free[p] -= self.t.demand[s]
             rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
             if rest.any():
-                more, _ = self._two_pass(slots[rest], scores[rest], now, free)
+                used = self.queue_used.astype(float)
+                for s in kept:
+                    used[self.t.qidx[s]] += self.t.demand[s]
+                more, _ = self._two_pass(slots[rest], scores[rest], now, free, used, dev)
                 kept.update(more)
             place = kept
         return place
 
-    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray
+    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray,
+                  used: np.ndarray, dev: Devices
                   ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
-        """(placements, score row each placed job was placed by) for ``slots`` in order."""
-        place = self._allocate(slots, scores, free)
+        """(placements, score row each placed job was placed by) for ``slots`` in order;
+        ``free`` and the queue use ``used`` are mutated (the second pass sees what the first
+        placed: before, each pass started from the running use and the two together could
+        exceed a queue's quota)."""
+        place = self._allocate(slots, scores, free, used, dev)
         rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
             rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
@@ -964,20 +1123,22 @@ class Scheduler:
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
                 fb = self.policy.backfill_score(self.view(), rest, now)
                 self._favour_current(rest, fb)
-                more = self._allocate(rest, fb, free)
+                more = self._allocate(rest, fb, free, used, dev)
                 place.update(more)
                 rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
         return place, rows
 
     def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
-                     free: np.ndarray) -> dict[int, int]:
+                     free: np.ndarray, dev: Devices) -> tuple[dict[int, int], Devices | None]:
         """Same jobs, fewer moves. Greedy allocation in claim order can push a running job off
         its pool only because a job ahead of it took the room there while an equally good pool
         was free (typical for agnostic policies, to which pools look alike). Re-place the
         chosen jobs: running jobs first, each on its current pool unless the plan scored
         another pool strictly better for it; then the others, each on a pool that scores no
-        worse for it than its planned one. If some job would fare worse, the plan stands."""
+        worse for it than its planned one. If some job would fare worse, the plan stands
+        (returned with None; else with the devices as re-planned)."""
         free = free.copy()
+        dev = dev.copy()
         out: dict[int, int] = {}
         pending: list[int] = []
         for s, p in place.items():
@@ -987,7 +1148,9 @@ class Scheduler:
             row = rows[s]
             want = q if np.isfinite(row[q]) and row[q] <= row[p] else p
             d = int(self.t.demand[s])
-            if free[want] >= d:
+            pl = dev.choose(want, d, self.placement.get(s) if want == q else None)
+            if free[want] >= d and pl is not None:
+                dev.take(pl)
                 out[s] = want
                 free[want] -= d
             else:
@@ -995,16 +1158,21 @@ class Scheduler:
         for s in [s for s in place if self.t.pool[s] < 0] + pending:
             d = int(self.t.demand[s])
             p = place[s]
-            if free[p] < d:
+            da = np.array([d])
+            if free[p] < d or not dev.fits_pool(da, p)[0]:
                 row = rows[s]
                 tol = 1e-9 * abs(row[p]) + 1e-12
-                ok = (row <= row[p] + tol) & (free >= d)
+                ok = (row <= row[p] + tol) & (free >= d) & dev.fits(da)[0]
                 if not ok.any():
-                    return place
+                    return place, None
                 p = int(np.argmin(np.where(ok, row, np.inf)))
+            pl = dev.choose(p, d)
+            if pl is None:
+                return place, None
+            dev.take(pl)
             out[s] = p
             free[p] -= d
-        return out
+        return out, dev
 
     def _favour_current(self, slots: np.ndarray, scores: np.ndarray) -> None:
         """A running job keeps its pool on ties (no needless migration)."""
@@ -1053,13 +1221,15 @@ class Scheduler:
         if pinned:
             act = act[np.fromiter((s not in pinned for s in act.tolist()), bool, len(act))]
         free = self.free.copy()
+        dev = self.dev.copy()
         saved_used = self.queue_used.copy()
         for s, p in self.running.items():
             if s in pinned:
                 continue
             free[p] += self.t.demand[s]
             self.queue_used[self.t.qidx[s]] -= self.t.demand[s]
-        place = self._place(act, now, free)
+        dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
+        place = self._place(act, now, free, dev)
         self.queue_used = saved_used
         out: list[Decision] = []
         for s in list(self.running):
@@ -1069,5 +1239,9 @@ class Scheduler:
                     self.stats["preemptions"] += 1
         for s, p in place.items():
             if self.t.state[s] != RUNNING:
-                out.append(self._start(s, p, now))
+                # the plan's devices may differ from the real ones where running jobs kept
+                # theirs: a gang that does not fit the real nodes waits for the next chance
+                st = self._start(s, p, now)
+                if st is not None:
+                    out.append(st)
         return out

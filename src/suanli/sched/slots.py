@@ -24,7 +24,7 @@ def _grown(old: np.ndarray | None, shape: tuple[int, ...], dtype: Any, fill: flo
 
 
 class SlotTable:
-    """Columns indexed by slot; ``share``, ``deficit``, ``recv`` and ``elig`` are slot x pool."""
+    """Columns indexed by slot; ``share``, ``deficit`` and ``recv`` are slot x pool."""
 
     P: int
     cap: int
@@ -53,7 +53,6 @@ class SlotTable:
     share: np.ndarray  # LP time share per pool
     deficit: np.ndarray  # seconds owed per pool
     recv: np.ndarray  # seconds received per pool since the last round
-    elig: np.ndarray  # back-fill cache: pools it would take (see Scheduler._fill)
 
     def __init__(self, P: int, cap: int = 1024) -> None:
         self.P = P
@@ -89,7 +88,6 @@ class SlotTable:
         self.share = _grown(None if fresh else self.share, (cap, P), float, 0)
         self.deficit = _grown(None if fresh else self.deficit, (cap, P), float, 0)
         self.recv = _grown(None if fresh else self.recv, (cap, P), float, 0)
-        self.elig = _grown(None if fresh else self.elig, (cap, P), bool, 0)
         self.cap = cap
 
     def columns(self) -> dict[str, np.ndarray]:

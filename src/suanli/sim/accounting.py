@@ -37,6 +37,11 @@ class Accounting:
         self.tl_q: list[int] = []
         self.record_decisions = record_decisions
         self.log: list[DecisionRecord] = []
+        # stranded devices (Scheduler.fragmentation) per pool, sampled, integrated over time
+        self.frag_int = np.zeros(n_pools)
+        self.frag_last = np.zeros(n_pools)
+        self.frag_t = 0.0
+        self.t_end = 0.0  # time of the run's last event
 
     # -- facts reported by the executor
     def segment(self, i: int, pool: int, devices: float, computing_s: float,
@@ -73,7 +78,18 @@ class Accounting:
             self.tl_used.append(used_milli.copy())
             self.tl_q.append(queue_length)
 
+    def stranded(self, t: float, free_unusable: np.ndarray) -> None:
+        """A sample of the free devices no waiting job can use, per pool (held until the next)."""
+        self.frag_int += self.frag_last * (t - self.frag_t)
+        self.frag_last, self.frag_t = np.asarray(free_unusable, dtype=float), t
+
     # -- derived
+    def stranded_mean(self, t_end: float) -> np.ndarray:
+        """Time-weighted mean of the stranded-device samples per pool up to ``t_end``."""
+        if t_end <= 0:
+            return np.zeros(self.n_pools)
+        return (self.frag_int + self.frag_last * (t_end - self.frag_t)) / t_end
+
     def flops_by_precision(self, cluster: ClusterSpec) -> dict[str, float]:
         """Peak-equivalent FLOP delivered per precision (device-seconds x the chip's peak)."""
         flops: dict[str, float] = {}

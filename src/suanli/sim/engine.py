@@ -37,6 +37,7 @@ from suanli.sim.result import SimResult
 Progress = Callable[[int, int], None]
 NEVER_PLACED = "never placed: its gang never fitted the capacity its queue quota allows"
 PROGRESS_EVERY = 2000  # events between progress reports
+FRAG_EVERY = 500  # events between samples of the scheduler's stranded devices
 
 __all__ = ["EPS_T", "Progress", "SimResult", "SimulationInvariantError", "run_simulation"]
 
@@ -122,9 +123,12 @@ def event_loop(sched: Scheduler, executor: SimulatedExecutor, jobs: Sequence[Job
         n_dec = len(decisions)
         executor.apply(decisions, t)
         executor.acct.sample(t, executor.used, sched.queue_length)
+        if events <= FRAG_EVERY or events % FRAG_EVERY == 0:
+            executor.acct.stranded(t, sched.fragmentation())
         if progress is not None and events >= next_report:
             progress(n_final, n)
             next_report = events + PROGRESS_EVERY
+    executor.acct.t_end = t
     if progress is not None:
         progress(n, n)
     return events
@@ -138,7 +142,12 @@ def collect(policy: str, cluster: ClusterSpec, jobs: list[Job], sched: Scheduler
     for jid in sched.waiting_ids():
         unrunnable[jid] = NEVER_PLACED
     tl_t, tl_used, tl_q = acct.timeline()
-    stats = dict(sched.stats) | {"provider_calls": sched.matrix.calls}
+    t_end = acct.t_end
+    stats = dict(sched.stats) | {
+        "provider_calls": sched.matrix.calls,
+        "stranded_devices_mean_by_pool": {
+            pl.label: float(v) for pl, v in zip(cluster.pools, acct.stranded_mean(t_end),
+                                                strict=True)}}
     res = SimResult(
         policy=policy, cluster=cluster, jobs=jobs,
         start=acct.start, finish=acct.finish, first_pool=acct.first_pool,
