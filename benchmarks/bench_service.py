@@ -193,7 +193,7 @@ def bench_pass(pending: int, nodes: int, passes: int) -> dict[str, float]:
     t0 = time.perf_counter()
     first = ad.schedule(now)
     for db_id, d in first:
-        ad.place(db_id, d.pool, d.demand_milli // 1000)
+        ad.place(db_id, d)
     t_first = time.perf_counter() - t0
     running = [db_id for db_id, d in first if d.action == "start"]
     lat: list[float] = []
@@ -206,7 +206,7 @@ def bench_pass(pending: int, nodes: int, passes: int) -> dict[str, float]:
         out = ad.schedule(now)
         for db_id, d in out:
             if d.action == "start":
-                ad.place(db_id, d.pool, d.demand_milli // 1000)
+                ad.place(db_id, d)
                 running.append(db_id)
         lat.append(time.perf_counter() - t0)
     return {"submit_s": t_submit, "first_pass_s": t_first, "started_first": len(first),

@@ -610,6 +610,35 @@ class Scheduler:
             return None
         return self._start(s, p, now)
 
+    def adopt_on(self, job_id: str, placement: Sequence[tuple[str, Sequence[int]]],
+                 now: float) -> Decision | None:
+        """Like :meth:`adopt_running`, onto the exact devices the driver recorded:
+        ``((node id, (device indices, ...)), ...)`` as in :attr:`Decision.placement`. None
+        (nothing recorded) when the job is not waiting, a node is unknown or not up, or a
+        device is not free enough (e.g. the fleet changed while the driver was down)."""
+        s = self._slot(job_id)
+        if int(self.t.state[s]) != WAITING or not placement:
+            return None
+        left = int(self.t.demand[s])
+        pl: Placement = []
+        for nid, idx in placement:
+            k = self.dev.index.get(nid)
+            if k is None or not self.dev.up[k]:
+                return None
+            for i in idx:
+                if (not 0 <= int(i) < int(self.dev.ndev[k]) or left <= 0
+                        or any(x == k and y == int(i) for x, y, _ in pl)):
+                    return None
+                m = min(MILLI, left)
+                if int(self.dev.free[self.dev.first[k] + int(i)]) < m:
+                    return None
+                pl.append((k, int(i), m))
+                left -= m
+        p = int(self.dev.pool[pl[0][0]])
+        if left > 0 or any(int(self.dev.pool[k]) != p for k, _, _ in pl):
+            return None
+        return self._start(s, p, now, prefer=pl)
+
     def stopped_externally(self, job_id: str, now: float,
                            reason: str = "preempted") -> Decision | None:
         """The backend stopped a running job without a decision of ours (e.g. Slurm
@@ -746,12 +775,13 @@ class Scheduler:
             [*self.waiting, *self.running], np.int64, len(self.waiting) + len(self.running)
         )
 
-    def _start(self, s: int, p: int, now: float) -> Decision | None:
+    def _start(self, s: int, p: int, now: float, prefer: Placement | None = None
+               ) -> Decision | None:
         """Start job s on pool p, on the devices :meth:`Devices.choose` picks there now; None
         (nothing changes) if its gang does not fit the pool's nodes now."""
         job = self.jobs[s]
         d = int(self.t.demand[s])
-        pl = self.dev.choose(p, d)
+        pl = self.dev.choose(p, d, prefer)
         if pl is None:
             return None
         self.dev.take(pl)

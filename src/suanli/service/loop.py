@@ -246,8 +246,7 @@ class SchedulerLoop:
                 reason = ad.submit(j.id, j.spec, ts(j.submitted_at))
                 a = allocs.get(j.id)
                 if a is not None:
-                    ad.hold(j.id, a.nodes, a.devices)
-                    ad.mark_running(j.id, a.pool, now)
+                    ad.adopt(j.id, a.pool, a.nodes, a.devices, now)  # its recorded devices
                 elif reason and j.state != JobState.UNRUNNABLE.value:
                     _event(s, j, JobState.UNRUNNABLE, reason)
                 elif not reason and j.state == JobState.UNRUNNABLE.value:
@@ -547,7 +546,7 @@ class SchedulerLoop:
                     self._deferred.pop(db_id)
                     ad.forget(db_id, now)
                     continue
-                pl = ad.place(db_id, d.pool, job.devices)
+                pl = ad.place(db_id, d)  # the scheduler's devices (Decision.placement)
                 if pl is None:
                     continue  # devices still held by a stopping job
                 self._deferred.pop(db_id)

@@ -1,21 +1,28 @@
-"""The one place where the service meets :mod:`suanli.sched` (swap in Scheduler v2 here).
+"""The one place where the service meets :mod:`suanli.sched`.
 
-It maps database jobs to scheduler jobs and back, owns the per-node device indices (the
-scheduler only knows pools = chip type x site), and rebuilds the scheduler's state from the
+It maps database jobs to scheduler jobs and back, and rebuilds the scheduler's state from the
 database when this process becomes the scheduling leader (level-triggered: what the database
 says is desired and observed, never what an earlier process remembered).
 
-Today's :class:`~suanli.sched.Scheduler` has no public call to say "this job is already
-running in pool p" or "this job stopped without my decision"; :meth:`SchedAdapter.rebuild`
-and :meth:`SchedAdapter.stopped` use its ``_start`` / ``_stop`` for that. Those two calls are
-the only private access, and only here.
+Devices: the scheduler is the one source of truth for *which* devices a job gets. Every pool
+is built with its nodes (``Pool.nodes`` / ``Pool.node_ids`` = the database's node names), and
+a start's :attr:`~suanli.sched.Decision.placement` names the node and device indices that the
+allocation records and the executor exports in the vendor's visibility variable. The adapter
+only remembers which devices are still *physically* held by a launch that has not ended (a
+stop decided by the scheduler frees the devices there at once; the process may take a grace
+period to exit): a start on such a device waits until that launch is over, so no device is
+ever used by two processes. After a restart, running allocations are adopted onto their
+recorded devices (:meth:`Scheduler.adopt_on`).
+
+:meth:`SchedAdapter.stopped` uses the scheduler's public ``stopped_externally``; there is no
+private access.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from suanli.catalog.loader import Catalog, load_catalog
@@ -59,7 +66,6 @@ class NodeInfo:
     devices: int
     simulated: bool
     pool: int = -1
-    free: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,8 @@ class SchedAdapter:
     ) -> None:
         self.catalog = catalog or load_catalog()
         self.nodes = {n.name: n for n in nodes}
-        for n in self.nodes.values():
-            n.free = set(range(n.devices))
         pools: list[Pool] = []
+        members: list[list[NodeInfo]] = []
         pool_of: dict[tuple[str, str], int] = {}
         for n in self.nodes.values():
             key = (n.site, n.chip)
@@ -101,6 +106,7 @@ class SchedAdapter:
                 chip = self._chip(n.chip)
                 tdp = chip.tdp_w.value if chip is not None else None
                 pool_of[key] = len(pools)
+                members.append([])
                 pools.append(Pool(
                     index=len(pools), site=n.site, region=site.get("region"),
                     chip_type=chip.id if chip else n.chip, chip=chip, devices=0,
@@ -109,17 +115,15 @@ class SchedAdapter:
                     carbon_kg_kwh=float(site.get("carbon_kg_per_kwh", 0.55)),
                     wan_gbps=float(site.get("wan_gbps", 100.0)),
                     power_w=tdp if tdp else DEFAULT_POWER_W, power_known=bool(tdp)))
-            p = pool_of[key]
-            n.pool = p
-            old = pools[p]
-            pools[p] = Pool(**{**{k: getattr(old, k) for k in old.__dataclass_fields__},
-                               "devices": old.devices + n.devices})
+            n.pool = pool_of[key]
+            members[n.pool].append(n)
+        # the scheduler's node ids are the database's node names (unique), so decisions,
+        # allocations, agents and node events all speak of the same nodes
+        pools = [replace(pl, devices=sum(n.devices for n in ms),
+                         nodes=tuple(n.devices for n in ms),
+                         node_ids=tuple(n.name for n in ms))
+                 for pl, ms in zip(pools, members, strict=True)]
         self.cluster = ClusterSpec(pools=pools, fleet_name="service")
-        # per pool: free-device count -> nodes with exactly that many free
-        self.buckets: list[dict[int, set[str]]] = [{} for _ in pools]
-        for n in self.nodes.values():
-            if n.free:
-                self.buckets[n.pool].setdefault(len(n.free), set()).add(n.name)
         chips = {p.chip_type: p.chip for p in pools}
         self.sched = Scheduler(self.cluster, get_policy(policy),
                                ServiceThroughput(chips), round_s=round_s, queues=queues)
@@ -127,6 +131,8 @@ class SchedAdapter:
         self.db_of: dict[str, int] = {}
         self.requeues: dict[int, int] = {}
         self.held: dict[int, Placement] = {}  # db job id -> devices it holds (active alloc)
+        # (node, device index) -> db job id whose launch still holds it (until it ends)
+        self.busy: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ helpers
     def _chip(self, name: str) -> Chip | None:
@@ -226,102 +232,102 @@ class SchedAdapter:
             self.sched.stopped_externally(key, now)
 
     def schedule(self, now: float) -> list[tuple[int, Decision]]:
-        from suanli.sched.cluster import ClusterState
-
-        free = [sum(k * len(names) for k, names in b.items()) * 1000 for b in self.buckets]
-        import numpy as np
-
-        decisions = self.sched.schedule(now, ClusterState(np.asarray(free, dtype=np.int64)))
+        decisions = self.sched.schedule(now)
         return [(self.db_of[d.job_id], d) for d in decisions if d.job_id in self.db_of]
 
     def next_wakeup(self, now: float) -> float | None:
         return self.sched.next_wakeup(now)
 
     # ------------------------------------------------------------------ devices
-    def _set_free(self, n: NodeInfo, free: set[int]) -> None:
-        """Change a node's free devices, keeping the per-pool free-count buckets right."""
-        b = self.buckets[n.pool]
-        old = len(n.free)
-        if old:
-            b[old].discard(n.name)
-        n.free = free
-        if free:
-            b.setdefault(len(free), set()).add(n.name)
-
-    def place(self, db_id: int, pool: int, gang: int) -> Placement | None:
-        """Concrete devices for a start in ``pool`` (None: not free yet, e.g. the preempted
-        job there has not stopped). Best fit on one node (the node with the fewest free
-        devices that still holds the gang), else the fewest nodes, largest first. Nodes are
-        kept in buckets by free-device count, so this costs O(devices per node), not
-        O(nodes in the pool)."""
-        b = self.buckets[pool]
-        counts = sorted(k for k, names in b.items() if names)
-        if sum(k * len(b[k]) for k in counts) < gang:
+    def place(self, db_id: int, decision: Decision) -> Placement | None:
+        """The devices of a start decision (the scheduler's choice), recorded as held; None
+        while one of them is still held by a launch that has not ended yet (a preempted or
+        moved job within its grace period): the caller retries on a later pass."""
+        if not decision.placement:
             return None
-        chosen: list[tuple[str, list[int]]] = []
-        fit = next((k for k in counts if k >= gang), None)
-        if fit is not None:
-            n = min(b[fit])
-            chosen.append((n, sorted(self.nodes[n].free)[:gang]))
-        else:
-            left = gang
-            for k in reversed(counts):
-                for n in sorted(b[k]):
-                    take = sorted(self.nodes[n].free)[: min(k, left)]
-                    chosen.append((n, take))
-                    left -= len(take)
-                    if left == 0:
-                        break
-                if left == 0:
-                    break
-        for n, devs in chosen:
-            node = self.nodes[n]
-            self._set_free(node, node.free - set(devs))
-        first = self.nodes[chosen[0][0]]
-        pl = Placement(job_id=db_id, pool=self.pool_label(pool), site=first.site,
-                       chip=self.cluster.pools[pool].chip_type, vendor=first.vendor,
-                       nodes=[n for n, _ in chosen], devices=[d for _, d in chosen],
-                       simulated=all(self.nodes[n].simulated for n, _ in chosen))
-        self.held[db_id] = pl
+        if any(self.busy.get((n, i), db_id) != db_id
+               for n, idx in decision.placement for i in idx):
+            return None
+        names = [n for n, _ in decision.placement]
+        if any(n not in self.nodes for n in names):
+            return None
+        first = self.nodes[names[0]]
+        pl = Placement(job_id=db_id, pool=self.pool_label(decision.pool), site=first.site,
+                       chip=self.cluster.pools[decision.pool].chip_type, vendor=first.vendor,
+                       nodes=names, devices=[list(idx) for _, idx in decision.placement],
+                       simulated=all(self.nodes[n].simulated for n in names))
+        self._hold(pl)
         return pl
 
-    def hold(self, db_id: int, nodes: list[str], devices: list[list[int]]) -> None:
-        """Mark devices of an existing active allocation as busy (rebuild)."""
-        for n, devs in zip(nodes, devices, strict=False):
-            if n in self.nodes:
-                node = self.nodes[n]
-                self._set_free(node, node.free - set(devs))
-        if nodes and nodes[0] in self.nodes:
-            first = self.nodes[nodes[0]]
-            self.held[db_id] = Placement(db_id, self.pool_label(first.pool), first.site,
-                                         self.cluster.pools[first.pool].chip_type,
-                                         first.vendor, nodes, devices, first.simulated)
+    def _hold(self, pl: Placement) -> None:
+        self.held[pl.job_id] = pl
+        for n, devs in zip(pl.nodes, pl.devices, strict=False):
+            for i in devs:
+                self.busy[(n, int(i))] = pl.job_id
+
+    def adopt(self, db_id: int, pool_label: str, nodes: list[str], devices: list[list[int]],
+              now: float) -> bool:
+        """Rebuild: an active allocation from the database. Its devices stay held until the
+        launch ends, whatever happens; the scheduler counts the job as running on exactly
+        those devices when they are known and free there (True), else (the node is gone or
+        the fleet changed) the job stays waiting and cannot start again before its
+        allocation ends."""
+        first = self.nodes.get(nodes[0]) if nodes else None
+        self._hold(Placement(
+            db_id, pool_label, first.site if first else "", first.chip if first else "",
+            first.vendor if first else None, list(nodes), [list(d) for d in devices],
+            first.simulated if first else False))
+        key = self.key_of.get(db_id)
+        if key is None:
+            return False
+        return self.sched.adopt_on(key, [(n, tuple(d)) for n, d in
+                                         zip(nodes, devices, strict=False)], now) is not None
 
     def release(self, db_id: int) -> None:
+        """The job's launch ended: its devices are physically free again."""
         pl = self.held.pop(db_id, None)
         if pl is None:
             return
         for n, devs in zip(pl.nodes, pl.devices, strict=False):
-            if n in self.nodes:
-                node = self.nodes[n]
-                self._set_free(node, node.free | set(devs))
+            for i in devs:
+                if self.busy.get((n, int(i))) == db_id:
+                    del self.busy[(n, int(i))]
 
-    def mark_running(self, db_id: int, pool_label: str, now: float) -> None:
-        """Rebuild: the job already runs in ``pool_label``; tell the scheduler."""
-        key = self.key_of.get(db_id)
-        if key is None:
-            return
-        pool = next((p.index for p in self.cluster.pools if p.label == pool_label), None)
+    def node_failed(self, name: str, now: float) -> list[int]:
+        """A node is lost: the scheduler drops its capacity and stops exactly the jobs that
+        held a device on it (they wait again, from their last checkpoint). Returns their
+        database ids; their launches' devices stay held until the launches end."""
+        if name not in self.sched.nodes or self.sched.nodes[name][2] != "up":
+            return []
+        return [self.db_of[k] for k in self.sched.on_node_failed(name, now)
+                if k in self.db_of]
+
+    def node_drained(self, name: str, now: float) -> None:
+        """No new work on the node; what runs there finishes."""
+        if name in self.sched.nodes and self.sched.nodes[name][2] == "up":
+            self.sched.on_node_drained(name, now)
+
+    def node_added(self, info: NodeInfo, now: float) -> bool:
+        """A node joins a pool the scheduler already has (same site and chip): True. False
+        when it needs a new pool (the caller rebuilds the scheduler from the database)."""
+        chip = self._chip(info.chip)
+        chip_type = chip.id if chip else info.chip
+        pool = next((p for p in self.cluster.pools
+                     if p.site == info.site and p.chip_type == chip_type), None)
         if pool is None:
-            return
-        # None when over-committed after a fleet change: the scheduler will not count it
-        self.sched.adopt_running(key, pool, now)
+            return False
+        if info.name in self.sched.nodes and self.sched.nodes[info.name][2] == "up":
+            return True
+        self.sched.on_node_added(info.name, pool.index, info.devices, now)
+        info.pool = pool.index
+        self.nodes[info.name] = info
+        return True
 
     def busy_by_pool(self) -> dict[str, int]:
+        """Devices held by launches, per pool label."""
         out: dict[str, int] = {}
-        for n in self.nodes.values():
-            label = self.pool_label(n.pool)
-            out[label] = out.get(label, 0) + n.devices - len(n.free)
+        for pl in self.held.values():
+            out[pl.pool] = out.get(pl.pool, 0) + sum(len(d) for d in pl.devices)
         return out
 
     @property
