@@ -17,8 +17,9 @@ belongs to the token's tenant and to the site the agent names (``--site``, defau
   wrapped executor;
 * :class:`AgentMonitor` (a hook of the scheduler loop, run by the leader once per pass) marks
   a node ``lost`` after ``lost_after`` missed heartbeats, releases its allocations and puts
-  their jobs back to the queue, and asks the loop to rebuild the scheduler when the set of
-  ready nodes changed (a registration, a loss, a node coming back).
+  their jobs back to the queue, and hands the loop the changes of the set of ready nodes as
+  the scheduler's node events with the same node ids (a loss: ``on_node_failed``; a
+  registration or a node coming back: ``on_node_added``; a new site x chip type: a rebuild).
 """
 
 
@@ -330,8 +331,11 @@ class AgentMonitor:
     def timeout_s(self) -> float:
         return self.heartbeat_s * self.lost_after
 
-    def __call__(self) -> bool:
-        """One check; True when the scheduler must be rebuilt from the database."""
+    def __call__(self) -> bool | list[tuple[str, str]]:
+        """One check: the changes of the ready fleet since the last one as the scheduler's
+        node events ``(kind, node name)``: ``failed`` (lost, or gone otherwise), ``added``
+        (registered, or back); True (rebuild from the database) when a ready node changed
+        its devices or node group; False when nothing changed."""
         now = utcnow()
         cutoff = now - timedelta(seconds=self.timeout_s)
         with self.write_lock, self.sessions() as s:
@@ -348,9 +352,15 @@ class AgentMonitor:
             s.commit()
             fp = tuple(s.execute(select(NodeRow.name, NodeRow.devices, NodeRow.group_id)
                                  .where(NodeRow.state == "ready").order_by(NodeRow.id)).all())
-        changed = self._fingerprint is not None and fp != self._fingerprint
-        self._fingerprint = fp
-        return changed
+        old, self._fingerprint = self._fingerprint, fp
+        if old is None or fp == old:
+            return False
+        before = {name: rest for name, *rest in old}
+        after = {name: rest for name, *rest in fp}
+        if any(before[n] != after[n] for n in before.keys() & after.keys()):
+            return True
+        return ([("failed", n) for n in before if n not in after] +
+                [("added", n) for n in after if n not in before])
 
     def _requeue_jobs(self, s: Session, node: str, reason: str) -> int:
         n = 0

@@ -200,8 +200,7 @@ class SchedulerLoop:
                         log.info("became the scheduling leader")
                         self.leader = True
                         self.rebuild()
-                    if any([h() for h in self.hooks]):
-                        self.rebuild()
+                    self._node_changes([h() for h in self.hooks])
                     self.run_pass()
                 else:
                     if self.leader:
@@ -221,6 +220,7 @@ class SchedulerLoop:
     def rebuild(self) -> None:
         """Scheduler state from the database (desired and observed), never from memory."""
         self._mirror = None
+        self._deferred: dict[int, Any] = {}  # starts decided by the previous scheduler: void
         with self.write_lock, self.sessions() as s:
             sites = {r.name: {"region": r.region, "pue": r.pue,
                               "electricity_price_cny_kwh": r.electricity_price_cny_kwh,
@@ -257,6 +257,47 @@ class SchedulerLoop:
         self._last_full = time.monotonic()
         log.info("rebuilt: %d nodes, %d active jobs, %d allocations",
                  len(nodes), len(jobs), len(allocs))
+
+    def _node_changes(self, results: list[Any]) -> None:
+        """What the hooks reported: True = rebuild from the database; a list of
+        ``(kind, node name)`` = the scheduler's node events, same node ids (the node names):
+        ``failed`` (:meth:`Scheduler.on_node_failed`: exactly the jobs holding a device there
+        wait again, from their last checkpoint; the agent monitor has already released their
+        allocations and put them back to pending), ``drained``, ``added`` (a node of a pool
+        the scheduler does not have yet rebuilds it)."""
+        if any(r is True for r in results):
+            self.rebuild()
+            return
+        events = [e for r in results if isinstance(r, list) for e in r]
+        ad = self.adapter
+        if not events or ad is None:
+            return
+        now = time.time()
+        deferred: dict[int, Any] = getattr(self, "_deferred", {})
+        with self.sessions() as s:
+            for kind, name in events:
+                if kind == "failed":
+                    for db_id in ad.node_failed(name, now):
+                        deferred.pop(db_id, None)
+                    for db_id in [j for j, pl in ad.held.items() if name in pl.nodes]:
+                        ad.release(db_id)
+                elif kind == "drained":
+                    ad.node_drained(name, now)
+                else:
+                    row = s.execute(select(NodeRow, NodeGroupRow, SiteRow.name)
+                                    .join(NodeGroupRow, NodeGroupRow.id == NodeRow.group_id)
+                                    .join(SiteRow, SiteRow.id == NodeGroupRow.site_id)
+                                    .where(NodeRow.name == name, NodeRow.state == "ready")
+                                    ).first()
+                    if row is not None:
+                        n, g, site = row
+                        info = NodeInfo(name=n.name, site=site, chip=g.chip, vendor=g.vendor,
+                                        devices=n.devices, simulated=n.simulated)
+                        if not ad.node_added(info, now):
+                            self.rebuild()  # a new pool (site x chip type)
+                            return
+        self._mirror = None  # the monitor changed allocations: re-read them
+        log.info("node events: %s", ", ".join(f"{k} {n}" for k, n in events))
 
     # ------------------------------------------------------------------ one pass
     def run_pass(self) -> None:
