@@ -205,3 +205,72 @@ def test_live_gang_sees_its_devices_and_a_burst_never_double_books(tmp_path: Pat
             wait_state(c, i, {"cancelled"})
         time.sleep(0.2)
         _no_overlap(_allocs(live))
+
+
+def test_live_node_failure_requeues_exactly_its_jobs(tmp_path: Path) -> None:
+    from suanli.service.agents import AgentMonitor
+    from suanli.service.db import NodeRow
+
+    with live_service("sqlite", tmp_path) as live:
+        c = live.admin
+        loop = live.svc.loop
+        assert loop is not None
+        mon = next(h for h in loop.hooks if isinstance(h, AgentMonitor))
+
+        def job(name: str, gang: int) -> int:
+            return int(c.post("/jobs", json={
+                "name": name, "command": ["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"],
+                "resources": {"devices": gang, "chips": ["H800"]}, "duration_s": 60}
+            ).json()["id"])
+
+        a, b = job("a", 4), job("b", 4)
+        ja, jb = wait_state(c, a, {"running"}), wait_state(c, b, {"running"})
+        lost = ja["allocation"]["nodes"][0]
+        assert jb["allocation"]["nodes"] == [n for n in ("site-a/h800/000", "site-a/h800/001")
+                                             if n != lost]
+        waiting = job("c", 2)
+        # the node is lost: the monitor releases its allocations and requeues their jobs (as
+        # for a silent agent); the loop turns that into Scheduler.on_node_failed
+        with live.svc.sessions() as s:
+            node = s.scalar(select(NodeRow).where(NodeRow.name == lost))
+            assert node is not None
+            node.state = "lost"
+            assert mon._requeue_jobs(s, lost, "node lost (test)") == 1
+            s.commit()
+        loop.wake()
+        end = time.monotonic() + 20
+        while True:
+            ad = loop.adapter
+            if ad is not None and ad.sched.nodes[lost][2] == "failed":
+                break
+            assert time.monotonic() < end, "the loop did not apply the node failure"
+            time.sleep(0.1)
+        assert ad.sched.job_state(ad.key_of[a]) == "waiting"
+        assert ad.sched.job_state(ad.key_of[b]) == "running"
+        assert ad.sched.job_state(ad.key_of[waiting]) == "waiting"
+        time.sleep(1.0)
+        assert c.get(f"/jobs/{a}").json()["state"] == "pending"
+        assert c.get(f"/jobs/{waiting}").json()["state"] == "pending"  # nothing on a lost node
+        live.svc.executor.cancel(ja["allocation"]["launch_id"], 1.0)  # the dead node's process
+        # the node comes back (same id): on_node_added, the waiting jobs run there
+        from datetime import UTC, datetime
+
+        from suanli.service.db import as_utc
+
+        back = datetime.now(UTC)
+        with live.svc.sessions() as s:
+            node = s.scalar(select(NodeRow).where(NodeRow.name == lost))
+            assert node is not None
+            node.state = "ready"
+            s.commit()
+        loop.wake()
+        ja2 = wait_state(c, a, {"running"})
+        assert ja2["allocation"]["nodes"] == [lost] and ja2["attempts"] == 2
+        # nothing was placed on the node while it was lost
+        assert all(as_utc(x.created_at) >= back for x in _allocs(live)
+                   if lost in x.nodes and (x.job_id, x.attempt) != (a, 1))
+        # the gang of 2 still waits (no room): cancel it first, then the running gangs
+        for j in (waiting, a, b):
+            c.post(f"/jobs/{j}/cancel")
+            wait_state(c, j, {"cancelled"})
+        _no_overlap(_allocs(live))
