@@ -165,11 +165,17 @@ def test_live_gang_sees_its_devices_and_a_burst_never_double_books(tmp_path: Pat
         assert (out / "k").read_text().strip() == "0,1"
         # a gang of 8 H800 spans both 4-device nodes
         jid = c.post("/jobs", json={
-            "name": "g8", "command": ["sh", "-c", f"echo $CUDA_VISIBLE_DEVICES > {out}/g8"],
+            "name": "g8", "command": ["sh", "-c", "echo $SUANLI_NODE $CUDA_VISIBLE_DEVICES "
+                                                  f"> {out}/g8-$SUANLI_NODE_RANK"],
             "resources": {"devices": 8, "chips": ["H800"]}, "duration_s": 1}).json()["id"]
         assert wait_state(c, jid, {"succeeded"})["state"] == "succeeded"
         (a,) = [x for x in _allocs(live) if x.job_id == jid]
         assert len(a.nodes) == 2 and [sorted(d) for d in a.devices] == [[0, 1, 2, 3]] * 2
+        # one process per node, each seeing that node's devices
+        assert sorted(f.name for f in out.glob("g8-*")) == ["g8-0", "g8-1"]
+        for r in (0, 1):
+            assert (out / f"g8-{r}").read_text().split() == [
+                a.nodes[r], ",".join(map(str, a.devices[r]))]
         # a burst: more demand than devices, every allocation disjoint while it lasts
         ids = [c.post("/jobs", json={
             "name": f"b{i}", "command": ["sh", "-c", "sleep 0.3"],

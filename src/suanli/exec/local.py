@@ -24,6 +24,7 @@ set all the same (``SUANLI_SIMULATED_DEVICES=1`` tells the job).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -67,22 +68,35 @@ with open("/proc/self/stat") as f:
 put("pid", "%d %s" % (os.getpid(), start))
 signal.signal(signal.SIGTERM, lambda s, f: None)
 signal.signal(signal.SIGINT, lambda s, f: None)
+import json, time
+# one process per node of the placement (its visibility variable set to that node's devices),
+# all in this launch's process group; one node: the environment as given
+per_node = json.loads(os.environ.pop("SUANLI_RUNNER_NODES", "") or "[{}]")
+ps = []
 try:
-    p = subprocess.Popen(cmd, cwd=os.environ.get("SUANLI_WORKDIR") or None)
+    for extra in per_node:
+        ps.append(subprocess.Popen(cmd, cwd=os.environ.get("SUANLI_WORKDIR") or None,
+                                   env={**os.environ, **extra}))
 except OSError as e:
     sys.stderr.write("suanli: cannot start %r: %s\n" % (cmd[0], e.strerror))
     sys.stderr.flush()
+    if ps:
+        os.killpg(0, signal.SIGKILL)
     put("exit", "127")
     sys.exit(0)
+end = time.monotonic() + limit if limit > 0 else None
 try:
-    rc = p.wait(timeout=limit if limit > 0 else None)
+    rcs = [p.wait(timeout=None if end is None else max(0.0, end - time.monotonic()))
+           for p in ps]
+    rc = next((r for r in rcs if r != 0), 0)
 except subprocess.TimeoutExpired:
     put("timeout", "1")
     sys.stderr.write("suanli: time limit of %gs reached, stopping\n" % limit)
     sys.stderr.flush()
     os.killpg(0, signal.SIGTERM)
     try:
-        rc = p.wait(timeout=grace)
+        rcs = [p.wait(timeout=grace) for p in ps]
+        rc = next((r for r in rcs if r != 0), 0)
     except subprocess.TimeoutExpired:
         put("exit", "-9")
         os.killpg(0, signal.SIGKILL)
@@ -195,6 +209,12 @@ class LocalExecutor:
         env.update(spec.env)
         devices = spec.devices[0] if spec.devices else []
         env.update(visibility_env(spec.vendor, devices))
+        if len(spec.devices) > 1:
+            # a gang over several nodes: one process per node, each seeing that node's devices
+            env["SUANLI_RUNNER_NODES"] = json.dumps([
+                {**visibility_env(spec.vendor, ds),
+                 "SUANLI_NODE": spec.nodes[i] if i < len(spec.nodes) else str(i),
+                 "SUANLI_NODE_RANK": str(i)} for i, ds in enumerate(spec.devices)])
         vis = visibility_for(spec.vendor)
         env.update({
             "SUANLI_JOB_ID": spec.job_id,
