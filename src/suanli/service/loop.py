@@ -236,11 +236,10 @@ class SchedulerLoop:
         self._cancels: set[int] = set()
         self._poll_at = 0.0
         self._poll_cursor = 0
-        # sweep cursors: (last time, last key) of the active launches (job id, alloc id),
-        # the pending jobs and the jobs the scheduler knows (job ids)
+        # sweep cursors: (last time, last key) of the active launches (job id, alloc id)
+        # and of the pending jobs and the jobs the scheduler knows (job id)
         self._launch_sweep: tuple[float, tuple[int, int]] = (0.0, (0, 0))
         self._pending_sweep: tuple[float, int] = (0.0, 0)
-        self._known_sweep: tuple[float, int] = (0.0, 0)
         self._pending_n = 0  # pending jobs counted by the last whole pending sweep
         self._pending_count = 0
 
@@ -334,7 +333,6 @@ class SchedulerLoop:
         t = time.monotonic()
         self._launch_sweep = (t, (0, 0))
         self._pending_sweep = (t, 0)
-        self._known_sweep = (t, 0)
         self._pending_n = self._pending_count = 0
         log.info("rebuilt: %d nodes, %d active jobs, %d allocations",
                  len(nodes), len(jobs), len(allocs))
@@ -402,17 +400,9 @@ class SchedulerLoop:
             if only is None:
                 self._reread_slice(s, q, mirror)
                 rows = self._to_poll(mirror)
-            todo = [r[0] for r in rows if not r[2]]
-            keep: list[Any] = []  # the session's identity map holds them weakly
-            done: tuple[AllocationRow, JobRow] | None = None
-            for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
-                keep += s.execute(select(AllocationRow, JobRow)
-                          .join(JobRow, JobRow.id == AllocationRow.job_id)
-                          .where(AllocationRow.id.in_(todo[i:i + 500]))).all()
+            # poll first; then load the launches that need something done, 500 per query
+            changed: list[tuple[int, int, Any]] = []
             for aid, launch_id, launched, stop_reason, jid, jstate, cancel in rows:
-                if done is not None:
-                    _remember(mirror, *done)
-                done = None
                 st = None
                 if launched:
                     st = self.executor.poll(launch_id)
@@ -423,6 +413,18 @@ class SchedulerLoop:
                             st.state == ExecState.STARTING
                             or (st.state == ExecState.RUNNING and jstate == running)):
                         continue  # nothing changed
+                changed.append((aid, jid, st))
+            keep: list[Any] = []  # the session's identity map holds them weakly
+            for i in range(0, len(changed), 500):
+                keep += s.execute(select(AllocationRow, JobRow)
+                                  .join(JobRow, JobRow.id == AllocationRow.job_id)
+                                  .where(AllocationRow.id.in_(
+                                      [c[0] for c in changed[i:i + 500]]))).all()
+            done: tuple[AllocationRow, JobRow] | None = None
+            for aid, jid, st in changed:
+                if done is not None:
+                    _remember(mirror, *done)
+                done = None
                 a = s.get(AllocationRow, aid)
                 job = s.get(JobRow, jid)
                 if a is None or job is None or not a.active:  # ended meanwhile
@@ -566,12 +568,12 @@ class SchedulerLoop:
         self._pool.submit(work)
 
     def _ingest(self, ad: SchedAdapter, now: float) -> None:
-        """New pending jobs (above the id watermark, at most ``INGEST_MAX`` a pass), and a
-        slice of each of two sweeps (see :func:`_slice`; each job within ``RESYNC_S``): the
-        pending jobs in the database (one committed late below the watermark, as a
-        PostgreSQL sequence allows, is taken in) and the jobs the scheduler waits for (one
-        no longer pending, such as a waiting job cancelled through any replica, is
-        forgotten)."""
+        """New pending jobs (above the id watermark, at most ``INGEST_MAX`` a pass), and one
+        slice of a sweep over job ids (see :func:`_slice`; each job within ``RESYNC_S``)
+        comparing the pending jobs in the database with the jobs the scheduler knows: a
+        pending job it does not know (committed late below the watermark, as a PostgreSQL
+        sequence allows) is taken in, a job it waits for that is no longer pending (a
+        waiting job cancelled through any replica) is forgotten."""
         pending = JobRow.state == JobState.PENDING.value
         cols = select(JobRow.id, JobRow.spec, JobRow.submitted_at)
         t = time.monotonic()
@@ -580,21 +582,37 @@ class SchedulerLoop:
                                   .order_by(JobRow.id).limit(INGEST_MAX)).all())
             if rows:
                 self._watermark = rows[-1][0]
-            # sweep 1: pending ids in the database the scheduler does not know
+            # one slice of the sweep over job ids: the pending ids in the database and the
+            # ids the scheduler knows, both in (lo, hi] and at most k of each
             last_t, lo = self._pending_sweep
             k = _slice(max(self._pending_n, len(ad.key_of)), t - last_t)
-            ids = list(s.scalars(select(JobRow.id).where(pending, JobRow.id > lo)
-                                 .order_by(JobRow.id).limit(k)))
-            self._pending_count += len(ids)
+            known = ad.known_from(lo, k)
+            hi = known[-1] if len(known) == k else None
+            qp = select(JobRow.id).where(pending, JobRow.id > lo)
+            if hi is not None:
+                qp = qp.where(JobRow.id <= hi)
+            ids = list(s.scalars(qp.order_by(JobRow.id).limit(k)))
             if len(ids) == k:
-                self._pending_sweep = (t, ids[-1])
+                hi = ids[-1] if hi is None else min(hi, ids[-1])
+            self._pending_count += len(ids)
+            if hi is not None:
+                self._pending_sweep = (t, hi)
             else:  # the end: start over
                 self._pending_sweep = (t, 0)
                 self._pending_n, self._pending_count = self._pending_count, 0
+            # pending jobs the scheduler does not know (committed late below the watermark)
             seen = {r[0] for r in rows}
             new = [i for i in ids if not ad.knows(i) and i not in seen]
             for i in range(0, len(new), 500):
                 rows += s.execute(cols.where(JobRow.id.in_(new[i:i + 500]), pending)).all()
+            # jobs the scheduler waits for that are no longer pending (cancelled)
+            still = set(ids)
+            for jid in known:
+                if hi is not None and jid > hi:
+                    break
+                if jid not in still and jid not in ad.held and jid in ad.key_of and \
+                        ad.sched.job_state(ad.key_of[jid]) == "waiting":
+                    ad.forget(jid, now)
             for jid, spec, sub in rows:
                 if ad.knows(jid):
                     continue
@@ -606,18 +624,6 @@ class SchedulerLoop:
                                       updated_at=utcnow()))
                     s.add(JobEventRow(job_id=jid, state=JobState.UNRUNNABLE.value,
                                       reason=reason[:2000]))
-            # sweep 2: jobs the scheduler waits for that are no longer pending (cancelled)
-            last_t, lo = self._known_sweep
-            k = _slice(len(ad.key_of), t - last_t)
-            known = ad.known_from(lo, k)
-            self._known_sweep = (t, known[-1] if len(known) == k else 0)
-            waiting = [j for j in known if j not in ad.held and j in ad.key_of
-                       and ad.sched.job_state(ad.key_of[j]) == "waiting"]
-            for i in range(0, len(waiting), 500):
-                for jid in s.scalars(select(JobRow.id).where(
-                        JobRow.id.in_(waiting[i:i + 500]), JobRow.state !=
-                        JobState.PENDING.value)):
-                    ad.forget(jid, now)
             s.commit()
 
     def _decide(self, ad: SchedAdapter, now: float) -> None:
