@@ -67,9 +67,13 @@ POLL_S = 1.0
 POLL_MAX = 5000
 
 
-def _slice(n: int, elapsed: float, period: float = RESYNC_S, lo: int = RESYNC_MIN,
-           hi: int = RESYNC_MAX) -> int:
-    """Rows for this pass's slice of a sweep over ``n`` rows, ``elapsed`` s after the last."""
+def _slice(n: int, elapsed: float, period: float | None = None, lo: int | None = None,
+           hi: int | None = None) -> int:
+    """Rows for this pass's slice of a sweep over ``n`` rows, ``elapsed`` s after the last
+    (by default each row within ``RESYNC_S``, ``RESYNC_MIN`` to ``RESYNC_MAX`` rows)."""
+    period = RESYNC_S if period is None else period
+    lo = RESYNC_MIN if lo is None else lo
+    hi = RESYNC_MAX if hi is None else hi
     return max(lo, min(hi, math.ceil(n * max(elapsed, 0.0) / period)))
 
 
