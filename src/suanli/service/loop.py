@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +65,9 @@ INGEST_MAX = 5000
 POLL_ALL = 2000
 POLL_S = 1.0
 POLL_MAX = 5000
+
+
+_TOP = 2**63  # above every allocation id
 
 
 def _slice(n: int, elapsed: float, period: float | None = None, lo: int | None = None,
@@ -240,9 +243,9 @@ class SchedulerLoop:
         self._cancels: set[int] = set()
         self._poll_at = 0.0
         self._poll_cursor = 0
-        # sweep cursors: (last time, last key) of the active launches (job id, alloc id)
-        # and of the pending jobs and the jobs the scheduler knows (job id)
-        self._launch_sweep: tuple[float, tuple[int, int]] = (0.0, (0, 0))
+        # sweep cursors: (last time, last job id) of the active launches and of the pending
+        # jobs and the jobs the scheduler knows
+        self._launch_sweep: tuple[float, int] = (0.0, 0)
         self._pending_sweep: tuple[float, int] = (0.0, 0)
         self._pending_n = 0  # pending jobs counted by the last whole pending sweep
         self._pending_count = 0
@@ -335,7 +338,7 @@ class SchedulerLoop:
             s.commit()
         self.adapter = ad
         t = time.monotonic()
-        self._launch_sweep = (t, (0, 0))
+        self._launch_sweep = (t, 0)
         self._pending_sweep = (t, 0)
         self._pending_n = self._pending_count = 0
         log.info("rebuilt: %d nodes, %d active jobs, %d allocations",
@@ -394,7 +397,7 @@ class SchedulerLoop:
                 mirror = self._mirror = _Mirror()
                 for r in s.execute(q.order_by(AllocationRow.job_id, AllocationRow.id)):
                     mirror.put(list(r))
-                self._launch_sweep = (time.monotonic(), (0, 0))
+                self._launch_sweep = (time.monotonic(), 0)
             ids = sorted(set(only or ()) | cancels)
             for i in range(0, len(ids), 500):
                 rows += [list(r) for r in
@@ -464,22 +467,28 @@ class SchedulerLoop:
             s.commit()
 
     def _reread_slice(self, s: Session, q: Any, mirror: _Mirror) -> None:
-        """Re-read the next slice of the active launches (keyset by job id, alloc id); the
-        mirror's launches in the slice's range that are no longer active are dropped."""
+        """Re-read the next slice of the active launches (keyset by job id on the index
+        ``ix_allocations_active``); the mirror's launches in the slice's range that are no
+        longer active are dropped. One row more than the slice is read and its job left to
+        the next slice, so that a job's launches are never split between two slices."""
         t = time.monotonic()
         last_t, lo = self._launch_sweep
         k = _slice(len(mirror), t - last_t)
         got = [list(r) for r in s.execute(
-            q.where(tuple_(AllocationRow.job_id, AllocationRow.id) > tuple_(*lo))
-            .order_by(AllocationRow.job_id, AllocationRow.id).limit(k))]
-        hi = (got[-1][4], got[-1][0]) if len(got) == k else None
+            q.where(AllocationRow.job_id > lo).order_by(AllocationRow.job_id).limit(k + 1))]
+        hi: int | None = None
+        if len(got) == k + 1:
+            hi = got[-1][4]
+            cut = [r for r in got if r[4] != hi]
+            if cut:
+                got, hi = cut, cut[-1][4]
         seen = {r[0] for r in got}
-        for aid in mirror.between(lo, hi):
+        for aid in mirror.between((lo, _TOP), None if hi is None else (hi, _TOP)):
             if aid not in seen:
                 mirror.pop(aid)
         for r in got:
             mirror.put(r)
-        self._launch_sweep = (t, hi if hi is not None else (0, 0))
+        self._launch_sweep = (t, hi if hi is not None else 0)
 
     def _to_poll(self, mirror: _Mirror) -> list[list[Any]]:
         """The share of the active launches to poll in this pass (all of them up to
