@@ -7,6 +7,7 @@ real PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -125,7 +126,7 @@ def test_every_running_launch_reread_within_the_bound(setup: Any) -> None:
         seen.append(sum(1 for lid in set(ex.cancelled) if lid in running))
     assert seen[0] <= SLICE + 1  # a bounded slice per pass, not all 80 at once
     assert seen[-1] == 80, seen  # every launch re-read within the bound
-    assert all(b - a <= SLICE + 1 for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert all(b - a <= SLICE + 1 for a, b in itertools.pairwise(seen)), seen
     for _ in range(3):
         loop.run_pass()
     with sessions() as s:
