@@ -52,10 +52,12 @@ LOCK_KEY = 0x5355414E4C49  # "SUANLI"
 # Each sweep (the active launches; the pending jobs; the jobs the scheduler waits for) takes
 # ceil(n * seconds since the last slice / RESYNC_S) rows per pass, at least RESYNC_MIN and at
 # most RESYNC_MAX: every row is re-read within RESYNC_S as long as RESYNC_MAX rows per pass
-# cover n in RESYNC_S (at 2 passes/s: 50,000), beyond that within ceil(n / RESYNC_MAX) passes.
+# cover n in RESYNC_S (at 2 passes/s: 10,000), beyond that within ceil(n / RESYNC_MAX) passes.
+# (The caps keep a slow pass from making the next one slower: at 5,000 rows, passes slowed
+# by a loaded machine grew their slices to the cap and took 0.5-0.8 s each.)
 RESYNC_S = 5.0
 RESYNC_MIN = 200
-RESYNC_MAX = 5000
+RESYNC_MAX = 1000
 # new pending jobs (above the id watermark) taken in by one pass at most; the rest next pass
 INGEST_MAX = 5000
 # polling: up to POLL_ALL launches, every one each pass; beyond, a rotating share per pass so
@@ -64,7 +66,7 @@ INGEST_MAX = 5000
 # steady state (not launched, starting, stopping, cancel requested) each pass
 POLL_ALL = 2000
 POLL_S = 1.0
-POLL_MAX = 5000
+POLL_MAX = 2000
 
 
 _TOP = 2**63  # above every allocation id
