@@ -13,6 +13,7 @@ and polls the rest, so a crash between any two steps heals and nothing starts tw
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import logging
@@ -46,12 +47,91 @@ from suanli.service.sched_adapter import NodeInfo, SchedAdapter
 
 log = logging.getLogger("suanli.scheduler")
 LOCK_KEY = 0x5355414E4C49  # "SUANLI"
-FULL_RESYNC_S = 5.0
+# The database is re-read in slices, a bounded number of rows per pass (keyset pagination by
+# job id), so that no pass does work proportional to the number of running or pending jobs.
+# Each sweep (the active launches; the pending jobs; the jobs the scheduler waits for) takes
+# ceil(n * seconds since the last slice / RESYNC_S) rows per pass, at least RESYNC_MIN and at
+# most RESYNC_MAX: every row is re-read within RESYNC_S as long as RESYNC_MAX rows per pass
+# cover n in RESYNC_S (at 2 passes/s: 10,000), beyond that within ceil(n / RESYNC_MAX) passes.
+# (The caps keep a slow pass from making the next one slower: at 5,000 rows, passes slowed
+# by a loaded machine grew their slices to the cap and took 0.5-0.8 s each.)
+RESYNC_S = 5.0
+RESYNC_MIN = 200
+RESYNC_MAX = 1000
+# new pending jobs (above the id watermark) taken in by one pass at most; the rest next pass
+INGEST_MAX = 5000
 # polling: up to POLL_ALL launches, every one each pass; beyond, a rotating share per pass so
-# that each is polled about every POLL_S (the cost per second stays the same, but a pass
-# with tens of thousands of running jobs no longer polls them all)
+# that each is polled about every POLL_S, at most POLL_MAX per pass (beyond POLL_MAX * passes
+# per POLL_S launches, each within ceil(n / POLL_MAX) passes), plus every launch not in a
+# steady state (not launched, starting, stopping, cancel requested) each pass
 POLL_ALL = 2000
 POLL_S = 1.0
+POLL_MAX = 2000
+
+
+_TOP = 2**63  # above every allocation id
+
+
+def _slice(n: int, elapsed: float, period: float | None = None, lo: int | None = None,
+           hi: int | None = None) -> int:
+    """Rows for this pass's slice of a sweep over ``n`` rows, ``elapsed`` s after the last
+    (by default each row within ``RESYNC_S``, ``RESYNC_MIN`` to ``RESYNC_MAX`` rows)."""
+    period = RESYNC_S if period is None else period
+    lo = RESYNC_MIN if lo is None else lo
+    hi = RESYNC_MAX if hi is None else hi
+    return max(lo, min(hi, math.ceil(n * max(elapsed, 0.0) / period)))
+
+
+class _Mirror:
+    """The active launches as last read or written by the leader: allocation id -> [alloc id,
+    launch id, launched, stop reason, job id, job state, cancel requested]; their
+    (job id, alloc id) keys in order, for the sliced re-read and the polling in turns; and
+    the launches not in a steady state (polled every pass)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[Any]] = {}
+        self.keys: list[tuple[int, int]] = []
+        self.unsteady: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def put(self, r: list[Any]) -> None:
+        aid = r[0]
+        old = self.rows.get(aid)
+        if old is None:
+            key = (r[4], aid)
+            if not self.keys or key > self.keys[-1]:
+                self.keys.append(key)
+            else:
+                bisect.insort(self.keys, key)
+        self.rows[aid] = r
+        if r[2] and not r[3] and not r[6] and r[5] == JobState.RUNNING.value:
+            self.unsteady.discard(aid)
+        else:
+            self.unsteady.add(aid)
+
+    def pop(self, aid: int) -> None:
+        r = self.rows.pop(aid, None)
+        if r is None:
+            return
+        self.unsteady.discard(aid)
+        key = (r[4], aid)
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i]
+
+    def between(self, lo: tuple[int, int], hi: tuple[int, int] | None) -> list[int]:
+        """Allocation ids with ``lo < (job id, alloc id) <= hi`` (no ``hi``: to the end)."""
+        i = bisect.bisect_right(self.keys, lo)
+        j = len(self.keys) if hi is None else bisect.bisect_right(self.keys, hi)
+        return [k[1] for k in self.keys[i:j]]
+
+    def turn(self, start: int, k: int) -> list[list[Any]]:
+        """``k`` launches from position ``start`` on, wrapping around."""
+        n = len(self.keys)
+        keys = self.keys[start:start + k] + self.keys[:max(0, start + k - n)]
+        return [self.rows[a] for _, a in keys]
 
 
 class Leadership:
@@ -153,20 +233,24 @@ class SchedulerLoop:
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
         self._watermark = 0
-        self._last_full = 0.0
         self.passes = 0
         self.last_pass_s = 0.0
         # called by the leader before each pass; one returning True forces a rebuild from
         # the database (the agent monitor: nodes registered or lost)
         self.hooks: list[Any] = []
-        # the active launches as last read or written by this leader (allocation id ->
-        # [launch id, launched, stop reason, job id, job state, cancel requested]); re-read
-        # from the database every FULL_RESYNC_S, after a rebuild and for noted cancels
-        self._mirror: dict[int, list[Any]] | None = None
-        self._mirror_at = 0.0
+        # the active launches as last read or written by this leader; read whole after a
+        # rebuild, then re-read in slices (each within RESYNC_S), and at once for the jobs
+        # just decided and those whose cancel was noted through this process
+        self._mirror: _Mirror | None = None
         self._cancels: set[int] = set()
         self._poll_at = 0.0
         self._poll_cursor = 0
+        # sweep cursors: (last time, last job id) of the active launches and of the pending
+        # jobs and the jobs the scheduler knows
+        self._launch_sweep: tuple[float, int] = (0.0, 0)
+        self._pending_sweep: tuple[float, int] = (0.0, 0)
+        self._pending_n = 0  # pending jobs counted by the last whole pending sweep
+        self._pending_count = 0
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -254,7 +338,10 @@ class SchedulerLoop:
                 self._watermark = max(self._watermark, j.id)
             s.commit()
         self.adapter = ad
-        self._last_full = time.monotonic()
+        t = time.monotonic()
+        self._launch_sweep = (t, 0)
+        self._pending_sweep = (t, 0)
+        self._pending_n = self._pending_count = 0
         log.info("rebuilt: %d nodes, %d active jobs, %d allocations",
                  len(nodes), len(jobs), len(allocs))
 
@@ -329,13 +416,14 @@ class SchedulerLoop:
         """Launch what is committed but not launched; record what executors report (of the
         jobs ``only``, if given: the starts and stops just decided).
 
-        Every active launch is polled each pass, up to ``POLL_ALL`` of them; beyond, a
-        rotating share (see :meth:`_to_poll`). What the database says about them is re-read
-        (one light column query) every ``FULL_RESYNC_S``; in between, the launches come
-        from this leader's own record of what it read and wrote, plus the jobs whose cancel
-        was noted. Only the launches that need something done (launch, a state change, a
-        cancel) are loaded as ORM objects, so a pass with thousands of running jobs and a
-        few changes stays cheap.
+        The active launches come from the leader's mirror of what it read and wrote. After a
+        rebuild it is read whole; then each pass re-reads one slice of the active launches
+        in job-id order (see :func:`_slice`: each launch within ``RESYNC_S``), so a change
+        made by another replica (a cancel) is noticed within that bound, plus at once the
+        jobs just decided and those whose cancel was noted through this process. Each pass
+        polls a rotating share of the launches (see :meth:`_to_poll`). Only the launches
+        that need something done (launch, a state change, a cancel) are loaded as ORM
+        objects, so a pass with thousands of running jobs and a few changes stays cheap.
         """
         running = JobState.RUNNING.value
         q = (select(AllocationRow.id, AllocationRow.launch_id, AllocationRow.launched,
@@ -347,35 +435,23 @@ class SchedulerLoop:
         with self.write_lock, self.sessions() as s:
             rows: list[Any] = []
             mirror = self._mirror
-            t = time.monotonic()
-            if only is None and (mirror is None or (
-                    t - self._mirror_at > FULL_RESYNC_S
-                    and t - self._last_full <= FULL_RESYNC_S)):  # not with ingest's resync
-                rows = [list(r) for r in s.execute(q).all()]
-                mirror = self._mirror = {r[0]: r for r in rows}
-                self._mirror_at = time.monotonic()
-                # polled in this pass whatever their turn: the launches not in steady state
-                rows = [r for r in rows if r[3] or r[6] or r[5] != running]
-            else:
-                ids = sorted(set(only or ()) | cancels)
-                for i in range(0, len(ids), 500):
-                    rows += [list(r) for r in
-                             s.execute(q.where(AllocationRow.job_id.in_(ids[i:i + 500])))]
-                if mirror is not None:
-                    mirror.update((r[0], r) for r in rows)
-            if only is None and mirror is not None:
-                rows = self._to_poll(list(mirror.values()), {r[0] for r in rows})
-            todo = [r[0] for r in rows if not r[2]]
-            keep: list[Any] = []  # the session's identity map holds them weakly
-            done: tuple[AllocationRow, JobRow] | None = None
-            for i in range(0, len(todo), 500):  # the starts to launch: 500 per query
-                keep += s.execute(select(AllocationRow, JobRow)
-                          .join(JobRow, JobRow.id == AllocationRow.job_id)
-                          .where(AllocationRow.id.in_(todo[i:i + 500]))).all()
+            if mirror is None:  # after a rebuild: all of them, once
+                mirror = self._mirror = _Mirror()
+                for r in s.execute(q.order_by(AllocationRow.job_id, AllocationRow.id)):
+                    mirror.put(list(r))
+                self._launch_sweep = (time.monotonic(), 0)
+            ids = sorted(set(only or ()) | cancels)
+            for i in range(0, len(ids), 500):
+                rows += [list(r) for r in
+                         s.execute(q.where(AllocationRow.job_id.in_(ids[i:i + 500])))]
+            for r in rows:
+                mirror.put(r)
+            if only is None:
+                self._reread_slice(s, q, mirror)
+                rows = self._to_poll(mirror)
+            # poll first; then load the launches that need something done, 500 per query
+            changed: list[tuple[int, int, Any]] = []
             for aid, launch_id, launched, stop_reason, jid, jstate, cancel in rows:
-                if done is not None and mirror is not None:
-                    _remember(mirror, *done)
-                done = None
                 st = None
                 if launched:
                     st = self.executor.poll(launch_id)
@@ -386,11 +462,22 @@ class SchedulerLoop:
                             st.state == ExecState.STARTING
                             or (st.state == ExecState.RUNNING and jstate == running)):
                         continue  # nothing changed
+                changed.append((aid, jid, st))
+            keep: list[Any] = []  # the session's identity map holds them weakly
+            for i in range(0, len(changed), 500):
+                keep += s.execute(select(AllocationRow, JobRow)
+                                  .join(JobRow, JobRow.id == AllocationRow.job_id)
+                                  .where(AllocationRow.id.in_(
+                                      [c[0] for c in changed[i:i + 500]]))).all()
+            done: tuple[AllocationRow, JobRow] | None = None
+            for aid, jid, st in changed:
+                if done is not None:
+                    _remember(mirror, *done)
+                done = None
                 a = s.get(AllocationRow, aid)
                 job = s.get(JobRow, jid)
-                if a is None or job is None:
-                    if mirror is not None:
-                        mirror.pop(aid, None)
+                if a is None or job is None or not a.active:  # ended meanwhile
+                    mirror.pop(aid)
                     continue
                 done = (a, job)
                 if not a.launched:
@@ -417,27 +504,49 @@ class SchedulerLoop:
                     self._stop_async(a.launch_id, a.stop_reason)
                     continue
                 self._apply(s, ad, job, a, st.state, st.exit_code, st.message, now)
-            if done is not None and mirror is not None:
+            if done is not None:
                 _remember(mirror, *done)
             s.commit()
 
-    def _to_poll(self, rows: list[list[Any]], fresh: set[int]) -> list[list[Any]]:
+    def _reread_slice(self, s: Session, q: Any, mirror: _Mirror) -> None:
+        """Re-read the next slice of the active launches (keyset by job id on the index
+        ``ix_allocations_active``); the mirror's launches in the slice's range that are no
+        longer active are dropped. One row more than the slice is read and its job left to
+        the next slice, so that a job's launches are never split between two slices."""
+        t = time.monotonic()
+        last_t, lo = self._launch_sweep
+        k = _slice(len(mirror), t - last_t)
+        got = [list(r) for r in s.execute(
+            q.where(AllocationRow.job_id > lo).order_by(AllocationRow.job_id).limit(k + 1))]
+        hi: int | None = None
+        if len(got) == k + 1:
+            hi = got[-1][4]
+            cut = [r for r in got if r[4] != hi]
+            if cut:
+                got, hi = cut, cut[-1][4]
+        seen = {r[0] for r in got}
+        for aid in mirror.between((lo, _TOP), None if hi is None else (hi, _TOP)):
+            if aid not in seen:
+                mirror.pop(aid)
+        for r in got:
+            mirror.put(r)
+        self._launch_sweep = (t, hi if hi is not None else 0)
+
+    def _to_poll(self, mirror: _Mirror) -> list[list[Any]]:
         """The share of the active launches to poll in this pass (all of them up to
-        ``POLL_ALL``), plus those just read (``fresh``) and those not in steady state (not
-        launched yet, starting, stopping, cancel requested)."""
+        ``POLL_ALL``; beyond, each about every ``POLL_S``, at most ``POLL_MAX``), plus those
+        not in steady state (not launched, starting, stopping, cancel requested)."""
         t = time.monotonic()
         elapsed, self._poll_at = t - self._poll_at, t
-        n = len(rows)
+        n = len(mirror)
         if n <= POLL_ALL:
-            return rows
-        k = min(n, max(POLL_ALL, math.ceil(n * elapsed / POLL_S)))
+            return list(mirror.rows.values())
+        k = min(n, _slice(n, elapsed, POLL_S, POLL_ALL, POLL_MAX))
         start = self._poll_cursor % n
         self._poll_cursor = start + k
-        picked = rows[start:start + k] + rows[:max(0, start + k - n)]
+        picked = mirror.turn(start, k)
         ids = {r[0] for r in picked}
-        running = JobState.RUNNING.value  # not in steady state: polled every pass
-        return picked + [r for r in rows if r[0] not in ids and (
-            not r[2] or r[3] or r[6] or r[5] != running or r[0] in fresh)]
+        return picked + [mirror.rows[a] for a in mirror.unsteady if a not in ids]
 
     def _apply(self, s: Session, ad: SchedAdapter, job: JobRow, a: AllocationRow,
                state: ExecState, exit_code: int | None, message: str, now: float) -> None:
@@ -514,26 +623,52 @@ class SchedulerLoop:
         self._pool.submit(work)
 
     def _ingest(self, ad: SchedAdapter, now: float) -> None:
-        """New pending jobs (by id watermark) and, every few seconds, a full resync."""
-        full = time.monotonic() - self._last_full > FULL_RESYNC_S
+        """New pending jobs (above the id watermark, at most ``INGEST_MAX`` a pass), and one
+        slice of a sweep over job ids (see :func:`_slice`; each job within ``RESYNC_S``)
+        comparing the pending jobs in the database with the jobs the scheduler knows: a
+        pending job it does not know (committed late below the watermark, as a PostgreSQL
+        sequence allows) is taken in, a job it waits for that is no longer pending (a
+        waiting job cancelled through any replica) is forgotten."""
+        pending = JobRow.state == JobState.PENDING.value
+        cols = select(JobRow.id, JobRow.spec, JobRow.submitted_at)
+        t = time.monotonic()
         with self.write_lock, self.sessions() as s:
-            pending = JobRow.state == JobState.PENDING.value
-            if full:  # ids only; the specs of the jobs the scheduler does not know yet
-                pending_ids = set(s.scalars(select(JobRow.id).where(pending)))
-                self._watermark = max([self._watermark, *pending_ids])
-                new = sorted(i for i in pending_ids if not ad.knows(i))
-                rows: list[Any] = []
-                for i in range(0, len(new), 500):
-                    rows += s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
-                                      .where(JobRow.id.in_(new[i:i + 500]), pending)).all()
-            else:
-                rows = list(s.execute(select(JobRow.id, JobRow.spec, JobRow.submitted_at)
-                                      .where(pending, JobRow.id > self._watermark)
-                                      .order_by(JobRow.id)).all())
-                pending_ids = set()
+            rows = list(s.execute(cols.where(pending, JobRow.id > self._watermark)
+                                  .order_by(JobRow.id).limit(INGEST_MAX)).all())
+            if rows:
+                self._watermark = rows[-1][0]
+            # one slice of the sweep over job ids: the pending ids in the database and the
+            # ids the scheduler knows, both in (lo, hi] and at most k of each
+            last_t, lo = self._pending_sweep
+            k = _slice(max(self._pending_n, len(ad.key_of)), t - last_t)
+            known = ad.known_from(lo, k)
+            hi = known[-1] if len(known) == k else None
+            qp = select(JobRow.id).where(pending, JobRow.id > lo)
+            if hi is not None:
+                qp = qp.where(JobRow.id <= hi)
+            ids = list(s.scalars(qp.order_by(JobRow.id).limit(k)))
+            if len(ids) == k:
+                hi = ids[-1] if hi is None else min(hi, ids[-1])
+            self._pending_count += len(ids)
+            if hi is not None:
+                self._pending_sweep = (t, hi)
+            else:  # the end: start over
+                self._pending_sweep = (t, 0)
+                self._pending_n, self._pending_count = self._pending_count, 0
+            # pending jobs the scheduler does not know (committed late below the watermark)
+            seen = {r[0] for r in rows}
+            new = [i for i in ids if not ad.knows(i) and i not in seen]
+            for i in range(0, len(new), 500):
+                rows += s.execute(cols.where(JobRow.id.in_(new[i:i + 500]), pending)).all()
+            # jobs the scheduler waits for that are no longer pending (cancelled)
+            still = set(ids)
+            for jid in known:
+                if hi is not None and jid > hi:
+                    break
+                if jid not in still and jid not in ad.held and jid in ad.key_of and \
+                        ad.sched.job_state(ad.key_of[jid]) == "waiting":
+                    ad.forget(jid, now)
             for jid, spec, sub in rows:
-                pending_ids.add(jid)
-                self._watermark = max(self._watermark, jid)
                 if ad.knows(jid):
                     continue
                 reason = ad.submit(jid, spec, ts(sub))
@@ -544,16 +679,6 @@ class SchedulerLoop:
                                       updated_at=utcnow()))
                     s.add(JobEventRow(job_id=jid, state=JobState.UNRUNNABLE.value,
                                       reason=reason[:2000]))
-            if full:
-                self._last_full = time.monotonic()
-                # jobs the scheduler waits for that are no longer pending (cancelled)
-                for jid in [j for j in list(ad.key_of) if j not in pending_ids
-                            and j not in ad.held]:
-                    key = ad.key_of[jid]
-                    if ad.sched.job_state(key) == "waiting":
-                        st = s.scalar(select(JobRow.state).where(JobRow.id == jid))
-                        if st != JobState.PENDING.value:
-                            ad.forget(jid, now)
             s.commit()
 
     def _decide(self, ad: SchedAdapter, now: float) -> None:
@@ -603,13 +728,13 @@ class SchedulerLoop:
             self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
 
 
-def _remember(mirror: dict[int, list[Any]], a: AllocationRow, job: JobRow) -> None:
+def _remember(mirror: _Mirror, a: AllocationRow, job: JobRow) -> None:
     """Record in the loop's mirror what a pass did to a launch (ended: forgotten)."""
     if a.active:
-        mirror[a.id] = [a.id, a.launch_id, a.launched, a.stop_reason, job.id, job.state,
-                        job.cancel_requested]
+        mirror.put([a.id, a.launch_id, a.launched, a.stop_reason, job.id, job.state,
+                    job.cancel_requested])
     else:
-        mirror.pop(a.id, None)
+        mirror.pop(a.id)
 
 
 def ad_vendor(ad: SchedAdapter | None, a: AllocationRow) -> str | None:

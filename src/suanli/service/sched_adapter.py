@@ -20,6 +20,7 @@ private access.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
@@ -95,6 +96,9 @@ class SchedAdapter:
         catalog: Catalog | None = None,
     ) -> None:
         self.catalog = catalog or load_catalog()
+        # the database ids of the jobs the scheduler knows, in order (the loop re-checks
+        # them against the database in slices: ``known_from``)
+        self.known_ids: list[int] = []
         self.nodes = {n.name: n for n in nodes}
         pools: list[Pool] = []
         members: list[list[NodeInfo]] = []
@@ -203,16 +207,29 @@ class SchedAdapter:
         job = self.to_job(db_id, spec, submitted)
         self.key_of[db_id] = job.id
         self.db_of[job.id] = db_id
+        ids = self.known_ids
+        if not ids or db_id > ids[-1]:
+            ids.append(db_id)
+        else:
+            bisect.insort(ids, db_id)
         return self.sched.submit(job, now=submitted)
 
     def knows(self, db_id: int) -> bool:
         return db_id in self.key_of
+
+    def known_from(self, after: int, k: int) -> list[int]:
+        """Up to ``k`` ids of known jobs above ``after``, in order."""
+        i = bisect.bisect_right(self.known_ids, after)
+        return self.known_ids[i:i + k]
 
     def forget(self, db_id: int, now: float) -> None:
         """The job left (finished, cancelled, failed): release it everywhere."""
         key = self.key_of.pop(db_id, None)
         if key is not None:
             self.db_of.pop(key, None)
+            i = bisect.bisect_left(self.known_ids, db_id)
+            if i < len(self.known_ids) and self.known_ids[i] == db_id:
+                del self.known_ids[i]
             if self.sched.job_state(key) != "unrunnable":
                 self.sched.on_finish(key, now)
         self.release(db_id)
