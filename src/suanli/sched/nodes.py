@@ -136,10 +136,19 @@ class Devices:
             self._summary(p)
 
     def _summary(self, p: int) -> None:
-        cn = np.flatnonzero(self._cnt_nf[p])
-        cm = np.flatnonzero(self._cnt_mx[p])
-        self.maxfree[p] = cn[-1] if len(cn) else 0
-        self.maxdev[p] = cm[-1] if len(cm) else 0
+        # the largest count index in use (short Python scans: this runs on every take and
+        # release; a whole free device somewhere in the pool is the common case)
+        cn = self._cnt_nf[p]
+        i = len(cn) - 1
+        while i > 0 and cn[i] == 0:
+            i -= 1
+        self.maxfree[p] = i if len(cn) and cn[i] else 0
+        cm = self._cnt_mx[p]
+        if cm[MILLI]:
+            self.maxdev[p] = MILLI
+        else:
+            nz = np.flatnonzero(cm)
+            self.maxdev[p] = nz[-1] if len(nz) else 0
         # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
         # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
         self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]

@@ -1057,9 +1057,8 @@ class Scheduler:
                 nxt = ix.next_job(self._fits, self.queue_used, quota, self.waiting)
                 if nxt is None:
                     break
-                s, g = nxt
+                s, _, okp = nxt  # okp: its eligible pools where it fits now
                 row = ix.score[s]
-                okp = ix.el[g] & self._fits(self.t.demand[s:s + 1])[0]
                 best = row[okp].min()
                 tie = okp & (row <= best + 1e-9 * abs(best) + 1e-12)
                 p = int(np.argmax(np.where(tie, self.free / capf, -np.inf)))
