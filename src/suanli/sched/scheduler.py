@@ -1059,10 +1059,15 @@ class Scheduler:
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
         waiting job (same order, same pools), at a cost proportional to the starts."""
-        if not self._fits(self._class_demand_arr()).any():
+        if (not self._elig_all_stale
+                and len(self._elig_stale) + sum(map(len, self._pending.values()))
+                < PENDING_BATCH
+                and not self._fits(self._class_demand_arr()).any()):
             # no gang of any demand a job has fits anywhere now (a full cluster): nothing can
-            # start. Filing the new or stopped jobs waits for a pass where something fits
-            # (their order keys and scores do not change while they wait)
+            # start, and filing the few new or stopped jobs waits for a later pass (their
+            # order keys and scores do not change while they wait). A rebuild after a round
+            # is not put off (it stays in the round's pass), nor a pile of stale jobs larger
+            # than one filing batch (no latency spike when room appears)
             return []
         self._refresh_index(now)
         quota = np.asarray(self.queue_quota, dtype=float)
