@@ -150,11 +150,14 @@ def passes(policy: str, queued: int = 100_000, n_pass: int = 400, churn: int = 3
     line = (f"{label:26s} build {build:5.1f} s  waiting {len(s.waiting):6d}  running "
             f"{len(s.running):6d}  back-fill passes {len(b)}: p50 {np.median(b):6.2f} ms  "
             f"p99 {p99:6.2f} ms  max {b.max():6.2f} ms")
-    if rounds:
+    line += f"  [back-fill p99 < {PASS_TARGET_MS:.0f} ms: {'ok' if ok else 'MISSED'}]"
+    if rounds:  # reported apart: a round re-plans every active job (once per round_s)
         r = np.asarray(rounds)
-        line += f"  | rounds {len(r)}: median {np.median(r):7.0f} ms  max {r.max():7.0f} ms"
-    print(line + f"  [target p99 < {PASS_TARGET_MS:.0f} ms: {'ok' if ok else 'MISSED'}]",
-          flush=True)
+        rok = float(np.percentile(r, 99)) < PASS_TARGET_MS
+        line += (f"  | round passes {len(r)}: p50 {np.median(r):7.0f} ms  p99 "
+                 f"{np.percentile(r, 99):7.0f} ms  max {r.max():7.0f} ms  [round p99 < "
+                 f"{PASS_TARGET_MS:.0f} ms: {'ok' if rok else 'MISSED'}]")
+    print(line + f"  load {os.getloadavg()[0]:.1f}", flush=True)
     return ok
 
 
