@@ -16,6 +16,7 @@ service would, so that full collections over the 100k+ job objects do not land i
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,20 +39,23 @@ WARMUP = 20  # untimed passes after building the state
 def philly(policies: list[str]) -> bool:
     t0 = time.perf_counter()
     setup = prepare(trace=TRACES / "philly.csv", scale_fleet=6.1, load=1000)
-    print(f"## Philly, arrivals x1000: {len(setup.trace.jobs)} jobs on "
+    print(f"## Philly, arrivals x1000 (load average {os.getloadavg()[0]:.1f} at start): "
+          f"{len(setup.trace.jobs)} jobs on "
           f"{setup.cluster.devices} accelerators ({setup.cluster.n_pools} pools); "
           f"prepare {time.perf_counter() - t0:.1f} s")
     ok = True
     for pol in policies:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         res = run_simulation(setup.cluster, setup.trace.jobs, pol, setup.provider)
         wall = time.perf_counter() - t1
+        cpu = time.process_time() - c1  # what this process got: robust to a loaded machine
         m = res.metrics
         ok &= wall < PHILLY_TARGET_S
-        print(f"{pol:26s} wall {wall:6.1f} s  events {m['events']:7d}  "
+        print(f"{pol:26s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  events {m['events']:7d}  "
               f"rounds {m['scheduler']['rounds']:4d}  LPs {m['scheduler']['lp_solves']:4d}  "
               f"max queue {int(res.timeline_queue.max()) if len(res.timeline_queue) else 0:6d}"
-              f"  mean JCT {m['jct_s']['mean'] / 3600:6.2f} h  [target < "
+              f"  mean JCT {m['jct_s']['mean'] / 3600:6.2f} h  load {os.getloadavg()[0]:.1f}"
+              f"  [target < "
               f"{PHILLY_TARGET_S:.0f} s: {'ok' if wall < PHILLY_TARGET_S else 'MISSED'}]",
               flush=True)
     return ok
@@ -146,11 +150,14 @@ def passes(policy: str, queued: int = 100_000, n_pass: int = 400, churn: int = 3
     line = (f"{label:26s} build {build:5.1f} s  waiting {len(s.waiting):6d}  running "
             f"{len(s.running):6d}  back-fill passes {len(b)}: p50 {np.median(b):6.2f} ms  "
             f"p99 {p99:6.2f} ms  max {b.max():6.2f} ms")
-    if rounds:
+    line += f"  [back-fill p99 < {PASS_TARGET_MS:.0f} ms: {'ok' if ok else 'MISSED'}]"
+    if rounds:  # reported apart: a round re-plans every active job (once per round_s)
         r = np.asarray(rounds)
-        line += f"  | rounds {len(r)}: median {np.median(r):7.0f} ms  max {r.max():7.0f} ms"
-    print(line + f"  [target p99 < {PASS_TARGET_MS:.0f} ms: {'ok' if ok else 'MISSED'}]",
-          flush=True)
+        rok = float(np.percentile(r, 99)) < PASS_TARGET_MS
+        line += (f"  | round passes {len(r)}: p50 {np.median(r):7.0f} ms  p99 "
+                 f"{np.percentile(r, 99):7.0f} ms  max {r.max():7.0f} ms  [round p99 < "
+                 f"{PASS_TARGET_MS:.0f} ms: {'ok' if rok else 'MISSED'}]")
+    print(line + f"  load {os.getloadavg()[0]:.1f}", flush=True)
     return ok
 
 

@@ -16,6 +16,7 @@ Run: ``python benchmarks/bench_sim.py [--quick]`` from the project root (needs .
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import sys
 import time
@@ -40,13 +41,15 @@ def philly(scale: float, policies: list[str], label: str, load: float = 1.0) -> 
           f"{time.perf_counter() - t0:.1f} s")
     ok = True
     for pol in policies:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         res = run_simulation(setup.cluster, setup.trace.jobs, pol, setup.provider)
         wall = time.perf_counter() - t1
+        cpu = time.process_time() - c1  # robust to a loaded machine, unlike wall
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
         m = res.metrics
         ok &= wall < TARGET_S
-        print(f"{pol:18s} wall {wall:6.1f} s  peak RSS {peak:6.0f} MiB  "
+        print(f"{pol:18s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  load "
+              f"{os.getloadavg()[0]:.1f}  peak RSS {peak:6.0f} MiB  "
               f"events {m['events']:7d}  {m['events'] / wall:8.0f} events/s  "
               f"mean JCT {m['jct_s']['mean'] / 3600:6.2f} h  util {100 * m['utilisation']:5.1f}%"
               f"  rounds {m['scheduler']['rounds']}  LPs {m['scheduler']['lp_solves']}  "

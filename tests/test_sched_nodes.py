@@ -199,3 +199,39 @@ def test_the_simulator_reports_stranded_devices_per_pool() -> None:
     assert set(frag) == {p.label for p in CLUSTER.pools}
     # 6-gangs leave 2 devices of every 8-device node and the whole 4-device node stranded
     assert frag["west/fast_gpu"] > 0 and all(v >= 0 for v in frag.values())
+
+
+def test_pool_summary_and_best_fit_follow_takes_releases_and_drains() -> None:
+    """The incremental pool summary equals a recount from scratch, and the best-fit node
+    choice (fewest fully free devices that still hold the gang, lowest index on ties)
+    ignores drained nodes, after every take / release / drain."""
+    import numpy as np
+
+    from suanli.sched.nodes import Devices
+
+    rng = np.random.default_rng(7)
+    dev = Devices(1)
+    dev.add_nodes([(f"n{i}", 0, n, True) for i, n in enumerate([8, 8, 4, 8, 2])])
+    held = []
+    for step in range(300):
+        if held and rng.random() < 0.4:
+            dev.release(held.pop(int(rng.integers(len(held)))))
+        elif step % 50 == 49:
+            k = int(rng.integers(len(dev.ids)))
+            dev.set_up(k, not bool(dev.up[k]))
+        else:
+            d = int(rng.choice([250, 500, 1000, 2000, 4000, 8000, 16000]))
+            pl = dev.choose(0, d)
+            up = np.flatnonzero(dev.up)
+            if 1000 <= d <= 1000 * int(dev.nmax[0]) and up.size:  # one-node gangs
+                k = d // 1000
+                cand = [j for j in up.tolist() if dev.nf[j] >= k]
+                want = min(cand, key=lambda j: (int(dev.nf[j]), j)) if cand else None
+                got = None if pl is None else {n for n, _, _ in pl}
+                assert got == (None if want is None else {want}), (step, d)
+            if pl is not None:
+                dev.take(pl)
+                held.append(pl)
+        fresh = Devices.from_plain(1, dev.to_plain())
+        for a in ("maxdev", "maxfree", "whole", "lo", "span", "hi"):
+            assert getattr(dev, a)[0] == getattr(fresh, a)[0], (step, a)

@@ -53,6 +53,8 @@ class Devices:
         self.mx = np.zeros(0, dtype=np.int64)  # per node: largest free milli on one device
         self.index: dict[str, int] = {}  # node id -> node index (the latest of that id)
         self._pool_nodes: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
+        # per pool: its up nodes (kept by update(), which every change of ``up`` calls)
+        self._upn: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         # per pool: its devices (node by node) and where each node's devices start in that
         self._pool_devs: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         self._pool_off: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
@@ -107,8 +109,7 @@ class Devices:
 
     def pool_nodes(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Up nodes of pool ``p`` with (fully free devices, largest free milli on a device)."""
-        nodes = self._pool_nodes[p]
-        nodes = nodes[self.up[nodes]]
+        nodes = self._upn[p]
         return nodes, self.nf[nodes], self.mx[nodes]
 
     def _node_changed(self, nodes: set[int]) -> None:
@@ -136,10 +137,19 @@ class Devices:
             self._summary(p)
 
     def _summary(self, p: int) -> None:
-        cn = np.flatnonzero(self._cnt_nf[p])
-        cm = np.flatnonzero(self._cnt_mx[p])
-        self.maxfree[p] = cn[-1] if len(cn) else 0
-        self.maxdev[p] = cm[-1] if len(cm) else 0
+        # the largest count index in use (short Python scans: this runs on every take and
+        # release; a whole free device somewhere in the pool is the common case)
+        cn = self._cnt_nf[p]
+        i = len(cn) - 1
+        while i > 0 and cn[i] == 0:
+            i -= 1
+        self.maxfree[p] = i if len(cn) and cn[i] else 0
+        cm = self._cnt_mx[p]
+        if cm[MILLI]:
+            self.maxdev[p] = MILLI
+        else:
+            nz = np.flatnonzero(cm)
+            self.maxdev[p] = nz[-1] if len(nz) else 0
         # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
         # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
         self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]
@@ -159,6 +169,8 @@ class Devices:
 
     def update(self, p: int) -> None:
         """Recompute pool ``p``'s summary (after a take, release or node event there)."""
+        allnodes = self._pool_nodes[p]
+        self._upn[p] = allnodes[self.up[allnodes]]
         nodes, nf, mx = self.pool_nodes(p)
         size = self.ndev[nodes]
         top = int(self.ndev[self._pool_nodes[p]].max()) if len(self._pool_nodes[p]) else 0
@@ -186,7 +198,7 @@ class Devices:
         if prefer and all(self.up[k] and self.free[self.first[k] + i] >= m
                           for k, i, m in prefer):
             return list(prefer)
-        nodes, nf, _ = self.pool_nodes(p)
+        nodes = self._upn[p]
         if len(nodes) == 0:
             return None
         if d < MILLI:
@@ -199,13 +211,14 @@ class Devices:
             k = int(np.searchsorted(self.first, g, side="right") - 1)
             return [(k, g - int(self.first[k]), int(d))]
         k_dev = whole_devices(d)
-        size = self.ndev[nodes]
-        if k_dev <= int(size.max()):
-            ok = np.flatnonzero(nf >= k_dev)
-            if len(ok) == 0:
+        nf = self.nf[nodes]
+        if k_dev <= int(self.nmax[p]):  # nmax: the largest up node of the pool
+            j = int(np.argmin(np.where(nf >= k_dev, nf, np.iinfo(np.int64).max)))
+            if nf[j] < k_dev:
                 return None
-            node = int(nodes[ok[np.argmin(nf[ok])]])  # best fit, lowest index on ties
+            node = int(nodes[j])  # best fit, lowest index on ties
             return self._take_on([node], d)
+        size = self.ndev[nodes]
         full = np.flatnonzero(nf == size)
         order = full[np.lexsort((nodes[full], -size[full]))]
         got, chosen = 0, []
@@ -255,6 +268,7 @@ class Devices:
         for a in ("maxdev", "maxfree", "nmax", "whole", "lo", "span", "hi"):
             setattr(c, a, getattr(self, a).copy())
         c._cnt_nf = [x.copy() for x in self._cnt_nf]
+        c._upn = list(self._upn)
         c._cnt_mx = [x.copy() for x in self._cnt_mx]
         return c
 

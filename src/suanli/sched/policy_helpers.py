@@ -34,6 +34,8 @@ def agnostic(R: np.ndarray) -> np.ndarray:
 def stage_seconds(view: SchedulerView, slots: np.ndarray) -> np.ndarray:
     """(job x pool) seconds to move each job's data to each pool's site (0 where it is)."""
     ds = view.data_site(slots)
+    if not (ds >= 0).any():  # no job here has data to move (e.g. Philly): all zeros
+        return np.zeros((len(slots), view.n_pools))
     gb = view.data_gb(slots)
     t = (gb[:, None] * 8.0) / view.wan_gbps[None, :]
     here = (ds[:, None] < 0) | (ds[:, None] == view.pool_site[None, :])
@@ -50,7 +52,9 @@ def time_to_finish(view: SchedulerView, slots: np.ndarray, now: float,
         if not aware:
             return np.where(R > 0, 0.0, INF)
         rem = view.remaining(slots, now)[:, None]
-        t: np.ndarray = np.where(R > 0, rem / R, INF) + stage_seconds(view, slots)
+        t: np.ndarray = np.where(R > 0, rem / R, INF)
+        if (view.data_site(slots) >= 0).any():  # else staging is 0 everywhere
+            t += stage_seconds(view, slots)
     return t
 
 

@@ -914,6 +914,13 @@ class Scheduler:
         cur = self.t.pool[slots]
         okm = self._eligible(scores) & (free[None, :] >= dem[:, None]) & dev.fits(dem)
         cnt = okm.sum(axis=1)  # pools each job still fits in now
+        # "fits pool p" only turns false during one allocation (room is only taken), and it
+        # depends on the demand alone: test the few distinct demands after each placement
+        # and flip the jobs of a demand once, when it stops fitting (not all jobs each time)
+        udem, dinv = np.unique(dem, return_inverse=True)
+        by_dem = np.split(np.argsort(dinv, kind="stable"),
+                          np.cumsum(np.bincount(dinv, minlength=len(udem)))[:-1])
+        dfit = (free[None, :] >= udem[:, None]) & dev.fits(udem)
         for i in np.nonzero(cnt)[0].tolist():
             if cnt[i] <= 0:
                 continue
@@ -936,10 +943,14 @@ class Scheduler:
                 tie_free[p] -= d
             used[q] += d
             out[s] = p
-            flip = okm[:, p] & ((dem > free[p]) | ~dev.fits_pool(dem, p))
-            if flip.any():
-                okm[flip, p] = False
-                cnt[flip] -= 1
+            gone = dfit[:, p] & ((udem > free[p]) | ~dev.fits_pool(udem, p))
+            if gone.any():
+                dfit[gone, p] = False
+                for j in np.flatnonzero(gone).tolist():
+                    rows = by_dem[j]
+                    rows = rows[okm[rows, p]]
+                    okm[rows, p] = False
+                    cnt[rows] -= 1
         return out
 
     def _upgrade(self, now: float) -> list[Decision]:
@@ -1078,6 +1089,16 @@ class Scheduler:
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
         waiting job (same order, same pools), at a cost proportional to the starts."""
+        if (not self._elig_all_stale
+                and len(self._elig_stale) + sum(map(len, self._pending.values()))
+                < PENDING_BATCH
+                and not self._fits(self._class_demand_arr()).any()):
+            # no gang of any demand a job has fits anywhere now (a full cluster): nothing can
+            # start, and filing the few new or stopped jobs waits for a later pass (their
+            # order keys and scores do not change while they wait). A rebuild after a round
+            # is not put off (it stays in the round's pass), nor a pile of stale jobs larger
+            # than one filing batch (no latency spike when room appears)
+            return []
         self._refresh_index(now)
         quota = np.asarray(self.queue_quota, dtype=float)
         capf = np.maximum(self.capacity, 1).astype(float)
@@ -1087,9 +1108,8 @@ class Scheduler:
                 nxt = ix.next_job(self._fits, self.queue_used, quota, self.waiting)
                 if nxt is None:
                     break
-                s, g = nxt
+                s, _, okp = nxt  # okp: its eligible pools where it fits now
                 row = ix.score[s]
-                okp = ix.el[g] & self._fits(self.t.demand[s:s + 1])[0]
                 best = row[okp].min()
                 tie = okp & (row <= best + 1e-9 * abs(best) + 1e-12)
                 p = int(np.argmax(np.where(tie, self.free / capf, -np.inf)))
@@ -1245,19 +1265,19 @@ class Scheduler:
         # it, keeps its place, so a restart
         # always pays for itself at least once (without this, a preemptive policy with
         # restarts longer than a round can stop jobs before they ever progress: livelock)
-        pinned = {s for s in self.running
-                  if now < self.t.prog_t[s] + (self.t.restart_s[s] if self.t.starts[s] > 1
-                                               else 0.0) - 1e-9}
+        run = np.fromiter(self.running, np.int64, len(self.running))
+        rpool = np.fromiter(self.running.values(), np.int64, len(self.running))
+        t = self.t
+        pin = now < t.prog_t[run] + np.where(t.starts[run] > 1, t.restart_s[run], 0.0) - 1e-9
+        pinned = set(run[pin].tolist())
         if pinned:
-            act = act[np.fromiter((s not in pinned for s in act.tolist()), bool, len(act))]
+            act = act[~np.isin(act, run[pin])]
         free = self.free.copy()
         dev = self.dev.copy()
         saved_used = self.queue_used.copy()
-        for s, p in self.running.items():
-            if s in pinned:
-                continue
-            free[p] += self.t.demand[s]
-            self.queue_used[self.t.qidx[s]] -= self.t.demand[s]
+        move, mpool = run[~pin], rpool[~pin]
+        np.add.at(free, mpool, t.demand[move])
+        np.subtract.at(self.queue_used, t.qidx[move], t.demand[move])
         dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
         self.queue_used = saved_used

@@ -112,18 +112,20 @@ class WaitIndex:
         used: np.ndarray,
         quota: np.ndarray,
         waiting: Container[int],
-    ) -> tuple[int, int] | None:
+    ) -> tuple[int, int, np.ndarray] | None:
         """(slot, group) of the first waiting job, in (priority, slot) order, among the groups
-        that can start a job now, or None: ``fits(demands)`` gives (groups x pools) "a gang
-        of that demand fits there now"; a queue's ``used + demand`` must stay within its
-        ``quota``. The job is removed from its group."""
+        that can start a job now, with its group's pools that are eligible and fit now; or
+        None. ``fits(demands)`` gives (groups x pools) "a gang of that demand fits there now";
+        a queue's ``used + demand`` must stay within its ``quota``. The job is removed from
+        its group."""
         G = len(self.heaps)
         if G == 0:
             return None
         live = np.ones(G, dtype=bool)  # groups found empty are dropped on the way
         room = used[self.q] + self.dem <= quota[self.q]
         while True:
-            ok = live & room & (self.el & fits(self.dem)).any(axis=1)
+            elf = self.el & fits(self.dem)
+            ok = live & room & elf.any(axis=1)
             cand = np.flatnonzero(ok)
             if len(cand) == 0:
                 return None
@@ -141,4 +143,4 @@ class WaitIndex:
                     best, bg = h[0], g
             if best is not None:
                 heapq.heappop(self.heaps[bg])
-                return best[1], bg
+                return best[1], bg, elf[bg]
