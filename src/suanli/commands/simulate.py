@@ -30,6 +30,8 @@ from suanli.commands.common import (
 from suanli.errors import SuanliError
 
 if TYPE_CHECKING:  # the scheduler (numpy, scipy) loads only when a simulation runs
+    from rich.progress import Progress
+
     from suanli.sched.job import Queue
     from suanli.sim.engine import SimResult
     from suanli.sim.setup import SimSetup
@@ -40,6 +42,21 @@ FLAGS = {"fleet": "--fleet", "trace": "--trace", "trace_format": "--trace-format
          "throughputs": "--throughputs", "seed": "--seed", "scale_fleet": "--scale-fleet",
          "max_jobs": "--max-jobs", "load": "--load", "jitter": "--jitter", "sweep": "--sweep",
          "ray": "--ray"}
+
+
+
+def _progress_bar() -> Progress:
+    """The progress bar of long simulations and sweeps (on stderr; rich imported lazily)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console)
 
 
 def flag_errors(exc: SuanliError) -> SuanliError:
@@ -159,16 +176,7 @@ def simulate(
             results.append(run_simulation(setup.cluster, jobs, pol, setup.provider,
                                           round_s=round_s, notes=setup.notes, queues=queues))
     else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        with _progress_bar() as bar:
             for pol in policies:
                 task = bar.add_task(f"simulating {pol.label}", total=len(jobs))
 
@@ -233,16 +241,7 @@ def _sweep(cfg: RunConfig, axes: dict[str, list[Any]], base: SweepPoint, jitter_
                           "ray_address": ray}
     try:
         if out == "table":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err_console) as bar:
+            with _progress_bar() as bar:
                 task = bar.add_task(f"sweep on {where}", total=n)
 
                 def tick(done: int, total: int) -> None:
