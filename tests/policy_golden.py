@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # when run as a script
 
 from needs import data_file
+from sched_support import make_cluster
 from suanli.perf.workload import Workload
 from suanli.sched import Job, MeasuredThroughput, Queue, Scheduler, get_policy
 from suanli.sched.cluster import ClusterSpec
@@ -33,7 +34,6 @@ from suanli.sim.engine import SimResult, run_simulation
 from suanli.sim.setup import gavel_fleet
 from suanli.sim.traces import load_gavel
 from test_sched_policies import RATES, FixedRates
-from test_sched_support import make_cluster
 
 GOLDEN = data_file("README.md").parent / "policy_decisions.json.gz"
 BUILTIN = ["fifo", "srpt", "las", "max-min", "ftf", "min-makespan", "max-throughput",

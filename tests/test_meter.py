@@ -153,7 +153,7 @@ def test_unknown_figures_are_counted_not_zeroed() -> None:
     g = next(g for g in r.groups if g.chip_id == "t_unk")
     assert g.class_pflops is None and g.it_power_kw is None
     # in JSON the unknown count travels with the value
-    d = r.to_dict()["total"]["class_pflops"]["intelligent"]
+    d = r.as_dict()["total"]["class_pflops"]["intelligent"]
     assert d["unknown"] == 24 and d["accelerators"] == 32
 
 

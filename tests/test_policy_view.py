@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sched_support import make_cluster
 from suanli.sched import Policy, Scheduler, SchedulerView, get_policy, register_policy
 from suanli.sched.policies import POLICIES, LeastAttained
 from suanli.sched.policy_helpers import time_to_finish
 from suanli.sim.engine import run_simulation
 from test_sched_policies import RATES, FixedRates, job
-from test_sched_support import make_cluster
 from test_sim_engine import make_jobs
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -397,7 +397,7 @@ def test_stack_ids_normalise_names() -> None:
 
 def test_json_is_serialisable_with_problems(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("print 'x'\nimport flash_attn\n", encoding="utf-8")
-    data = analyze(tmp_path).to_dict()
+    data = analyze(tmp_path).as_dict()
     json.dumps(data)
     assert data["problems"][0]["file"] == "a.py"
     assert data["findings"][0]["rule"] == "pkg.flash-attn" and data["findings"][0]["text_match"]

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sched_support import make_cluster
 from suanli.errors import SuanliError
 from suanli.sched import Job, Scheduler, get_policy
 from suanli.sched.job import job_from_plain, job_to_plain
 from suanli.sched.scheduler import Decision, RestartCost, RetryPolicy
 from suanli.sim.engine import run_simulation
 from test_sched_policies import RATES, TRAIN, FixedRates, job
-from test_sched_support import make_cluster
 
 CLUSTER = make_cluster()  # east/fast_gpu 8, east/slow_dcu 8, west/mid_npu 16, west/fast_gpu 4
 FAST_EAST = 0

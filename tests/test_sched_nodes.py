@@ -8,12 +8,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sched_support import make_cluster
 from suanli.sched import Job, Scheduler, get_policy
 from suanli.sched.cluster import ClusterSpec, Pool
 from suanli.sched.job import MILLI
 from suanli.sched.nodes import INTER_NODE_FACTOR
 from test_sched_policies import RATES, TRAIN, FixedRates, job
-from test_sched_support import make_cluster
 
 CLUSTER = make_cluster()  # east: fast_gpu 1x8, slow_dcu 1x8; west: mid_npu 2x8, fast_gpu 1x4
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from needs import DATA
+from sched_support import make_catalog, make_cluster
 from suanli.errors import CannotRun, SuanliError
 from suanli.perf.workload import Workload
 from suanli.sched import (
@@ -23,7 +24,6 @@ from suanli.sched import (
     policy_names,
 )
 from suanli.sched.cluster import ClusterSpec
-from test_sched_support import make_catalog, make_cluster
 
 GAVEL_TP = DATA / "gavel_throughputs_solo.json"
 TRAIN = Workload(kind="train")
@@ -258,7 +258,7 @@ def test_measured_matrix_bad_file(tmp_path: Path) -> None:
 def test_model_throughput_uses_perf_model() -> None:
     cat = make_catalog()
     cl = ClusterSpec.from_fleet(
-        __import__("test_sched_support").make_fleet(), cat
+        __import__("sched_support").make_fleet(), cat
     )
     tp = ModelThroughput({p.chip_type: p.chip for p in cl.pools})
     m = ThroughputMatrix(tp, cl.chip_types)
@@ -289,8 +289,8 @@ def test_site_choice_weighs_price_and_data_movement() -> None:
 
 
 def test_region_names_allowed() -> None:
+    from sched_support import make_fleet
     from suanli.fleet.schema import Fleet
-    from test_sched_support import make_fleet
 
     data = make_fleet().model_dump()
     data["sites"][1]["region"] = "hub-west"
@@ -331,3 +331,14 @@ def test_register_a_custom_policy() -> None:
         assert [d.job_id for d in starts][:2] == ["j1", "j2"]
     finally:
         POLICIES.pop("biggest-first")
+
+
+def test_support_builds_a_cluster() -> None:
+    c = make_cluster()
+    assert [p.label for p in c.pools] == [
+        "east/fast_gpu",
+        "east/slow_dcu",
+        "west/mid_npu",
+        "west/fast_gpu",
+    ]
+    assert c.devices == 8 + 8 + 16 + 4

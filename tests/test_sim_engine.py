@@ -8,13 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from needs import data_file
+from sched_support import make_cluster
 from suanli.perf.workload import Workload
 from suanli.sched import Job, MeasuredThroughput, Queue
 from suanli.sim.engine import run_simulation
 from suanli.sim.setup import gavel_fleet
 from suanli.sim.traces import load_gavel
 from test_sched_policies import RATES, FixedRates
-from test_sched_support import make_cluster
 
 CLUSTER = make_cluster()
 POLICIES = ["fifo", "fifo-agnostic", "srpt", "las", "max-min", "max-min-agnostic", "ftf",
@@ -154,9 +154,9 @@ def test_jobs_without_work_are_rejected() -> None:
 
 def test_energy_leaves_out_chips_with_unknown_tdp() -> None:
     """Unknown TDP is never guessed into the energy figures: those busy hours are reported."""
+    from sched_support import make_chip, make_fleet
     from suanli.catalog.loader import Catalog
     from suanli.sched.cluster import ClusterSpec
-    from test_sched_support import make_chip, make_fleet
 
     catalog = Catalog([
         make_chip("fast_gpu", 900.0, mem_gb=80, tdp=700),

@@ -26,6 +26,7 @@ import typer.core
 from rich.console import Console
 
 from suanli.errors import SuanliError
+from suanli.report.numbers import fmt as fmt
 
 
 def _width(stream: Any) -> int | None:
@@ -396,13 +397,3 @@ def layout_text(lay: dict[str, Any], *, details: bool = True) -> str:
         parts.append(f"mb{lay['micro_batch']}x{lay['grad_accum']}")
         parts.append(f"{lay['recompute']} ZeRO-{lay['zero']}")
     return " ".join(parts)
-
-
-def fmt(x: float | None, digits: int = 1, unit: str = "") -> str:
-    """Human formatting of a possibly-unknown number."""
-    if x is None:
-        return "—"
-    if not math.isfinite(x):
-        return "∞" if x > 0 else ("-∞" if x < 0 else "—")
-    s = f"{x:,.0f}" if abs(x) >= 10000.0 else f"{x:,.{digits}f}"
-    return f"{s} {unit}".rstrip()

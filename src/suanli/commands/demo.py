@@ -204,7 +204,7 @@ def register(app: typer.Typer) -> None:
         elapsed = time.perf_counter() - t0
 
         if json_out:
-            print_json({"meter": metered.to_dict(), "train": train, "infer": infer,
+            print_json({"meter": metered.as_dict(), "train": train, "infer": infer,
                         "hpc": hpc, "simulate": [r.metrics for r in sims],
                         "report": str(path), "seconds": elapsed})
             return
@@ -220,9 +220,9 @@ def register(app: typer.Typer) -> None:
 
 
 def print_sim_table(sims: list[SimResult], fleet: str, devices: int, source: str) -> None:
-    from suanli.commands.simulate import _print_table
+    from suanli.commands.simulate import print_sim_table
 
-    _print_table(sims, fleet, devices, source)
+    print_sim_table(sims, fleet, devices, source)
 
 
 def metered_summary(metered: Any) -> list[str]:

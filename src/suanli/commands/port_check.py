@@ -67,7 +67,7 @@ def port_check(
         print("|".join(report.allowed_stacks()))
         return
     if json_out:
-        print_json(report.to_dict())
+        print_json(report.as_dict())
         return
     _print(report, max_items)
     if html is not None:

@@ -209,7 +209,7 @@ def simulate(
             "results": [r.metrics for r in results],
         })
         return
-    _print_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source,
+    print_sim_table(results, setup.cluster.fleet_name, setup.cluster.devices, setup.trace.source,
                  wide=wide)
     from suanli.report.sim import preemption_lines
 
@@ -315,7 +315,7 @@ NARROW = {"policy": "policy", "done": "done", "unrunnable": "unrun", "mean JCT h
           "energy MWh": "MWh", "cost kCNY": "kCNY", "JCT vs first": "JCT ×"}
 
 
-def _print_table(results: list[SimResult], fleet: str, devices: int, source: str,
+def print_sim_table(results: list[SimResult], fleet: str, devices: int, source: str,
                  wide: bool = False) -> None:
     from suanli.report.sim import COLUMNS, summary_rows
 

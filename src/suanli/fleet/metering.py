@@ -243,7 +243,7 @@ class Tally:
     def note(self) -> str:
         return f"{self.unknown} of {self.total} accelerators unknown" if self.unknown else ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "value": self.value,
             "unknown": self.unknown,
@@ -268,7 +268,7 @@ class GroupMeter:
     memory_tb: float | None
     it_power_kw: float | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["compute_class"] = str(self.compute_class)
         d["class_precision"] = CLASS_PRECISION[self.compute_class]
@@ -309,26 +309,26 @@ class SiteMeter:
         tot = sum(t.value for t in self.class_pflops.values())
         return self.class_pflops[ComputeClass.INTELLIGENT].value / tot if tot > 0 else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "region": self.region,
             "accelerators": self.accelerators,
             "pue": self.pue,
-            "compute_pflops": {k: v.to_dict() for k, v in self.compute_pflops.items()},
-            "class_pflops": {k: v.to_dict() for k, v in self.class_pflops.items()},
+            "compute_pflops": {k: v.as_dict() for k, v in self.compute_pflops.items()},
+            "class_pflops": {k: v.as_dict() for k, v in self.class_pflops.items()},
             "class_accelerators": dict(self.class_accelerators),
-            "fp32e_pflops": self.fp32e_pflops.to_dict(),
+            "fp32e_pflops": self.fp32e_pflops.as_dict(),
             "intelligent_fp32e_pflops": self.intelligent_fp32e_pflops,
             "intelligent_share": self.intelligent_share,
             "intelligent_share_native": self.intelligent_share_native,
-            "memory_tb": self.memory_tb.to_dict(),
-            "hbm_bw_tbs": self.hbm_bw_tbs.to_dict(),
-            "it_power_kw": self.it_power_kw.to_dict(),
-            "facility_power_kw": self.facility_power_kw.to_dict(),
-            "energy_mwh_year": self.energy_mwh_year.to_dict(),
-            "cost_cny_year": self.cost_cny_year.to_dict(),
-            "carbon_t_year": self.carbon_t_year.to_dict(),
+            "memory_tb": self.memory_tb.as_dict(),
+            "hbm_bw_tbs": self.hbm_bw_tbs.as_dict(),
+            "it_power_kw": self.it_power_kw.as_dict(),
+            "facility_power_kw": self.facility_power_kw.as_dict(),
+            "energy_mwh_year": self.energy_mwh_year.as_dict(),
+            "cost_cny_year": self.cost_cny_year.as_dict(),
+            "carbon_t_year": self.carbon_t_year.as_dict(),
         }
 
 
@@ -369,7 +369,7 @@ class MeterResult:
             out.append("Unknown figures are not counted as zero -- " + "; ".join(unknown) + ".")
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "fleet": self.fleet,
             "source": self.source,
@@ -397,9 +397,9 @@ class MeterResult:
                 "hours_per_year": self.options.hours_per_year,
             },
             "policy": POLICY,
-            "total": self.total.to_dict(),
-            "sites": [s.to_dict() for s in self.sites],
-            "groups": [g.to_dict() for g in self.groups],
+            "total": self.total.as_dict(),
+            "sites": [s.as_dict() for s in self.sites],
+            "groups": [g.as_dict() for g in self.groups],
             "notes": self.notes(),
         }
 

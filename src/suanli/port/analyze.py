@@ -95,8 +95,8 @@ class Item:
     source: str | None
     confidence: str | None
 
-    def to_dict(self) -> dict[str, object]:
-        d: dict[str, object] = {**self.finding.to_dict(), "outcome": self.outcome}
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {**self.finding.as_dict(), "outcome": self.outcome}
         for k in ("shim", "note", "source", "confidence"):
             v = getattr(self, k)
             if v:
@@ -134,7 +134,7 @@ class StackVerdict:
             f"{i.finding.rule}: {i.note}" for i in self.items
             if i.outcome == self.verdict and i.note))
 
-    def to_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         counts = Counter(i.outcome for i in self.items)
         return {
             "stack": self.stack, "name": self.name, "verdict": self.verdict,
@@ -142,7 +142,7 @@ class StackVerdict:
             "counts": {k: counts.get(k, 0) for k in RANK},
             "reasons": self.reasons(),
             "vendor_files": len(self.vendor_files),
-            "items": [i.to_dict() for i in self.items
+            "items": [i.as_dict() for i in self.items
                       if i.outcome != "unchanged" and not i.finding.rule.startswith("vendor.")],
         }
 
@@ -162,17 +162,17 @@ class Report:
     def allowed_stacks(self) -> list[str]:
         return allowed_stacks(self)
 
-    def to_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "root": self.root,
             "files_scanned": self.files_scanned,
             "files_by_kind": self.files_by_kind,
             "lines": self.lines,
             "seconds": round(self.seconds, 3),
-            "verdicts": [v.to_dict() for v in self.verdicts],
+            "verdicts": [v.as_dict() for v in self.verdicts],
             "allowed_stacks": self.allowed_stacks(),
-            "findings": [f.to_dict() for f in self.findings],
-            "problems": [p.to_dict() for p in self.problems],
+            "findings": [f.as_dict() for f in self.findings],
+            "problems": [p.as_dict() for p in self.problems],
             "rules": self.rule_titles,
         }
 

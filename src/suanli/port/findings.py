@@ -15,7 +15,7 @@ class Finding:
     evidence: str  # the source line (shortened) or what was matched
     text_match: bool = False  # found by the text fallback (file did not parse)
 
-    def to_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
             "file": self.file, "line": self.line, "rule": self.rule, "evidence": self.evidence,
         }
@@ -31,7 +31,7 @@ class FileProblem:
     file: str
     problem: str
 
-    def to_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str]:
         return {"file": self.file, "problem": self.problem}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from suanli.errors import SuanliError
+from suanli.report.numbers import sig
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI','Noto Sans SC',sans-serif;margin:2rem auto;
@@ -39,7 +40,7 @@ class Report:
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in r) + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(sig(c))}</td>" for c in r) + "</tr>"
             for r in rows
         )
         self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
@@ -70,9 +71,3 @@ class Report:
         return p
 
 
-def _cell(c: Any) -> str:
-    if c is None:
-        return "—"
-    if isinstance(c, float):
-        return f"{c:,.3g}" if abs(c) < 1000 else f"{c:,.0f}"
-    return str(c)

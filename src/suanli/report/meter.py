@@ -16,17 +16,9 @@ from suanli.fleet.metering import (
     Tally,
 )
 from suanli.report.html import Report
+from suanli.report.numbers import fmt
 
 CLASS_COLOURS = {"general": "#7f8c8d", "intelligent": "#c0392b", "supercomputing": "#2c3e50"}
-
-
-def num(x: float | None, digits: int = 1) -> str:
-    """A number for a table cell ('—' when unknown)."""
-    if x is None:
-        return "—"
-    if abs(x) >= 1e4:
-        return f"{x:,.0f}"
-    return f"{x:,.{digits}f}"
 
 
 def cell(t: Tally, scale: float = 1.0, digits: int = 1) -> str:
@@ -35,7 +27,7 @@ def cell(t: Tally, scale: float = 1.0, digits: int = 1) -> str:
         return "—"
     if t.unknown == t.total:
         return f"unknown ({t.unknown}/{t.total})"
-    s = num(t.value * scale, digits)
+    s = fmt(t.value * scale, digits)
     return f"{s} ({t.unknown}/{t.total} unknown)" if t.unknown else s
 
 
@@ -92,7 +84,7 @@ def precision_rows(result: MeterResult) -> list[list[str]]:
         rows.append(
             [
                 p.upper(),
-                f"{num(t.value)} {unit}",
+                f"{fmt(t.value)} {unit}",
                 f"{t.unknown} of {t.total}" if t.unknown else "0",
                 str(t.unsupported),
             ]
@@ -118,7 +110,7 @@ def partial(t: Tally, scale: float = 1.0, digits: int = 1) -> str:
     """The known sum, marked '*' when some accelerators are unknown (see the last column)."""
     if t.total and t.unknown == t.total:
         return "unknown"
-    return num(t.value * scale, digits) + ("*" if t.unknown else "")
+    return fmt(t.value * scale, digits) + ("*" if t.unknown else "")
 
 
 def unknown_summary(s: SiteMeter) -> str:
@@ -165,7 +157,7 @@ def group_rows(result: MeterResult) -> list[list[str]]:
             g.chip_name,
             f"{g.accelerators:,}",
             f"{g.compute_class} ({CLASS_PRECISION[g.compute_class].upper()})",
-            num(g.class_pflops),
+            fmt(g.class_pflops),
             g.class_reason,
         ]
         for g in result.groups
@@ -310,7 +302,7 @@ def build_meter_report(result: MeterResult) -> Report:
 
 
 def to_json(result: MeterResult, html: str | None = None) -> dict[str, Any]:
-    d = result.to_dict()
+    d = result.as_dict()
     if html:
         d["html"] = html
     d["summary"] = summary_lines(result)

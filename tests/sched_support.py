@@ -96,13 +96,3 @@ def make_fleet(scale: int = 1) -> Fleet:
 def make_cluster(scale: int = 1) -> ClusterSpec:
     return ClusterSpec.from_fleet(make_fleet(scale), make_catalog())
 
-
-def test_support_builds_a_cluster() -> None:
-    c = make_cluster()
-    assert [p.label for p in c.pools] == [
-        "east/fast_gpu",
-        "east/slow_dcu",
-        "west/mid_npu",
-        "west/fast_gpu",
-    ]
-    assert c.devices == 8 + 8 + 16 + 4
