@@ -182,13 +182,13 @@ def test_a_registered_policy_keeps_the_backfill_fast_path(
 ) -> None:
     import suanli.sched.scheduler as scheduler_mod
 
-    assert Scheduler(CLUSTER, get_policy("test-biggest-first"), FixedRates(RATES))._elig_cache
+    assert Scheduler(CLUSTER, get_policy("test-biggest-first"), FixedRates(RATES)).indexed_backfill
 
     class Drifting(biggest_first):  # type: ignore[valid-type, misc]
         name = "test-drifting"
         fixed_while_waiting = False
 
-    assert not Scheduler(CLUSTER, Drifting(), FixedRates(RATES))._elig_cache
+    assert not Scheduler(CLUSTER, Drifting(), FixedRates(RATES)).indexed_backfill
 
     rng = np.random.default_rng(21)
     traces = [make_jobs([(float(rng.uniform(0, 500)), int(rng.choice([1, 2, 4, 8])),

@@ -117,7 +117,7 @@ def test_backfill_shortcut_places_the_same_jobs(part: int, monkeypatch: pytest.M
     monkeypatch.setattr(scheduler_mod, "ELIG_MIN_QUEUE", 5)
     switching = runs()
     monkeypatch.setattr(Policy, "fixed_while_waiting", False)
-    assert not Scheduler(CLUSTER, get_policy("fifo"), FixedRates(RATES))._elig_cache
+    assert not Scheduler(CLUSTER, get_policy("fifo"), FixedRates(RATES)).indexed_backfill
     plain = runs()
     for a, b, c in zip(always, switching, plain, strict=True):
         assert a.decisions == c.decisions, a.policy

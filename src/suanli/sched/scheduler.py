@@ -575,6 +575,12 @@ class Scheduler:
         sched._elig_all_stale = True
         return sched
 
+    @property
+    def indexed_backfill(self) -> bool:
+        """Whether back-fill uses the waiting-job index (the policy declares its scores fixed
+        while a job waits: ``Policy.fixed_while_waiting``) instead of re-planning every job."""
+        return self._elig_cache
+
     def fragmentation(self) -> np.ndarray:
         """Per pool, free devices (fractions included) that no waiting job can use now: on
         nodes where no waiting job that can run in the pool fits (by the placement rules of
