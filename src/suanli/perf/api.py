@@ -6,6 +6,7 @@ figures, n_devices).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 from suanli.catalog.schema import Chip, Precision
@@ -19,6 +20,10 @@ INFER_PROMPT = 1024  # job_rate inference: prompt / output tokens per request (d
 INFER_OUTPUT = 256
 _CACHE_MAX = 65536
 _cache: OrderedDict[tuple[object, ...], float | CannotRun] = OrderedDict()
+# The service calls job_rate from its API threads and its scheduler loop at once: the cache's
+# reorder and eviction are guarded (the computation itself runs outside the lock). A chip that
+# cannot run a workload is a cached *answer*; each caller gets a fresh CannotRun.
+_lock = threading.Lock()
 
 
 def _chip_key(chip: Chip) -> tuple[object, ...]:
@@ -44,9 +49,11 @@ def job_rate(workload: Workload, chip: Chip, n_devices: int) -> float:
     if n_devices < 1:
         raise SuanliError(f"n_devices must be >= 1, got {n_devices}")
     key = (workload, _chip_key(chip), int(n_devices))
-    hit = _cache.get(key)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
     if hit is not None:
-        _cache.move_to_end(key)
         if isinstance(hit, CannotRun):
             raise CannotRun(hit.problem)
         return hit
@@ -54,9 +61,10 @@ def job_rate(workload: Workload, chip: Chip, n_devices: int) -> float:
         val: float | CannotRun = _compute(workload, chip, int(n_devices))
     except CannotRun as exc:
         val = exc
-    _cache[key] = val
-    if len(_cache) > _CACHE_MAX:
-        _cache.popitem(last=False)
+    with _lock:
+        _cache[key] = val
+        if len(_cache) > _CACHE_MAX:
+            _cache.popitem(last=False)
     if isinstance(val, CannotRun):
         raise CannotRun(val.problem)
     return val
@@ -84,4 +92,5 @@ def _compute(w: Workload, chip: Chip, n: int) -> float:
 
 
 def clear_cache() -> None:
-    _cache.clear()
+    with _lock:
+        _cache.clear()
