@@ -264,7 +264,17 @@ def evaluate(
         rope_w = (m.qk_rope_dim * (m.n_heads + 1)) if m.is_mla else (m.n_heads + m.kv_heads) * m.hd
         rope_b = 4.0 * rope_w
     act_b = (6.0 if m.ffn == "swiglu" else 4.0) * act_w
-    perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d if m.is_moe else 0.0
+    # MoE permute (gather the k routed copies) + unpermute (weighted sum back): 8 k d bytes.
+    # Megatron-Core's plain all-to-all dispatcher (MoEAlltoAllTokenDispatcher) adds a
+    # "permutation 2" when a rank holds more than one expert: after the all-to-all the received
+    # copies are re-sorted by local expert (`sort_chunks_by_idxs`) and sorted back before the
+    # combine -- one more read + write of every received copy each way (another 8 k d). The
+    # flex dispatcher (DeepEP / HybridEP) receives per rank and permutes once on the receiver.
+    perm_b: float | np.ndarray = 0.0
+    if m.is_moe:
+        perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d
+        if spec.ep_dispatch == "alltoall":
+            perm_b = perm_b * np.where((ep > 1) & (float(m.n_experts) / ep > 1.0), 2.0, 1.0)
     elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
     mem_bytes = T / tp * Lp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp
