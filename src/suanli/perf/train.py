@@ -248,20 +248,50 @@ def evaluate(
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
     # ---- memory-bound element-wise work ------------------------------------------------
-    norm_b = 2.0 * d * (2.0 + (1.0 if (fp8 and fw.fused_norm_cast) else 2.0))
+    # two norms per layer; under FP8 / FP4 a norm fused with the next GEMM's input cast writes
+    # the low-precision copy (TE LayerNormLinear / LayerNormMLP). MoE layers cannot fuse the
+    # pre-MLP norm: Megatron-Core's TE layer spec builds `pre_mlp_layernorm = TENorm` when the
+    # layer has experts (its output feeds the router and the token dispatcher in BF16) and
+    # `IdentityOp` + `TELayerNormColumnParallelLinear` only for dense MLPs
+    # (megatron/core/models/gpt/gpt_layer_specs.py)
+    fused = fp8 and fw.fused_norm_cast
+    c_attn = 1.0 if fused else 2.0
+    c_mlp = (1.0 - moe_frac) * c_attn + moe_frac * 2.0
+    norm_b = d * (2.0 + c_attn) + d * (2.0 + c_mlp)
     resid_b = 2.0 * 6.0 * d
     rope_b = 0.0
     if m.has_rope:
         rope_w = (m.qk_rope_dim * (m.n_heads + 1)) if m.is_mla else (m.n_heads + m.kv_heads) * m.hd
         rope_b = 4.0 * rope_w
     act_b = (6.0 if m.ffn == "swiglu" else 4.0) * act_w
-    perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d if m.is_moe else 0.0
+    # MoE permute (gather the k routed copies) + unpermute (weighted sum back): 8 k d bytes.
+    # Megatron-Core's plain all-to-all dispatcher (MoEAlltoAllTokenDispatcher) adds a
+    # "permutation 2" when a rank holds more than one expert: after the all-to-all the received
+    # copies are re-sorted by local expert (`sort_chunks_by_idxs`) and sorted back before the
+    # combine -- one more read + write of every received copy each way (another 8 k d). The
+    # flex dispatcher (DeepEP / HybridEP) receives per rank and permutes once on the receiver.
+    perm_b: float | np.ndarray = 0.0
+    if m.is_moe:
+        perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d
+        if spec.ep_dispatch == "alltoall":
+            perm_b = perm_b * np.where((ep > 1) & (float(m.n_experts) / ep > 1.0), 2.0, 1.0)
     elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
     mem_bytes = T / tp * Lp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp
     if fp8:
-        cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else 2.0 * d)
-        cast_bwd = in_n + d + (mats - 1) * act_w + d
+        # elements quantised per token per layer. Forward: every GEMM input not produced by a
+        # fused norm -- QKV / FC1 input (unless fused), attention-output input, FC2 input(s).
+        # Backward: every GEMM's output gradient. MoE layers: Transformer Engine's
+        # GroupedLinear quantises its own (dispatched) input, i.e. the k routed copies of each
+        # token (k d elements), and the expert FC2 output gradient is per copy as well (k d);
+        # a shared expert adds one more d each way.
+        sh = 1.0 if (m.is_moe and m.n_shared_experts) else 0.0
+        k_moe = float(max(m.top_k, 1)) if m.is_moe else 1.0
+        ffn_in = (1.0 - moe_frac) * (0.0 if fw.fused_norm_cast else d) \
+            + moe_frac * (k_moe + sh) * d
+        ffn_out_grad = (1.0 - moe_frac) * d + moe_frac * (k_moe + sh) * d
+        cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else d) + ffn_in
+        cast_bwd = in_n + d + (mats - 1) * act_w + ffn_out_grad
         mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
     t_elem = mem_bytes / bw
     t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S

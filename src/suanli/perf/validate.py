@@ -375,7 +375,9 @@ NEMO_UNSUPPORTED: tuple[tuple[str, str], ...] = (
 # precision as written -> (GEMM precision in the catalogue, recipe class)
 NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
     "bf16": ("bf16", "bf16"),
-    "fp8": ("fp8", "fp8-delayed"),  # per-tensor scaling (delayed in these containers)
+    # per-tensor scaling; delayed in the NeMo 24.x containers, current in Megatron-Bridge's
+    # (see fp8_recipe_of)
+    "fp8": ("fp8", "fp8-delayed"),
     "fp8cs": ("fp8", "fp8-current"),
     "fp8ds": ("fp8", "fp8-delayed"),
     "mxfp8": ("fp8", "fp8-block"),
@@ -431,7 +433,7 @@ def nemo_case(row: dict[str, str]) -> Case:
     fsdp = _int(row, "fsdp", 0)
     return Case(
         model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
-        fp8_recipe=recipe if recipe.startswith("fp8") else "fp8-delayed",
+        fp8_recipe=fp8_recipe_of(pkey, row.get("container")),
         seq_len=_int(row, "seq_len"), global_batch=gbs, n_devices=n, tp=tp, pp=pp, cp=cp,
         ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
@@ -439,6 +441,28 @@ def nemo_case(row: dict[str, str]) -> Case:
         ep_dispatch=nemo_dispatch(model.name, system,
                                   precision_label(row.get("precision") or "")),
     )
+
+
+# First container year of NVIDIA's Megatron-Bridge performance harness in the NeMo file. Its
+# `--compute_dtype` offers bf16, fp8_cs, fp8_mx, fp8_sc and nvfp4 only (Megatron-Bridge
+# scripts/performance/argument_parser.py), and every per-tensor FP8 preset is `*_FP8_CS_*`
+# (scripts/performance/configs/*/..._workload_base_configs.py): a row of those containers
+# labelled plain "FP8" ran per-tensor *current* scaling. The 24.07 rows predate Transformer
+# Engine's current-scaling recipe (`Float8CurrentScaling`, TE 2.2) and ran delayed scaling.
+BRIDGE_FIRST_YEAR = 25
+
+
+def fp8_recipe_of(precision_key: str, container: str | None) -> str:
+    """The FP8 recipe a NeMo row ran (``precision_key``: normalised precision label): the
+    label's, except plain "FP8" on a Megatron-Bridge container (year >= BRIDGE_FIRST_YEAR),
+    which is current scaling. Non-FP8 precisions return the unused default."""
+    recipe = NEMO_PRECISIONS[precision_key][1]
+    if not recipe.startswith("fp8"):
+        return "fp8-delayed"
+    year = _container_key(container or "")
+    if precision_key == "fp8" and year and year[0] >= BRIDGE_FIRST_YEAR:
+        return "fp8-current"
+    return recipe
 
 
 def precision_label(text: str) -> str:
