@@ -12,6 +12,19 @@ Conventions
   multi-head latent attention (MLA, DeepSeek-V2/V3) is described by ``q_lora_rank``,
   ``kv_lora_rank``, ``qk_rope_dim``, ``qk_nope_dim`` and ``v_head_dim``.
 * Biases are ignored (Llama, MPT and DeepSeek have none; GPT-3's are < 0.01 % of parameters).
+* Hybrid Mamba-Transformer models (Nemotron-H / Nemotron 3) give ``hybrid_pattern``, the
+  public ``hybrid_override_pattern``: one block per character, ``M`` a Mamba-2 mixer, ``*``
+  self-attention, ``-`` a dense MLP, ``E`` an MoE; each block is norm + mixer + residual.
+  ``n_layers`` is then the pattern's length (blocks, not attention + FFN pairs). A Mamba-2
+  (SSD) mixer has ``mamba_heads`` heads of ``mamba_head_dim`` (d_inner = their product),
+  ``mamba_groups`` groups of B / C with state size ``mamba_state``, a causal depthwise conv of
+  ``mamba_conv`` taps and the SSD chunk size ``ssd_chunk`` (Dao & Gu 2024, section 6).
+* LatentMoE (Nemotron 3 Super / Ultra): ``moe_latent`` > 0 = the routed experts work in that
+  width: one d -> latent projection before dispatch, experts latent -> d_ff -> latent, one
+  latent -> d projection after the combine; the shared expert stays at width d.
+* ``mtp_depth``: multi-token prediction modules trained with the model (DeepSeek-V3 report
+  section 2.2): per depth two norms, a (2d -> d) projection, one attention + FFN block (MoE if
+  the model is) and the shared output head with its loss.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from typing import Any, Literal
 from suanli.errors import SuanliError
 
 FfnKind = Literal["gelu", "swiglu"]
+HYBRID_BLOCKS = "M*-E"  # Mamba-2, attention, dense MLP, MoE (Megatron hybrid_override_pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,24 @@ class ModelShape:
     # learned attention sinks (GPT-OSS): one extra logit per head in the softmax denominator;
     # no FLOPs or bytes worth counting, recorded so the shape is complete
     attention_sinks: bool = False
+    # shared-expert FFN width (None = n_shared_experts x d_ff)
+    d_ff_shared: int | None = None
+    # LatentMoE: routed experts work in this width (0 = in d_model)
+    moe_latent: int = 0
+    # hybrid Mamba-Transformer layer pattern (see the module docstring; "" = transformer)
+    hybrid_pattern: str = ""
+    mamba_heads: int = 0
+    mamba_head_dim: int = 64
+    mamba_state: int = 128
+    mamba_groups: int = 8
+    mamba_conv: int = 4
+    ssd_chunk: int = 128
+    # multi-token prediction depth (DeepSeek-V3 MTP; 0 = none)
+    mtp_depth: int = 0
+    # the MTP depths reuse one module's weights (Megatron `mtp_use_repeated_layer`): the
+    # compute is per depth, the parameters are one module's
+    mtp_shared_weights: bool = False
+    source: str = ""  # where the shape comes from (config file, report)
     published_params: float | None = None  # the publisher's own count (for tests / display)
     published_active: float | None = None
     notes: str = ""
@@ -92,11 +124,97 @@ class ModelShape:
         if self.ffn not in ("gelu", "swiglu"):
             raise SuanliError(f"ffn must be gelu or swiglu, got {self.ffn!r}",
                               where=f"model '{self.name}'", field="ffn")
+        if self.hybrid_pattern:
+            bad = sorted(set(self.hybrid_pattern) - set(HYBRID_BLOCKS))
+            if bad:
+                raise SuanliError(f"hybrid_pattern may only hold M, *, - and E, got "
+                                  f"{''.join(bad)!r}", where=f"model '{self.name}'",
+                                  field="hybrid_pattern")
+            if len(self.hybrid_pattern) != self.n_layers:
+                raise SuanliError(f"hybrid_pattern has {len(self.hybrid_pattern)} blocks but "
+                                  f"n_layers is {self.n_layers}", where=f"model '{self.name}'",
+                                  field="n_layers")
+            if "E" in self.hybrid_pattern and not self.n_experts:
+                raise SuanliError("hybrid_pattern has MoE blocks (E) but n_experts is 0",
+                                  where=f"model '{self.name}'", field="n_experts")
+            if "M" in self.hybrid_pattern and self.mamba_heads <= 0:
+                raise SuanliError("hybrid_pattern has Mamba blocks (M) but mamba_heads is 0",
+                                  where=f"model '{self.name}'", field="mamba_heads")
+        for name in ("mamba_heads", "mamba_head_dim", "mamba_state", "mamba_groups",
+                     "mamba_conv", "ssd_chunk", "moe_latent", "mtp_depth"):
+            if getattr(self, name) < 0:
+                raise SuanliError(f"must be >= 0, got {getattr(self, name)}",
+                                  where=f"model '{self.name}'", field=name)
+        if self.mamba_heads and (self.mamba_head_dim <= 0 or self.mamba_state <= 0
+                                 or self.mamba_groups <= 0 or self.ssd_chunk <= 0
+                                 or self.mamba_heads % self.mamba_groups):
+            raise SuanliError("Mamba heads need head_dim, state, chunk > 0 and mamba_groups "
+                              "dividing mamba_heads", where=f"model '{self.name}'",
+                              field="mamba_groups")
 
     # -- shape helpers ------------------------------------------------------------------
     @property
     def is_moe(self) -> bool:
         return self.n_experts > 0
+
+    @property
+    def is_hybrid(self) -> bool:
+        return bool(self.hybrid_pattern)
+
+    @property
+    def n_attn_layers(self) -> int:
+        """Blocks with self-attention (every layer of a transformer)."""
+        return self.hybrid_pattern.count("*") if self.is_hybrid else self.n_layers
+
+    @property
+    def n_mamba_layers(self) -> int:
+        return self.hybrid_pattern.count("M") if self.is_hybrid else 0
+
+    @property
+    def n_ffn_layers(self) -> int:
+        """Blocks with an FFN, dense or MoE (every layer of a transformer)."""
+        if self.is_hybrid:
+            return self.hybrid_pattern.count("-") + self.hybrid_pattern.count("E")
+        return self.n_layers
+
+    @property
+    def d_inner(self) -> int:
+        """Mamba-2 inner width (heads x head_dim)."""
+        return self.mamba_heads * self.mamba_head_dim
+
+    @property
+    def mamba_in_width(self) -> int:
+        """in_proj output width: z and x (d_inner each), B and C (groups x state each), dt."""
+        return 2 * self.d_inner + 2 * self.mamba_groups * self.mamba_state + self.mamba_heads
+
+    @property
+    def mamba_conv_dim(self) -> int:
+        """Channels of the causal depthwise conv: x, B and C."""
+        return self.d_inner + 2 * self.mamba_groups * self.mamba_state
+
+    @property
+    def mamba_matmul_params(self) -> int:
+        """in_proj + out_proj of one Mamba-2 mixer."""
+        return self.d_model * self.mamba_in_width + self.d_inner * self.d_model
+
+    @property
+    def mamba_params(self) -> int:
+        """All parameters of one Mamba-2 mixer: projections, conv taps + bias, A, D, dt bias,
+        the gated norm's weight."""
+        return (self.mamba_matmul_params + self.mamba_conv_dim * (self.mamba_conv + 1)
+                + 3 * self.mamba_heads + self.d_inner)
+
+    def ssd_flops_fwd(self, seq_len: float) -> float:
+        """Forward FLOPs per token of one Mamba-2 SSD scan, chunked (Dao & Gu 2024, section
+        6), chunk Q = min(ssd_chunk, seq_len): diagonal blocks C B^T per group (2 Q N) and the
+        masked product with x per head (2 Q P); the chunk states B^T x and the state-to-output
+        product C h per head (2 N P each). The inter-chunk recurrence (N P per chunk) is
+        negligible."""
+        if not self.mamba_heads:
+            return 0.0
+        q = float(min(self.ssd_chunk, max(seq_len, 1.0)))
+        g, n, h, p = self.mamba_groups, self.mamba_state, self.mamba_heads, self.mamba_head_dim
+        return 2.0 * q * (g * n + h * p) + 4.0 * h * n * p
 
     @property
     def is_mla(self) -> bool:
@@ -146,12 +264,40 @@ class ModelShape:
 
     @property
     def expert_params(self) -> int:
-        """Parameters of one FFN (one expert for MoE layers)."""
-        return self.ffn_mats * self.d_model * self.d_ff
+        """Parameters of one FFN (one routed expert for MoE layers)."""
+        return self.ffn_mats * self.expert_width * self.d_ff
 
     @property
     def n_moe_layers(self) -> int:
+        if self.is_hybrid:
+            return self.hybrid_pattern.count("E")
         return self.n_layers - self.n_dense_layers if self.is_moe else 0
+
+    @property
+    def n_dense_ffn_layers(self) -> int:
+        """Blocks with a dense FFN."""
+        return self.n_ffn_layers - self.n_moe_layers
+
+    @property
+    def shared_width(self) -> int:
+        """Total width of the shared expert(s) of an MoE layer."""
+        if self.d_ff_shared is not None:
+            return self.d_ff_shared if self.n_shared_experts else 0
+        return self.n_shared_experts * self.d_ff
+
+    @property
+    def expert_width(self) -> int:
+        """Width the routed experts read and write (LatentMoE: the latent)."""
+        return self.moe_latent or self.d_model
+
+    @property
+    def moe_block_params_dense(self) -> int:
+        """Parameters of an MoE layer every token uses: router, shared expert(s), latent
+        projections."""
+        d = self.d_model
+        shared = self.ffn_mats * d * self.shared_width
+        latent = 2 * d * self.moe_latent if self.moe_latent else 0
+        return d * self.n_experts + shared + latent
 
     @property
     def dense_ffn_params(self) -> int:
@@ -163,26 +309,24 @@ class ModelShape:
     def ffn_params_total(self) -> int:
         """All FFN parameters of all layers."""
         if not self.is_moe:
-            return self.n_layers * self.dense_ffn_params
-        per_moe = (self.n_experts + self.n_shared_experts) * self.expert_params
-        per_moe += self.d_model * self.n_experts  # router
-        return self.n_dense_layers * self.dense_ffn_params + self.n_moe_layers * per_moe
+            return self.n_ffn_layers * self.dense_ffn_params
+        per_moe = self.n_experts * self.expert_params + self.moe_block_params_dense
+        return self.n_dense_ffn_layers * self.dense_ffn_params + self.n_moe_layers * per_moe
 
     @property
     def ffn_params_active(self) -> int:
         """FFN parameters one token passes through (all layers)."""
         if not self.is_moe:
             return self.ffn_params_total
-        per_moe = (self.top_k + self.n_shared_experts) * self.expert_params
-        per_moe += self.d_model * self.n_experts
-        return self.n_dense_layers * self.dense_ffn_params + self.n_moe_layers * per_moe
+        per_moe = self.top_k * self.expert_params + self.moe_block_params_dense
+        return self.n_dense_ffn_layers * self.dense_ffn_params + self.n_moe_layers * per_moe
 
     @property
     def expert_params_total(self) -> int:
         """Routed-expert parameters (the part expert parallelism splits)."""
         if not self.is_moe:
             return 0
-        return self.n_moe_layers * self.n_experts * self.expert_params
+        return (self.n_moe_layers + self.mtp_modules) * self.n_experts * self.expert_params
 
     @property
     def embed_params(self) -> int:
@@ -190,24 +334,58 @@ class ModelShape:
         return emb + self.learned_pos * self.d_model
 
     @property
+    def n_blocks(self) -> int:
+        """Norm + mixer + residual blocks: two per transformer layer, one per hybrid block."""
+        return self.n_layers if self.is_hybrid else 2 * self.n_layers
+
+    @property
     def norm_params(self) -> int:
-        return (2 * self.n_layers + 1) * self.d_model
+        return (self.n_blocks + 1) * self.d_model
+
+    @property
+    def mtp_params(self) -> int:
+        """One multi-token-prediction module: two norms, the (2d -> d) projection and one
+        attention + FFN block (MoE when the model is); embedding and head are shared."""
+        if not self.mtp_depth:
+            return 0
+        d = self.d_model
+        ffn = (self.n_experts * self.expert_params + self.moe_block_params_dense
+               if self.is_moe else self.dense_ffn_params)
+        return 2 * d * d + 4 * d + self.attn_params + ffn
+
+    @property
+    def mtp_params_active(self) -> int:
+        if not self.mtp_depth:
+            return 0
+        d = self.d_model
+        ffn = (self.top_k * self.expert_params + self.moe_block_params_dense
+               if self.is_moe else self.dense_ffn_params)
+        return 2 * d * d + self.attn_params + ffn
 
     @property
     def n_params(self) -> int:
-        """Total parameters."""
+        """Total parameters (MTP modules included)."""
         return (
-            self.n_layers * self.attn_params
+            self.n_attn_layers * self.attn_params
+            + self.n_mamba_layers * self.mamba_params
             + self.ffn_params_total
             + self.embed_params
             + self.norm_params
+            + self.mtp_modules * self.mtp_params
         )
 
     @property
+    def mtp_modules(self) -> int:
+        """MTP modules holding their own weights."""
+        return min(self.mtp_depth, 1) if self.mtp_shared_weights else self.mtp_depth
+
+    @property
     def n_active(self) -> int:
-        """Parameters used per token (= n_params for a dense model)."""
+        """Parameters of the main model used per token (= n_params for a dense model without
+        MTP; the MTP modules are left out, as the publishers count "active")."""
         return (
-            self.n_layers * self.attn_params
+            self.n_attn_layers * self.attn_params
+            + self.n_mamba_layers * self.mamba_params
             + self.ffn_params_active
             + self.embed_params
             + self.norm_params
@@ -215,8 +393,12 @@ class ModelShape:
 
     @property
     def matmul_params_active(self) -> int:
-        """Parameters that take part in a matmul per token: layers + LM head (not lookups)."""
-        return self.n_layers * self.attn_params + self.ffn_params_active + self.vocab * self.d_model
+        """Parameters that take part in a matmul per token: layers + LM head (not lookups),
+        plus per MTP depth its module and one more pass through the shared head."""
+        return (self.n_attn_layers * self.attn_params
+                + self.n_mamba_layers * self.mamba_matmul_params
+                + self.ffn_params_active + self.vocab * self.d_model
+                + self.mtp_depth * (self.mtp_params_active + self.vocab * self.d_model))
 
     # -- FLOPs (forward, per token) -----------------------------------------------------
     def attn_flops_fwd(self, context: float) -> float:
@@ -226,28 +408,33 @@ class ModelShape:
         return per_key * self.attn_keys(context)
 
     def attn_keys(self, context: float) -> float:
-        """Keys attended per token summed over the layers, for ``context`` keys per layer."""
+        """Keys attended per token summed over the attention layers (and MTP blocks), for
+        ``context`` keys per layer."""
         nw = self.n_window_layers if self.sliding_window else 0
         win = min(context, float(self.sliding_window)) if nw else 0.0
-        return (self.n_layers - nw) * context + nw * win
+        return (self.n_attn_layers + self.mtp_depth - nw) * context + nw * win
 
     def model_flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token used for MFU: 6 N_matmul + 6 L h (d_qk + d_v) s.
+        """Training FLOPs per token used for MFU: 6 N_matmul + 6 L h (d_qk + d_v) s, plus
+        3x the SSD scan FLOPs of the Mamba layers.
 
         The attention term counts the full (non-causal) s x s product, the convention of
         PaLM and of MosaicML's MFU (``12 L d s`` for multi-head attention).
         """
-        return 6.0 * self.matmul_params_active + 3.0 * self.attn_flops_fwd(seq_len)
+        return (6.0 * self.matmul_params_active + 3.0 * self.attn_flops_fwd(seq_len)
+                + 3.0 * self.n_mamba_layers * self.ssd_flops_fwd(seq_len))
 
     # -- inference memory ---------------------------------------------------------------
     def kv_elems_per_token(self) -> int:
         """K and V cache elements per token (all layers). MLA caches the compressed latent."""
         if self.is_mla:
-            return self.n_layers * (self.kv_lora_rank + self.qk_rope_dim)
-        return 2 * self.n_layers * self.kv_heads * self.hd
+            return self.n_attn_layers * (self.kv_lora_rank + self.qk_rope_dim)
+        return 2 * self.n_attn_layers * self.kv_heads * self.hd
 
     def describe(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (0, None, "")}
+        out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (0, None, "")
+               and (self.mamba_heads or not (k.startswith("mamba_") or k == "ssd_chunk"))
+               and (self.mtp_depth or k != "mtp_shared_weights")}
         out["params"] = self.n_params
         out["active_params"] = self.n_active
         return out
@@ -344,6 +531,90 @@ for _m in (
 ):
     _PRESETS[_m.name] = _m
 
+# DeepSeek-V3 trained with its multi-token-prediction module (one depth: DeepSeek-V3 technical
+# report, section 2.2 -- shared embedding and output head, two RMSNorms, a 2d -> d projection
+# and one transformer block, here an MLA + MoE layer like the main model's MoE layers).
+_PRESETS["deepseek-v3-mtp"] = replace(
+    _PRESETS["deepseek-v3"], name="deepseek-v3-mtp", mtp_depth=1, published_params=685e9,
+    notes="DeepSeek-V3 with its MTP module (depth 1, report section 2.2): 671 B main model + "
+    "14 B MTP module = 685 B (HF checkpoint)", source="DeepSeek-V3 technical report "
+    "(arXiv 2412.19437) section 2.2; huggingface.co/deepseek-ai/DeepSeek-V3 config.json "
+    "(num_nextn_predict_layers = 1)")
+
+# Hybrid Mamba-Transformer MoE models (Nemotron 3 family). relu2 (squared-ReLU) FFNs have two
+# matrices (the "gelu" kind); the attention blocks have no position embedding (Megatron's
+# MambaModel builds none: position_embedding_type "none").
+_NANO_PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+_NANO = dict(
+    n_layers=52, d_model=2688, n_heads=32, n_kv_heads=2, head_dim=128, d_ff=1856,
+    vocab=131072, ffn="gelu", rope=False, n_experts=128, top_k=6, n_shared_experts=1,
+    d_ff_shared=3712, hybrid_pattern=_NANO_PATTERN, mamba_heads=64, mamba_head_dim=64,
+    mamba_state=128, mamba_groups=8, mamba_conv=4, ssd_chunk=128,
+)
+for _m in (
+    ModelShape(
+        "nemotron3-nano-30b-a3b", **_NANO,  # type: ignore[arg-type]
+        published_params=31.6e9, published_active=3.2e9,
+        source=("huggingface.co/nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16 config.json; "
+                "NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/models/nemotronh/"
+                "nemotron_h_provider.py (Nemotron3NanoProvider)"),
+        notes=("23 Mamba-2 + 23 MoE + 6 attention blocks (hybrid_override_pattern); 128 "
+               "experts top-6 (FFN 1856, relu2) + 1 shared expert (3712); GQA 32/2 heads of "
+               "128; Mamba-2 64 heads x 64, 8 groups, state 128, conv 4, chunk 128; 31.6 B / "
+               "3.2 B active (Nemotron 3 Nano report, arXiv 2512.20848)"),
+    ),
+    ModelShape(
+        "nemotron3.5-lightning-30b-a3b", **_NANO,  # type: ignore[arg-type]
+        mtp_depth=2, mtp_shared_weights=True, published_params=31.6e9,
+        source=("NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/recipes/nemotronh/"
+                "nemotron_3_5_lightning.py (Nano architecture via "
+                "nemotron_3_nano_pretrain_config; mtp_num_layers=2, "
+                "mtp_hybrid_override_pattern '*E', mtp_use_repeated_layer=True); "
+                "hf nvidia/NVIDIA-Nemotron-3.5-Lightning-30B-A3B-BF16"),
+        notes=("Nemotron 3 Nano's shape plus multi-token prediction: two depths of one "
+               "attention + one MoE block sharing their weights (the public pretraining "
+               "recipe)"),
+    ),
+    ModelShape(
+        "nemotron3-super-120b-a12b", n_layers=88, d_model=4096, n_heads=32, n_kv_heads=2,
+        head_dim=128, d_ff=2688, vocab=131072, ffn="gelu", rope=False, n_experts=512,
+        top_k=22, n_shared_experts=1, d_ff_shared=5376, moe_latent=1024,
+        hybrid_pattern=("MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*"
+                        "EMEMEMEMEM*EMEMEMEM*EMEMEMEME"),
+        mamba_heads=128, mamba_head_dim=64, mamba_state=128, mamba_groups=8, mamba_conv=4,
+        ssd_chunk=128, mtp_depth=2, published_params=120e9, published_active=12e9,
+        source=("NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/models/nemotronh/"
+                "nemotron_h_provider.py (Nemotron3SuperProvider: pattern, widths, "
+                "mtp_num_layers=2, mtp pattern '*E'); huggingface.co/nvidia/"
+                "NVIDIA-Nemotron-3-Super-120B-A12B-Base-BF16 config.json"),
+        notes=("40 Mamba-2 + 40 LatentMoE + 8 attention blocks; 512 experts top-22 working in "
+               "a 1024-wide latent (FFN 2688, relu2) + 1 shared expert (5376) at d = 4096; "
+               "Mamba-2 128 heads x 64, 8 groups, state 128; 2 MTP depths (attention + MoE) "
+               "as in Megatron-Bridge's provider (the HF checkpoint ships 1)"),
+    ),
+    ModelShape(
+        "nemotron3-ultra-550b-a55b", n_layers=108, d_model=8192, n_heads=64, n_kv_heads=2,
+        head_dim=128, d_ff=5120, vocab=131072, ffn="gelu", rope=False, n_experts=512,
+        top_k=22, n_shared_experts=1, d_ff_shared=10240, moe_latent=2048,
+        hybrid_pattern="MEMEMEM*E" * 12,
+        mamba_heads=256, mamba_head_dim=64, mamba_state=128, mamba_groups=8, mamba_conv=4,
+        ssd_chunk=128, mtp_depth=2, mtp_shared_weights=True, published_params=550e9,
+        published_active=55e9,
+        source=("huggingface.co/nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16 config.json, "
+                "as transcribed in public deployment notes (108 layers = 48 Mamba + 48 MoE + "
+                "12 attention, hidden 8192, 64/2 heads, Mamba 256 x 64, 8 groups, state 128, "
+                "512 experts top-22, latent 2048, expert FFN 5120, shared 10240); MTP from "
+                "NVIDIA-NeMo/Megatron-Bridge recipes/nemotronh/h100/nemotron_3_ultra.py "
+                "(mtp_num_layers=2, mtp_use_repeated_layer=True)"),
+        notes=("block counts and widths from the config; the exact block order was not in the "
+               "sources found, the pattern here repeats 'MEMEMEM*E' with the published counts "
+               "-- the model uses the counts only (pipeline stages get the average mix), so the "
+               "order does not change an estimate. Confidence: secondary transcription of the "
+               "config"),
+    ),
+):
+    _PRESETS[_m.name] = _m
+
 # MPT shapes (llm-foundry yamls): ALiBi (no position table), tied embeddings, GELU FFN 4d.
 for _name, _l, _d, _h in (
     ("mpt-125m", 12, 768, 12), ("mpt-350m", 24, 1024, 16), ("mpt-760m", 24, 1536, 12),
@@ -363,6 +634,14 @@ _ALIASES = {
     "llama-3.1-405b": "llama3-405b", "qwen3-30b": "qwen3-30b-a3b",
     "qwen3-235b": "qwen3-235b-a22b", "gpt-oss": "gpt-oss-120b", "kimi-k2-base": "kimi-k2",
     "nemotron-4-340b": "nemotron-340b",
+    "nemotron-3-nano": "nemotron3-nano-30b-a3b", "nemotron3-nano": "nemotron3-nano-30b-a3b",
+    "nemotron-3-super": "nemotron3-super-120b-a12b",
+    "nemotron3-super": "nemotron3-super-120b-a12b",
+    "nemotron-3-ultra": "nemotron3-ultra-550b-a55b",
+    "nemotron3-ultra": "nemotron3-ultra-550b-a55b",
+    "nemotron-3.5-lightning": "nemotron3.5-lightning-30b-a3b",
+    "nemotron3.5-lightning": "nemotron3.5-lightning-30b-a3b",
+    "deepseek-v3-mtp": "deepseek-v3-mtp",
 }
 
 DEFAULT_TRAIN_MODEL = "llama3-8b"  # used by job_rate when a training Workload has no model

@@ -37,6 +37,10 @@ OPT_BYTES_PER_PARAM = 30.0
 # Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
 ATTN_BWD_MULT = 2.5
 LOGIT_BYTES = 14.0
+# SSD chunk states, HBM bytes per state element per chunk (forward): written in fp32 by the
+# chunk-state kernel (4), read (4) and written in 16-bit (2) by the state passing, read by the
+# chunk scan (2) -- the mamba_ssm / Megatron SSD kernels' dtypes
+SSD_STATE_BYTES = 12.0
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -181,47 +185,79 @@ def evaluate(
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
     moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
     T = mb * s / cp  # tokens of one micro-batch held by one device (before the tp split)
+    # Blocks of each kind on the busiest stage. A transformer layer is one attention block and
+    # one FFN block (dense or MoE); a hybrid model's layer is one block of its pattern (the
+    # stage gets the pattern's average mix). Multi-token prediction adds, per depth, one
+    # attention and one FFN block (MoE when the model is) on the last stage, which is taken to
+    # be the busiest (as the LM head already is).
+    D = float(m.mtp_depth)
+    n_A = Lp * (m.n_attn_layers / L) + D
+    n_Fd = Lp * (m.n_dense_ffn_layers / L) + (0.0 if m.is_moe else D)
+    n_Fm = Lp * moe_frac + (D if m.is_moe else 0.0)
+    n_M = Lp * (m.n_mamba_layers / L)
+    n_blk = n_A + n_Fd + n_Fm + n_M  # norm + mixer + residual blocks on the stage
 
-    # ---- GEMMs of one layer (forward), per device -----------------------------------
+    # ---- GEMMs of one block (forward), per device -----------------------------------
     out_k = float(m.n_heads * m.v_dim)  # attention output projection input width
     in_n = (m.attn_params - out_k * d) / d  # all input projections (QKV / MLA chains)
     t_qkv, f_qkv = _gemm(T, in_n / tp, d, rate, bw, gb)
     t_out, f_out = _gemm(T, d, out_k / tp, rate, bw, gb)
-    t_layer_gemm = t_qkv + t_out
-    f_layer = f_qkv + f_out
+    t_stage_gemm = n_A * (t_qkv + t_out)
+    f_stage = n_A * (f_qkv + f_out)
     mats = float(m.ffn_mats)
     ffw_dense = m.dense_ffn_params / (mats * d)
-    if moe_frac < 1.0:
+    if m.n_dense_ffn_layers or (D and not m.is_moe):
         t_up, f_up = _gemm(T, (mats - 1) * ffw_dense / tp, d, rate, bw, gb)
         t_dn, f_dn = _gemm(T, d, ffw_dense / tp, rate, bw, gb)
-        t_layer_gemm = t_layer_gemm + (1 - moe_frac) * (t_up + t_dn)
-        f_layer = f_layer + (1 - moe_frac) * (f_up + f_dn)
-    act_w = (1 - moe_frac) * ffw_dense  # activation-function width per token (all experts)
+        t_stage_gemm = t_stage_gemm + n_Fd * (t_up + t_dn)
+        f_stage = f_stage + n_Fd * (f_up + f_dn)
+    # activation-function width per token summed over the stage's FFN blocks (all experts)
+    act_w = n_Fd * ffw_dense
+    ew = float(m.expert_width)  # width routed tokens travel in (LatentMoE: the latent)
     if m.is_moe:
         E, k, ff = float(m.n_experts), float(m.top_k), float(m.d_ff)
         m_e = np.maximum(T / tp * k * ep / E, 1.0)  # tokens per local expert (balanced routing)
         n_loc = E / ep
-        t_eu, f_eu = _gemm(m_e, (mats - 1) * ff, d, rate, bw, gb, n_loc)
-        t_ed, f_ed = _gemm(m_e, d, ff, rate, bw, gb, n_loc)
+        t_eu, f_eu = _gemm(m_e, (mats - 1) * ff, ew, rate, bw, gb, n_loc)
+        t_ed, f_ed = _gemm(m_e, ew, ff, rate, bw, gb, n_loc)
         t_r, f_r = _gemm(T / tp, E, d, rate, bw, 2.0)  # router (bf16)
         # load imbalance (stated input): the busiest expert-parallel rank receives
         # `moe_imbalance` x the mean tokens and every rank waits for it
         t_moe, f_moe = (t_eu + t_ed) * spec.moe_imbalance + t_r, f_eu + f_ed + f_r
-        if m.n_shared_experts:
-            wsh = m.n_shared_experts * ff
+        wsh = float(m.shared_width)
+        if wsh:
             t_su, f_su = _gemm(T, (mats - 1) * wsh / tp, d, rate, bw, gb)
             t_sd, f_sd = _gemm(T, d, wsh / tp, rate, bw, gb)
             t_moe, f_moe = t_moe + t_su + t_sd, f_moe + f_su + f_sd
-        t_layer_gemm = t_layer_gemm + moe_frac * t_moe
-        f_layer = f_layer + moe_frac * f_moe
-        act_w = act_w + moe_frac * (k + m.n_shared_experts) * ff
+        if m.moe_latent:
+            # LatentMoE: d -> latent before the dispatch, latent -> d after the combine
+            t_ld, f_ld = _gemm(T, ew / tp, d, rate, bw, gb)
+            t_lu, f_lu = _gemm(T, d, ew / tp, rate, bw, gb)
+            t_moe, f_moe = t_moe + t_ld + t_lu, f_moe + f_ld + f_lu
+        t_stage_gemm = t_stage_gemm + n_Fm * t_moe
+        f_stage = f_stage + n_Fm * f_moe
+        act_w = act_w + n_Fm * (k * ff + wsh)
+    if m.n_mamba_layers:
+        # Mamba-2 mixer: in_proj d -> (z, x, B, C, dt), out_proj d_inner -> d (heads split by tp)
+        t_mi, f_mi = _gemm(T, m.mamba_in_width / tp, d, rate, bw, gb)
+        t_mo, f_mo = _gemm(T, d, m.d_inner / tp, rate, bw, gb)
+        t_stage_gemm = t_stage_gemm + n_M * (t_mi + t_mo)
+        f_stage = f_stage + n_M * (f_mi + f_mo)
     # The LM head stays 16-bit under FP8 / FP4 recipes: Megatron-Core builds `output_layer` as a
     # plain `tensor_parallel.ColumnParallelLinear` (megatron/core/models/gpt/gpt_model.py), not a
     # Transformer Engine module, so `fp8_autocast` / the quantisation recipe never reaches it.
     t_head, f_head = _gemm(T, V / tp, d, hw.flops_16, bw, 2.0)
+    if D:
+        # MTP, per depth: the (2d -> d) projection of [norm(h); norm(emb)] (kept 16-bit:
+        # Megatron's `eh_proj` is a plain column-parallel linear) and one more pass through
+        # the shared output head
+        t_eh, f_eh = _gemm(T, d / tp, 2.0 * d, hw.flops_16, bw, 2.0)
+        t_stage_gemm = t_stage_gemm + D * t_eh
+        f_stage = f_stage + D * f_eh
+    n_heads_pass = 1.0 + D
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
-    t_gemm = Lp * t_layer_gemm * (3.0 + full) + t_head * 3.0
-    gemm_flops = Lp * f_layer * (3.0 + full) + f_head * 3.0
+    t_gemm = t_stage_gemm * (3.0 + full) + t_head * 3.0 * n_heads_pass
+    gemm_flops = f_stage * (3.0 + full) + f_head * 3.0 * n_heads_pass
 
     # ---- attention core ---------------------------------------------------------------
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
@@ -235,34 +271,54 @@ def evaluate(
     per_key = 2.0 * m.n_heads * (m.qk_dim + m.v_dim)
     flash = spec.attention_kernel != "plain"
     t_attn = 0.0
-    for n_l, keys in ((L - n_win, ctx), (n_win, win_ctx)):
-        if n_l <= 0:
-            continue
-        f = T * per_key * keys * n_l / L * Lp / tp
+    n_A_win = Lp * (n_win / L)
+    spans = [(n_A - n_A_win, ctx)] + ([(n_A_win, win_ctx)] if n_win else [])
+    for n_l, keys in spans:
+        f = T * per_key * keys * n_l / tp
         len_f = attention_length_factor(keys / cp) if flash else 1.0
         t_attn = t_attn + f * passes_attn / (hw.flops_16 * attn_rel * len_f)
     if spec.attention_kernel == "plain":
         # unfused attention: scores and probabilities go through HBM (write scores, softmax
         # read + write, read for the value product; backward twice that)
-        score_elems = mb * (m.n_heads / tp) * s * (s / cp) * Lp
+        score_elems = mb * (m.n_heads / tp) * s * (s / cp) * n_A
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
+    # ---- Mamba-2 SSD scan (chunked, Dao & Gu 2024 section 6) ----------------------------
+    # A compute op on the tensor cores in 16-bit (the SSD kernels multiply bf16 chunks), timed
+    # like a flash-attention kernel whose key range is one chunk: the chip's attention
+    # efficiency x attention_length_factor(chunk) -- the chunk products are attention-like
+    # (Q x Q masked scores C B^T, then x) and the published flash sweep gives the loss on short
+    # key ranges. Memory: x, B, C, dt read and y written (16-bit), plus the chunk states
+    # (heads x state x head_dim per chunk) written in fp32 by the chunk-state kernel, read and
+    # re-written (16-bit) by the state passing, read by the chunk scan: 12 bytes per state
+    # element per chunk. Backward = twice the forward (FLOPs and bytes, as for the GEMMs),
+    # recomputed forward under full recompute. Time = max(compute, memory).
+    t_ssd: float | np.ndarray = 0.0
+    if m.n_mamba_layers:
+        q_chunk = float(min(m.ssd_chunk, spec.seq_len))
+        ssd_f = T / tp * m.ssd_flops_fwd(s) * n_M
+        ssd_c = ssd_f * (3.0 + full) / (hw.flops_16 * attn_rel * attention_length_factor(q_chunk))
+        st = float(m.mamba_heads * m.mamba_state * m.mamba_head_dim)
+        io = (2.0 * m.d_inner + 2.0 * m.mamba_groups * m.mamba_state + m.mamba_heads) * 2.0
+        ssd_b = T / tp * n_M * (io + st * SSD_STATE_BYTES / q_chunk) * (3.0 + full)
+        t_ssd = np.maximum(ssd_c, ssd_b / bw)
+
     # ---- memory-bound element-wise work ------------------------------------------------
-    # two norms per layer; under FP8 / FP4 a norm fused with the next GEMM's input cast writes
-    # the low-precision copy (TE LayerNormLinear / LayerNormMLP). MoE layers cannot fuse the
+    # one norm per block; under FP8 / FP4 a norm fused with the next GEMM's input cast writes
+    # the low-precision copy (TE LayerNormLinear / LayerNormMLP; Megatron's Mamba mixer builds
+    # its in_proj as a TELayerNormColumnParallelLinear the same way). MoE layers cannot fuse the
     # pre-MLP norm: Megatron-Core's TE layer spec builds `pre_mlp_layernorm = TENorm` when the
     # layer has experts (its output feeds the router and the token dispatcher in BF16) and
     # `IdentityOp` + `TELayerNormColumnParallelLinear` only for dense MLPs
     # (megatron/core/models/gpt/gpt_layer_specs.py)
     fused = fp8 and fw.fused_norm_cast
     c_attn = 1.0 if fused else 2.0
-    c_mlp = (1.0 - moe_frac) * c_attn + moe_frac * 2.0
-    norm_b = d * (2.0 + c_attn) + d * (2.0 + c_mlp)
-    resid_b = 2.0 * 6.0 * d
-    rope_b = 0.0
+    norm_b = (n_A + n_M) * d * (2.0 + c_attn) + n_Fd * d * (2.0 + c_attn) + n_Fm * d * 4.0
+    resid_b = n_blk * 6.0 * d
+    rope_b: float | np.ndarray = 0.0
     if m.has_rope:
         rope_w = (m.qk_rope_dim * (m.n_heads + 1)) if m.is_mla else (m.n_heads + m.kv_heads) * m.hd
-        rope_b = 4.0 * rope_w
+        rope_b = n_A * 4.0 * rope_w
     act_b = (6.0 if m.ffn == "swiglu" else 4.0) * act_w
     # MoE permute (gather the k routed copies) + unpermute (weighted sum back): 8 k d bytes.
     # Megatron-Core's plain all-to-all dispatcher (MoEAlltoAllTokenDispatcher) adds a
@@ -270,39 +326,47 @@ def evaluate(
     # copies are re-sorted by local expert (`sort_chunks_by_idxs`) and sorted back before the
     # combine -- one more read + write of every received copy each way (another 8 k d). The
     # flex dispatcher (DeepEP / HybridEP) receives per rank and permutes once on the receiver.
+    # LatentMoE permutes latent-wide copies.
     perm_b: float | np.ndarray = 0.0
     if m.is_moe:
-        perm_b = moe_frac * 8.0 * max(m.top_k, 1) * d
+        perm_b = n_Fm * 8.0 * max(m.top_k, 1) * ew
         if spec.ep_dispatch == "alltoall":
             perm_b = perm_b * np.where((ep > 1) & (float(m.n_experts) / ep > 1.0), 2.0, 1.0)
-    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
+    # Mamba-2 block: causal depthwise conv1d (+ SiLU) over x, B, C (read + write 16-bit) and
+    # the gated RMSNorm y * silu(z) (read y, z, write the out_proj input)
+    mamba_b = n_M * (4.0 * m.mamba_conv_dim + 6.0 * m.d_inner)
+    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b + mamba_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
-    mem_bytes = T / tp * Lp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp
+    mem_bytes = T / tp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp * n_heads_pass
     if fp8:
-        # elements quantised per token per layer. Forward: every GEMM input not produced by a
-        # fused norm -- QKV / FC1 input (unless fused), attention-output input, FC2 input(s).
-        # Backward: every GEMM's output gradient. MoE layers: Transformer Engine's
-        # GroupedLinear quantises its own (dispatched) input, i.e. the k routed copies of each
-        # token (k d elements), and the expert FC2 output gradient is per copy as well (k d);
-        # a shared expert adds one more d each way.
-        sh = 1.0 if (m.is_moe and m.n_shared_experts) else 0.0
+        # elements quantised per token per block. Forward: every GEMM input not produced by a
+        # fused norm -- QKV / FC1 / in_proj input (unless fused), attention-output and
+        # out_proj input, FC2 input(s). Backward: every GEMM's output gradient. MoE layers:
+        # Transformer Engine's GroupedLinear quantises its own (dispatched) input, i.e. the k
+        # routed copies of each token (k x expert width elements), and the expert FC2 output
+        # gradient is per copy as well; a shared expert adds one more d each way, LatentMoE's
+        # two projections one d and one latent each way.
+        sh = 1.0 if (m.is_moe and m.shared_width) else 0.0
         k_moe = float(max(m.top_k, 1)) if m.is_moe else 1.0
-        ffn_in = (1.0 - moe_frac) * (0.0 if fw.fused_norm_cast else d) \
-            + moe_frac * (k_moe + sh) * d
-        ffn_out_grad = (1.0 - moe_frac) * d + moe_frac * (k_moe + sh) * d
-        cast_fwd = out_k + act_w + (0.0 if fw.fused_norm_cast else d) + ffn_in
-        cast_bwd = in_n + d + (mats - 1) * act_w + ffn_out_grad
-        mem_bytes = mem_bytes + T / tp * Lp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
+        lat = (d + ew) if m.moe_latent else 0.0
+        nf = 0.0 if fw.fused_norm_cast else d
+        ffn_in = n_Fd * nf + n_Fm * (k_moe * ew + sh * d + lat)
+        ffn_out_grad = n_Fd * d + n_Fm * (k_moe * ew + sh * d + lat)
+        cast_fwd = n_A * (out_k + nf) + act_w + ffn_in + n_M * (m.d_inner + nf)
+        cast_bwd = (n_A * (in_n + d) + (mats - 1) * act_w + ffn_out_grad
+                    + n_M * (m.mamba_in_width + d))
+        mem_bytes = mem_bytes + T / tp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
     t_elem = mem_bytes / bw
-    t_launch = Lp * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
-    t_comp = t_gemm + t_attn
+    # launches: `kernels_per_layer` per transformer layer = per two blocks
+    t_launch = n_blk / 2.0 * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
+    t_comp = t_gemm + t_attn + t_ssd
     t_mem = np.maximum(t_elem, t_launch - np.minimum(t_launch, t_comp))
 
     # ---- communication per micro-batch ------------------------------------------------
     tp_inter = tp > dpn
     bw_tp = np.where(tp_inter, hw.node_net_bw / dpn, hw.link_bw)
     a_tp = np.where(tp_inter, hw.alpha_inter, hw.alpha_intra)
-    n_tp_coll = Lp * (4.0 + 2.0 * full)
+    n_tp_coll = n_blk / 2.0 * (4.0 + 2.0 * full)
     tp_bytes = T * d * ACT_BYTES
     t_tp_raw = np.where(
         tp > 1, n_tp_coll * (2 * (tp - 1) / tp * tp_bytes / bw_tp + 2 * (tp - 1) * a_tp), 0.0
@@ -312,15 +376,16 @@ def evaluate(
     # context parallel: ring exchange of K/V chunks, overlapped with attention compute
     cp_inter = inner > dpn
     bw_cp = np.where(cp_inter, hw.node_net_bw / dpn, hw.link_bw)
-    kv_bytes = mb * s * (m.kv_elems_per_token() / L) * ACT_BYTES / tp
-    t_cp_raw = np.where(cp > 1, Lp * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
+    kv_layer = m.kv_elems_per_token() / max(m.n_attn_layers, 1)  # per attention block
+    kv_bytes = mb * s * kv_layer * ACT_BYTES / tp
+    t_cp_raw = np.where(cp > 1, n_A * 3.0 * (cp - 1) / cp * kv_bytes / bw_cp, 0.0)
     t_cp = np.maximum(0.0, t_cp_raw - t_attn)
     # expert parallel: dispatch + combine all-to-all per MoE layer, fwd and bwd
     # (tokens routed to experts on the same node move over the NVLink domain, the rest over
     # the device's NIC share; both at once)
     ep_local = np.minimum(ep, np.maximum(1.0, np.floor(dpn / tp)))
     k_route = float(max(m.top_k, 1))
-    tok_bytes = T * d * ACT_BYTES / tp  # one copy of the device's tokens
+    tok_bytes = T * ew * ACT_BYTES / tp  # one copy of the device's tokens (expert width)
     inter_frac = (ep - ep_local) / ep
     intra_frac = (ep_local - 1) / ep
     inter_copies = k_route * inter_frac  # plain all-to-all: one copy per remote expert
@@ -335,7 +400,7 @@ def evaluate(
                        inter_copies * tok_bytes / (hw.node_net_bw / dpn)) * spec.moe_imbalance
     a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
     t_ep = np.where(
-        ep > 1, Lp * moe_frac * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
+        ep > 1, n_Fm * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
@@ -428,16 +493,24 @@ def evaluate(
     w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_dev / dp)
     g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
     o_mem = states - w_mem - g_mem
-    d_kv = float(m.kv_elems_per_token() / (2 * L)) if not m.is_mla else float(m.kv_lora_rank)
-    ffn_w = act_w
-    ffn_store_none = (2.0 if m.ffn == "gelu" else 3.0) * ffn_w
-    a_none = ACT_BYTES * (6 * d + 2 * d_kv + ffn_store_none)  # no dropout masks
-    a_sel = ACT_BYTES * (4 * d + 2 * d_kv + ffn_w)
-    a_full = ACT_BYTES * d
+    # activation bytes per token, summed over the busiest stage's blocks (act_w is already
+    # summed over its FFN blocks): an attention block keeps its input, norm output and output
+    # (3 d) and K / V; an FFN block 3 d and its activation inputs; a Mamba-2 block 3 d, the
+    # in_proj output (z, x, B, C, dt), the conv output and y and the gated-norm output
+    d_kv = (float(m.kv_elems_per_token() / (2 * max(m.n_attn_layers, 1))) if not m.is_mla
+            else float(m.kv_lora_rank))
+    n_F = n_Fd + n_Fm
+    ffn_store_none = (2.0 if m.ffn == "gelu" else 3.0) * act_w
+    a_mamba = (3.0 * d + m.mamba_in_width + m.mamba_conv_dim + 2.0 * m.d_inner) if \
+        m.n_mamba_layers else 0.0
+    a_none = ACT_BYTES * (n_A * (3 * d + 2 * d_kv) + n_F * 3 * d + ffn_store_none
+                          + n_M * a_mamba)  # no dropout masks
+    a_sel = ACT_BYTES * (n_A * (2 * d + 2 * d_kv) + n_F * 2 * d + act_w + n_M * a_mamba)
+    a_full = ACT_BYTES * d * n_blk / 2.0
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
-    act = a_tok * T / tp * Lp * in_flight + full * a_none * T / tp
+    act = a_tok * T / tp * in_flight + full * a_none / np.maximum(Lp, 1.0) * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem
