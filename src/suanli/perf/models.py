@@ -206,15 +206,17 @@ class ModelShape:
 
     def ssd_flops_fwd(self, seq_len: float) -> float:
         """Forward FLOPs per token of one Mamba-2 SSD scan, chunked (Dao & Gu 2024, section
-        6), chunk Q = min(ssd_chunk, seq_len): diagonal blocks C B^T per group (2 Q N) and the
-        masked product with x per head (2 Q P); the chunk states B^T x and the state-to-output
-        product C h per head (2 N P each). The inter-chunk recurrence (N P per chunk) is
-        negligible."""
+        6), chunk Q = min(ssd_chunk, seq_len): the diagonal (intra-chunk) blocks -- scores
+        C B^T per group (N per key) and their masked product with x per head (P per key) over
+        the causal half of the chunk, Q / 2 keys: 2 (Q / 2) (G N + H P); the chunk states B^T x
+        and the state-to-output product C h per head, 2 N P each. The inter-chunk recurrence
+        (N P per chunk) is negligible. The causal half is how the kernels skip masked tiles
+        and how the SSD micro-benchmark behind train.SSD_GEMM_RATIO counts."""
         if not self.mamba_heads:
             return 0.0
         q = float(min(self.ssd_chunk, max(seq_len, 1.0)))
         g, n, h, p = self.mamba_groups, self.mamba_state, self.mamba_heads, self.mamba_head_dim
-        return 2.0 * q * (g * n + h * p) + 4.0 * h * n * p
+        return q * (g * n + h * p) + 4.0 * h * n * p
 
     @property
     def is_mla(self) -> bool:

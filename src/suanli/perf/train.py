@@ -41,6 +41,13 @@ LOGIT_BYTES = 14.0
 # chunk-state kernel (4), read (4) and written in 16-bit (2) by the state passing, read by the
 # chunk scan (2) -- the mamba_ssm / Megatron SSD kernels' dtypes
 SSD_STATE_BYTES = 12.0
+# Achieved rate of the SSD chunk kernels relative to the chip's measured 16-bit GEMM rate:
+# tile-ai/tilelang benchmark/mamba2/README.md (PR #1109), Mamba-2 chunk-scan forward on an
+# H800 SXM (batch 8, 80 heads, head dim 64, state 128, chunk 256, seq 8192): 134.4 TFLOPS,
+# over the catalogue's measured H100/H800 BF16 GEMM rate of 789 TFLOPS (same die) = 0.170.
+# One kernel on one chip, applied to every chip (no other SSD micro-benchmark found); chunk
+# 128 (Nemotron 3) is not corrected for.
+SSD_GEMM_RATIO = 134.4 / 789.0
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -284,20 +291,19 @@ def evaluate(
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
     # ---- Mamba-2 SSD scan (chunked, Dao & Gu 2024 section 6) ----------------------------
-    # A compute op on the tensor cores in 16-bit (the SSD kernels multiply bf16 chunks), timed
-    # like a flash-attention kernel whose key range is one chunk: the chip's attention
-    # efficiency x attention_length_factor(chunk) -- the chunk products are attention-like
-    # (Q x Q masked scores C B^T, then x) and the published flash sweep gives the loss on short
-    # key ranges. Memory: x, B, C, dt read and y written (16-bit), plus the chunk states
-    # (heads x state x head_dim per chunk) written in fp32 by the chunk-state kernel, read and
-    # re-written (16-bit) by the state passing, read by the chunk scan: 12 bytes per state
-    # element per chunk. Backward = twice the forward (FLOPs and bytes, as for the GEMMs),
+    # A compute op on the tensor cores in 16-bit at SSD_GEMM_RATIO x the chip's 16-bit GEMM
+    # rate (a published chunk-scan micro-benchmark, see SSD_GEMM_RATIO); the FLOPs are
+    # ModelShape.ssd_flops_fwd, counted as that benchmark counts them (causal half of each
+    # chunk's diagonal block). Memory: x, B, C, dt read and y written (16-bit), plus the chunk
+    # states (heads x state x head_dim per chunk) written in fp32 by the chunk-state kernel,
+    # read and re-written (16-bit) by the state passing, read by the chunk scan: 12 bytes per
+    # state element per chunk. Backward = twice the forward (FLOPs and bytes, as for the GEMMs),
     # recomputed forward under full recompute. Time = max(compute, memory).
     t_ssd: float | np.ndarray = 0.0
     if m.n_mamba_layers:
         q_chunk = float(min(m.ssd_chunk, spec.seq_len))
         ssd_f = T / tp * m.ssd_flops_fwd(s) * n_M
-        ssd_c = ssd_f * (3.0 + full) / (hw.flops_16 * attn_rel * attention_length_factor(q_chunk))
+        ssd_c = ssd_f * (3.0 + full) / (hw.flops_16 * SSD_GEMM_RATIO)
         st = float(m.mamba_heads * m.mamba_state * m.mamba_head_dim)
         io = (2.0 * m.d_inner + 2.0 * m.mamba_groups * m.mamba_state + m.mamba_heads) * 2.0
         ssd_b = T / tp * n_M * (io + st * SSD_STATE_BYTES / q_chunk) * (3.0 + full)
@@ -533,7 +539,8 @@ def evaluate(
         "zero": zr, "n_micro": nm, "n_devices": n_dev, "vp": v,
         "step_time": step, "t_micro": t_micro, "t_compute": comp_part, "t_memory": mem_part,
         "t_comm": comm_part, "t_bubble": bubble,
-        "t_gemm": nm * t_gemm, "t_attention": nm * t_attn, "t_elementwise": nm * t_elem,
+        "t_gemm": nm * t_gemm, "t_attention": nm * t_attn, "t_ssd": nm * t_ssd,
+        "t_elementwise": nm * t_elem,
         "t_optimizer": t_opt, "gemm_flops": nm * gemm_flops,
         "t_comm_tp": nm * t_tp, "t_comm_tp_total": nm * t_tp_raw,
         "t_comm_dp_total": nm * t_dp_micro + t_dp_step,

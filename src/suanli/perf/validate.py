@@ -344,6 +344,15 @@ NEMO_DISPATCH: dict[str, dict[str, tuple[str, ...]]] = {
     "qwen3-235b-a22b": {"dgxgb200": ("*",), "dgxgb300": ("*",)},
     "gpt-oss-120b": {"dgxb300": ("*",), "dgxgb200": ("MXFP8",), "dgxgb300": ("MXFP8",)},
     "kimi-k2": {"dgxgb200": ("*",), "dgxgb300": ("*",)},
+    # same DeepSeek workload configs, MTP variant
+    "deepseek-v3-mtp": {"*": ("*",)},
+    # nemotronh/nemotron_3_workload_base_configs.py: Nano "hybridep" on every system; Super
+    # "hybridep" on GB300 / GB200 / B200, "deepep" on B300. Megatron-Bridge recipes
+    # nemotron_3_5_lightning.py and h100/nemotron_3_ultra.py: flex dispatcher, "hybridep".
+    "nemotron3-nano-30b-a3b": {"*": ("*",)},
+    "nemotron3-super-120b-a12b": {"*": ("*",)},
+    "nemotron3.5-lightning-30b-a3b": {"*": ("*",)},
+    "nemotron3-ultra-550b-a55b": {"*": ("*",)},
 }
 
 
@@ -363,14 +372,13 @@ NEMO_MODELS: dict[str, str] = {
     "qwen330ba3b": "qwen3-30b-a3b", "qwen3235ba22b": "qwen3-235b-a22b",
     "gptoss120b": "gpt-oss-120b", "kimik2": "kimi-k2",
     "deepseekv3": "deepseek-v3", "deepseekv3womtp": "deepseek-v3",
+    "deepseekv3wmtp": "deepseek-v3-mtp",
+    "nemotron3nano": "nemotron3-nano-30b-a3b", "nemotron3super": "nemotron3-super-120b-a12b",
+    "nemotron3ultra": "nemotron3-ultra-550b-a55b",
+    "nemotron35lightning": "nemotron3.5-lightning-30b-a3b",
 }
 NEMO_UNSUPPORTED: tuple[tuple[str, str], ...] = (
-    ("nemotron3nano", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
-    ("nemotron3super", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
-    ("nemotron3ultra", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
-    ("nemotron35", "hybrid Mamba-Transformer model (Mamba layers are not modelled)"),
     ("deepseekv4", "no public model configuration to take the shape from"),
-    ("wmtp", "multi-token prediction module is not modelled"),
 )
 # precision as written -> (GEMM precision in the catalogue, recipe class)
 NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
@@ -692,7 +700,8 @@ def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
         **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,  # type: ignore[arg-type]
         predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]), chip_id=chip.id,
         gemm_precision=case.precision,
-        architecture="MoE" if case.model.is_moe else "dense",
+        architecture=("hybrid Mamba" if case.model.is_hybrid else
+                      "MoE" if case.model.is_moe else "dense"),
     )
 
 
