@@ -35,21 +35,22 @@ def test_nemo_rows_predicted_or_explained(tmp_path: Path) -> None:
         "LLAMA3_70B,DGX-GB300,NVFP4,64,256,2,8192,0,1,1,1,,,,7002,3147,26.02.01,src,",
     )))
     rows = d["rows"]
-    assert [r["predicted"] is not None for r in rows] == [True, True, False, False, False, False,
+    assert [r["predicted"] is not None for r in rows] == [True, True, True, False, False, False,
                                                           True]
     # NVFP4 on a Blackwell Ultra system: GEMMs at the datasheet FP4 peak, MFU against it
     assert rows[6]["precision"] == "NVFP4" and rows[6]["gemm_precision"] == "fp4"
     assert rows[0]["chip"] == "H100 SXM5 80GB" and rows[0]["framework"] == "megatron"
     assert rows[0]["precision"] == "FP8"
-    assert "Mamba" in rows[2]["problem"]
+    # hybrid Mamba-Transformer rows are predicted since the Mamba-2 operators exist
+    assert rows[2]["architecture"] == "hybrid Mamba" and not rows[2]["problem"]
     assert "FP4" in rows[3]["problem"]
     assert "unknown system" in rows[4]["problem"]
     assert "not divisible" in rows[5]["problem"]
     g = d["groups"]
     assert g["chip"]["H100 SXM5 80GB"]["rows"] == 4 and g["chip"]["B200"]["predicted"] == 1
     out = run("validate", "--data", str(tmp_path), "--no-rows")
-    assert "nemo.csv: 3 of 7 rows in the headline (4 not predicted)" in out
-    assert "rows not predicted (4)" in out
+    assert "nemo.csv: 4 of 7 rows in the headline (3 not predicted)" in out
+    assert "rows not predicted (3)" in out
 
 
 def test_nemo_layout_decoding() -> None:
@@ -146,13 +147,19 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo headline median |error| 13.6 % (all 107
-    predicted rows 13.6 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file); NeMo
-    does not yet, this guards against regressions. The guard was 13.5 % at 12.8 %; round 5
-    added the FP8 casts of every routed MoE copy (a cost the model had left out), which made
-    the already pessimistic rack MXFP8 MoE rows slower and moved the median to 13.6 %. The
-    Blackwell systems' errors (specs and micro-benchmarks only, nothing derived from their
-    rows) are reported per chip."""
+    """Current figures (docs/perf-model.md): NeMo headline median |error| 17.3 % over 72 rows
+    (all 134 predicted rows 17.3 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file);
+    NeMo does not yet, this guards against regressions. History: 13.5 % at 12.8 %; round 5
+    added the FP8 casts of every routed MoE copy and moved the median to 13.6 % (56 rows). Round
+    6 (issue 7, hybrid Mamba) made the 16 headline rows of the Nemotron 3 hybrid Mamba-
+    Transformer models (and the DeepSeek-V3 w/ MTP row) predictable: they come out 45-85 %
+    optimistic except Ultra (+3 / +29 %) and Super on B200 (+17 / -2 %), which moved the file's
+    headline median to 17.3 %. The rows the model could already express are guarded on their
+    own at the old bound (13.6 %): the per-block refactor behind the Mamba-2 operators must
+    leave them unchanged. The Blackwell systems' errors (specs and micro-benchmarks only,
+    nothing derived from their rows) are reported per chip."""
+    from statistics import median
+
     from needs import shared_file
 
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
@@ -161,7 +168,12 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 13.7
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 17.4
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
+    old = [abs(r.error_pct) for r in rep.rows
+           if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"
+           and r.error_pct is not None and r.architecture in ("dense", "MoE")]
+    assert len(old) == 56 and median(old) <= 13.7
     assert head["mpt_a100_training.csv"]["superseded"] == 0
     chips = rep.groups(headline=True)["chip"]
     for name in ("B200", "B300", "GB200", "GB300"):

@@ -378,7 +378,12 @@ NEMO_MODELS: dict[str, str] = {
     "nemotron35lightning": "nemotron3.5-lightning-30b-a3b",
 }
 NEMO_UNSUPPORTED: tuple[tuple[str, str], ...] = (
-    ("deepseekv4", "no public model configuration to take the shape from"),
+    # deepseek-ai/DeepSeek-V4-Flash config.json is public now (43 layers, d 4096, 256 experts
+    # top-6), but its attention is not one the model can time: per-layer compressed sparse
+    # attention (compress_ratios 4 / 128, a top-512 indexer, 128-token window) and 4-stream
+    # hyper-connections mixed by a Sinkhorn router
+    ("deepseekv4", "compressed sparse attention (CSA / HCA with an indexer) and hyper-"
+     "connections are not modelled (public config: deepseek-ai/DeepSeek-V4-Flash)"),
 )
 # precision as written -> (GEMM precision in the catalogue, recipe class)
 NEMO_PRECISIONS: dict[str, tuple[str, str]] = {
