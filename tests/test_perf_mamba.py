@@ -139,7 +139,7 @@ def test_shared_weight_mtp_counts_one_module_computes_every_depth() -> None:
 def test_hybrid_presets_match_published_counts(name: str, total: float, active: float) -> None:
     m = get_model(name)
     assert m.is_hybrid and m.source
-    main = m.n_params - m.mtp_modules * m.mtp_params  # publishers count the main model
+    main = m.n_params_main  # publishers count the main model
     assert main == pytest.approx(total, rel=0.02)
     # active, embeddings included: 3.58 / 12.8 / 56.1 B against 3.6 / 12 / 55 B
     assert m.n_active == pytest.approx(active, rel=0.07)

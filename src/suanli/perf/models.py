@@ -377,6 +377,11 @@ class ModelShape:
         )
 
     @property
+    def n_params_main(self) -> int:
+        """Parameters without the MTP modules (what publishers quote as the model's size)."""
+        return self.n_params - self.mtp_modules * self.mtp_params
+
+    @property
     def mtp_modules(self) -> int:
         """MTP modules holding their own weights."""
         return min(self.mtp_depth, 1) if self.mtp_shared_weights else self.mtp_depth
@@ -537,7 +542,7 @@ for _m in (
 # report, section 2.2 -- shared embedding and output head, two RMSNorms, a 2d -> d projection
 # and one transformer block, here an MLA + MoE layer like the main model's MoE layers).
 _PRESETS["deepseek-v3-mtp"] = replace(
-    _PRESETS["deepseek-v3"], name="deepseek-v3-mtp", mtp_depth=1, published_params=685e9,
+    _PRESETS["deepseek-v3"], name="deepseek-v3-mtp", mtp_depth=1, published_params=671e9,
     notes="DeepSeek-V3 with its MTP module (depth 1, report section 2.2): 671 B main model + "
     "14 B MTP module = 685 B (HF checkpoint)", source="DeepSeek-V3 technical report "
     "(arXiv 2412.19437) section 2.2; huggingface.co/deepseek-ai/DeepSeek-V3 config.json "
