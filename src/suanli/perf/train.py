@@ -609,6 +609,10 @@ def enumerate_layouts(
         tps = [fx.tp]
     if fx.pp is not None:
         pps = [fx.pp]
+    if m.is_hybrid:
+        # context parallelism of Mamba-2 blocks (the SSD state crossing the shard boundary) is
+        # not modelled: the search keeps hybrid models at cp = 1 unless cp is pinned
+        cps = [1]
     if fx.cp is not None:
         cps = [fx.cp]
     rcs = [fx.recompute] if fx.recompute is not None else [0, 1, 2]
