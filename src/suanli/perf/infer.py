@@ -79,7 +79,7 @@ def evaluate_infer(
 
     # prefill: all prompt tokens of the batch at once
     toks = b * prompt
-    gemm = 2.0 * model.matmul_params_active * toks / tp
+    gemm = 2.0 * model.matmul_params_infer * toks / tp
     attn = model.attn_flops_fwd(prompt / 2.0) * toks / tp
     t_prefill = (
         gemm / (hw.flops * g * float(gemm_rows_factor(toks)))
@@ -96,7 +96,7 @@ def evaluate_infer(
     ctx_mean = prompt + output / 2.0
     kv_read = b * ctx_mean * kv_tok / tp
     t_mem = (w_read + kv_read) / hw.hbm_bw
-    flops_step = (2.0 * model.matmul_params_active + model.attn_flops_fwd(ctx_mean)) * b / tp
+    flops_step = (2.0 * model.matmul_params_infer + model.attn_flops_fwd(ctx_mean)) * b / tp
     # decode GEMMs are skinny (M = batch): specialised GEMV/skinny kernels, half-efficiency at 16
     t_comp = flops_step / (hw.flops * g * b / (b + 16.0))
     tpot = max(t_mem, t_comp) + allreduce(b * model.d_model * 2.0)

@@ -377,6 +377,12 @@ class ModelShape:
         )
 
     @property
+    def matmul_params_infer(self) -> int:
+        """Matmul parameters per generated token in inference (MTP modules not run)."""
+        return self.matmul_params_active - self.mtp_depth * (
+            self.mtp_params_active + self.vocab * self.d_model)
+
+    @property
     def n_params_main(self) -> int:
         """Parameters without the MTP modules (what publishers quote as the model's size)."""
         return self.n_params - self.mtp_modules * self.mtp_params
