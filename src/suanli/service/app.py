@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Qu
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -470,30 +470,16 @@ def _router(state: ServiceState) -> APIRouter:
     @r.post("/jobs/{job_id}/cancel", response_model=m.Job, tags=["jobs"])
     def cancel(job_id: JobId, s: Db, p: Submitter) -> m.Job:
         """Cancel: a waiting job at once; a running one is stopped (SIGTERM, grace, SIGKILL)."""
-        j = get_job(s, p, job_id)
+        from suanli.service.control import request_cancel
+
+        j = get_job(s, p, job_id)  # the tenant check; its state may change until the write
         now = utcnow()
         with state.write_lock:
-            cancel_job(s, p, j, now)
+            request_cancel(s, j.id, p.user, now)
         if state.loop is not None:
             state.loop.note_cancel(job_id)
         s.refresh(j)
         return job_out(j, p.tenant, p.user, s, full=True)
-
-    def cancel_job(s: Session, p: Principal, j: JobRow, now: datetime) -> None:
-        job_id = j.id
-        done = s.execute(update(JobRow).where(
-            JobRow.id == job_id, JobRow.state.in_([m.JobState.PENDING.value,
-                                                   m.JobState.UNRUNNABLE.value]))
-            .values(state=m.JobState.CANCELLED.value, reason=f"cancelled by {p.user}",
-                    updated_at=now, finished_at=now, cancel_requested=True)
-        ).rowcount  # type: ignore[attr-defined]
-        if done:
-            s.add(JobEventRow(job_id=job_id, state=m.JobState.CANCELLED.value,
-                              reason=f"cancelled by {p.user}"))
-        elif j.state not in {x.value for x in m.TERMINAL}:
-            s.execute(update(JobRow).where(JobRow.id == job_id)
-                      .values(cancel_requested=True, updated_at=now))
-        s.commit()
 
     @r.get("/jobs/{job_id}/logs", response_model=m.LogChunk, tags=["jobs"])
     def logs(job_id: JobId, s: Db, p: Reader,

@@ -701,9 +701,14 @@ class SchedulerLoop:
             placed: list[int] = []
             ids = [i for i in self._deferred if i not in ad.held]
             jobs: dict[int, JobRow] = {}
-            for i in range(0, len(ids), 500):  # one query per 500 starts, not one each
+            # one query per 500 starts, not one each. FOR UPDATE (PostgreSQL; SQLite has the
+            # write lock): a cancel committed after this read would otherwise be overwritten
+            # by the start below (cancelled -> scheduled); with the row locked it waits for
+            # this commit and then records ``cancel_requested`` on the scheduled job
+            for i in range(0, len(ids), 500):
                 jobs.update((j.id, j) for j in s.scalars(
-                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))))
+                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))
+                    .order_by(JobRow.id).with_for_update()))
             for db_id, d in list(self._deferred.items()):
                 if db_id in ad.held:
                     continue  # its previous attempt has not stopped yet (migration)
