@@ -51,3 +51,36 @@ def request_cancel(s: Session, job_id: int, user: str, now: datetime | None = No
         execution_options=_NO_SYNC).rowcount  # type: ignore[attr-defined]
     s.commit()
     return "requested" if live else "ended"
+
+
+# node states (migration 0003): ``ready``; ``draining`` (the operator drained it: no new work,
+# what runs there finishes); ``drained`` (nothing runs there any more); ``lost`` (an agent
+# missed its heartbeats). ``drain`` is the operator's wish and outlives a loss: a drained
+# agent node that comes back is ``draining`` again, not ``ready``.
+SCHEDULABLE = "ready"
+DRAIN_STATES = ("draining", "drained")
+
+
+def state_after_contact(drain: bool) -> str:
+    """The state of a node that is (again) in contact: registered, heartbeat after a loss,
+    or listed in the fleet file at a server start."""
+    return "draining" if drain else "ready"
+
+
+def set_drain(s: Session, node_id: int, drain: bool, now: datetime | None = None) -> None:
+    """Drain (``drain=True``) or undrain a node (the caller checked who may; holds the write
+    lock). Evaluated by the database, so a concurrent state change (the loop marking it
+    drained, the monitor marking it lost) is never overwritten. Commits."""
+    from sqlalchemy import case
+
+    from suanli.service.db import NodeRow
+
+    now = now or utcnow()
+    if drain:
+        new_state = case((NodeRow.state == SCHEDULABLE, "draining"), else_=NodeRow.state)
+    else:
+        new_state = case((NodeRow.state.in_(DRAIN_STATES), SCHEDULABLE), else_=NodeRow.state)
+    s.execute(update(NodeRow).where(NodeRow.id == node_id)
+              .values(drain=drain, state=new_state, state_changed_at=now),
+              execution_options=_NO_SYNC)
+    s.commit()

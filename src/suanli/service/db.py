@@ -110,7 +110,9 @@ class NodeGroupRow(Base):
 
 class NodeRow(Base):
     __tablename__ = "nodes"
-    __table_args__ = (Index("ix_nodes_agent_state", "agent", "state"),)
+    # lost-node detection reads only the agent nodes of a state whose heartbeat is older
+    # than the deadline (migration 0003); node events read only what changed
+    __table_args__ = (Index("ix_nodes_agent_state_seen", "agent", "state", "last_seen"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("node_groups.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -127,6 +129,11 @@ class NodeRow(Base):
     stack_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     device_indices: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # migration 0003: the operator's drain (``suanli nodes drain``; the state is then
+    # ``draining`` until nothing runs there, then ``drained``) and when the state last changed
+    drain: Mapped[bool] = mapped_column(Boolean, default=False)
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True,
+                                                              index=True)
 
 
 class JobRow(Base):

@@ -1,0 +1,152 @@
+"""Draining nodes (issue 8 §2, issue 9): ``POST /nodes/{name}/drain`` and ``/undrain``. Jobs
+running on a drained node finish; no new job is placed there; undrain makes it usable again;
+a drain survives a server restart (also with a job still running there). SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service_support import DB_KINDS, Live, database, live_service, wait_state, write_fleet
+
+H800 = ["nvidia_h800_sxm"]  # the test fleet: two H800 nodes of 4 devices in site-a
+
+
+@pytest.fixture(params=DB_KINDS)
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    with live_service(request.param, tmp_path) as lv:
+        yield lv
+
+
+def _until_file(path: Path, name: str, devices: int = 4) -> dict[str, Any]:
+    """A job that runs until ``path`` exists, on ``devices`` H800s."""
+    return {"name": name, "command": ["sh", "-c", f"while [ ! -e {path} ]; do sleep 0.05; "
+                                      "done; echo finished"],
+            "resources": {"devices": devices, "chips": H800}}
+
+
+def _node(c: httpx.Client, name: str) -> dict[str, Any]:
+    items = c.get("/nodes").json()["items"]
+    return next(n for n in items if n["name"] == name)
+
+
+def _wait_node(c: httpx.Client, name: str, state: str, timeout: float = 20) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    n: dict[str, Any] = {}
+    while time.monotonic() < end:
+        n = _node(c, name)
+        if n["state"] == state:
+            return n
+        time.sleep(0.1)
+    raise AssertionError(f"node {name} still {n.get('state')} after {timeout}s")
+
+
+def _stays_pending(c: httpx.Client, jid: int, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        j = c.get(f"/jobs/{jid}").json()
+        assert j["state"] == "pending" and j["allocation"] is None, j
+        time.sleep(0.1)
+
+
+def test_drain_lets_running_jobs_finish_places_nothing_new_and_undrain(
+        live: Live, tmp_path: Path) -> None:
+    c = live.admin
+    a = c.post("/jobs", json=_until_file(tmp_path / "a.done", "a")).json()["id"]
+    ja = wait_state(c, a, {"running"})
+    node = ja["allocation"]["nodes"][0]
+    other = ({"site-a/h800/000", "site-a/h800/001"} - {node}).pop()
+    # the other H800 node is filled, so a new H800 job could only go to the drained one
+    b = c.post("/jobs", json=_until_file(tmp_path / "b.done", "b")).json()["id"]
+    assert wait_state(c, b, {"running"})["allocation"]["nodes"] == [other]
+
+    r = c.post(f"/nodes/{node}/drain")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "draining" and r.json()["drain"] is True
+    assert r.json()["devices_busy"] == 4
+    # by id as well (idempotent)
+    assert c.post(f"/nodes/{r.json()['id']}/drain").json()["state"] == "draining"
+    assert _node(c, other)["state"] == "ready"
+
+    w = c.post("/jobs", json=_until_file(tmp_path / "w.done", "w")).json()["id"]
+    _stays_pending(c, w, 1.5)
+
+    # the job on the drained node finishes normally (not stopped); the node is then drained
+    (tmp_path / "a.done").touch()
+    ja = wait_state(c, a, {"succeeded", "failed", "cancelled"})
+    assert ja["state"] == "succeeded", ja
+    assert c.get(f"/jobs/{a}/logs").json()["data"] == "finished\n"
+    _wait_node(c, node, "drained")
+    _stays_pending(c, w, 1.0)
+
+    # undrain: the waiting job goes there
+    r = c.post(f"/nodes/{node}/undrain")
+    assert r.json()["state"] == "ready" and r.json()["drain"] is False
+    jw = wait_state(c, w, {"running"})
+    assert jw["allocation"]["nodes"] == [node]
+    for f in ("b.done", "w.done"):
+        (tmp_path / f).touch()
+    for j in (b, w):
+        assert wait_state(c, j, {"succeeded", "failed"})["state"] == "succeeded"
+
+
+def test_drain_needs_admin_and_a_known_node(live: Live) -> None:
+    reader = live.client(live.token_for("reader", ["read", "submit"]))
+    assert reader.post("/nodes/site-a/h800/000/drain").status_code == 403
+    assert live.admin.post("/nodes/site-a/nope/drain").status_code == 404
+    assert live.admin.post("/nodes/999999/undrain").status_code == 404
+    # another tenant's admin cannot drain the shared fleet
+    other = live.client(live.token_for("boss", ["admin"], tenant="other"))
+    assert other.post("/nodes/site-a/h800/000/drain").status_code == 403
+    assert _node(live.admin, "site-a/h800/000")["state"] == "ready"
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_drain_survives_a_restart_with_a_job_running_there(kind: str, tmp_path: Path) -> None:
+    fleet = write_fleet(tmp_path)
+    home = tmp_path / "home"
+    with database(kind, tmp_path) as url:
+        lv = Live(url, home, fleet)
+        try:
+            c = lv.admin
+            a = c.post("/jobs", json=_until_file(tmp_path / "a.done", "a")).json()["id"]
+            node = wait_state(c, a, {"running"})["allocation"]["nodes"][0]
+            # the other H800 node is filled, so a new job could only go to the drained one
+            b = c.post("/jobs", json=_until_file(tmp_path / "b.done", "b")).json()["id"]
+            wait_state(c, b, {"running"})
+            assert c.post(f"/nodes/{node}/drain").json()["state"] == "draining"
+        finally:
+            lv.stop()  # the server stops; the jobs' processes run on
+
+        lv = Live(url, home, fleet)  # imports the fleet file again, rebuilds from the DB
+        try:
+            c = lv.admin
+            assert _node(c, node)["state"] == "draining"
+            w = c.post("/jobs", json=_until_file(tmp_path / "w.done", "w")).json()["id"]
+            _stays_pending(c, w, 1.5)
+            (tmp_path / "a.done").touch()
+            assert wait_state(c, a, {"succeeded", "failed"})["state"] == "succeeded"
+            _wait_node(c, node, "drained")
+            _stays_pending(c, w, 1.0)
+        finally:
+            lv.stop()
+
+        lv = Live(url, home, fleet)  # drained stays drained, until undrained
+        try:
+            c = lv.admin
+            assert _node(c, node)["state"] == "drained"
+            _stays_pending(c, w, 1.0)
+            c.post(f"/nodes/{node}/undrain")
+            assert wait_state(c, w, {"running"})["allocation"]["nodes"] == [node]
+            for f in ("b.done", "w.done"):
+                (tmp_path / f).touch()
+            for j in (b, w):
+                assert wait_state(c, j, {"succeeded", "failed"})["state"] == "succeeded"
+        finally:
+            lv.stop()
