@@ -150,3 +150,38 @@ def test_drain_survives_a_restart_with_a_job_running_there(kind: str, tmp_path: 
                 assert wait_state(c, j, {"succeeded", "failed"})["state"] == "succeeded"
         finally:
             lv.stop()
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_migration_0003_keeps_nodes_and_goes_back(kind: str, tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from suanli.service import migrate
+    from suanli.service.db import make_engine
+
+    with database(kind, tmp_path) as url:
+        engine = make_engine(url)
+        assert migrate.upgrade(engine, "0002")[1] == "0002"
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO sites (name, pue, electricity_price_cny_kwh, "
+                           "carbon_kg_per_kwh, wan_gbps) VALUES ('s', 1.3, 0.5, 0.5, 100)"))
+            sid = c.execute(text("SELECT id FROM sites")).scalar()
+            c.execute(text("INSERT INTO node_groups (site_id, name, chip, chips_per_node) "
+                           "VALUES (:s, 'g', 'nvidia_h800_sxm', 8)"), {"s": sid})
+            gid = c.execute(text("SELECT id FROM node_groups")).scalar()
+            c.execute(text("INSERT INTO nodes (group_id, name, devices, simulated, state, agent) "
+                           "VALUES (:g, 's/g/000', 8, false, 'lost', true)"), {"g": gid})
+        assert migrate.upgrade(engine)[1] == "0003"
+        with engine.connect() as c:
+            row = c.execute(text("SELECT state, drain, state_changed_at FROM nodes")).one()
+        assert row[0] == "lost" and not row[1] and row[2] is None
+        from alembic import command
+
+        cfg = migrate._config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+        assert migrate.current_revision(engine) == "0002"
+        with engine.connect() as c:
+            assert c.execute(text("SELECT state FROM nodes")).scalar() == "lost"
+        engine.dispose()
