@@ -24,6 +24,7 @@ belongs to the token's tenant and to the site the agent names (``--site``, defau
 
 
 import logging
+import math
 import time
 from collections import Counter
 from datetime import timedelta
@@ -328,11 +329,17 @@ class AgentMonitor:
       through ``busy``, the scheduler loop's device bookkeeping) becomes ``drained``;
     * hands the loop the changes of the schedulable fleet as the scheduler's node events,
       reading only the nodes whose ``state_changed_at`` moved since the last check (index),
-      with an overlap for transactions that commit late, and the whole table once every
-      ``full_s`` as a safety net (level-triggered: whatever was missed is found then).
+      with an overlap for transactions that commit late; and, as a safety net
+      (level-triggered: whatever was missed is found then), a sweep over the whole table in
+      slices by node id, so that every node is re-read within ``full_s`` (a slice of
+      ``SWEEP_MIN`` to ``SWEEP_MAX`` rows per call) without a pass that reads every node.
+      The first call reads the table once. (suanli never deletes a node row; one removed by
+      hand is noticed by the next rebuild.)
     """
 
     OVERLAP_S = 5.0
+    SWEEP_MIN = 100
+    SWEEP_MAX = 2000
 
     def __init__(self, sessions: sessionmaker[Session], heartbeat_s: float, lost_after: int,
                  write_lock: Any = None, busy: Any = None, full_s: float = 30.0) -> None:
@@ -348,9 +355,10 @@ class AgentMonitor:
         # node name -> (state, devices, group id) as last read
         self._known: dict[str, tuple[str, int, int]] | None = None
         self._since: Any = None  # the time of the last read of changes (database clock)
-        self._full_at = 0.0
+        self._sweep: tuple[float, int] = (0.0, 0)  # (time, last node id) of the sweep
         self._draining: set[str] = set()
-        self.reads = 0  # node rows read by the last call (for tests and benchmarks)
+        self.reads = 0  # node rows read by the last call: expired and changed
+        self.swept = 0  # ... and by its slice of the sweep (for tests and benchmarks)
 
     @property
     def timeout_s(self) -> float:
@@ -366,7 +374,7 @@ class AgentMonitor:
         now = utcnow()
         cutoff = now - timedelta(seconds=self.timeout_s)
         cols = select(NodeRow.name, NodeRow.state, NodeRow.devices, NodeRow.group_id)
-        self.reads = 0
+        self.reads = self.swept = 0
         with self.write_lock, self.sessions() as s:
             expired = list(s.scalars(select(NodeRow).where(
                 NodeRow.agent.is_(True), NodeRow.state.in_(["ready", *DRAIN_STATES]),
@@ -382,14 +390,30 @@ class AgentMonitor:
             if expired:
                 s.commit()
             known = self._known
-            full = known is None or time.monotonic() - self._full_at >= self.full_s
+            full = known is None
+            t = time.monotonic()
+            rows: list[Any]
             if full:
-                rows = s.execute(cols).all()
-                self._full_at = time.monotonic()
+                rows = list(s.execute(cols).all())
+                self.reads += len(rows)
+                self._sweep = (t, 0)
             else:
                 since = self._since - timedelta(seconds=self.OVERLAP_S)
-                rows = s.execute(cols.where(NodeRow.state_changed_at >= since)).all()
-            self.reads += len(rows)
+                rows = list(s.execute(cols.where(NodeRow.state_changed_at >= since)).all())
+                self.reads += len(rows)
+                last_t, cursor = self._sweep
+                total = len(known or ())
+                k = total + 1 if self.full_s <= 0 else max(self.SWEEP_MIN, min(
+                    self.SWEEP_MAX, math.ceil(total * (t - last_t) / self.full_s)))
+                sq = select(NodeRow.id, NodeRow.name, NodeRow.state, NodeRow.devices,
+                            NodeRow.group_id).order_by(NodeRow.id)
+                got = list(s.execute(sq.where(NodeRow.id > cursor).limit(k)).all())
+                if len(got) < k and cursor > 0:  # the end: go on from the start
+                    got += s.execute(sq.where(NodeRow.id <= cursor)
+                                     .limit(k - len(got))).all()
+                self.swept = len(got)
+                self._sweep = (t, got[-1][0] if len(got) == k else 0)
+                rows += [tuple(r[1:]) for r in got]
             self._since = now
             fresh = {name: (st, dev, gid) for name, st, dev, gid in rows}
             # drains that are complete: nothing holds a device there any more
@@ -399,8 +423,6 @@ class AgentMonitor:
                     draining.add(n)
                 else:
                     draining.discard(n)
-            if full:
-                draining.intersection_update(fresh)
             done = sorted(n for n in draining if self.busy is not None and not self.busy(n))
             if done:
                 s.execute(update(NodeRow).where(NodeRow.name.in_(done),
@@ -419,9 +441,6 @@ class AgentMonitor:
             return False
         events: list[tuple[str, str]] = []
         rebuild = False
-        if full:
-            events += [("failed", n) for n, v in known.items()
-                       if n not in fresh and v[0] == "ready"]
         for n, (st, dev, gid) in fresh.items():
             old = known.get(n)
             was = old is not None and old[0] == "ready"
@@ -432,10 +451,7 @@ class AgentMonitor:
                     rebuild = True
             elif was:
                 events.append(("drained" if st in DRAIN_STATES else "failed", n))
-        if full:
-            self._known = fresh
-        else:
-            known.update(fresh)
+        known.update(fresh)
         if rebuild:
             return True
         return events or False
