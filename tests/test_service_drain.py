@@ -153,7 +153,9 @@ def test_drain_survives_a_restart_with_a_job_running_there(kind: str, tmp_path: 
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
-def test_migration_0003_keeps_nodes_and_goes_back(kind: str, tmp_path: Path) -> None:
+def test_migrations_0003_0004_keep_rows_and_go_back(kind: str, tmp_path: Path) -> None:
+    """0003 (node drain) and 0004 (no foreign keys on the submission path) up and down over
+    existing nodes, jobs and events."""
     from sqlalchemy import text
 
     from suanli.service import migrate
@@ -171,17 +173,37 @@ def test_migration_0003_keeps_nodes_and_goes_back(kind: str, tmp_path: Path) -> 
             gid = c.execute(text("SELECT id FROM node_groups")).scalar()
             c.execute(text("INSERT INTO nodes (group_id, name, devices, simulated, state, agent) "
                            "VALUES (:g, 's/g/000', 8, false, 'lost', true)"), {"g": gid})
-        assert migrate.upgrade(engine)[1] == "0003"
+            c.execute(text("INSERT INTO tenants (name, root, created_at) "
+                           "VALUES ('t', false, CURRENT_TIMESTAMP)"))
+            tid = c.execute(text("SELECT id FROM tenants")).scalar()
+            c.execute(text("INSERT INTO users (tenant_id, name, created_at) "
+                           "VALUES (:t, 'u', CURRENT_TIMESTAMP)"), {"t": tid})
+            uid = c.execute(text("SELECT id FROM users")).scalar()
+            c.execute(text("INSERT INTO jobs (tenant_id, user_id, name, queue, priority, "
+                           "devices, state, reason, spec, submitted_at, updated_at, attempts, "
+                           "failures, cancel_requested) VALUES (:t, :u, 'j', 'default', 1, 1, "
+                           "'pending', '', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, 0, "
+                           "false)"), {"t": tid, "u": uid})
+            jid = c.execute(text("SELECT id FROM jobs")).scalar()
+            c.execute(text("INSERT INTO job_events (job_id, time, state, reason) "
+                           "VALUES (:j, CURRENT_TIMESTAMP, 'pending', 'submitted')"),
+                      {"j": jid})
+        assert migrate.upgrade(engine)[1] == "0004"
         with engine.connect() as c:
             row = c.execute(text("SELECT state, drain, state_changed_at FROM nodes")).one()
+            assert c.execute(text("SELECT count(*) FROM job_events WHERE job_id = :j"),
+                             {"j": jid}).scalar() == 1
         assert row[0] == "lost" and not row[1] and row[2] is None
-        from alembic import command
+        from sqlalchemy import inspect
 
-        cfg = migrate._config(engine)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0002")
-        assert migrate.current_revision(engine) == "0002"
+        fks = {t: [fk["referred_table"] for fk in inspect(engine).get_foreign_keys(t)]
+               for t in ("jobs", "job_events", "allocations")}
+        assert fks == {"jobs": [], "job_events": [], "allocations": ["jobs"]}
+        assert migrate.downgrade(engine, "0002") == "0002"
         with engine.connect() as c:
             assert c.execute(text("SELECT state FROM nodes")).scalar() == "lost"
+            assert c.execute(text("SELECT count(*) FROM jobs")).scalar() == 1
+        fks2 = {t: sorted(fk["referred_table"] for fk in inspect(engine).get_foreign_keys(t))
+                for t in ("jobs", "job_events")}
+        assert fks2 == {"jobs": ["tenants", "users"], "job_events": ["jobs"]}
         engine.dispose()

