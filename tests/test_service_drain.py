@@ -96,6 +96,31 @@ def test_drain_lets_running_jobs_finish_places_nothing_new_and_undrain(
         assert wait_state(c, j, {"succeeded", "failed"})["state"] == "succeeded"
 
 
+def test_undrain_before_the_drain_completes_keeps_the_running_job_on_its_devices(
+        live: Live, tmp_path: Path) -> None:
+    """Undrained while a job still runs there: the scheduler must not count the node as free
+    (the loop rebuilds instead of adding it back empty), so a job that needs those devices
+    waits until the running one ends, then goes there."""
+    c = live.admin
+    a = c.post("/jobs", json=_until_file(tmp_path / "a.done", "a")).json()["id"]
+    node = wait_state(c, a, {"running"})["allocation"]["nodes"][0]
+    b = c.post("/jobs", json=_until_file(tmp_path / "b.done", "b")).json()["id"]
+    wait_state(c, b, {"running"})
+    assert c.post(f"/nodes/{node}/drain").json()["state"] == "draining"
+    time.sleep(0.5)  # the loop drains it in the scheduler
+    assert c.post(f"/nodes/{node}/undrain").json()["state"] == "ready"
+    w = c.post("/jobs", json=_until_file(tmp_path / "w.done", "w")).json()["id"]
+    _stays_pending(c, w, 1.5)  # node's devices are all held by job a
+    assert c.get(f"/jobs/{a}").json()["state"] == "running"
+    (tmp_path / "a.done").touch()
+    assert wait_state(c, a, {"succeeded", "failed"})["state"] == "succeeded"
+    assert wait_state(c, w, {"running"})["allocation"]["nodes"] == [node]
+    for f in ("b.done", "w.done"):
+        (tmp_path / f).touch()
+    for j in (b, w):
+        assert wait_state(c, j, {"succeeded", "failed"})["state"] == "succeeded"
+
+
 def test_drain_needs_admin_and_a_known_node(live: Live) -> None:
     reader = live.client(live.token_for("reader", ["read", "submit"]))
     assert reader.post("/nodes/site-a/h800/000/drain").status_code == 403
