@@ -344,7 +344,7 @@ def _drain(names: list[str], drain: bool, url: str | None, token: str | None,
 def nodes_drain(names: Annotated[list[str], typer.Argument(help="Node names (see `suanli "
                                                           "nodes`) or ids.")],
                 url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
-    """Drain nodes (admin): no new job goes there, running jobs finish; then ``drained``."""
+    """Drain nodes (admin): no new job goes there, running jobs finish; then drained."""
     _drain(names, True, url, token, json_out)
 
 
