@@ -50,7 +50,9 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("job",): ["1", *NO_SERVER],
     ("logs",): ["1", *NO_SERVER],
     ("cancel",): ["1", *NO_SERVER],
-    ("nodes",): [*NO_SERVER],
+    ("nodes", "list"): [*NO_SERVER],
+    ("nodes", "drain"): ["site-a/h800/000", *NO_SERVER],
+    ("nodes", "undrain"): ["1", *NO_SERVER],
     ("queues",): [*NO_SERVER],
     ("submit",): ["--cmd", "true", *NO_SERVER],
     ("tokens", "list"): [*NO_SERVER],
@@ -65,7 +67,8 @@ LONG_RUNNING = {("serve",): "runs until stopped", ("up",): "runs until stopped"}
 # Commands with no numeric option (their path options are still fuzzed)
 NO_NUMBERS = {("version",), ("schema",), ("chips", "show"), ("chips", "compare"),
               ("chips", "coverage"), ("plan", "schema"), ("check",), ("agent",),
-              ("job",), ("cancel",), ("nodes",), ("queues",), ("tokens", "list"),
+              ("job",), ("cancel",), ("nodes", "list"), ("nodes", "drain"),
+              ("nodes", "undrain"), ("queues",), ("tokens", "list"),
               ("tokens", "create"), ("tokens", "revoke")}
 # Commands fuzzed only with values that must fail fast (a valid value would run for seconds):
 FAIL_FAST: dict[tuple[str, ...], list[str]] = {

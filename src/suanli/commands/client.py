@@ -131,7 +131,13 @@ def register(app: typer.Typer) -> None:
     app.command(name="job")(job)
     app.command(name="logs")(logs)
     app.command(name="cancel")(cancel)
-    app.command(name="nodes")(nodes)
+    nodes_app = typer.Typer(help="Nodes: list them (default), drain, undrain (admin).",
+                            invoke_without_command=True)
+    nodes_app.callback()(nodes)
+    nodes_app.command(name="list")(nodes_list)
+    nodes_app.command(name="drain")(nodes_drain)
+    nodes_app.command(name="undrain")(nodes_undrain)
+    app.add_typer(nodes_app, name="nodes")
     app.command(name="queues")(queues)
     tokens = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
     tokens.command(name="create")(tokens_create)
@@ -311,9 +317,47 @@ def cancel(job_ids: Annotated[list[int], typer.Argument()], url: UrlOpt = None,
                       + (" (stopping)" if j['state'] not in TERMINAL else ""), highlight=False)
 
 
-def nodes(site: Annotated[str | None, typer.Option("--site")] = None,
+def nodes(ctx: typer.Context, site: Annotated[str | None, typer.Option("--site")] = None,
           url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
-    """Nodes and their busy devices."""
+    """Nodes, their state and busy devices (``suanli nodes`` = ``suanli nodes list``)."""
+    if ctx.invoked_subcommand is None:
+        nodes_list(site, url, token, json_out)
+
+
+def _drain(names: list[str], drain: bool, url: str | None, token: str | None,
+           json_out: bool) -> None:
+    from urllib.parse import quote
+
+    c = Client(url, token)
+    verb = "drain" if drain else "undrain"
+    out = [c.request("POST", f"/nodes/{quote(n, safe='/')}/{verb}") for n in names]
+    if json_out:
+        print_json(out)
+        return
+    for n in out:
+        note = {"draining": f" ({n['devices_busy']} devices busy: running jobs finish, no "
+                "new ones)", "drained": " (nothing runs there)",
+                "lost": " (lost: missed heartbeats)"}.get(n["state"], "")
+        console.print(f"{n['name']}: {n['state']}{note}", highlight=False)
+
+
+def nodes_drain(names: Annotated[list[str], typer.Argument(help="Node names (see `suanli "
+                                                          "nodes`) or ids.")],
+                url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Drain nodes (admin): no new job goes there, running jobs finish; then drained."""
+    _drain(names, True, url, token, json_out)
+
+
+def nodes_undrain(names: Annotated[list[str], typer.Argument(help="Node names or ids.")],
+                  url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+                  ) -> None:
+    """Undrain nodes (admin): they take new jobs again."""
+    _drain(names, False, url, token, json_out)
+
+
+def nodes_list(site: Annotated[str | None, typer.Option("--site")] = None,
+               url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
+    """Nodes, their state and busy devices."""
     from rich.table import Table
 
     page = Client(url, token).get("/nodes", site=site, limit=10000)

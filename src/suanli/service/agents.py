@@ -24,6 +24,7 @@ belongs to the token's tenant and to the site the agent names (``--site``, defau
 
 
 import logging
+import math
 import time
 from collections import Counter
 from datetime import timedelta
@@ -32,11 +33,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi import Path as PathParam
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.exec.base import ExecState, ExecStatus, Executor, ExecutorFeatures, LaunchSpec
 from suanli.service.auth import Principal, authenticate
+from suanli.service.control import DRAIN_STATES, state_after_contact
 from suanli.service.db import (
     AllocationRow,
     JobEventRow,
@@ -44,7 +46,6 @@ from suanli.service.db import (
     NodeGroupRow,
     NodeRow,
     SiteRow,
-    as_utc,
     utcnow,
 )
 from suanli.service.models import JobSpec, JobState
@@ -154,8 +155,10 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             node.memory_mib = devs[0].memory_mib
             node.driver_version = devs[0].driver_version
             node.stack_version = devs[0].stack_version
-            node.state = "ready"
+            if node.state not in DRAIN_STATES:
+                node.state = state_after_contact(node.drain)
             node.last_seen = utcnow()
+            node.state_changed_at = node.last_seen  # devices or group may have changed
             # a restarted agent does not hold what its predecessor ran: assign those launches
             # again (launching a known launch id re-attaches, never starts twice)
             for a in s.scalars(select(AllocationRow).where(AllocationRow.active.is_(True))):
@@ -177,9 +180,10 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             if node is None or not node.agent or node.tenant_id != p.tenant_id:
                 raise HTTPException(404, f"node {node_id} not found")
             node.last_seen = utcnow()
-            if node.state != "ready":
+            if node.state == "lost":
                 log.info("node %s is back", node.name)
-                node.state = "ready"
+                node.state = state_after_contact(node.drain)
+                node.state_changed_at = node.last_seen
             ids = [st.launch_id for st in beat.statuses]
             allocs = {a.launch_id: a for a in s.scalars(
                 select(AllocationRow).where(AllocationRow.launch_id.in_(ids)))} if ids else {}
@@ -314,53 +318,143 @@ class AgentRouting:
 
 
 class AgentMonitor:
-    """Scheduler-loop hook: marks silent agent nodes lost (their jobs back to the queue) and
-    reports when the ready fleet changed so the loop rebuilds its scheduler."""
+    """Scheduler-loop hook (run by the leader before each pass) for every node, agent-managed
+    or from the fleet file:
+
+    * marks agent nodes lost after ``lost_after`` missed heartbeats (their jobs back to the
+      queue). It reads only the nodes whose heartbeat deadline passed: a range of the index
+      ``(agent, state, last_seen)`` per live state, so a pass costs what changed, not the
+      number of nodes;
+    * finishes drains: a ``draining`` node on which no launch holds a device any more (asked
+      through ``busy``, the scheduler loop's device bookkeeping) becomes ``drained``;
+    * hands the loop the changes of the schedulable fleet as the scheduler's node events,
+      reading only the nodes whose ``state_changed_at`` moved since the last check (index),
+      with an overlap for transactions that commit late; and, as a safety net
+      (level-triggered: whatever was missed is found then), a sweep over the whole table in
+      slices by node id, so that every node is re-read within ``full_s`` (a slice of
+      ``SWEEP_MIN`` to ``SWEEP_MAX`` rows per call) without a pass that reads every node.
+      The first call reads the table once. (suanli never deletes a node row; one removed by
+      hand is noticed by the next rebuild.)
+    """
+
+    OVERLAP_S = 5.0
+    SWEEP_MIN = 100
+    SWEEP_MAX = 2000
 
     def __init__(self, sessions: sessionmaker[Session], heartbeat_s: float, lost_after: int,
-                 write_lock: Any = None) -> None:
+                 write_lock: Any = None, busy: Any = None, full_s: float = 30.0) -> None:
         import contextlib
 
         self.sessions = sessions
         self.heartbeat_s = heartbeat_s
         self.lost_after = lost_after
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
-        self._fingerprint: tuple[Any, ...] | None = None
+        # busy(node name) -> bool: does a launch still hold a device there (None: unknown)
+        self.busy = busy
+        self.full_s = full_s
+        # node name -> (state, devices, group id) as last read
+        self._known: dict[str, tuple[str, int, int]] | None = None
+        self._since: Any = None  # the time of the last read of changes (database clock)
+        self._sweep: tuple[float, int] = (0.0, 0)  # (time, last node id) of the sweep
+        self._draining: set[str] = set()
+        self.reads = 0  # node rows read by the last call: expired and changed
+        self.swept = 0  # ... and by its slice of the sweep (for tests and benchmarks)
 
     @property
     def timeout_s(self) -> float:
         return self.heartbeat_s * self.lost_after
 
     def __call__(self) -> bool | list[tuple[str, str]]:
-        """One check: the changes of the ready fleet since the last one as the scheduler's
-        node events ``(kind, node name)``: ``failed`` (lost, or gone otherwise), ``added``
-        (registered, or back); True (rebuild from the database) when a ready node changed
-        its devices or node group; False when nothing changed."""
+        """One check: the changes of the schedulable (``ready``) fleet since the last one as
+        the scheduler's node events ``(kind, node name)``: ``failed`` (lost, or gone),
+        ``drained`` (the operator drained it), ``added`` (registered, back, or undrained);
+        True (rebuild from the database) when a ready node changed its devices or node
+        group; False when nothing changed."""
+
         now = utcnow()
         cutoff = now - timedelta(seconds=self.timeout_s)
+        cols = select(NodeRow.name, NodeRow.state, NodeRow.devices, NodeRow.group_id)
+        self.reads = self.swept = 0
         with self.write_lock, self.sessions() as s:
-            for node in s.scalars(select(NodeRow).where(NodeRow.agent.is_(True),
-                                                        NodeRow.state == "ready")):
-                seen = as_utc(node.last_seen)
-                if seen is not None and seen >= cutoff:
-                    continue
+            expired = list(s.scalars(select(NodeRow).where(
+                NodeRow.agent.is_(True), NodeRow.state.in_(["ready", *DRAIN_STATES]),
+                (NodeRow.last_seen < cutoff) | NodeRow.last_seen.is_(None))))
+            self.reads += len(expired)
+            for node in expired:
                 node.state = "lost"
-                n = self._requeue_jobs(s, node.name,
+                node.state_changed_at = now
+                k = self._requeue_jobs(s, node.name,
                                        f"node {node.name} lost: no heartbeat for "
                                        f"{self.timeout_s:g} s; back to the queue")
-                log.warning("node %s lost (%d jobs back to the queue)", node.name, n)
-            s.commit()
-            fp = tuple(s.execute(select(NodeRow.name, NodeRow.devices, NodeRow.group_id)
-                                 .where(NodeRow.state == "ready").order_by(NodeRow.id)).all())
-        old, self._fingerprint = self._fingerprint, fp
-        if old is None or fp == old:
+                log.warning("node %s lost (%d jobs back to the queue)", node.name, k)
+            if expired:
+                s.commit()
+            known = self._known
+            full = known is None
+            t = time.monotonic()
+            rows: list[Any]
+            if full:
+                rows = list(s.execute(cols).all())
+                self.reads += len(rows)
+                self._sweep = (t, 0)
+            else:
+                since = self._since - timedelta(seconds=self.OVERLAP_S)
+                rows = list(s.execute(cols.where(NodeRow.state_changed_at >= since)).all())
+                self.reads += len(rows)
+                last_t, cursor = self._sweep
+                total = len(known or ())
+                k = total + 1 if self.full_s <= 0 else max(self.SWEEP_MIN, min(
+                    self.SWEEP_MAX, math.ceil(total * (t - last_t) / self.full_s)))
+                sq = select(NodeRow.id, NodeRow.name, NodeRow.state, NodeRow.devices,
+                            NodeRow.group_id).order_by(NodeRow.id)
+                got = list(s.execute(sq.where(NodeRow.id > cursor).limit(k)).all())
+                if len(got) < k and cursor > 0:  # the end: go on from the start
+                    got += s.execute(sq.where(NodeRow.id <= cursor)
+                                     .limit(k - len(got))).all()
+                self.swept = len(got)
+                self._sweep = (t, got[-1][0] if len(got) == k else 0)
+                rows += [tuple(r[1:]) for r in got]
+            self._since = now
+            fresh = {name: (st, dev, gid) for name, st, dev, gid in rows}
+            # drains that are complete: nothing holds a device there any more
+            draining = self._draining
+            for n, v in fresh.items():
+                if v[0] == "draining":
+                    draining.add(n)
+                else:
+                    draining.discard(n)
+            done = sorted(n for n in draining if self.busy is not None and not self.busy(n))
+            if done:
+                s.execute(update(NodeRow).where(NodeRow.name.in_(done),
+                                                NodeRow.state == "draining")
+                          .values(state="drained", state_changed_at=now),
+                          execution_options={"synchronize_session": False})
+                s.commit()
+                for n in done:
+                    log.info("node %s drained: nothing runs there any more", n)
+                    draining.discard(n)
+                    prev = fresh.get(n) or (known or {}).get(n)
+                    if prev is not None:
+                        fresh[n] = ("drained", prev[1], prev[2])
+        if known is None:
+            self._known = fresh
             return False
-        before = {name: rest for name, *rest in old}
-        after = {name: rest for name, *rest in fp}
-        if any(before[n] != after[n] for n in before.keys() & after.keys()):
+        events: list[tuple[str, str]] = []
+        rebuild = False
+        for n, (st, dev, gid) in fresh.items():
+            old = known.get(n)
+            was = old is not None and old[0] == "ready"
+            if st == "ready":
+                if not was:
+                    events.append(("added", n))
+                elif old is not None and (old[1], old[2]) != (dev, gid):
+                    rebuild = True
+            elif was:
+                events.append(("drained" if st in DRAIN_STATES else "failed", n))
+        known.update(fresh)
+        if rebuild:
             return True
-        return ([("failed", n) for n in before if n not in after] +
-                [("added", n) for n in after if n not in before])
+        return events or False
 
     def _requeue_jobs(self, s: Session, node: str, reason: str) -> int:
         n = 0

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, select, update
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -367,7 +367,11 @@ def _router(state: ServiceState) -> APIRouter:
         if state.loop is not None:
             state.loop.wake()
         stamps: dict[datetime, str | None] = {}  # the jobs of a group share their times
-        return JSONResponse([fast_job(j, p, stamps) for j, _ in rows], status_code=201)
+        # pydantic-core's serialiser: 7 ms for 5,000 jobs where json.dumps took 25 ms
+        from pydantic_core import to_json
+
+        return Response(to_json([fast_job(j, p, stamps) for j, _ in rows]), status_code=201,
+                        media_type="application/json")  # type: ignore[return-value]
 
     def fast_job(j: Any, p: Principal, stamps: dict[datetime, str | None] | None = None
                  ) -> dict[str, Any]:
@@ -470,30 +474,16 @@ def _router(state: ServiceState) -> APIRouter:
     @r.post("/jobs/{job_id}/cancel", response_model=m.Job, tags=["jobs"])
     def cancel(job_id: JobId, s: Db, p: Submitter) -> m.Job:
         """Cancel: a waiting job at once; a running one is stopped (SIGTERM, grace, SIGKILL)."""
-        j = get_job(s, p, job_id)
+        from suanli.service.control import request_cancel
+
+        j = get_job(s, p, job_id)  # the tenant check; its state may change until the write
         now = utcnow()
         with state.write_lock:
-            cancel_job(s, p, j, now)
+            request_cancel(s, j.id, p.user, now)
         if state.loop is not None:
             state.loop.note_cancel(job_id)
         s.refresh(j)
         return job_out(j, p.tenant, p.user, s, full=True)
-
-    def cancel_job(s: Session, p: Principal, j: JobRow, now: datetime) -> None:
-        job_id = j.id
-        done = s.execute(update(JobRow).where(
-            JobRow.id == job_id, JobRow.state.in_([m.JobState.PENDING.value,
-                                                   m.JobState.UNRUNNABLE.value]))
-            .values(state=m.JobState.CANCELLED.value, reason=f"cancelled by {p.user}",
-                    updated_at=now, finished_at=now, cancel_requested=True)
-        ).rowcount  # type: ignore[attr-defined]
-        if done:
-            s.add(JobEventRow(job_id=job_id, state=m.JobState.CANCELLED.value,
-                              reason=f"cancelled by {p.user}"))
-        elif j.state not in {x.value for x in m.TERMINAL}:
-            s.execute(update(JobRow).where(JobRow.id == job_id)
-                      .values(cancel_requested=True, updated_at=now))
-        s.commit()
 
     @r.get("/jobs/{job_id}/logs", response_model=m.LogChunk, tags=["jobs"])
     def logs(job_id: JobId, s: Db, p: Reader,
@@ -546,12 +536,56 @@ def _router(state: ServiceState) -> APIRouter:
             q = q.where(NodeGroupRow.chip == chip)
         total = s.scalar(select(func.count()).select_from(q.subquery()))
         rows = s.execute(q.order_by(NodeRow.id).offset(offset).limit(limit)).all()
-        return m.Page[m.Node](items=[
-            m.Node(name=n.name, site=site_name, group=g.name, chip=g.chip, vendor=g.vendor,
-                   devices=n.devices, devices_busy=busy.get(n.name, 0),
-                   simulated=n.simulated, state=n.state, agent=bool(n.agent),
-                   last_seen=as_utc(n.last_seen), driver_version=n.driver_version)
-            for n, g, site_name in rows], total=total)
+        return m.Page[m.Node](items=[node_out(n, g, site_name, busy.get(n.name, 0))
+                                     for n, g, site_name in rows], total=total)
+
+    def node_out(n: NodeRow, g: NodeGroupRow, site_name: str, busy: int) -> m.Node:
+        return m.Node(id=n.id, name=n.name, site=site_name, group=g.name, chip=g.chip,
+                      vendor=g.vendor, devices=n.devices, devices_busy=busy,
+                      simulated=n.simulated, state=n.state, drain=bool(n.drain),
+                      agent=bool(n.agent), last_seen=as_utc(n.last_seen),
+                      driver_version=n.driver_version)
+
+    NodeRef = Annotated[str, Path(min_length=1, max_length=400,
+                                  description="the node's name (site/group/index, slashes "
+                                  "included) or its numeric id")]
+
+    def drain_or_undrain(ref: str, s: Session, p: Principal, drain: bool) -> m.Node:
+        from suanli.service.control import set_drain
+
+        q = select(NodeRow).where(NodeRow.name == ref)
+        node = s.scalar(q)
+        if node is None and ref.isdigit() and len(ref) < 12:
+            node = s.get(NodeRow, int(ref))
+        if node is None:
+            raise HTTPException(404, f"node '{ref}' not found")
+        if not p.tenant_root and node.tenant_id != p.tenant_id:
+            raise HTTPException(403, "nodes are shared: only the root tenant's admins drain "
+                                "them (other admins: their own agent nodes)")
+        with state.write_lock:
+            set_drain(s, node.id, drain)
+        if state.loop is not None:
+            state.loop.wake()
+        s.refresh(node)
+        g = s.get(NodeGroupRow, node.group_id)
+        site_name = s.scalar(select(SiteRow.name).where(SiteRow.id == g.site_id)) if g else ""
+        busy = sum(len(d) for a_nodes, a_devs in s.execute(
+            select(AllocationRow.nodes, AllocationRow.devices)
+            .where(AllocationRow.active.is_(True)))
+            for n, d in zip(a_nodes, a_devs, strict=False) if n == node.name)
+        assert g is not None
+        return node_out(node, g, site_name or "", busy)
+
+    @r.post("/nodes/{node:path}/drain", response_model=m.Node, tags=["cluster"])
+    def drain(node: NodeRef, s: Db, p: Admin) -> m.Node:
+        """Drain a node: no new job is placed there, the jobs running there finish; its state
+        is ``draining`` until nothing runs there, then ``drained``. Survives restarts."""
+        return drain_or_undrain(node, s, p, True)
+
+    @r.post("/nodes/{node:path}/undrain", response_model=m.Node, tags=["cluster"])
+    def undrain(node: NodeRef, s: Db, p: Admin) -> m.Node:
+        """Undrain a node: it takes new work again (``ready``; a lost node stays lost)."""
+        return drain_or_undrain(node, s, p, False)
 
     @r.get("/queues", response_model=list[m.Queue], tags=["cluster"])
     def queues(s: Db, p: Reader) -> list[m.Queue]:

@@ -110,7 +110,9 @@ class NodeGroupRow(Base):
 
 class NodeRow(Base):
     __tablename__ = "nodes"
-    __table_args__ = (Index("ix_nodes_agent_state", "agent", "state"),)
+    # lost-node detection reads only the agent nodes of a state whose heartbeat is older
+    # than the deadline (migration 0003); node events read only what changed
+    __table_args__ = (Index("ix_nodes_agent_state_seen", "agent", "state", "last_seen"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("node_groups.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -127,6 +129,11 @@ class NodeRow(Base):
     stack_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     device_indices: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # migration 0003: the operator's drain (``suanli nodes drain``; the state is then
+    # ``draining`` until nothing runs there, then ``drained``) and when the state last changed
+    drain: Mapped[bool] = mapped_column(Boolean, default=False)
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True,
+                                                              index=True)
 
 
 class JobRow(Base):
@@ -138,8 +145,10 @@ class JobRow(Base):
         Index("ix_jobs_tenant_id", "tenant_id", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # no foreign keys on the submission path (migration 0004: their per-row triggers were
+    # half of a batch insert on PostgreSQL); the authenticated token's tenant and user
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(100))
     priority: Mapped[float] = mapped_column(Float, default=1.0)
@@ -161,7 +170,7 @@ class JobRow(Base):
 class JobEventRow(Base):
     __tablename__ = "job_events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    job_id: Mapped[int] = mapped_column(BigId, index=True)  # no foreign key: migration 0004
     time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.exec.base import ExecState, Executor, LaunchSpec
 from suanli.sched import Queue
+from suanli.service.control import DRAIN_STATES
 from suanli.service.db import (
     AllocationRow,
     JobEventRow,
@@ -267,6 +268,12 @@ class SchedulerLoop:
             self._cancels.add(job_id)
         self._wake.set()
 
+    def node_busy(self, name: str) -> bool:
+        """Does a launch still hold a device on node ``name`` (as this leader knows; True
+        when it does not know yet)? The node monitor finishes drains with it."""
+        ad = self.adapter
+        return ad is None or not self.leader or ad.node_busy(name)
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -310,13 +317,19 @@ class SchedulerLoop:
                               "electricity_price_cny_kwh": r.electricity_price_cny_kwh,
                               "carbon_kg_per_kwh": r.carbon_kg_per_kwh, "wan_gbps": r.wan_gbps}
                      for r in s.scalars(select(SiteRow))}
-            nodes = [NodeInfo(name=n.name, site=site, chip=g.chip, vendor=g.vendor,
-                              devices=n.devices, simulated=n.simulated)
-                     for n, g, site in s.execute(
-                         select(NodeRow, NodeGroupRow, SiteRow.name)
-                         .join(NodeGroupRow, NodeGroupRow.id == NodeRow.group_id)
-                         .join(SiteRow, SiteRow.id == NodeGroupRow.site_id)
-                         .where(NodeRow.state == "ready").order_by(NodeRow.id))]
+            # ready nodes, and drained / draining ones: built up so that the launches
+            # running there are adopted onto their devices, then drained below
+            nodes: list[NodeInfo] = []
+            drained: list[str] = []
+            for n, g, site in s.execute(
+                    select(NodeRow, NodeGroupRow, SiteRow.name)
+                    .join(NodeGroupRow, NodeGroupRow.id == NodeRow.group_id)
+                    .join(SiteRow, SiteRow.id == NodeGroupRow.site_id)
+                    .where(NodeRow.state.in_(["ready", *DRAIN_STATES])).order_by(NodeRow.id)):
+                nodes.append(NodeInfo(name=n.name, site=site, chip=g.chip, vendor=g.vendor,
+                                      devices=n.devices, simulated=n.simulated))
+                if n.state != "ready":
+                    drained.append(n.name)
             queues = [Queue(q.name, q.weight, q.quota_devices)
                       for q in s.scalars(select(QueueRow))]
             ad = SchedAdapter(nodes, sites, queues, policy=self.policy, round_s=self.round_s)
@@ -336,6 +349,8 @@ class SchedulerLoop:
                 elif not reason and j.state == JobState.UNRUNNABLE.value:
                     _event(s, j, JobState.PENDING, "runnable with the current fleet")
                 self._watermark = max(self._watermark, j.id)
+            for name in drained:
+                ad.node_drained(name, now)
             s.commit()
         self.adapter = ad
         t = time.monotonic()
@@ -701,9 +716,14 @@ class SchedulerLoop:
             placed: list[int] = []
             ids = [i for i in self._deferred if i not in ad.held]
             jobs: dict[int, JobRow] = {}
-            for i in range(0, len(ids), 500):  # one query per 500 starts, not one each
+            # one query per 500 starts, not one each. FOR UPDATE (PostgreSQL; SQLite has the
+            # write lock): a cancel committed after this read would otherwise be overwritten
+            # by the start below (cancelled -> scheduled); with the row locked it waits for
+            # this commit and then records ``cancel_requested`` on the scheduled job
+            for i in range(0, len(ids), 500):
                 jobs.update((j.id, j) for j in s.scalars(
-                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))))
+                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))
+                    .order_by(JobRow.id).with_for_update()))
             for db_id, d in list(self._deferred.items()):
                 if db_id in ad.held:
                     continue  # its previous attempt has not stopped yet (migration)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -46,11 +47,42 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     from alembic import command
 
     before = current_revision(engine)  # also: a clear error when the database is unreachable
-    cfg = _config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    _run(engine, lambda cfg: command.upgrade(cfg, revision))
     return before, current_revision(engine) or ""
+
+
+def downgrade(engine: Engine, revision: str) -> str:
+    """Take the schema back to ``revision``; returns the revision reached."""
+    from alembic import command
+
+    _run(engine, lambda cfg: command.downgrade(cfg, revision))
+    return current_revision(engine) or ""
+
+
+def _run(engine: Engine, step: Any) -> None:
+    """One Alembic command in one transaction. SQLite: with its foreign-key enforcement off
+    meanwhile (batch mode rebuilds a table by copying it and dropping the original, which
+    the references of other tables would refuse; SQLite's documented procedure for schema
+    changes), then ``PRAGMA foreign_key_check`` before it is switched on again."""
+    cfg = _config(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:  # outside a transaction, where SQLite honours it
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                step(cfg)
+                if sqlite:
+                    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if bad:
+                        raise SuanliError(f"migration left rows without their referenced "
+                                          f"row: {bad[:5]}", field="database")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def check_schema(engine: Engine) -> str:

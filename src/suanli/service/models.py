@@ -248,6 +248,7 @@ class LogChunk(BaseModel):
 
 
 class Node(BaseModel):
+    id: int | None = None
     name: str
     site: str
     group: str
@@ -256,7 +257,10 @@ class Node(BaseModel):
     devices: int
     devices_busy: int
     simulated: bool
-    state: str
+    state: str = Field(description="ready | draining (no new work; what runs there "
+                       "finishes) | drained (nothing runs there) | lost (missed heartbeats)")
+    drain: bool = Field(default=False, description="drained by an operator "
+                        "(`suanli nodes drain`) until undrained")
     agent: bool = Field(default=False, description="registered by `suanli agent`")
     last_seen: datetime | None = Field(default=None, description="agent's last heartbeat")
     driver_version: str | None = None

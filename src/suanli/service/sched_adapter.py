@@ -137,6 +137,8 @@ class SchedAdapter:
         self.held: dict[int, Placement] = {}  # db job id -> devices it holds (active alloc)
         # (node, device index) -> db job id whose launch still holds it (until it ends)
         self.busy: dict[tuple[str, int], int] = {}
+        # node -> how many of its devices launches hold (drains end when it reaches 0)
+        self.busy_on: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
     def _chip(self, name: str) -> Chip | None:
@@ -277,10 +279,12 @@ class SchedAdapter:
         return pl
 
     def _hold(self, pl: Placement) -> None:
+        self.release(pl.job_id)  # held twice (adopted again): counted once
         self.held[pl.job_id] = pl
         for n, devs in zip(pl.nodes, pl.devices, strict=False):
             for i in devs:
                 self.busy[(n, int(i))] = pl.job_id
+            self.busy_on[n] = self.busy_on.get(n, 0) + len(devs)
 
     def adopt(self, db_id: int, pool_label: str, nodes: list[str], devices: list[list[int]],
               now: float) -> bool:
@@ -309,6 +313,15 @@ class SchedAdapter:
             for i in devs:
                 if self.busy.get((n, int(i))) == db_id:
                     del self.busy[(n, int(i))]
+            left = self.busy_on.get(n, 0) - len(devs)
+            if left > 0:
+                self.busy_on[n] = left
+            else:
+                self.busy_on.pop(n, None)
+
+    def node_busy(self, name: str) -> bool:
+        """Does a launch still hold a device on node ``name``?"""
+        return name in self.busy_on
 
     def node_failed(self, name: str, now: float) -> list[int]:
         """A node is lost: the scheduler drops its capacity and stops exactly the jobs that
@@ -335,6 +348,10 @@ class SchedAdapter:
             return False
         if info.name in self.sched.nodes and self.sched.nodes[info.name][2] == "up":
             return True
+        if info.name in self.sched.nodes and self.node_busy(info.name):
+            # undrained while launches still run there: the scheduler would count the node
+            # as wholly free (a new entry); a rebuild adopts those launches onto it instead
+            return False
         self.sched.on_node_added(info.name, pool.index, info.devices, now)
         info.pool = pool.index
         self.nodes[info.name] = info

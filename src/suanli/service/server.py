@@ -16,7 +16,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.errors import SuanliError
-from suanli.service.db import NodeGroupRow, NodeRow, SiteRow, make_engine, session_factory
+from suanli.service.control import DRAIN_STATES, state_after_contact
+from suanli.service.db import (
+    NodeGroupRow,
+    NodeRow,
+    SiteRow,
+    make_engine,
+    session_factory,
+    utcnow,
+)
 from suanli.service.settings import ServiceSettings
 
 log = logging.getLogger("suanli.server")
@@ -64,7 +72,10 @@ def import_fleet(sessions: sessionmaker[Session], path: str | Path, simulated: b
                     s.add(node)
                 node.devices = devices
                 node.simulated = simulated
-                node.state = "ready"
+                # a drain outlives restarts: only the operator's undrain ends it
+                if node.state not in DRAIN_STATES:
+                    node.state = state_after_contact(bool(node.drain))
+                    node.state_changed_at = utcnow()
                 count += 1
         s.commit()
     return count
@@ -80,7 +91,8 @@ def _with_agents(state: Any, app: Any, settings: ServiceSettings, sessions: Any,
     state.executor = routed
     if loop is not None:
         loop.executor = routed
-        loop.hooks.append(AgentMonitor(sessions, hb, settings.agent_lost_after, write_lock))
+        loop.hooks.append(AgentMonitor(sessions, hb, settings.agent_lost_after, write_lock,
+                                       busy=loop.node_busy))
     app.include_router(agent_router(state, settings.home, hb))
 
 

@@ -398,7 +398,7 @@ def whatif(s: Session, p: Principal, policies: list[str], source: str = "queue",
                  select(NodeRow, NodeGroupRow.chip, NodeGroupRow.vendor, SiteRow.name)
                  .join(NodeGroupRow, NodeGroupRow.id == NodeRow.group_id)
                  .join(SiteRow, SiteRow.id == NodeGroupRow.site_id)
-                 .where(NodeRow.state.not_in(list(LOST_STATES))))]
+                 .where(NodeRow.state.not_in([*LOST_STATES, "draining"])))]
     if not nodes:
         return {"error": "no nodes are registered", "results": [], "jobs": 0}
     sites = {x.name: {"region": x.region, "pue": x.pue,

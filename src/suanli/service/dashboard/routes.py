@@ -329,21 +329,10 @@ def _router(state: Any) -> APIRouter:
         return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
 
     def _cancel(s: Session, p: Principal, j: JobRow) -> None:
-        from sqlalchemy import update
+        from suanli.service.control import request_cancel
 
-        now = utcnow()
         with state.write_lock:
-            done = s.execute(update(JobRow).where(
-                JobRow.id == j.id, JobRow.state.in_(["pending", "unrunnable"]))
-                .values(state="cancelled", reason=f"cancelled by {p.user}", updated_at=now,
-                        finished_at=now, cancel_requested=True)).rowcount  # type: ignore[attr-defined]
-            if done:
-                s.add(JobEventRow(job_id=j.id, state="cancelled",
-                                  reason=f"cancelled by {p.user}"))
-            elif j.state not in {x.value for x in m.TERMINAL}:
-                s.execute(update(JobRow).where(JobRow.id == j.id)
-                          .values(cancel_requested=True, updated_at=now))
-            s.commit()
+            request_cancel(s, j.id, p.user)
 
     # ------------------------------------------------------------------ submit
     def submit_ctx(s: Session) -> dict[str, Any]:
