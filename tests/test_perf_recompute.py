@@ -131,3 +131,19 @@ def test_nemo_recipe_recompute_is_sourced_and_layout_checked() -> None:
         get_model(model)
         assert len(layout) == 6
         TrainSpec(model=get_model(model), recompute_modules=modules)  # every module is known
+
+
+def test_estimate_takes_recompute_modules(h100: Chip) -> None:
+    from suanli.perf.estimate import estimate_train, parse_recompute_modules
+
+    assert parse_recompute_modules(" moe_act, layernorm ") == ("moe_act", "layernorm")
+    assert parse_recompute_modules("none") == () and parse_recompute_modules(None) is None
+    kw = dict(seq_len=S, global_batch=64, ep=8, micro_batch=1)
+    base = estimate_train("qwen3-30b-a3b", h100, 8, recompute="none", **kw)  # type: ignore[arg-type]
+    act = estimate_train("qwen3-30b-a3b", h100, 8, recompute_modules="moe_act",
+                         **kw)  # type: ignore[arg-type]
+    d = act.as_dict()
+    assert d["layout"]["recompute"] == "selective"  # the modules pin selective recompute
+    assert d["step_time_s"] > base.as_dict()["step_time_s"]
+    with pytest.raises(SuanliError, match="unknown"):
+        estimate_train("qwen3-30b-a3b", h100, 8, recompute_modules="attn", **kw)  # type: ignore[arg-type]
