@@ -147,3 +147,24 @@ def test_estimate_takes_recompute_modules(h100: Chip) -> None:
     assert d["step_time_s"] > base.as_dict()["step_time_s"]
     with pytest.raises(SuanliError, match="unknown"):
         estimate_train("qwen3-30b-a3b", h100, 8, recompute_modules="attn", **kw)  # type: ignore[arg-type]
+
+
+def test_block_recompute_of_some_layers(h100: Chip) -> None:
+    m = get_model("llama3-8b")
+    hw = build_hardware(h100, "bf16")
+    lay = dict(tp=1, pp=1, dp=8, mb=1, zero=1, n_micro=1)
+
+    def run(rc: int, n: int | None) -> dict[str, float]:
+        spec = TrainSpec(model=m, seq_len=S, global_batch=8, recompute_layers=n)
+        return {k: float(v) for k, v in evaluate(spec, hw, recompute=rc, **lay).items()}
+
+    none, every = run(0, None), run(2, None)
+    assert run(2, m.n_layers)["step_time"] == pytest.approx(every["step_time"], rel=1e-12)
+    five = run(2, 5)
+    # 5 of 32 layers run their forward again: 5/32 of full recompute's extra GEMM FLOPs
+    extra = every["gemm_flops"] - none["gemm_flops"]
+    assert five["gemm_flops"] - none["gemm_flops"] == pytest.approx(extra * 5 / m.n_layers)
+    assert none["step_time"] < five["step_time"] < every["step_time"]
+    assert every["mem_activations"] < five["mem_activations"] < none["mem_activations"]
+    with pytest.raises(SuanliError):
+        TrainSpec(model=m, recompute_layers=-1)

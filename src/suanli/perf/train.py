@@ -88,6 +88,9 @@ class TrainSpec:
     # (RECOMPUTE_MODULES). None = the model's legacy selective recompute (core attention
     # recomputed, a smaller activation footprint per block), which the layout search uses.
     recompute_modules: tuple[str, ...] | None = None
+    # Full recompute (code 2) of only this many layers per pipeline model chunk (Megatron
+    # `recompute_method="block"`, `recompute_num_layers`); None = every layer
+    recompute_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -108,6 +111,8 @@ class TrainSpec:
         if self.ep_dispatch not in EP_DISPATCH:
             raise SuanliError(f"ep dispatch must be one of {', '.join(EP_DISPATCH)}, "
                               f"got {self.ep_dispatch!r}")
+        if self.recompute_layers is not None and self.recompute_layers < 0:
+            raise SuanliError(f"recompute layers must be >= 0, got {self.recompute_layers}")
         if self.recompute_modules is not None:
             bad = [x for x in self.recompute_modules if x not in RECOMPUTE_MODULES]
             if bad:
@@ -199,7 +204,8 @@ def evaluate(
     L = float(m.n_layers)
     V = float(m.vocab)
     dpn = float(hw.devices_per_node)
-    full = (rc == 2).astype(float)
+    full_on = (rc == 2).astype(float)
+    full = full_on
     sel = (rc == 1).astype(float)
     # selective recompute: which submodules run their forward again in the backward pass
     legacy = spec.recompute_modules is None
@@ -219,6 +225,11 @@ def evaluate(
     rate = hw.flops
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
+    if spec.recompute_layers is not None:
+        # block method: the first `recompute_layers` layers of each model chunk (Lp / v layers)
+        # recompute fully, the rest keep their activations -- `full` becomes that fraction
+        chunk = np.maximum(Lp / v, 1.0)
+        full = full_on * np.minimum(float(spec.recompute_layers), chunk) / chunk
     moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
     T = mb * s / cp  # tokens of one micro-batch held by one device (before the tp split)
     # Blocks of each kind on the busiest stage. A transformer layer is one attention block and
@@ -618,10 +629,13 @@ def evaluate(
                         + n_Fm * st * wsh_m * ("shared_experts" in mods)
                         + n_Fm * d * ("layernorm" in mods))
         a_sel = a_none - ACT_BYTES * save
-    a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
+    # full recompute keeps each recomputed layer's input only (block method: the other layers
+    # keep everything)
+    a_rc2 = full * a_full + (full_on - full) * a_none
+    a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_rc2)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
-    act = a_tok * T / tp * in_flight + full * a_none / np.maximum(Lp, 1.0) * T / tp
+    act = a_tok * T / tp * in_flight + full_on * a_none / np.maximum(Lp, 1.0) * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem

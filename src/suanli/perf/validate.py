@@ -72,6 +72,7 @@ class Case:
     # setting was not found: left unset, i.e. no recompute)
     recompute_modules: tuple[str, ...] | None = None
     recompute_note: str = ""  # what the row's recompute is and where it comes from
+    recompute_layers: int | None = None  # full recompute of this many layers per chunk
 
     @property
     def dp(self) -> int:
@@ -396,6 +397,8 @@ RECOMPUTE_SOURCES: dict[str, str] = {
                     "nemotron_3_super.py@1c92643355 (no recompute set)",
     "lightning": "src/megatron/bridge/recipes/nemotronh/nemotron_3_5_lightning.py@9112eeb99d "
                  "(nemotron_3_5_lightning_pretrain_8k_config, GB200 8K: recompute None)",
+    "llama3": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
+              "(LLAMA3_8B_PRETRAIN_CONFIG_H100_FP8_CS_V1: recompute_num_layers=5 -> full, block)",
     "qwen3_235b": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
                   "(no recompute_modules) + src/megatron/bridge/recipes/qwen/h100/qwen3_moe.py"
                   "@04eb4f8d60 (235B: recompute_granularity None)",
@@ -443,6 +446,24 @@ NEMO_RECOMPUTE: dict[tuple[str, str, str], tuple[tuple[str, ...], str, Layout]] 
     ("qwen3-235b-a22b", "dgxb200", "MXFP8"): ((), "qwen3_235b", (1, 8, 1, 1, 8, 1)),
     ("qwen3-235b-a22b", "dgxh100", "FP8"): ((), "qwen3_235b", (2, 8, 1, 4, 32, 1)),
 }
+
+
+# full recompute of `recompute_num_layers` layers per model chunk (`recompute_method="block"`):
+# (preset, system, precision group) -> (layers, source key, layout)
+NEMO_RECOMPUTE_BLOCK: dict[tuple[str, str, str], tuple[int, str, Layout]] = {
+    ("llama3-8b", "dgxh100", "FP8"): (5, "llama3", (1, 1, 1, 1, 1, 1)),
+}
+
+
+def nemo_recompute_block(model: str, system: str, precision_group: str,
+                         container: str | None, layout: Layout) -> tuple[int | None, str]:
+    """(layers per model chunk recomputed fully, note) of a NeMo row whose recipe sets
+    `recompute_num_layers` (block method), else (None, "")."""
+    year = _container_key(container or "")
+    hit = NEMO_RECOMPUTE_BLOCK.get((model, system, precision_group))
+    if hit is None or not year or year[0] < BRIDGE_FIRST_YEAR or hit[2] != layout:
+        return None, ""
+    return hit[0], f"full, block: {hit[0]} layers per chunk ({RECOMPUTE_SOURCES[hit[1]]})"
 
 
 def nemo_recompute(model: str, system: str, precision_group: str, container: str | None,
@@ -545,14 +566,18 @@ def nemo_case(row: dict[str, str]) -> Case:
         raise ValueError(f"ep {ep} does not divide tp*cp*dp = {tp * cp * dp}")
     fsdp = _int(row, "fsdp", 0)
     group = precision_label(row.get("precision") or "")
-    mods, note = nemo_recompute(model.name, system, group, row.get("container"),
-                                (tp, pp, cp, vp, ep if model.is_moe else 1, mb))
+    layout = (tp, pp, cp, vp, ep if model.is_moe else 1, mb)
+    mods, note = nemo_recompute(model.name, system, group, row.get("container"), layout)
+    n_block, block_note = nemo_recompute_block(model.name, system, group, row.get("container"),
+                                               layout)
+    rc = 2 if n_block is not None else (1 if mods else 0)
+    note = block_note or note
     return Case(
         model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
         fp8_recipe=fp8_recipe_of(pkey, row.get("container")),
         seq_len=_int(row, "seq_len"), global_batch=gbs, n_devices=n, tp=tp, pp=pp, cp=cp,
-        ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=1 if mods else 0,
-        recompute_modules=mods, recompute_note=note,
+        ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=rc,
+        recompute_modules=mods, recompute_note=note, recompute_layers=n_block,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
         attention_kernel="flash2",
         ep_dispatch=nemo_dispatch(model.name, system,
@@ -641,7 +666,8 @@ def predict_case(
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
                      attention_kernel=case.attention_kernel, interleave=case.vp,
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
-                     ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules)
+                     ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules,
+                     recompute_layers=case.recompute_layers)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
