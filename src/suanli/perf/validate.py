@@ -399,9 +399,9 @@ RECOMPUTE_SOURCES: dict[str, str] = {
                  "(nemotron_3_5_lightning_pretrain_8k_config, GB200 8K: recompute None)",
     "llama3": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
               "(LLAMA3_8B_PRETRAIN_CONFIG_H100_FP8_CS_V1: recompute_num_layers=5 -> full, block)",
-    "qwen3_235b": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
-                  "(no recompute_modules) + src/megatron/bridge/recipes/qwen/h100/qwen3_moe.py"
-                  "@04eb4f8d60 (235B: recompute_granularity None)",
+    "qwen3": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
+             "(no recompute_modules) + scripts/performance/configs/qwen/qwen3_llm_pretrain.py"
+             "@05c0c90fbb (set_qwen3_common_configs: recompute_granularity None)",
 }
 # (preset, system, precision group) -> (recompute modules, source key, the config's layout
 # (tp, pp, cp, vp, ep, micro-batch)); a row with another layout ran another config version
@@ -440,11 +440,15 @@ NEMO_RECOMPUTE: dict[tuple[str, str, str], tuple[tuple[str, ...], str, Layout]] 
                                                         (1, 1, 1, 1, 64, 1)),
     ("nemotron3.5-lightning-30b-a3b", "dgxgb200", "MXFP8"): ((), "lightning",
                                                              (1, 1, 1, 1, 8, 2)),
-    # Qwen3-235B-A22B *_V2 configs
-    ("qwen3-235b-a22b", "dgxgb300", "MXFP8"): ((), "qwen3_235b", (1, 4, 1, 12, 32, 2)),
-    ("qwen3-235b-a22b", "dgxgb200", "MXFP8"): ((), "qwen3_235b", (1, 8, 1, 3, 32, 1)),
-    ("qwen3-235b-a22b", "dgxb200", "MXFP8"): ((), "qwen3_235b", (1, 8, 1, 1, 8, 1)),
-    ("qwen3-235b-a22b", "dgxh100", "FP8"): ((), "qwen3_235b", (2, 8, 1, 4, 32, 1)),
+    # Qwen3-235B-A22B *_V2 and Qwen3-30B-A3B *_V1 configs (the perf script turns recompute off)
+    ("qwen3-235b-a22b", "dgxgb300", "MXFP8"): ((), "qwen3", (1, 4, 1, 12, 32, 2)),
+    ("qwen3-235b-a22b", "dgxgb200", "MXFP8"): ((), "qwen3", (1, 8, 1, 3, 32, 1)),
+    ("qwen3-235b-a22b", "dgxb200", "MXFP8"): ((), "qwen3", (1, 8, 1, 1, 8, 1)),
+    ("qwen3-235b-a22b", "dgxh100", "FP8"): ((), "qwen3", (2, 8, 1, 4, 32, 1)),
+    **{("qwen3-30b-a3b", sy, pg): ((), "qwen3", (1, 1, 1, 1, 8, mb))
+       for sy, mb in (("dgxgb300", 8), ("dgxb300", 8), ("dgxgb200", 4), ("dgxb200", 4))
+       for pg in ("BF16", "FP8", "MXFP8")},
+    ("qwen3-30b-a3b", "dgxh100", "FP8"): ((), "qwen3", (1, 1, 1, 1, 16, 1)),
 }
 
 
