@@ -399,6 +399,14 @@ RECOMPUTE_SOURCES: dict[str, str] = {
                  "(nemotron_3_5_lightning_pretrain_8k_config, GB200 8K: recompute None)",
     "llama3": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
               "(LLAMA3_8B_PRETRAIN_CONFIG_H100_FP8_CS_V1: recompute_num_layers=5 -> full, block)",
+    "llama3_none": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
+                   "(no recompute) + scripts/performance/configs/llama/llama3_llm_pretrain.py"
+                   "@2a0d46e2c5 + src/megatron/bridge/recipes/llama/llama3.py@0d5f5558c1 "
+                   "(recompute_granularity None)",
+    "llama31_none": "scripts/performance/configs/llama/llama31_workload_base_configs.py"
+                    "@0013c9a8ed (*_V2: no recompute) + scripts/performance/configs/llama/"
+                    "llama31_llm_pretrain.py@0013c9a8ed + src/megatron/bridge/recipes/llama/"
+                    "llama3.py@0d5f5558c1 (llama31_405b_pretrain_config: None)",
     "qwen3": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
              "(no recompute_modules) + scripts/performance/configs/qwen/qwen3_llm_pretrain.py"
              "@05c0c90fbb (set_qwen3_common_configs: recompute_granularity None)",
@@ -449,6 +457,24 @@ NEMO_RECOMPUTE: dict[tuple[str, str, str], tuple[tuple[str, ...], str, Layout]] 
        for sy, mb in (("dgxgb300", 8), ("dgxb300", 8), ("dgxgb200", 4), ("dgxb200", 4))
        for pg in ("BF16", "FP8", "MXFP8")},
     ("qwen3-30b-a3b", "dgxh100", "FP8"): ((), "qwen3", (1, 1, 1, 1, 16, 1)),
+    # Llama 3 8B *_V1, 70B *_V2 and Llama 3.1 405B *_V1 / *_V2 configs (the FP8 70B FSDP
+    # configs offload activations to the CPU instead -- not modelled)
+    ("llama3-8b", "dgxgb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-8b", "dgxb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-70b", "dgxgb300", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-70b", "dgxgb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    **{("llama3-70b", "dgxgb300", pg): ((), "llama3_none", (1, 4, 1, 5, 1, 1))
+       for pg in ("MXFP8", "NVFP4")},
+    **{("llama3-70b", "dgxgb200", pg): ((), "llama3_none", (2, 4, 1, 5, 1, 1))
+       for pg in ("MXFP8", "NVFP4")},
+    ("llama3-70b", "dgxh100", "FP8"): ((), "llama3_none", (4, 8, 1, 5, 1, 1)),
+    **{("llama3-405b", "dgxgb300", pg): ((), "llama31_none", lay) for pg, lay in (
+        ("FP8", (4, 8, 1, 4, 1, 1)), ("MXFP8", (2, 8, 2, 4, 1, 1)), ("NVFP4", (4, 8, 1, 4, 1, 1)))},
+    **{("llama3-405b", "dgxgb200", pg): ((), "llama31_none", lay) for pg, lay in (
+        ("FP8", (4, 16, 1, 4, 1, 1)), ("MXFP8", (4, 16, 1, 8, 1, 1)),
+        ("NVFP4", (4, 16, 1, 8, 1, 1)))},
+    ("llama3-405b", "dgxh100", "FP8"): ((), "llama31_none", (8, 8, 2, 8, 1, 1)),
+    ("llama3-405b", "dgxb200", "FP8"): ((), "llama31_none", (4, 8, 2, 8, 1, 1)),
 }
 
 
