@@ -168,3 +168,12 @@ def test_block_recompute_of_some_layers(h100: Chip) -> None:
     assert every["mem_activations"] < five["mem_activations"] < none["mem_activations"]
     with pytest.raises(SuanliError):
         TrainSpec(model=m, recompute_layers=-1)
+
+
+def test_recompute_modules_alone_keep_the_layout_search(h100: Chip) -> None:
+    from suanli.perf.estimate import estimate_train
+
+    d = estimate_train("qwen3-30b-a3b", h100, 8, seq_len=S, global_batch=64,
+                       recompute_modules="moe_act").as_dict()
+    assert d["searched"] > 1  # searched, with selective recompute pinned
+    assert d["layout"]["recompute"] == "selective"

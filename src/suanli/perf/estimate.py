@@ -171,10 +171,10 @@ def estimate_train(
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
     rc = recompute_code(recompute) if recompute is not None else None
-    if rc is None and recompute_modules is not None:
-        rc = 1  # the modules are what selective recompute runs again
     zr = zero_code(zero) if zero is not None else None
     pinned = any(v is not None for v in (tp, pp, cp, ep, micro_batch, rc, zr))
+    if rc is None and recompute_modules is not None:
+        rc = 1  # the modules are what selective recompute runs again (the layout is searched)
     do_search = search_layouts if search_layouts is not None else not pinned
     alternatives: list[dict[str, Any]] = []
     searched = 0
