@@ -147,16 +147,17 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
-    """Current figures (docs/perf-model.md): NeMo headline median |error| 17.3 % over 72 rows
-    (all 134 predicted rows 17.3 %), MPT 7.7 %. MPT meets the issue's target (<= 10 % per file);
-    NeMo does not yet, this guards against regressions. History: 13.5 % at 12.8 %; round 5
-    added the FP8 casts of every routed MoE copy and moved the median to 13.6 % (56 rows). Round
-    6 (issue 7, hybrid Mamba) made the 16 headline rows of the Nemotron 3 hybrid Mamba-
-    Transformer models (and the DeepSeek-V3 w/ MTP row) predictable: they come out 45-85 %
-    optimistic except Ultra (+3 / +29 %) and Super on B200 (+17 / -2 %), which moved the file's
-    headline median to 17.3 %. The rows the model could already express are guarded on their
-    own at the old bound (13.6 %): the per-block refactor behind the Mamba-2 operators must
-    leave them unchanged. The Blackwell systems' errors (specs and micro-benchmarks only,
+    """Current figures (docs/perf-model.md): NeMo headline median |error| 17.0 % over 72 rows
+    (all 134 predicted rows 17.0 %, mean signed +18.6 %), MPT 7.7 %. MPT meets the issue's
+    target (<= 10 % per file); NeMo does not yet, this guards against regressions. History:
+    13.5 % at 12.8 %; round 5 added the FP8 casts of every routed MoE copy and moved the median
+    to 13.6 % (56 rows). Round 6 (issue 7, hybrid Mamba) made the 16 headline rows of the
+    Nemotron 3 hybrid Mamba-Transformer models (and the DeepSeek-V3 w/ MTP row) predictable:
+    they come out 45-85 % optimistic except Ultra (+3 / +29 %) and Super on B200 (+17 / -2 %),
+    which moved the file's headline median to 17.3 %. Round 7 (recipe recompute settings,
+    `recompute_modules` per row from the Megatron-Bridge files) moved it to 17.0 % (mean signed
+    +19.4 -> +18.6 %). The rows the model could already express are guarded on their own at
+    the old bound (13.6 %). The Blackwell systems' errors (specs and micro-benchmarks only,
     nothing derived from their rows) are reported per chip."""
     from statistics import median
 
@@ -165,10 +166,11 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 19.0
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 17.1
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 17.4
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 17.1
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 18.7
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"

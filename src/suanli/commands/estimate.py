@@ -154,6 +154,11 @@ def train_cmd(
                                            le=MAX_DEVICES)] = None,
     micro_batch: Annotated[int | None, count_option("--micro-batch")] = None,
     recompute: Annotated[str | None, typer.Option(help="none|selective|full")] = None,
+    recompute_modules: Annotated[str | None, typer.Option(
+        "--recompute-modules",
+        help="Selective recompute of these Megatron-Core submodules, comma-separated: core_attn,"
+             " moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts ('none' = nothing)")]
+        = None,
     zero: Annotated[str | None, typer.Option(help="0-3, FULL_SHARD, SHARD_GRAD_OP")] = None,
     interleave: Annotated[int | None, count_option(
         "--interleave", help="Virtual PP stages (default: searched, else 1).", le=1024)] = None,
@@ -208,7 +213,8 @@ def train_cmd(
         return estimate_train(
             shape, c, devices, seq_len=seq_len, global_batch=global_batch, precision=precision,
             tp=tp, pp=pp, cp=cp, ep=ep, micro_batch=micro_batch, recompute=recompute, zero=zero,
-            search_layouts=True if search else None, top_k=top, tokens=tokens,
+            recompute_modules=recompute_modules, search_layouts=True if search else None,
+            top_k=top, tokens=tokens,
             devices_per_node=devices_per_node, inter_node_gbps=inter_node_gbps,
             link_gbs=link_gbs, efficiency=eff, interleave=interleave,
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,

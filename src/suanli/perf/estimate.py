@@ -124,6 +124,7 @@ def estimate_train(
     ep: int | None = None,
     micro_batch: int | None = None,
     recompute: str | int | None = None,
+    recompute_modules: str | tuple[str, ...] | list[str] | None = None,
     zero: str | int | None = None,
     search_layouts: bool | None = None,
     top_k: int = 10,
@@ -147,7 +148,10 @@ def estimate_train(
     """Estimate a training job. Without any layout argument (or with ``search_layouts=True``)
     the fastest fitting layout is searched (pinned arguments constrain the search); with layout
     arguments and ``search_layouts`` not True, exactly that layout is evaluated (defaults:
-    tp=pp=cp=ep=1, micro_batch=1, recompute selective, ZeRO-1)."""
+    tp=pp=cp=ep=1, micro_batch=1, recompute selective, ZeRO-1). ``recompute_modules`` (Megatron-
+    Core submodule names, a list or a comma-separated string; "" = none) makes selective
+    recompute re-run exactly those submodules and pins recompute to selective unless
+    ``recompute`` says otherwise."""
     m = resolve_model(model)
     if n_devices is None or n_devices < 1:
         raise SuanliError(f"devices must be a positive integer, got {n_devices}")
@@ -162,12 +166,15 @@ def estimate_train(
                      grad_reduce_bytes=grad_reduce_bytes,
                      framework=framework or default_framework(chip),
                      fp8_recipe=fp8_recipe, moe_imbalance=moe_imbalance,
-                     ep_dispatch=ep_dispatch)
+                     ep_dispatch=ep_dispatch,
+                     recompute_modules=parse_recompute_modules(recompute_modules))
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)
     rc = recompute_code(recompute) if recompute is not None else None
     zr = zero_code(zero) if zero is not None else None
     pinned = any(v is not None for v in (tp, pp, cp, ep, micro_batch, rc, zr))
+    if rc is None and recompute_modules is not None:
+        rc = 1  # the modules are what selective recompute runs again (the layout is searched)
     do_search = search_layouts if search_layouts is not None else not pinned
     alternatives: list[dict[str, Any]] = []
     searched = 0
@@ -207,6 +214,19 @@ def estimate_train(
             raise _no_fit(hw, r["mem_total"], searched=False, zero=int(r["zero"]))
     return _finish(m, hw, spec, n_devices, r, tokens, pue, price_cny_per_hour,
                    electricity_cny_kwh, searched, alternatives)
+
+
+def parse_recompute_modules(
+    mods: str | tuple[str, ...] | list[str] | None,
+) -> tuple[str, ...] | None:
+    """'moe_act, layernorm' / ['moe_act'] -> ('moe_act', 'layernorm'); '' or 'none' -> ();
+    None -> None (the layout search's own selective recompute). Unknown names are rejected by
+    TrainSpec."""
+    if mods is None:
+        return None
+    items = mods.split(",") if isinstance(mods, str) else list(mods)
+    names = tuple(x.strip().lower() for x in items if x.strip())
+    return () if names == ("none",) else names
 
 
 def default_framework(chip: Chip) -> str:

@@ -28,6 +28,16 @@ from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
 
 RECOMPUTE = ("none", "selective", "full")
+# Megatron-Core's selective-recompute submodules (`TransformerConfig.recompute_modules`,
+# megatron/core/transformer/transformer_config.py): "core_attn" the core attention, "moe_act" the
+# routed experts' activation function, "layernorm" the input / pre-MLP layernorm (only where it
+# is a separate module: with the TE layer spec the pre-MLP norm of MoE layers; dense layers
+# fuse their norms into TELayerNorm*Linear), "mla_up_proj" the MLA up projections and RoPE,
+# "mlp" the dense MLP, "moe" the whole MoE layer (dispatch, experts, combine), "shared_experts"
+# the shared experts. "moe_act", "layernorm" and "mla_up_proj" use output-discarding
+# checkpointing, the others normal checkpointing. Default ["core_attn"].
+RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe",
+                     "shared_experts")
 EP_DISPATCH = ("alltoall", "deepep")
 VIRTUAL_STAGES = (1, 2, 3, 4, 6, 8)  # interleaved-pipeline virtual stages the search tries
 ACT_BYTES = 2.0  # activations in bf16/fp16 (fp8 training keeps bf16 activations in memory)
@@ -74,6 +84,13 @@ class TrainSpec:
     # HybridEP, Megatron-Core's flex dispatcher). A per-run choice (NeMo's recipes use both),
     # so an input, not a framework default.
     ep_dispatch: str = "alltoall"
+    # Submodules that selective recompute (recompute code 1) runs again in the backward pass
+    # (RECOMPUTE_MODULES). None = the model's legacy selective recompute (core attention
+    # recomputed, a smaller activation footprint per block), which the layout search uses.
+    recompute_modules: tuple[str, ...] | None = None
+    # Full recompute (code 2) of only this many layers per pipeline model chunk (Megatron
+    # `recompute_method="block"`, `recompute_num_layers`); None = every layer
+    recompute_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -94,6 +111,13 @@ class TrainSpec:
         if self.ep_dispatch not in EP_DISPATCH:
             raise SuanliError(f"ep dispatch must be one of {', '.join(EP_DISPATCH)}, "
                               f"got {self.ep_dispatch!r}")
+        if self.recompute_layers is not None and self.recompute_layers < 0:
+            raise SuanliError(f"recompute layers must be >= 0, got {self.recompute_layers}")
+        if self.recompute_modules is not None:
+            bad = [x for x in self.recompute_modules if x not in RECOMPUTE_MODULES]
+            if bad:
+                raise SuanliError(f"recompute module(s) {', '.join(map(repr, bad))} unknown; "
+                                  f"known: {', '.join(RECOMPUTE_MODULES)}")
         get_framework(self.framework)
 
 
@@ -180,8 +204,19 @@ def evaluate(
     L = float(m.n_layers)
     V = float(m.vocab)
     dpn = float(hw.devices_per_node)
-    full = (rc == 2).astype(float)
+    full_on = (rc == 2).astype(float)
+    full = full_on
     sel = (rc == 1).astype(float)
+    # selective recompute: which submodules run their forward again in the backward pass
+    legacy = spec.recompute_modules is None
+    mods = set(spec.recompute_modules or ())
+
+    def rec(name: str) -> np.ndarray | float:
+        """1.0 where selective recompute covers submodule ``name`` (array over layouts)."""
+        return sel if name in mods else 0.0
+
+    r_attn = sel if legacy else rec("core_attn")
+    r_moe = rec("moe") if m.is_moe else 0.0
     bw = hw.hbm_bw
     fp8 = hw.gemm_bytes < 2.0  # low-precision GEMMs (FP8 or FP4) with quantisation casts
     gb = hw.gemm_bytes
@@ -190,6 +225,11 @@ def evaluate(
     rate = hw.flops
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
+    if spec.recompute_layers is not None:
+        # block method: the first `recompute_layers` layers of each model chunk (Lp / v layers)
+        # recompute fully, the rest keep their activations -- `full` becomes that fraction
+        chunk = np.maximum(Lp / v, 1.0)
+        full = full_on * np.minimum(float(spec.recompute_layers), chunk) / chunk
     moe_frac = m.n_moe_layers / L if m.is_moe else 0.0
     T = mb * s / cp  # tokens of one micro-batch held by one device (before the tp split)
     # Blocks of each kind on the busiest stage. A transformer layer is one attention block and
@@ -211,6 +251,17 @@ def evaluate(
     t_out, f_out = _gemm(T, d, out_k / tp, rate, bw, gb)
     t_stage_gemm = n_A * (t_qkv + t_out)
     f_stage = n_A * (f_qkv + f_out)
+    # forward GEMM time / FLOPs run again by selective recompute (recompute_modules)
+    t_rec: np.ndarray | float = 0.0
+    f_rec: np.ndarray | float = 0.0
+    if m.is_mla and "mla_up_proj" in mods:
+        # MLA up projections (q: r_q -> h d_qk; kv: r_kv -> h (d_nope + d_v)); RoPE below
+        q_in = float(m.q_lora_rank)
+        t_qu, f_qu = _gemm(T, m.n_heads * m.qk_dim / tp, q_in, rate, bw, gb) if q_in else (0.0, 0.0)
+        t_kvu, f_kvu = _gemm(T, m.n_heads * (m.qk_nope_dim + m.v_dim) / tp,
+                             float(m.kv_lora_rank), rate, bw, gb)
+        t_rec = t_rec + rec("mla_up_proj") * n_A * (t_qu + t_kvu)
+        f_rec = f_rec + rec("mla_up_proj") * n_A * (f_qu + f_kvu)
     mats = float(m.ffn_mats)
     ffw_dense = m.dense_ffn_params / (mats * d)
     if m.n_dense_ffn_layers or (D and not m.is_moe):
@@ -218,6 +269,8 @@ def evaluate(
         t_dn, f_dn = _gemm(T, d, ffw_dense / tp, rate, bw, gb)
         t_stage_gemm = t_stage_gemm + n_Fd * (t_up + t_dn)
         f_stage = f_stage + n_Fd * (f_up + f_dn)
+        t_rec = t_rec + rec("mlp") * n_Fd * (t_up + t_dn)
+        f_rec = f_rec + rec("mlp") * n_Fd * (f_up + f_dn)
     # activation-function width per token summed over the stage's FFN blocks (all experts)
     act_w = n_Fd * ffw_dense
     ew = float(m.expert_width)  # width routed tokens travel in (LatentMoE: the latent)
@@ -236,6 +289,9 @@ def evaluate(
             t_su, f_su = _gemm(T, (mats - 1) * wsh / tp, d, rate, bw, gb)
             t_sd, f_sd = _gemm(T, d, wsh / tp, rate, bw, gb)
             t_moe, f_moe = t_moe + t_su + t_sd, f_moe + f_su + f_sd
+            if "moe" not in mods:  # "moe" already re-runs the shared experts
+                t_rec = t_rec + rec("shared_experts") * n_Fm * (t_su + t_sd)
+                f_rec = f_rec + rec("shared_experts") * n_Fm * (f_su + f_sd)
         if m.moe_latent:
             # LatentMoE: d -> latent before the dispatch, latent -> d after the combine
             t_ld, f_ld = _gemm(T, ew / tp, d, rate, bw, gb)
@@ -243,6 +299,8 @@ def evaluate(
             t_moe, f_moe = t_moe + t_ld + t_lu, f_moe + f_ld + f_lu
         t_stage_gemm = t_stage_gemm + n_Fm * t_moe
         f_stage = f_stage + n_Fm * f_moe
+        t_rec = t_rec + r_moe * n_Fm * t_moe
+        f_rec = f_rec + r_moe * n_Fm * f_moe
         act_w = act_w + n_Fm * (k * ff + wsh)
     if m.n_mamba_layers:
         # Mamba-2 mixer: in_proj d -> (z, x, B, C, dt), out_proj d_inner -> d (heads split by tp)
@@ -263,13 +321,13 @@ def evaluate(
         f_stage = f_stage + D * f_eh
     n_heads_pass = 1.0 + D
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
-    t_gemm = t_stage_gemm * (3.0 + full) + t_head * 3.0 * n_heads_pass
-    gemm_flops = f_stage * (3.0 + full) + f_head * 3.0 * n_heads_pass
+    t_gemm = t_stage_gemm * (3.0 + full) + t_head * 3.0 * n_heads_pass + t_rec
+    gemm_flops = f_stage * (3.0 + full) + f_head * 3.0 * n_heads_pass + f_rec
 
     # ---- attention core ---------------------------------------------------------------
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
     attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
-    passes_attn = 1.0 + ATTN_BWD_MULT + full + sel
+    passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
     # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
     # layers stream at most `sliding_window` keys per query block
@@ -343,7 +401,25 @@ def evaluate(
     mamba_b = n_M * (4.0 * m.mamba_conv_dim + 6.0 * m.d_inner)
     elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b + mamba_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
-    mem_bytes = T / tp * elem_fwd_b * passes + T * V * LOGIT_BYTES / tp * n_heads_pass
+    # element-wise forward bytes selective recompute runs again: the routed experts'
+    # activation ("moe_act"), the separate pre-MLP norm of MoE blocks ("layernorm"; dense
+    # blocks fuse their norms into TE LayerNorm*Linear, which "layernorm" does not touch), the
+    # dense MLP with its fused norm ("mlp"), the MoE layer's activations and permutes ("moe"),
+    # the shared experts' activation ("shared_experts"), MLA's RoPE ("mla_up_proj")
+    a_mult = 6.0 if m.ffn == "swiglu" else 4.0
+    rec_b: np.ndarray | float = 0.0
+    if m.is_moe:
+        k_r, wsh_r = float(max(m.top_k, 1)) * float(m.d_ff), float(m.shared_width)
+        rec_b = (rec_b + r_moe * (n_Fm * a_mult * (k_r + wsh_r) + perm_b)
+                 + rec("layernorm") * n_Fm * d * 4.0)
+        if "moe" not in mods:
+            rec_b = (rec_b + rec("moe_act") * n_Fm * a_mult * k_r
+                     + rec("shared_experts") * n_Fm * a_mult * wsh_r)
+    rec_b = rec_b + rec("mlp") * n_Fd * (a_mult * ffw_dense + d * (2.0 + c_attn))
+    if m.is_mla:
+        rec_b = rec_b + rec("mla_up_proj") * rope_b
+    mem_bytes = (T / tp * (elem_fwd_b * passes + rec_b * fw.elementwise_passes)
+                 + T * V * LOGIT_BYTES / tp * n_heads_pass)
     if fp8:
         # elements quantised per token per block. Forward: every GEMM input not produced by a
         # fused norm -- QKV / FC1 / in_proj input (unless fused), attention-output and
@@ -361,7 +437,19 @@ def evaluate(
         cast_fwd = n_A * (out_k + nf) + act_w + ffn_in + n_M * (m.d_inner + nf)
         cast_bwd = (n_A * (in_n + d) + (mats - 1) * act_w + ffn_out_grad
                     + n_M * (m.mamba_in_width + d))
-        mem_bytes = mem_bytes + T / tp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd)
+        # recomputed GEMMs quantise their inputs again: FC2 input after a recomputed
+        # activation, the dense / MoE / shared-expert inputs, MLA's latent inputs
+        rec_cast: np.ndarray | float = 0.0
+        if m.is_moe:
+            k_ff = k_moe * float(m.d_ff)
+            rec_cast = r_moe * n_Fm * (k_moe * ew + sh * d + lat + k_ff + float(m.shared_width))
+            if "moe" not in mods:
+                rec_cast = (rec_cast + rec("moe_act") * n_Fm * k_ff
+                            + rec("shared_experts") * n_Fm * sh * (d + float(m.shared_width)))
+        rec_cast = rec_cast + rec("mlp") * n_Fd * (nf + ffw_dense)
+        if m.is_mla:
+            rec_cast = rec_cast + rec("mla_up_proj") * n_A * float(m.q_lora_rank + m.kv_lora_rank)
+        mem_bytes = mem_bytes + T / tp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd + rec_cast)
     t_elem = mem_bytes / bw
     # launches: `kernels_per_layer` per transformer layer = per two blocks
     t_launch = n_blk / 2.0 * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
@@ -372,7 +460,8 @@ def evaluate(
     tp_inter = tp > dpn
     bw_tp = np.where(tp_inter, hw.node_net_bw / dpn, hw.link_bw)
     a_tp = np.where(tp_inter, hw.alpha_inter, hw.alpha_intra)
-    n_tp_coll = n_blk / 2.0 * (4.0 + 2.0 * full)
+    # + one sequence-parallel all-gather of the input of each recomputed dense MLP
+    n_tp_coll = n_blk / 2.0 * (4.0 + 2.0 * full) + rec("mlp") * n_Fd
     tp_bytes = T * d * ACT_BYTES
     t_tp_raw = np.where(
         tp > 1, n_tp_coll * (2 * (tp - 1) / tp * tp_bytes / bw_tp + 2 * (tp - 1) * a_tp), 0.0
@@ -406,7 +495,8 @@ def evaluate(
                        inter_copies * tok_bytes / (hw.node_net_bw / dpn)) * spec.moe_imbalance
     a_ep = np.where(ep > ep_local, hw.alpha_inter, hw.alpha_intra)
     t_ep = np.where(
-        ep > 1, n_Fm * (4.0 + 2.0 * full) * (t_a2a + (ep - 1) * a_ep), 0.0,
+        # a recomputed MoE layer ("moe") dispatches and combines its tokens again
+        ep > 1, n_Fm * (4.0 + 2.0 * full + 2.0 * r_moe) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
@@ -513,10 +603,39 @@ def evaluate(
                           + n_M * a_mamba)  # no dropout masks
     a_sel = ACT_BYTES * (n_A * (2 * d + 2 * d_kv) + n_F * 2 * d + act_w + n_M * a_mamba)
     a_full = ACT_BYTES * d * n_blk / 2.0
-    a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_full)
+    if not legacy:
+        # selective recompute by submodule: a recomputed submodule keeps only its checkpoint
+        # input. "core_attn": the core attention output (d per attention block); "mlp": the
+        # fused norm's output, the block output and the FFN activations (it keeps the block's
+        # input); "moe": the block output and the expert / shared activations (it keeps the
+        # norm output it starts from);
+        # "moe_act": the activation output (FC2 input, k d_ff per MoE block); "layernorm": the
+        # pre-MLP norm output of MoE blocks; "shared_experts": the shared expert's activations;
+        # "mla_up_proj": nothing here (the model already keeps MLA's latent, not the up-projected
+        # q / k / v)
+        st = 2.0 if m.ffn == "gelu" else 3.0
+        save = n_A * d * ("core_attn" in mods)
+        dense_w = n_Fd * ffw_dense
+        if "mlp" in mods:
+            save = save + n_Fd * 2.0 * d + st * dense_w
+        if m.is_moe:
+            k_ff = float(max(m.top_k, 1)) * float(m.d_ff)
+            wsh_m = float(m.shared_width)
+            if "moe" in mods:
+                # the MoE layer's checkpoint input is the (separate) pre-MLP norm's output
+                save = save + n_Fm * (d + st * (k_ff + wsh_m))
+            else:
+                save = (save + n_Fm * k_ff * ("moe_act" in mods)
+                        + n_Fm * st * wsh_m * ("shared_experts" in mods)
+                        + n_Fm * d * ("layernorm" in mods))
+        a_sel = a_none - ACT_BYTES * save
+    # full recompute keeps each recomputed layer's input only (block method: the other layers
+    # keep everything)
+    a_rc2 = full * a_full + (full_on - full) * a_none
+    a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_rc2)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
-    act = a_tok * T / tp * in_flight + full * a_none / np.maximum(Lp, 1.0) * T / tp
+    act = a_tok * T / tp * in_flight + full_on * a_none / np.maximum(Lp, 1.0) * T / tp
     logits = T * V * 6.0 / tp  # bf16 logits + fp32 copy for the loss
     act_mem = act + logits
     total_mem = states + act_mem
@@ -527,7 +646,7 @@ def evaluate(
     seqs = nm * mb * dp
     tokens = seqs * s
     mf_tok = m.model_flops_per_token(spec.seq_len)
-    hf_tok = mf_tok + full * (2.0 * m.matmul_params_active + m.attn_flops_fwd(s)) + sel * (
+    hf_tok = mf_tok + full * (2.0 * m.matmul_params_active + m.attn_flops_fwd(s)) + r_attn * (
         m.attn_flops_fwd(s)
     )
     denom = step * n_dev * hw.peak_flops

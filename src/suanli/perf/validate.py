@@ -67,6 +67,12 @@ class Case:
     attention_kernel: str = "flash2"
     fp8_recipe: str = "fp8-delayed"
     ep_dispatch: str = "alltoall"
+    # selective recompute submodules the row's recipe sets (train.RECOMPUTE_MODULES); None =
+    # not expressed as modules (MPT rows: `recompute` says none / full; NeMo rows whose recipe
+    # setting was not found: left unset, i.e. no recompute)
+    recompute_modules: tuple[str, ...] | None = None
+    recompute_note: str = ""  # what the row's recompute is and where it comes from
+    recompute_layers: int | None = None  # full recompute of this many layers per chunk
 
     @property
     def dp(self) -> int:
@@ -93,6 +99,7 @@ class RowResult:
     chip_id: str = ""
     gemm_precision: str = ""
     architecture: str = ""  # dense / MoE (empty when the model is not expressible)
+    recompute: str = ""  # the row's activation recomputation and its source (see Case)
     stack: str = ""  # software stack: current / superseded / single (see stack_of)
 
     def as_dict(self) -> dict[str, Any]:
@@ -290,6 +297,9 @@ def mpt_case(row: dict[str, str]) -> Case:
         global_batch=_int(row, "global_batch_seqs", mb * ga * dp), n_devices=n, tp=tp, pp=pp,
         mb=mb, ga=ga,
         recompute=recompute_code("full" if ckpt in ("true", "1", "yes", "full") else "none"),
+        recompute_note=("full (activation_checkpointing column)"
+                        if ckpt in ("true", "1", "yes", "full")
+                        else "none (activation_checkpointing column)"),
         zero=zero_code(sharding), devices_per_node=_int(row, "devices_per_node", 8) or 8,
         inter_node_gbps=_gbps(row.get("inter_node_link")),
         attention_kernel=attention_kernel_of(row),
@@ -361,6 +371,147 @@ def nemo_dispatch(model: str, system: str, precision_group: str) -> str:
     per_sys = NEMO_DISPATCH.get(model, {})
     groups = per_sys.get(system, per_sys.get("*", ()))
     return _FLEX if ("*" in groups or precision_group in groups) else "alltoall"
+
+# Activation recomputation of each NeMo / Megatron-Bridge performance recipe, read from the
+# public files (NVIDIA-NeMo/Megatron-Bridge), never chosen from the rows. The performance harness
+# (scripts/performance/utils/overrides.py, `_set_recompute_overrides`) turns a workload config's
+# `recompute_modules` into `recompute_granularity="selective"` with those modules (an empty list:
+# selective with nothing recomputed) and `recompute_num_layers` into full / block recompute;
+# a workload config that sets neither keeps the model recipe's own setting. An entry is recorded
+# only where the config read has the row's layout (tp / pp / vp / cp / ep / micro-batch); every
+# other NeMo row is left unset (no recompute, as before) and is listed in docs/perf-model.md.
+RECOMPUTE_SOURCES: dict[str, str] = {
+    "deepseek": "scripts/performance/configs/deepseek/deepseek_workload_base_configs.py"
+                "@0426418230",
+    "gpt_oss": "scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py@07eea52d45",
+    "gpt_oss_recipe": "scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py"
+                      "@07eea52d45 (no recompute_modules) + src/megatron/bridge/recipes/gpt_oss/"
+                      "gpt_oss.py@07b4a5837b (no recompute set)",
+    "nemotron3": "scripts/performance/configs/nemotronh/nemotron_3_workload_base_configs.py"
+                 "@f601ba9714",
+    "nano_recipe": "scripts/performance/configs/nemotronh/nemotron_3_workload_base_configs.py"
+                   "@f601ba9714 (no recompute_modules) + src/megatron/bridge/recipes/nemotronh/"
+                   "nemotron_3_nano.py@04d6386322 (recompute_granularity None)",
+    "super_recipe": "scripts/performance/configs/nemotronh/nemotron_3_workload_base_configs.py"
+                    "@f601ba9714 (no recompute_modules) + src/megatron/bridge/recipes/nemotronh/"
+                    "nemotron_3_super.py@1c92643355 (no recompute set)",
+    "lightning": "src/megatron/bridge/recipes/nemotronh/nemotron_3_5_lightning.py@9112eeb99d "
+                 "(nemotron_3_5_lightning_pretrain_8k_config, GB200 8K: recompute None)",
+    "llama3": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
+              "(LLAMA3_8B_PRETRAIN_CONFIG_H100_FP8_CS_V1: recompute_num_layers=5 -> full, block)",
+    "llama3_none": "scripts/performance/configs/llama/llama3_workload_base_configs.py@00919dcf1f "
+                   "(no recompute) + scripts/performance/configs/llama/llama3_llm_pretrain.py"
+                   "@2a0d46e2c5 + src/megatron/bridge/recipes/llama/llama3.py@0d5f5558c1 "
+                   "(recompute_granularity None)",
+    "llama31_none": "scripts/performance/configs/llama/llama31_workload_base_configs.py"
+                    "@0013c9a8ed (*_V2: no recompute) + scripts/performance/configs/llama/"
+                    "llama31_llm_pretrain.py@0013c9a8ed + src/megatron/bridge/recipes/llama/"
+                    "llama3.py@0d5f5558c1 (llama31_405b_pretrain_config: None)",
+    "qwen3": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
+             "(no recompute_modules) + scripts/performance/configs/qwen/qwen3_llm_pretrain.py"
+             "@05c0c90fbb (set_qwen3_common_configs: recompute_granularity None)",
+}
+# (preset, system, precision group) -> (recompute modules, source key, the config's layout
+# (tp, pp, cp, vp, ep, micro-batch)); a row with another layout ran another config version
+Layout = tuple[int, int, int, int, int, int]
+NEMO_RECOMPUTE: dict[tuple[str, str, str], tuple[tuple[str, ...], str, Layout]] = {
+    # DeepSeek-V3 *_V2 configs
+    ("deepseek-v3", "dgxgb300", "MXFP8"): ((), "deepseek", (1, 2, 1, 8, 32, 1)),
+    ("deepseek-v3", "dgxgb200", "MXFP8"): (("mla_up_proj",), "deepseek", (1, 4, 1, 4, 64, 1)),
+    ("deepseek-v3", "dgxb200", "MXFP8"): (("mla_up_proj", "mlp"), "deepseek",
+                                          (1, 8, 1, 2, 32, 1)),
+    ("deepseek-v3", "dgxgb200", "BF16"): (("mla_up_proj",), "deepseek", (1, 4, 1, 4, 64, 1)),
+    # GPT-OSS-120B *_V2 configs (FP8_MX: recompute_modules=[])
+    ("gpt-oss-120b", "dgxgb300", "MXFP8"): ((), "gpt_oss", (1, 1, 1, 1, 16, 4)),
+    ("gpt-oss-120b", "dgxgb200", "MXFP8"): ((), "gpt_oss", (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxb300", "MXFP8"): ((), "gpt_oss", (1, 1, 1, 1, 8, 4)),
+    ("gpt-oss-120b", "dgxgb300", "BF16"): ((), "gpt_oss_recipe", (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxb300", "BF16"): ((), "gpt_oss_recipe", (1, 1, 1, 1, 8, 4)),
+    ("gpt-oss-120b", "dgxgb200", "BF16"): (("layernorm", "moe_act"), "gpt_oss",
+                                           (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxb200", "BF16"): (("layernorm", "moe_act"), "gpt_oss",
+                                          (1, 1, 1, 1, 8, 4)),
+    ("gpt-oss-120b", "dgxh100", "BF16"): (("layernorm", "moe_act"), "gpt_oss",
+                                          (1, 4, 1, 1, 8, 1)),
+    # Nemotron 3 Nano / Super *_V1 configs
+    ("nemotron3-nano-30b-a3b", "dgxh100", "FP8"): (
+        ("moe", "layernorm", "core_attn", "moe_act"), "nemotron3", (1, 1, 1, 1, 8, 1)),
+    **{("nemotron3-nano-30b-a3b", sy, pg): ((), "nano_recipe", (1, 1, 1, 1, 8, mb))
+       for sy, mb in (("dgxgb300", 4), ("dgxb300", 4), ("dgxgb200", 2), ("dgxb200", 2))
+       for pg in ("BF16", "MXFP8", "NVFP4")},
+    **{("nemotron3-super-120b-a12b", sy, pg): ((), "super_recipe", (tp, 1, 1, 1, 64, 1))
+       for sy, tp in (("dgxgb300", 1), ("dgxgb200", 2)) for pg in ("BF16", "MXFP8", "NVFP4")},
+    ("nemotron3-super-120b-a12b", "dgxb300", "MXFP8"): ((), "super_recipe", (1, 1, 1, 1, 8, 1)),
+    ("nemotron3-super-120b-a12b", "dgxb300", "NVFP4"): (("moe_act", "layernorm"), "nemotron3",
+                                                        (1, 1, 1, 1, 8, 1)),
+    ("nemotron3-super-120b-a12b", "dgxb200", "MXFP8"): (("moe_act", "layernorm"), "nemotron3",
+                                                        (1, 1, 1, 1, 64, 1)),
+    ("nemotron3.5-lightning-30b-a3b", "dgxgb200", "MXFP8"): ((), "lightning",
+                                                             (1, 1, 1, 1, 8, 2)),
+    # Qwen3-235B-A22B *_V2 and Qwen3-30B-A3B *_V1 configs (the perf script turns recompute off)
+    ("qwen3-235b-a22b", "dgxgb300", "MXFP8"): ((), "qwen3", (1, 4, 1, 12, 32, 2)),
+    ("qwen3-235b-a22b", "dgxgb200", "MXFP8"): ((), "qwen3", (1, 8, 1, 3, 32, 1)),
+    ("qwen3-235b-a22b", "dgxb200", "MXFP8"): ((), "qwen3", (1, 8, 1, 1, 8, 1)),
+    ("qwen3-235b-a22b", "dgxh100", "FP8"): ((), "qwen3", (2, 8, 1, 4, 32, 1)),
+    **{("qwen3-30b-a3b", sy, pg): ((), "qwen3", (1, 1, 1, 1, 8, mb))
+       for sy, mb in (("dgxgb300", 8), ("dgxb300", 8), ("dgxgb200", 4), ("dgxb200", 4))
+       for pg in ("BF16", "FP8", "MXFP8")},
+    ("qwen3-30b-a3b", "dgxh100", "FP8"): ((), "qwen3", (1, 1, 1, 1, 16, 1)),
+    # Llama 3 8B *_V1, 70B *_V2 and Llama 3.1 405B *_V1 / *_V2 configs (the FP8 70B FSDP
+    # configs offload activations to the CPU instead -- not modelled)
+    ("llama3-8b", "dgxgb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-8b", "dgxb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-70b", "dgxgb300", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    ("llama3-70b", "dgxgb200", "FP8"): ((), "llama3_none", (1, 1, 1, 1, 1, 2)),
+    **{("llama3-70b", "dgxgb300", pg): ((), "llama3_none", (1, 4, 1, 5, 1, 1))
+       for pg in ("MXFP8", "NVFP4")},
+    **{("llama3-70b", "dgxgb200", pg): ((), "llama3_none", (2, 4, 1, 5, 1, 1))
+       for pg in ("MXFP8", "NVFP4")},
+    ("llama3-70b", "dgxh100", "FP8"): ((), "llama3_none", (4, 8, 1, 5, 1, 1)),
+    **{("llama3-405b", "dgxgb300", pg): ((), "llama31_none", lay) for pg, lay in (
+        ("FP8", (4, 8, 1, 4, 1, 1)), ("MXFP8", (2, 8, 2, 4, 1, 1)), ("NVFP4", (4, 8, 1, 4, 1, 1)))},
+    **{("llama3-405b", "dgxgb200", pg): ((), "llama31_none", lay) for pg, lay in (
+        ("FP8", (4, 16, 1, 4, 1, 1)), ("MXFP8", (4, 16, 1, 8, 1, 1)),
+        ("NVFP4", (4, 16, 1, 8, 1, 1)))},
+    ("llama3-405b", "dgxh100", "FP8"): ((), "llama31_none", (8, 8, 2, 8, 1, 1)),
+    ("llama3-405b", "dgxb200", "FP8"): ((), "llama31_none", (4, 8, 2, 8, 1, 1)),
+}
+
+
+# full recompute of `recompute_num_layers` layers per model chunk (`recompute_method="block"`):
+# (preset, system, precision group) -> (layers, source key, layout)
+NEMO_RECOMPUTE_BLOCK: dict[tuple[str, str, str], tuple[int, str, Layout]] = {
+    ("llama3-8b", "dgxh100", "FP8"): (5, "llama3", (1, 1, 1, 1, 1, 1)),
+}
+
+
+def nemo_recompute_block(model: str, system: str, precision_group: str,
+                         container: str | None, layout: Layout) -> tuple[int | None, str]:
+    """(layers per model chunk recomputed fully, note) of a NeMo row whose recipe sets
+    `recompute_num_layers` (block method), else (None, "")."""
+    year = _container_key(container or "")
+    hit = NEMO_RECOMPUTE_BLOCK.get((model, system, precision_group))
+    if hit is None or not year or year[0] < BRIDGE_FIRST_YEAR or hit[2] != layout:
+        return None, ""
+    return hit[0], f"full, block: {hit[0]} layers per chunk ({RECOMPUTE_SOURCES[hit[1]]})"
+
+
+def nemo_recompute(model: str, system: str, precision_group: str, container: str | None,
+                   layout: Layout) -> tuple[tuple[str, ...] | None, str]:
+    """(recompute modules or None when unset, note with the source) of a NeMo row: the recorded
+    recipe setting when the row ran on a Megatron-Bridge container with the recorded layout
+    ``(tp, pp, cp, vp, ep, micro-batch)``; otherwise unset."""
+    year = _container_key(container or "")
+    hit = NEMO_RECOMPUTE.get((model, system, precision_group))
+    if hit is None or not year or year[0] < BRIDGE_FIRST_YEAR:
+        return None, "unset (no recipe setting found for this model / system / precision)"
+    mods, src, lay = hit
+    if lay != layout:
+        return None, ("unset (the recipe file read has layout tp/pp/cp/vp/ep/mb "
+                      f"{'/'.join(map(str, lay))}, the row {'/'.join(map(str, layout))})")
+    what = "selective: " + ", ".join(mods) if mods else "none"
+    return mods, f"{what} ({RECOMPUTE_SOURCES[src]})"
+
 
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
@@ -444,11 +595,19 @@ def nemo_case(row: dict[str, str]) -> Case:
         # Megatron-Core folds expert parallelism over the tp x cp x dp ranks of a stage
         raise ValueError(f"ep {ep} does not divide tp*cp*dp = {tp * cp * dp}")
     fsdp = _int(row, "fsdp", 0)
+    group = precision_label(row.get("precision") or "")
+    layout = (tp, pp, cp, vp, ep if model.is_moe else 1, mb)
+    mods, note = nemo_recompute(model.name, system, group, row.get("container"), layout)
+    n_block, block_note = nemo_recompute_block(model.name, system, group, row.get("container"),
+                                               layout)
+    rc = 2 if n_block is not None else (1 if mods else 0)
+    note = block_note or note
     return Case(
         model=model, chip=chip, precision=prec, recipe=recipe, framework="megatron",
         fp8_recipe=fp8_recipe_of(pkey, row.get("container")),
         seq_len=_int(row, "seq_len"), global_batch=gbs, n_devices=n, tp=tp, pp=pp, cp=cp,
-        ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=0,
+        ep=ep if model.is_moe else 1, vp=vp, mb=mb, ga=ga, recompute=rc,
+        recompute_modules=mods, recompute_note=note, recompute_layers=n_block,
         zero=3 if fsdp > 0 else 1, devices_per_node=dpn, inter_node_gbps=net,
         attention_kernel="flash2",
         ep_dispatch=nemo_dispatch(model.name, system,
@@ -537,7 +696,8 @@ def predict_case(
     spec = TrainSpec(model=case.model, seq_len=case.seq_len, global_batch=case.global_batch,
                      attention_kernel=case.attention_kernel, interleave=case.vp,
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
-                     ep_dispatch=case.ep_dispatch)
+                     ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules,
+                     recompute_layers=case.recompute_layers)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
@@ -704,7 +864,7 @@ def _one(f: Path, line: int, row: dict[str, str], fmt: RowFormat,
     return RowResult(
         **base, predicted=pred, error_pct=(pred - measured) / measured * 100.0,  # type: ignore[arg-type]
         predicted_mfu=float(r["mfu"]), fits=bool(r["fits"]), chip_id=chip.id,
-        gemm_precision=case.precision,
+        gemm_precision=case.precision, recompute=case.recompute_note,
         architecture=("hybrid Mamba" if case.model.is_hybrid else
                       "MoE" if case.model.is_moe else "dense"),
     )
