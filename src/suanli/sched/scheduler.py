@@ -894,7 +894,8 @@ class Scheduler:
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
-        nothing in the Python loop.
+        nothing in the Python loop. The loop itself works on plain lists (a placement touches
+        a dozen numbers: numpy calls on them would cost more than the arithmetic).
         """
         out: dict[int, int] = {}
         if len(slots) == 0:
@@ -907,10 +908,14 @@ class Scheduler:
             dev = self.dev.copy()
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
+        quota_l = quota.tolist()
         capf = np.maximum(self.capacity, 1).astype(float)
         # ties go to the pool with the largest fraction free now: not held by running jobs,
         # so a job does not take the place of one that is running while another pool is free
         tie_free = np.minimum(self.free, free).astype(float)
+        tie_l = tie_free.tolist()
+        capf_l = capf.tolist()
+        tf = (tie_free / capf).tolist()
         cur = self.t.pool[slots]
         okm = self._eligible(scores) & (free[None, :] >= dem[:, None]) & dev.fits(dem)
         cnt = okm.sum(axis=1)  # pools each job still fits in now
@@ -921,36 +926,61 @@ class Scheduler:
         by_dem = np.split(np.argsort(dinv, kind="stable"),
                           np.cumsum(np.bincount(dinv, minlength=len(udem)))[:-1])
         dfit = (free[None, :] >= udem[:, None]) & dev.fits(udem)
+        udem_l = udem.tolist()
+        # per pool: the distinct demands (indices into udem) that still fit it
+        fit_in = [np.flatnonzero(dfit[:, p]).tolist() for p in range(self.P)]
+        free_l = free.tolist()
+        used_l = used.tolist()
+        dem_l, qi_l, slots_l, cur_l = dem.tolist(), qi.tolist(), slots.tolist(), cur.tolist()
+        P = self.P
+        rng_p = range(P)
+        placement = self.placement
+        inf = float("inf")
         for i in np.nonzero(cnt)[0].tolist():
             if cnt[i] <= 0:
                 continue
-            row_ok = okm[i]
-            d = int(dem[i])
-            q = int(qi[i])
-            if has_quota and used[q] + d > quota[q]:
+            d = dem_l[i]
+            q = qi_l[i]
+            if has_quota and used_l[q] + d > quota_l[q]:
                 continue
-            row = scores[i]
-            best_i = row[row_ok].min()
-            tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
-            p = int(np.argmax(np.where(tie, tie_free / capf, -np.inf)))
-            s = int(slots[i])
-            pl = dev.choose(p, d, self.placement.get(s) if cur[i] == p else None)
+            okr = okm[i].tolist()
+            row = scores[i].tolist()
+            best = inf
+            for j in rng_p:
+                if okr[j] and row[j] < best:
+                    best = row[j]
+            thr = best + 1e-9 * abs(best) + 1e-12
+            p = -1
+            bv = -inf
+            for j in rng_p:  # the first pool with the largest free fraction among the ties
+                if okr[j] and row[j] <= thr and tf[j] > bv:
+                    bv = tf[j]
+                    p = j
+            s = slots_l[i]
+            pl = dev.choose(p, d, placement.get(s) if cur_l[i] == p else None)
             if pl is None:  # cannot happen: fits() said it does
                 continue
             dev.take(pl)
-            free[p] -= d
-            if cur[i] != p:
-                tie_free[p] -= d
-            used[q] += d
+            fp = free_l[p] - d
+            free_l[p] = fp
+            if cur_l[i] != p:
+                tie_l[p] -= d
+                tf[p] = tie_l[p] / capf_l[p]
+            used_l[q] += d
             out[s] = p
-            gone = dfit[:, p] & ((udem > free[p]) | ~dev.fits_pool(udem, p))
-            if gone.any():
-                dfit[gone, p] = False
-                for j in np.flatnonzero(gone).tolist():
+            fits = fit_in[p]
+            lo, span, hi = dev.thresholds(p)
+            gone = [j for j in fits
+                    if udem_l[j] > fp or not (udem_l[j] <= lo or span < udem_l[j] <= hi)]
+            if gone:
+                fit_in[p] = [j for j in fits if j not in gone]
+                for j in gone:
                     rows = by_dem[j]
                     rows = rows[okm[rows, p]]
                     okm[rows, p] = False
                     cnt[rows] -= 1
+        free[:] = free_l
+        used[:] = used_l
         return out
 
     def _upgrade(self, now: float) -> list[Decision]:
