@@ -430,6 +430,11 @@ class Devices:
 
     def named(self, pl: Placement) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``((node id, (device indices on it, ...)), ...)`` for a decision."""
+        if not pl:
+            return ()
+        k0 = pl[0][0]
+        if all(k == k0 for k, _, _ in pl):  # one node: the common case
+            return ((self.ids[k0], tuple(sorted([i for _, i, _ in pl]))),)
         by: dict[int, list[int]] = {}
         for k, i, _ in pl:
             by.setdefault(k, []).append(i)

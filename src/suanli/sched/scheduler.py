@@ -199,6 +199,7 @@ class Scheduler:
         self._restart_of: dict[tuple[object, ...], float] = {}  # RestartCost.of per model
         self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
         self._cd: np.ndarray | None = None  # cache of _class_demand as an array
+        self._cbest: dict[int, float] = {}  # class -> its best rate (cache of rates.max())
         # active sets (dicts keep insertion order = submit order)
         self.waiting: dict[int, None] = {}
         self.running: dict[int, int] = {}
@@ -371,6 +372,7 @@ class Scheduler:
                 rates[p] = (1 - self.learn_rate) * rates[p] + self.learn_rate * observed
                 self._class_rates[c] = rates
                 self._cm = None
+                self._cbest.pop(c, None)
                 self._dirty = True
                 self._elig_all_stale = True  # scores of waiting jobs of its class change
                 self.stats["rates_learnt"] += 1
@@ -549,6 +551,7 @@ class Scheduler:
         sched.t.load_plain(data["slots"])
         sched._class_rates = [np.asarray(r, dtype=float) for r in data["class_rates"]]
         sched._cm = None
+        sched._cbest.clear()
         sched.waiting = dict.fromkeys(int(s) for s in data["waiting"])
         sched.running = {int(s): int(p) for s, p in data["running"]}
         sched.backoff = {int(s): float(t) for s, t in data["backoff"]}
@@ -779,47 +782,54 @@ class Scheduler:
                ) -> Decision | None:
         """Start job s on pool p, on the devices :meth:`Devices.choose` picks there now; None
         (nothing changes) if its gang does not fit the pool's nodes now."""
-        job = self.jobs[s]
-        d = int(self.t.demand[s])
+        t = self.t
+        d = int(t.demand[s])
         pl = self.dev.choose(p, d, prefer)
         if pl is None:
             return None
+        job = self.jobs[s]
         self.dev.take(pl)
         self.placement[s] = pl
         stage = 0.0
-        ds = self.t.data_site[s]
-        site = int(self.cluster.pool_site[p])
-        if self.t.data_gb[s] > 0 and ds >= 0 and ds != site:
-            stage = float(self.t.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
-        if self.t.data_gb[s] > 0 and ds >= 0:
-            self.t.data_site[s] = site
-        rates = self._class_rates[self.t.cls[s]]
+        if t.data_gb[s] > 0:
+            ds = t.data_site[s]
+            site = int(self.cluster.pool_site[p])
+            if ds >= 0 and ds != site:
+                stage = float(t.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
+            if ds >= 0:
+                t.data_site[s] = site
+        c = int(t.cls[s])
+        rates = self._class_rates[c]
         rate = float(rates[p])
+        best = self._cbest.get(c)
+        if best is None:
+            best = self._cbest[c] = float(rates.max())
         # _upgrade moves a job only where t_new < GAIN * t_here; with no staging where it runs
         # (its data is now here) that needs rate_new > rate / GAIN (exact in floating point:
         # rem / r' >= rem / (2 r) = 0.5 * (rem / r) whenever r' <= 2 r), so jobs without such a
         # pool are left out of the candidates for good
-        if rates.max() > rate / UPGRADE_GAIN:
+        if best > rate / UPGRADE_GAIN:
             self._subopt.add(s)
-            key = (int(self.t.cls[s]), int(p))
+            key = (c, int(p))
             self._subopt_groups[key] = self._subopt_groups.get(key, 0) + 1
         # a placement on more nodes than the throughput source assumed runs slower
-        if len(self.dev.nodes_of(pl)) > -(-whole_devices(d) // ASSUMED_DEVICES_PER_NODE):
+        if (len(pl) > 1 and len({k for k, _, _ in pl})
+                > -(-whole_devices(d) // ASSUMED_DEVICES_PER_NODE)):
             rate *= INTER_NODE_FACTOR
-        restart = float(self.t.restart_s[s]) if self.t.starts[s] > 0 else 0.0
+        restart = float(t.restart_s[s]) if t.starts[s] > 0 else 0.0
         if restart:
             self.stats["restarts"] += 1
             self.stats["restart_s"] += restart
-        self.t.starts[s] += 1
+        t.starts[s] += 1
         self.free[p] -= d
-        self.queue_used[self.t.qidx[s]] += d
-        self.t.pool[s] = p
-        self.t.state[s] = RUNNING
-        self.t.seg_t0[s] = now
-        self.t.prog_t[s] = now + stage + restart
-        self.t.ckpt[s] = self.t.done[s]
-        self.t.rate_now[s] = rate
-        self.t.acct_t[s] = now
+        self.queue_used[t.qidx[s]] += d
+        t.pool[s] = p
+        t.state[s] = RUNNING
+        t.seg_t0[s] = now
+        t.prog_t[s] = now + stage + restart
+        t.ckpt[s] = t.done[s]
+        t.rate_now[s] = rate
+        t.acct_t[s] = now
         self.waiting.pop(s, None)
         self.running[s] = p
         self.policy.reserve(job.id, p, now)
@@ -827,23 +837,29 @@ class Scheduler:
                         placement=self.dev.named(pl))
 
     def _stop(self, s: int, now: float, reason: str = "preempted") -> Decision:
-        p = int(self.t.pool[s])
-        d = int(self.t.demand[s])
-        self._last_stop_rate = float(self.t.rate_now[s])
-        self.t.done[s] = min(
-            self.t.work[s], self.t.done[s] + self.t.rate_now[s] * max(0.0, now - self.t.prog_t[s])
-        )
-        self.t.attained[s] += (now - self.t.seg_t0[s]) * d / MILLI
-        self.t.recv[s, p] += now - self.t.acct_t[s]
+        t = self.t
+        p = int(t.pool[s])
+        d = int(t.demand[s])
+        self._last_stop_rate = float(t.rate_now[s])
+        t.done[s] = min(t.work[s], t.done[s] + t.rate_now[s] * max(0.0, now - t.prog_t[s]))
+        t.attained[s] += (now - t.seg_t0[s]) * d / MILLI
+        t.recv[s, p] += now - t.acct_t[s]
         self.free[p] += d
-        self.queue_used[self.t.qidx[s]] -= d
+        self.queue_used[t.qidx[s]] -= d
         pl = self.placement.pop(s)
         self.dev.release(pl)
-        self.t.pool[s] = -1
-        self.t.rate_now[s] = 0.0
+        t.pool[s] = -1
+        t.rate_now[s] = 0.0
+        self._stopped(s, p, int(t.cls[s]))
+        jid = self.jobs[s].id
+        self.policy.unreserve(jid, p, now, reason)
+        return Decision("stop", jid, p, d, reason=reason, placement=self.dev.named(pl))
+
+    def _stopped(self, s: int, p: int, c: int) -> None:
+        """Bookkeeping of a stop of job s (class c) on pool p, after its devices are free."""
         if s in self._subopt:
             self._subopt.remove(s)
-            key = (int(self.t.cls[s]), p)
+            key = (c, p)
             left = self._subopt_groups[key] - 1
             if left:
                 self._subopt_groups[key] = left
@@ -853,9 +869,38 @@ class Scheduler:
         del self.running[s]
         self.waiting[s] = None
         self._elig_stale.add(s)
-        self.policy.unreserve(self.jobs[s].id, p, now, reason)
-        return Decision("stop", self.jobs[s].id, p, d, reason=reason,
-                        placement=self.dev.named(pl))
+
+    def _stop_many(self, slots: list[int], now: float, reasons: list[str]) -> list[Decision]:
+        """Stop running jobs ``slots`` (in this order, each for its reason): the same as
+        stopping them one after the other, with the per-job arithmetic vectorised and their
+        devices released at once."""
+        if len(slots) < 8:
+            return [self._stop(s, now, r) for s, r in zip(slots, reasons, strict=True)]
+        t = self.t
+        ss = np.asarray(slots, dtype=np.int64)
+        ps = t.pool[ss].copy()
+        ds = t.demand[ss]
+        self._last_stop_rate = float(t.rate_now[ss[-1]])
+        t.done[ss] = np.minimum(
+            t.work[ss], t.done[ss] + t.rate_now[ss] * np.maximum(0.0, now - t.prog_t[ss]))
+        t.attained[ss] += (now - t.seg_t0[ss]) * ds / MILLI
+        t.recv[ss, ps] += now - t.acct_t[ss]
+        np.add.at(self.free, ps, ds)
+        np.subtract.at(self.queue_used, t.qidx[ss], ds)
+        pls = [self.placement.pop(s) for s in slots]
+        self.dev.release_many(pls)
+        t.pool[ss] = -1
+        t.rate_now[ss] = 0.0
+        cls = t.cls[ss].tolist()
+        out: list[Decision] = []
+        for s, p, d, c, pl, reason in zip(slots, ps.tolist(), ds.tolist(), cls, pls, reasons,
+                                          strict=True):
+            self._stopped(s, p, c)
+            jid = self.jobs[s].id
+            self.policy.unreserve(jid, p, now, reason)
+            out.append(Decision("stop", jid, p, d, reason=reason,
+                                placement=self.dev.named(pl)))
+        return out
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
@@ -1311,12 +1356,9 @@ class Scheduler:
         dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
         self.queue_used = saved_used
-        out: list[Decision] = []
-        for s in list(self.running):
-            if s not in pinned and place.get(s) != self.running[s]:
-                out.append(self._stop(s, now, "moved" if s in place else "preempted"))
-                if s not in place:
-                    self.stats["preemptions"] += 1
+        stop = [s for s, p in self.running.items() if s not in pinned and place.get(s) != p]
+        out = self._stop_many(stop, now, ["moved" if s in place else "preempted" for s in stop])
+        self.stats["preemptions"] += sum(s not in place for s in stop)
         for s, p in place.items():
             if self.t.state[s] != RUNNING:
                 # the plan's devices may differ from the real ones where running jobs kept
