@@ -51,6 +51,9 @@ class Devices:
     is valid while the node is up and still has that count), so the best-fit node and the
     lowest fully free nodes are found without scanning the pool."""
 
+    # a pool's heap is rebuilt when it holds more than 2 x its up nodes + this many entries
+    heap_slack = 64
+
     def __init__(self, P: int) -> None:
         self.P = P
         self.ids: list[str] = []
@@ -161,6 +164,12 @@ class Devices:
             if nf == onf and mx == omx:
                 continue
             p = pooll[k]
+            if nf != onf:
+                nfl[k] = nf
+                self.nf[k] = nf
+            if mx != omx:
+                mxl[k] = mx
+                self.mx[k] = mx
             if upl[k]:
                 if nf != onf:
                     cn = self._cnt_nf[p]
@@ -169,7 +178,7 @@ class Devices:
                     self._wholel[p] += (nf == n) * n - (onf == n) * n
                     bk = self._bk[p][nf]
                     heapq.heappush(bk, k)
-                    if len(bk) > 2 * self._nup[p] + 64:  # too many stale entries
+                    if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
                         self._rebuild_bucket(p, nf)
                 if mx != omx:
                     cm = self._cnt_mx[p]
@@ -180,12 +189,6 @@ class Devices:
                         del cm[omx]
                     cm[mx] = cm.get(mx, 0) + 1
                 pools.add(p)
-            if nf != onf:
-                nfl[k] = nf
-                self.nf[k] = nf
-            if mx != omx:
-                mxl[k] = mx
-                self.mx[k] = mx
         for p in pools:
             self._summary(p)
 
