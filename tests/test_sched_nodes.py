@@ -262,9 +262,9 @@ def test_choose_matches_a_brute_force_reference_over_long_runs() -> None:
         if not nodes:
             return None
         if k <= max(int(dev.ndev[j]) for j in nodes):
-            cand = [(f, j) for f, j in zip(full, nodes) if f >= k]
+            cand = [(f, j) for f, j in zip(full, nodes, strict=True) if f >= k]
             return [min(cand)[1]] if cand else None
-        whole = sorted((-int(dev.ndev[j]), j) for f, j in zip(full, nodes)
+        whole = sorted((-int(dev.ndev[j]), j) for f, j in zip(full, nodes, strict=True)
                        if f == dev.ndev[j])
         got, out = 0, []
         for neg, j in whole:

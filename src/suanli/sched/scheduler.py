@@ -231,6 +231,9 @@ class Scheduler:
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
+        # share policies: per pool, demand -> running jobs with a time share on that pool
+        # while they run on another (see _owed_elsewhere)
+        self._owe: list[dict[int, int]] = [{} for _ in range(self.P)]
         # back-fill index of waiting jobs (priority, scores, eligible pools; see _fill and
         # suanli.sched.waitindex): valid until a job stops again, a round, a node event or a
         # learnt rate, for policies whose scores of a waiting job stay fixed between rounds
@@ -472,14 +475,49 @@ class Scheduler:
 
     def _owed_elsewhere(self) -> bool:
         """Some running job has a time share on another pool with room for it now (so a
-        round may move it there even though nobody waits)."""
-        if not self.running or not (self.free > 0).any():
+        round may move it there even though nobody waits). Read from ``_owe`` (per pool, the
+        demands of running jobs owed time there), not from every running job."""
+        if not self.running:
             return False
+        free = self.free
+        return any(o and free[q] > 0 and min(o) <= free[q] for q, o in enumerate(self._owe))
+
+    def _owe_pools(self, s: int, p: int) -> list[int]:
+        """Pools other than ``p`` where job s has a time share."""
+        return [q for q in np.flatnonzero(self.t.share[s] > 1e-6).tolist() if q != p]
+
+    def _owe_count(self, s: int, p: int, by: int) -> None:
+        """Count running job s (on pool p) in ``_owe`` (by = 1) or no more (by = -1). Its
+        share row must be the one it was counted with: shares change only in a round, which
+        rebuilds ``_owe`` (:meth:`_owe_rebuild`)."""
+        qs = self._owe_pools(s, p)
+        if not qs:
+            return
+        d = int(self.t.demand[s])
+        for q in qs:
+            o = self._owe[q]
+            c = o.get(d, 0) + by
+            if c:
+                o[d] = c
+            else:
+                del o[d]
+
+    def _owe_rebuild(self) -> None:
+        """``_owe`` from scratch: per pool, demand -> running jobs with a time share there
+        that run elsewhere."""
+        self._owe = [{} for _ in range(self.P)]
+        if not self.running or not self.policy.lp:
+            return
         run = np.fromiter(self.running, np.int64, len(self.running))
-        X = self.t.share[run]
-        room = self.free[None, :] >= self.t.demand[run][:, None]
-        room[np.arange(len(run)), self.t.pool[run]] = False
-        return bool(((X > 1e-6) & room).any())
+        rp = np.fromiter(self.running.values(), np.int64, len(self.running))
+        m = self.t.share[run] > 1e-6
+        m[np.arange(len(run)), rp] = False
+        r, q = np.nonzero(m)
+        if len(r):
+            pairs = np.stack([q, self.t.demand[run[r]]], axis=1)
+            uq, cnt = np.unique(pairs, axis=0, return_counts=True)
+            for (qq, dd), c in zip(uq.tolist(), cnt.tolist(), strict=True):
+                self._owe[qq][dd] = c
 
     # ------------------------------------------------------------------ the policies' view
     def view(self) -> SchedulerView:
@@ -573,6 +611,7 @@ class Scheduler:
         sched._subopt = {int(s) for s in data["subopt"]}
         sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
         sched._elig_stale = {int(s) for s in data["elig_stale"]}
+        sched._owe_rebuild()
         # the back-fill index is not part of the snapshot: rebuilt from the restored state
         # (a waiting job's priority and scores are fixed until the next round)
         sched._elig_all_stale = True
@@ -832,6 +871,8 @@ class Scheduler:
         t.acct_t[s] = now
         self.waiting.pop(s, None)
         self.running[s] = p
+        if self.policy.lp:
+            self._owe_count(s, p, 1)
         self.policy.reserve(job.id, p, now)
         return Decision("start", job.id, p, d, rate, stage, restart,
                         placement=self.dev.named(pl))
@@ -865,6 +906,8 @@ class Scheduler:
                 self._subopt_groups[key] = left
             else:
                 del self._subopt_groups[key]
+        if self.policy.lp:
+            self._owe_count(s, p, -1)
         self.t.state[s] = WAITING
         del self.running[s]
         self.waiting[s] = None
@@ -1331,6 +1374,7 @@ class Scheduler:
                 shares = self.policy.pre_score(self.view(), act, now)
                 if shares is not None:
                     self.t.share[act] = shares
+                    self._owe_rebuild()
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False

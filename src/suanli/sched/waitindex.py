@@ -93,7 +93,7 @@ class WaitIndex:
             # read as a big-endian number): a 1-D unique, much cheaper than unique rows
             w = np.left_shift(np.int64(1), np.arange(self.P - 1, -1, -1, dtype=np.int64))
             bint = el.astype(np.int64) @ w
-            ud, di = np.unique(dem, return_inverse=True)
+            _, di = np.unique(dem, return_inverse=True)
             ub, bi = np.unique(bint, return_inverse=True)
             nq = int(q.max()) + 1
             comb = (di.reshape(-1) * nq + q) * len(ub) + bi.reshape(-1)
@@ -134,11 +134,10 @@ class WaitIndex:
         G = len(self.heaps)
         if G == 0:
             return None
-        live = np.ones(G, dtype=bool)  # groups found empty are dropped on the way
         room = used[self.q] + self.dem <= quota[self.q]
+        elf = self.el & fits(self.dem)  # nothing changes fits or room inside this call
+        ok = room & elf.any(axis=1)
         while True:
-            elf = self.el & fits(self.dem)
-            ok = live & room & elf.any(axis=1)
             cand = np.flatnonzero(ok)
             if len(cand) == 0:
                 return None
@@ -150,7 +149,7 @@ class WaitIndex:
                 while h and not self.valid(h[0], waiting):
                     heapq.heappop(h)
                 if not h:
-                    live[g] = False
+                    ok[g] = False  # empty group: dropped
                     continue
                 if best is None or h[0][:2] < best[:2]:
                     best, bg = h[0], g
