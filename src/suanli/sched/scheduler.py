@@ -200,6 +200,7 @@ class Scheduler:
         self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
         self._cd: np.ndarray | None = None  # cache of _class_demand as an array
         self._cbest: dict[int, float] = {}  # class -> its best rate (cache of rates.max())
+        self._cdu: tuple[int, np.ndarray] | None = None  # (classes, their distinct demands)
         # active sets (dicts keep insertion order = submit order)
         self.waiting: dict[int, None] = {}
         self.running: dict[int, int] = {}
@@ -514,10 +515,12 @@ class Scheduler:
         m[np.arange(len(run)), rp] = False
         r, q = np.nonzero(m)
         if len(r):
-            pairs = np.stack([q, self.t.demand[run[r]]], axis=1)
-            uq, cnt = np.unique(pairs, axis=0, return_counts=True)
-            for (qq, dd), c in zip(uq.tolist(), cnt.tolist(), strict=True):
-                self._owe[qq][dd] = c
+            d = self.t.demand[run[r]]
+            key = q * (int(d.max()) + 1) + d  # (pool, demand) as one integer
+            uk, cnt = np.unique(key, return_counts=True)
+            qq, dd = np.divmod(uk, int(d.max()) + 1)
+            for a, b, c in zip(qq.tolist(), dd.tolist(), cnt.tolist(), strict=True):
+                self._owe[a][b] = c
 
     # ------------------------------------------------------------------ the policies' view
     def view(self) -> SchedulerView:
@@ -766,6 +769,12 @@ class Scheduler:
             cm = np.array(self._class_rates).reshape(len(self._class_rates), self.P)
             self._cm = cm
         return cm
+
+    def _class_demand_uniq(self) -> np.ndarray:
+        """The distinct demands of the job classes (a fit test depends on the demand only)."""
+        if self._cdu is None or self._cdu[0] != len(self._class_demand):
+            self._cdu = (len(self._class_demand), np.unique(self._class_demand_arr()))
+        return self._cdu[1]
 
     def _class_demand_arr(self) -> np.ndarray:
         cd = self._cd
@@ -1210,7 +1219,7 @@ class Scheduler:
         if (not self._elig_all_stale
                 and len(self._elig_stale) + sum(map(len, self._pending.values()))
                 < PENDING_BATCH
-                and not self._fits(self._class_demand_arr()).any()):
+                and not self._fits(self._class_demand_uniq()).any()):
             # no gang of any demand a job has fits anywhere now (a full cluster): nothing can
             # start, and filing the few new or stopped jobs waits for a later pass (their
             # order keys and scores do not change while they wait). A rebuild after a round

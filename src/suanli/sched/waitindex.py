@@ -43,6 +43,7 @@ class WaitIndex:
         self.dem = np.zeros(0, dtype=np.int64)
         self.q = np.zeros(0, dtype=np.int64)
         self.el = np.zeros((0, self.P), dtype=bool)
+        self._udem: tuple[np.ndarray, np.ndarray] | None = None  # np.unique(dem, inverse)
 
     def _room(self, n: int) -> None:
         if n > len(self.ver):
@@ -63,6 +64,7 @@ class WaitIndex:
             self.dem = np.append(self.dem, dem)
             self.q = np.append(self.q, q)
             self.el = np.vstack([self.el, el[None, :]])
+            self._udem = None
         return g
 
     def add(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray, el: np.ndarray,
@@ -135,7 +137,11 @@ class WaitIndex:
         if G == 0:
             return None
         room = used[self.q] + self.dem <= quota[self.q]
-        elf = self.el & fits(self.dem)  # nothing changes fits or room inside this call
+        if self._udem is None:  # groups were added: their distinct demands
+            self._udem = np.unique(self.dem, return_inverse=True)
+        ud, inv = self._udem
+        # nothing changes fits or room inside this call; a fit depends on the demand only
+        elf = self.el & fits(ud)[inv.reshape(-1)]
         ok = room & elf.any(axis=1)
         while True:
             cand = np.flatnonzero(ok)
