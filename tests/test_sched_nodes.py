@@ -235,3 +235,66 @@ def test_pool_summary_and_best_fit_follow_takes_releases_and_drains() -> None:
         fresh = Devices.from_plain(1, dev.to_plain())
         for a in ("maxdev", "maxfree", "whole", "lo", "span", "hi"):
             assert getattr(dev, a)[0] == getattr(fresh, a)[0], (step, a)
+
+
+def test_choose_matches_a_brute_force_reference_over_long_runs() -> None:
+    """Devices keeps per-pool heaps of nodes by fully free devices (lazily cleaned, rebuilt
+    when stale entries pile up) and list mirrors of its numpy columns. Over thousands of
+    takes, releases, drains and copies on two pools of mixed node sizes, every choice equals
+    the rule computed from scratch (one node: fewest fully free devices that still hold the
+    gang, lowest index; several nodes: fully free nodes, largest first, lowest index), and
+    the numpy columns equal a recount."""
+    import numpy as np
+
+    from suanli.sched.nodes import Devices
+
+    rng = np.random.default_rng(11)
+    sizes = [[8, 8, 4, 8, 2, 8, 8, 4], [8] * 6]
+    dev = Devices(2)
+    dev.heap_slack = 0  # rebuild heaps often, so that rebuilds are tested too
+    dev.add_nodes([(f"p{p}n{i}", p, n, True) for p, ss in enumerate(sizes)
+                   for i, n in enumerate(ss)])
+
+    def want(p: int, k: int) -> list[int] | None:
+        nodes = [j for j in range(len(dev.ids)) if int(dev.pool[j]) == p and dev.up[j]]
+        full = [int(np.sum(dev.free[dev.first[j]:dev.first[j] + dev.ndev[j]] == 1000))
+                for j in nodes]
+        if not nodes:
+            return None
+        if k <= max(int(dev.ndev[j]) for j in nodes):
+            cand = [(f, j) for f, j in zip(full, nodes, strict=True) if f >= k]
+            return [min(cand)[1]] if cand else None
+        whole = sorted((-int(dev.ndev[j]), j) for f, j in zip(full, nodes, strict=True)
+                       if f == dev.ndev[j])
+        got, out = 0, []
+        for neg, j in whole:
+            out.append(j)
+            got -= neg
+            if got >= k:
+                return sorted(out)
+        return None
+
+    held: list[list[tuple[int, int, int]]] = []
+    for step in range(4000):
+        r = rng.random()
+        if held and r < 0.45:
+            dev.release(held.pop(int(rng.integers(len(held)))))
+        elif r < 0.47:
+            k = int(rng.integers(len(dev.ids)))
+            dev.set_up(k, not bool(dev.up[k]))
+        elif r < 0.48:
+            dev = dev.copy()  # a copy carries on exactly like the original
+        else:
+            p = int(rng.integers(2))
+            d = 1000 * int(rng.choice([1, 1, 2, 3, 4, 8, 12, 16, 24]))
+            pl = dev.choose(p, d)
+            w = want(p, d // 1000)
+            assert (None if pl is None else sorted({n for n, _, _ in pl})) == w, (step, p, d)
+            if pl is not None:
+                dev.take(pl)
+                held.append(pl)
+        if step % 97 == 0:
+            fresh = Devices.from_plain(2, dev.to_plain())
+            assert dev.nf.tolist() == fresh.nf.tolist() and dev.mx.tolist() == fresh.mx.tolist()
+            for a in ("maxdev", "maxfree", "whole", "lo", "span", "hi"):
+                assert getattr(dev, a).tolist() == getattr(fresh, a).tolist(), (step, a)

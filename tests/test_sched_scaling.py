@@ -156,3 +156,33 @@ def test_class_aggregation_gives_the_per_job_max_min_optimum(seed: int) -> None:
     # the class solution, given to every job of the class, is feasible for the per-job LP
     Xe = Xc[idx]
     assert ((gj @ Xe) <= cap + 1e-6).all() and (Xe.sum(axis=1) <= 1 + 1e-6).all()
+
+
+def test_owed_elsewhere_index_matches_a_scan_of_running_jobs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Share policies keep rounds going while nobody waits if a running job has a time share
+    on another pool with room for it. The scheduler answers that from per-pool counts kept on
+    every start and stop (rebuilt when shares change); it must always equal a scan of every
+    running job, and both answers must occur."""
+    fast = Scheduler._owed_elsewhere
+    seen = {True: 0, False: 0}
+
+    def checked(self: Scheduler) -> bool:
+        got = fast(self)
+        scan = False
+        if self.running and (self.free > 0).any():
+            run = np.array(list(self.running), dtype=np.int64)
+            room = self.free[None, :] >= self.t.demand[run][:, None]
+            room[np.arange(len(run)), self.t.pool[run]] = False
+            scan = bool(((self.t.share[run] > 1e-6) & room).any())
+        assert got == scan
+        seen[got] += 1
+        return got
+
+    monkeypatch.setattr(Scheduler, "_owed_elsewhere", checked)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        jobs = make_jobs(random_specs(rng, int(rng.integers(10, 40))))
+        for pol in ("max-min", "max-min-agnostic", "max-throughput", "ftf"):
+            run_simulation(CLUSTER, jobs, pol, FixedRates(RATES), round_s=120.0)
+    assert seen[True] > 0 and seen[False] > 0, seen

@@ -19,6 +19,8 @@ that "does a gang of d milli fit pool p now" is a vectorised test over all pools
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -39,7 +41,18 @@ def whole_devices(d: int) -> int:
 
 
 class Devices:
-    """Free milli of every device of every node, with per-pool summaries for fit tests."""
+    """Free milli of every device of every node, with per-pool summaries for fit tests.
+
+    The numpy columns (``free``, ``nf``, ``mx``, ``up``, the per-pool summaries) are what
+    callers read; every change also goes to plain Python lists that mirror them, because the
+    per-start work (choose a node, take or release a few devices, update the summary) touches
+    a handful of elements, where a list costs a fraction of a numpy element access. Per pool,
+    up nodes are kept in heaps by their number of fully free devices (lazy deletion: an entry
+    is valid while the node is up and still has that count), so the best-fit node and the
+    lowest fully free nodes are found without scanning the pool."""
+
+    # a pool's heap is rebuilt when it holds more than 2 x its up nodes + this many entries
+    heap_slack = 64
 
     def __init__(self, P: int) -> None:
         self.P = P
@@ -52,15 +65,30 @@ class Devices:
         self.nf = np.zeros(0, dtype=np.int64)  # per node: fully free devices
         self.mx = np.zeros(0, dtype=np.int64)  # per node: largest free milli on one device
         self.index: dict[str, int] = {}  # node id -> node index (the latest of that id)
+        # list mirrors of the columns above (see the class docs)
+        self._fl: list[int] = []
+        self._nfl: list[int] = []
+        self._mxl: list[int] = []
+        self._upl: list[bool] = []
+        self._firstl: list[int] = []
+        self._ndl: list[int] = []
+        self._pooll: list[int] = []
         self._pool_nodes: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         # per pool: its up nodes (kept by update(), which every change of ``up`` calls)
         self._upn: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         # per pool: its devices (node by node) and where each node's devices start in that
         self._pool_devs: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
         self._pool_off: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in range(P)]
-        # per pool, up nodes counted by fully free devices and by largest free milli
-        self._cnt_nf: list[np.ndarray] = [np.zeros(1, dtype=np.int64) for _ in range(P)]
-        self._cnt_mx: list[np.ndarray] = [np.zeros(MILLI + 1, dtype=np.int64) for _ in range(P)]
+        # per pool, up nodes counted by fully free devices and by largest free milli (the
+        # latter without zero counts), and heaps of up nodes by fully free devices
+        self._cnt_nf: list[list[int]] = [[0] for _ in range(P)]
+        self._cnt_mx: list[dict[int, int]] = [{} for _ in range(P)]
+        self._bk: list[list[list[int]]] = [[[]] for _ in range(P)]
+        self._sizes: list[list[int]] = [[] for _ in range(P)]  # node sizes, largest first
+        self._nup: list[int] = [0] * P  # up nodes
+        self._wholel: list[int] = [0] * P
+        self._nmaxl: list[int] = [0] * P
+        self._sum: list[tuple[int, int, int, int, int]] = [(0, 0, 0, 0, 0)] * P
         self.maxdev = np.zeros(P, dtype=np.int64)  # largest free milli on one up device
         self.maxfree = np.zeros(P, dtype=np.int64)  # most fully free devices on one up node
         self.nmax = np.zeros(P, dtype=np.int64)  # largest up node
@@ -87,13 +115,21 @@ class Devices:
         for j, (nid, _, _, _) in enumerate(nodes):
             self.ids.append(nid)
             self.index[nid] = k0 + j
+        ups = [bool(u) for *_, u in nodes]
         self.pool = np.concatenate([self.pool, pool])
         self.ndev = np.concatenate([self.ndev, ndev])
-        self.up = np.concatenate([self.up, np.array([u for *_, u in nodes], dtype=bool)])
+        self.up = np.concatenate([self.up, np.array(ups, dtype=bool)])
         self.first = np.concatenate([self.first, first])
         self.free = np.concatenate([self.free, np.full(int(ndev.sum()), MILLI, dtype=np.int64)])
         self.nf = np.concatenate([self.nf, ndev])
         self.mx = np.concatenate([self.mx, np.full(len(ndev), MILLI, dtype=np.int64)])
+        self._fl.extend([MILLI] * int(ndev.sum()))
+        self._nfl.extend(ndev.tolist())
+        self._mxl.extend([MILLI] * len(ndev))
+        self._upl.extend(ups)
+        self._firstl.extend(first.tolist())
+        self._ndl.extend(ndev.tolist())
+        self._pooll.extend(pool.tolist())
         for p in sorted(set(pool.tolist())):
             js = np.flatnonzero(pool == p)
             off = len(self._pool_devs[p]) + np.concatenate([[0], np.cumsum(ndev[js])[:-1]])
@@ -105,6 +141,7 @@ class Devices:
 
     def set_up(self, k: int, up: bool) -> None:
         self.up[k] = up
+        self._upl[k] = bool(up)
         self.update(int(self.pool[k]))
 
     def pool_nodes(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,49 +149,81 @@ class Devices:
         nodes = self._upn[p]
         return nodes, self.nf[nodes], self.mx[nodes]
 
-    def _node_changed(self, nodes: set[int]) -> None:
+    def _node_changed(self, nodes: Iterable[int]) -> None:
         """Per-node counts of ``nodes`` from their devices, and the pool summaries
         incrementally (per pool: up nodes by fully free devices and by largest free milli)."""
         pools: set[int] = set()
+        fl, nfl, mxl, upl = self._fl, self._nfl, self._mxl, self._upl
+        firstl, ndl, pooll = self._firstl, self._ndl, self._pooll
         for k in nodes:
-            a = int(self.first[k])
-            n = int(self.ndev[k])
-            fl = self.free[a:a + n].tolist()
-            nf, mx = fl.count(MILLI), max(fl)
-            p = int(self.pool[k])
-            if self.up[k]:
-                onf, omx = int(self.nf[k]), int(self.mx[k])
-                cn, cm = self._cnt_nf[p], self._cnt_mx[p]
-                cn[onf] -= 1
-                cn[nf] += 1
-                cm[omx] -= 1
-                cm[mx] += 1
-                self.whole[p] += (nf == n) * n - (onf == n) * n
+            a = firstl[k]
+            n = ndl[k]
+            seg = fl[a:a + n]
+            nf, mx = seg.count(MILLI), max(seg)
+            onf, omx = nfl[k], mxl[k]
+            if nf == onf and mx == omx:
+                continue
+            p = pooll[k]
+            if nf != onf:
+                nfl[k] = nf
+                self.nf[k] = nf
+            if mx != omx:
+                mxl[k] = mx
+                self.mx[k] = mx
+            if upl[k]:
+                if nf != onf:
+                    cn = self._cnt_nf[p]
+                    cn[onf] -= 1
+                    cn[nf] += 1
+                    self._wholel[p] += (nf == n) * n - (onf == n) * n
+                    bk = self._bk[p][nf]
+                    heapq.heappush(bk, k)
+                    if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
+                        self._rebuild_bucket(p, nf)
+                if mx != omx:
+                    cm = self._cnt_mx[p]
+                    c = cm[omx] - 1
+                    if c:
+                        cm[omx] = c
+                    else:
+                        del cm[omx]
+                    cm[mx] = cm.get(mx, 0) + 1
                 pools.add(p)
-            self.nf[k] = nf
-            self.mx[k] = mx
         for p in pools:
             self._summary(p)
 
+    def _rebuild_bucket(self, p: int, b: int) -> None:
+        nfl = self._nfl
+        self._bk[p][b] = [k for k in self._upn[p].tolist() if nfl[k] == b]  # sorted: a heap
+
     def _summary(self, p: int) -> None:
-        # the largest count index in use (short Python scans: this runs on every take and
-        # release; a whole free device somewhere in the pool is the common case)
+        # the largest count index in use (short scans: this runs on every take and release)
         cn = self._cnt_nf[p]
         i = len(cn) - 1
         while i > 0 and cn[i] == 0:
             i -= 1
-        self.maxfree[p] = i if len(cn) and cn[i] else 0
+        maxfree = i if cn[i] else 0
         cm = self._cnt_mx[p]
-        if cm[MILLI]:
-            self.maxdev[p] = MILLI
-        else:
-            nz = np.flatnonzero(cm)
-            self.maxdev[p] = nz[-1] if len(nz) else 0
+        maxdev = MILLI if MILLI in cm else (max(cm) if cm else 0)
         # a fraction fits iff d <= maxdev; k whole devices iff k <= maxfree (one node) or
         # nmax < k <= whole (whole nodes); maxfree > 0 implies maxdev = 1000, so in milli:
-        self.lo[p] = self.maxfree[p] * MILLI if self.maxfree[p] > 0 else self.maxdev[p]
-        self.span[p] = self.nmax[p] * MILLI
-        self.hi[p] = self.whole[p] * MILLI
+        whole = self._wholel[p]
+        new = (maxfree, maxdev, maxfree * MILLI if maxfree > 0 else maxdev,
+               self._nmaxl[p] * MILLI, whole * MILLI)
+        old = self._sum[p]
+        if new == old:
+            return
+        self._sum[p] = new
+        if new[0] != old[0]:
+            self.maxfree[p] = maxfree
+        if new[1] != old[1]:
+            self.maxdev[p] = maxdev
+        if new[2] != old[2]:
+            self.lo[p] = new[2]
+        self.span[p] = new[3]
+        if new[4] != old[4]:
+            self.hi[p] = new[4]
+            self.whole[p] = whole
 
     def _recount(self) -> None:
         """Per-node counts from the device array (after loading it whole)."""
@@ -165,19 +234,41 @@ class Devices:
                 off = self._pool_off[p]
                 self.nf[nodes] = np.add.reduceat((f == MILLI).astype(np.int64), off)
                 self.mx[nodes] = np.maximum.reduceat(f, off)
+        self._fl = self.free.tolist()
+        self._nfl = self.nf.tolist()
+        self._mxl = self.mx.tolist()
+        self._upl = [bool(u) for u in self.up.tolist()]
+        for p in range(self.P):
             self.update(p)
 
     def update(self, p: int) -> None:
-        """Recompute pool ``p``'s summary (after a take, release or node event there)."""
+        """Recompute pool ``p``'s summary (after a node event there, or loading)."""
         allnodes = self._pool_nodes[p]
         self._upn[p] = allnodes[self.up[allnodes]]
-        nodes, nf, mx = self.pool_nodes(p)
-        size = self.ndev[nodes]
-        top = int(self.ndev[self._pool_nodes[p]].max()) if len(self._pool_nodes[p]) else 0
-        self._cnt_nf[p] = np.bincount(nf, minlength=top + 1).astype(np.int64)
-        self._cnt_mx[p] = np.bincount(mx, minlength=MILLI + 1).astype(np.int64)
-        self.nmax[p] = size.max() if len(nodes) else 0
-        self.whole[p] = size[nf == size].sum()
+        nodes = self._upn[p].tolist()
+        nfl, mxl, ndl = self._nfl, self._mxl, self._ndl
+        top = max((ndl[k] for k in allnodes.tolist()), default=0)
+        cn = [0] * (top + 1)
+        cm: dict[int, int] = {}
+        bk: list[list[int]] = [[] for _ in range(top + 1)]
+        whole = 0
+        for k in nodes:  # ascending node index: each bucket is a sorted list, i.e. a heap
+            nf = nfl[k]
+            cn[nf] += 1
+            bk[nf].append(k)
+            cm[mxl[k]] = cm.get(mxl[k], 0) + 1
+            if nf == ndl[k]:
+                whole += nf
+        self._cnt_nf[p] = cn
+        self._cnt_mx[p] = cm
+        self._bk[p] = bk
+        self._nup[p] = len(nodes)
+        self._sizes[p] = sorted({ndl[k] for k in nodes}, reverse=True)
+        self._nmaxl[p] = self._sizes[p][0] if nodes else 0
+        self.nmax[p] = self._nmaxl[p]
+        self._wholel[p] = whole
+        self.whole[p] = whole
+        self._sum[p] = (-1, -1, -1, -1, -1)  # write every summary column
         self._summary(p)
 
     # ------------------------------------------------------------------ fit tests
@@ -190,16 +281,22 @@ class Devices:
         """Column ``p`` of :meth:`fits`."""
         return (dem <= self.lo[p]) | ((dem > self.span[p]) & (dem <= self.hi[p]))
 
+    def thresholds(self, p: int) -> tuple[int, int, int]:
+        """``(lo, span, hi)`` of pool ``p`` as ints: a demand ``d`` fits it now iff
+        ``d <= lo or span < d <= hi`` (:meth:`fits` for one demand, without numpy)."""
+        _, _, lo, span, hi = self._sum[p]
+        return lo, span, hi
+
     # ------------------------------------------------------------------ placement
     def choose(self, p: int, d: int, prefer: Placement | None = None) -> Placement | None:
         """Where a demand of ``d`` milli goes in pool ``p`` now (see the module rules), or
         None. ``prefer``: devices to keep if they are all still free enough (a running job
         re-planned onto its own pool)."""
-        if prefer and all(self.up[k] and self.free[self.first[k] + i] >= m
-                          for k, i, m in prefer):
-            return list(prefer)
-        nodes = self._upn[p]
-        if len(nodes) == 0:
+        if prefer:
+            upl, fl, firstl = self._upl, self._fl, self._firstl
+            if all(upl[k] and fl[firstl[k] + i] >= m for k, i, m in prefer):
+                return list(prefer)
+        if not self._nup[p]:
             return None
         if d < MILLI:
             devs = self._pool_devs[p]
@@ -211,51 +308,97 @@ class Devices:
             k = int(np.searchsorted(self.first, g, side="right") - 1)
             return [(k, g - int(self.first[k]), int(d))]
         k_dev = whole_devices(d)
-        nf = self.nf[nodes]
-        if k_dev <= int(self.nmax[p]):  # nmax: the largest up node of the pool
-            j = int(np.argmin(np.where(nf >= k_dev, nf, np.iinfo(np.int64).max)))
-            if nf[j] < k_dev:
-                return None
-            node = int(nodes[j])  # best fit, lowest index on ties
-            return self._take_on([node], d)
-        size = self.ndev[nodes]
-        full = np.flatnonzero(nf == size)
-        order = full[np.lexsort((nodes[full], -size[full]))]
-        got, chosen = 0, []
-        for j in order.tolist():
-            chosen.append(int(nodes[j]))
-            got += int(size[j])
-            if got >= k_dev:
-                return self._take_on(chosen, d)
+        if k_dev <= self._nmaxl[p]:  # the largest up node of the pool
+            node = self._best_fit(p, k_dev)
+            return None if node is None else self._take_on([node], d)
+        if self._wholel[p] < k_dev:  # devices in fully free up nodes
+            return None
+        return self._take_on(self._whole_nodes(p, k_dev), d)
+
+    def _best_fit(self, p: int, k_dev: int) -> int | None:
+        """The up node of pool ``p`` with the fewest fully free devices that still has
+        ``k_dev``, lowest index on ties."""
+        bk = self._bk[p]
+        nfl, upl = self._nfl, self._upl
+        for b in range(k_dev, len(bk)):
+            h = bk[b]
+            while h:
+                k = h[0]
+                if upl[k] and nfl[k] == b:
+                    return k
+                heapq.heappop(h)  # stale entry
         return None
+
+    def _whole_nodes(self, p: int, k_dev: int) -> list[int]:
+        """Fully free up nodes of pool ``p``, largest first and lowest index on ties, until
+        they hold ``k_dev`` devices (the caller checked that they do)."""
+        nfl, upl, ndl = self._nfl, self._upl, self._ndl
+        chosen: list[int] = []
+        got = 0
+        for size in self._sizes[p]:
+            h = self._bk[p][size]
+            seen: set[int] = set()
+            back: list[int] = []
+            while h and got < k_dev:
+                k = heapq.heappop(h)
+                if k in seen or not upl[k] or nfl[k] != size:
+                    continue  # stale or duplicate entry
+                seen.add(k)
+                back.append(k)
+                if ndl[k] == size:
+                    chosen.append(k)
+                    got += size
+            for k in back:
+                heapq.heappush(h, k)
+            if got >= k_dev:
+                break
+        return chosen
 
     def _take_on(self, nodes: list[int], d: int) -> Placement:
         out: Placement = []
         left = int(d)
+        fl, firstl, ndl = self._fl, self._firstl, self._ndl
         for k in nodes:
-            f = self.free[self.first[k]:self.first[k] + self.ndev[k]]
-            for i in np.flatnonzero(f == MILLI).tolist():
+            a = firstl[k]
+            for i in range(ndl[k]):
                 if left <= 0:
                     break
-                m = min(MILLI, left)
-                out.append((k, int(i), m))
-                left -= m
+                if fl[a + i] == MILLI:
+                    m = min(MILLI, left)
+                    out.append((k, i, m))
+                    left -= m
         return out
 
     def take(self, pl: Placement) -> None:
+        fl, firstl, npf = self._fl, self._firstl, self.free
+        nodes = []
         for k, i, m in pl:
-            self.free[self.first[k] + i] -= m
-        self._node_changed({k for k, _, _ in pl})
+            g = firstl[k] + i
+            v = fl[g] - m
+            fl[g] = v
+            npf[g] = v
+            nodes.append(k)
+        self._node_changed(dict.fromkeys(nodes))
 
     def release(self, pl: Placement) -> None:
         self.release_many([pl])
 
     def release_many(self, pls: list[Placement]) -> None:
-        nodes: set[int] = set()
+        fl, firstl = self._fl, self._firstl
+        nodes: dict[int, None] = {}
+        gs: list[int] = []
         for pl in pls:
             for k, i, m in pl:
-                self.free[self.first[k] + i] += m
-                nodes.add(k)
+                g = firstl[k] + i
+                fl[g] += m
+                gs.append(g)
+                nodes[k] = None
+        if len(gs) > 64:
+            self.free[np.asarray(gs, dtype=np.int64)] = [fl[g] for g in gs]
+        else:
+            npf = self.free
+            for g in gs:
+                npf[g] = fl[g]
         self._node_changed(nodes)
 
     def copy(self) -> Devices:
@@ -267,9 +410,19 @@ class Devices:
         c.up = self.up.copy()
         for a in ("maxdev", "maxfree", "nmax", "whole", "lo", "span", "hi"):
             setattr(c, a, getattr(self, a).copy())
+        c._fl = self._fl.copy()
+        c._nfl = self._nfl.copy()
+        c._mxl = self._mxl.copy()
+        c._upl = self._upl.copy()
         c._cnt_nf = [x.copy() for x in self._cnt_nf]
-        c._upn = list(self._upn)
         c._cnt_mx = [x.copy() for x in self._cnt_mx]
+        c._bk = [[h.copy() for h in b] for b in self._bk]
+        c._sizes = list(self._sizes)
+        c._nup = self._nup.copy()
+        c._wholel = self._wholel.copy()
+        c._nmaxl = self._nmaxl.copy()
+        c._sum = self._sum.copy()
+        c._upn = list(self._upn)
         return c
 
     def _dev_node(self, devs: np.ndarray) -> np.ndarray:
@@ -280,6 +433,11 @@ class Devices:
 
     def named(self, pl: Placement) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``((node id, (device indices on it, ...)), ...)`` for a decision."""
+        if not pl:
+            return ()
+        k0 = pl[0][0]
+        if all(k == k0 for k, _, _ in pl):  # one node: the common case
+            return ((self.ids[k0], tuple(sorted([i for _, i, _ in pl]))),)
         by: dict[int, list[int]] = {}
         for k, i, _ in pl:
             by.setdefault(k, []).append(i)

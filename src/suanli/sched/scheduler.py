@@ -199,6 +199,8 @@ class Scheduler:
         self._restart_of: dict[tuple[object, ...], float] = {}  # RestartCost.of per model
         self._cm: np.ndarray | None = None  # cache of _class_rates as a matrix
         self._cd: np.ndarray | None = None  # cache of _class_demand as an array
+        self._cbest: dict[int, float] = {}  # class -> its best rate (cache of rates.max())
+        self._cdu: tuple[int, np.ndarray] | None = None  # (classes, their distinct demands)
         # active sets (dicts keep insertion order = submit order)
         self.waiting: dict[int, None] = {}
         self.running: dict[int, int] = {}
@@ -230,6 +232,9 @@ class Scheduler:
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
+        # share policies: per pool, demand -> running jobs with a time share on that pool
+        # while they run on another (see _owed_elsewhere)
+        self._owe: list[dict[int, int]] = [{} for _ in range(self.P)]
         # back-fill index of waiting jobs (priority, scores, eligible pools; see _fill and
         # suanli.sched.waitindex): valid until a job stops again, a round, a node event or a
         # learnt rate, for policies whose scores of a waiting job stay fixed between rounds
@@ -371,6 +376,7 @@ class Scheduler:
                 rates[p] = (1 - self.learn_rate) * rates[p] + self.learn_rate * observed
                 self._class_rates[c] = rates
                 self._cm = None
+                self._cbest.pop(c, None)
                 self._dirty = True
                 self._elig_all_stale = True  # scores of waiting jobs of its class change
                 self.stats["rates_learnt"] += 1
@@ -470,14 +476,51 @@ class Scheduler:
 
     def _owed_elsewhere(self) -> bool:
         """Some running job has a time share on another pool with room for it now (so a
-        round may move it there even though nobody waits)."""
-        if not self.running or not (self.free > 0).any():
+        round may move it there even though nobody waits). Read from ``_owe`` (per pool, the
+        demands of running jobs owed time there), not from every running job."""
+        if not self.running:
             return False
+        free = self.free
+        return any(o and free[q] > 0 and min(o) <= free[q] for q, o in enumerate(self._owe))
+
+    def _owe_pools(self, s: int, p: int) -> list[int]:
+        """Pools other than ``p`` where job s has a time share."""
+        return [q for q in np.flatnonzero(self.t.share[s] > 1e-6).tolist() if q != p]
+
+    def _owe_count(self, s: int, p: int, by: int) -> None:
+        """Count running job s (on pool p) in ``_owe`` (by = 1) or no more (by = -1). Its
+        share row must be the one it was counted with: shares change only in a round, which
+        rebuilds ``_owe`` (:meth:`_owe_rebuild`)."""
+        qs = self._owe_pools(s, p)
+        if not qs:
+            return
+        d = int(self.t.demand[s])
+        for q in qs:
+            o = self._owe[q]
+            c = o.get(d, 0) + by
+            if c:
+                o[d] = c
+            else:
+                del o[d]
+
+    def _owe_rebuild(self) -> None:
+        """``_owe`` from scratch: per pool, demand -> running jobs with a time share there
+        that run elsewhere."""
+        self._owe = [{} for _ in range(self.P)]
+        if not self.running or not self.policy.lp:
+            return
         run = np.fromiter(self.running, np.int64, len(self.running))
-        X = self.t.share[run]
-        room = self.free[None, :] >= self.t.demand[run][:, None]
-        room[np.arange(len(run)), self.t.pool[run]] = False
-        return bool(((X > 1e-6) & room).any())
+        rp = np.fromiter(self.running.values(), np.int64, len(self.running))
+        m = self.t.share[run] > 1e-6
+        m[np.arange(len(run)), rp] = False
+        r, q = np.nonzero(m)
+        if len(r):
+            d = self.t.demand[run[r]]
+            key = q * (int(d.max()) + 1) + d  # (pool, demand) as one integer
+            uk, cnt = np.unique(key, return_counts=True)
+            qq, dd = np.divmod(uk, int(d.max()) + 1)
+            for a, b, c in zip(qq.tolist(), dd.tolist(), cnt.tolist(), strict=True):
+                self._owe[a][b] = c
 
     # ------------------------------------------------------------------ the policies' view
     def view(self) -> SchedulerView:
@@ -549,6 +592,7 @@ class Scheduler:
         sched.t.load_plain(data["slots"])
         sched._class_rates = [np.asarray(r, dtype=float) for r in data["class_rates"]]
         sched._cm = None
+        sched._cbest.clear()
         sched.waiting = dict.fromkeys(int(s) for s in data["waiting"])
         sched.running = {int(s): int(p) for s, p in data["running"]}
         sched.backoff = {int(s): float(t) for s, t in data["backoff"]}
@@ -570,6 +614,7 @@ class Scheduler:
         sched._subopt = {int(s) for s in data["subopt"]}
         sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
         sched._elig_stale = {int(s) for s in data["elig_stale"]}
+        sched._owe_rebuild()
         # the back-fill index is not part of the snapshot: rebuilt from the restored state
         # (a waiting job's priority and scores are fixed until the next round)
         sched._elig_all_stale = True
@@ -731,6 +776,12 @@ class Scheduler:
             self._cm = cm
         return cm
 
+    def _class_demand_uniq(self) -> np.ndarray:
+        """The distinct demands of the job classes (a fit test depends on the demand only)."""
+        if self._cdu is None or self._cdu[0] != len(self._class_demand):
+            self._cdu = (len(self._class_demand), np.unique(self._class_demand_arr()))
+        return self._cdu[1]
+
     def _class_demand_arr(self) -> np.ndarray:
         cd = self._cd
         if cd is None or len(cd) != len(self._class_demand):
@@ -785,83 +836,129 @@ class Scheduler:
                ) -> Decision | None:
         """Start job s on pool p, on the devices :meth:`Devices.choose` picks there now; None
         (nothing changes) if its gang does not fit the pool's nodes now."""
-        job = self.jobs[s]
-        d = int(self.t.demand[s])
+        t = self.t
+        d = int(t.demand[s])
         pl = self.dev.choose(p, d, prefer)
         if pl is None:
             return None
+        job = self.jobs[s]
         self.dev.take(pl)
         self.placement[s] = pl
         stage = 0.0
-        ds = self.t.data_site[s]
-        site = int(self.cluster.pool_site[p])
-        if self.t.data_gb[s] > 0 and ds >= 0 and ds != site:
-            stage = float(self.t.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
-        if self.t.data_gb[s] > 0 and ds >= 0:
-            self.t.data_site[s] = site
-        rates = self._class_rates[self.t.cls[s]]
+        if t.data_gb[s] > 0:
+            ds = t.data_site[s]
+            site = int(self.cluster.pool_site[p])
+            if ds >= 0 and ds != site:
+                stage = float(t.data_gb[s] * 8.0 / self.cluster.wan_gbps[p])
+            if ds >= 0:
+                t.data_site[s] = site
+        c = int(t.cls[s])
+        rates = self._class_rates[c]
         rate = float(rates[p])
+        best = self._cbest.get(c)
+        if best is None:
+            best = self._cbest[c] = float(rates.max())
         # _upgrade moves a job only where t_new < GAIN * t_here; with no staging where it runs
         # (its data is now here) that needs rate_new > rate / GAIN (exact in floating point:
         # rem / r' >= rem / (2 r) = 0.5 * (rem / r) whenever r' <= 2 r), so jobs without such a
         # pool are left out of the candidates for good
-        if rates.max() > rate / UPGRADE_GAIN:
+        if best > rate / UPGRADE_GAIN:
             self._subopt.add(s)
-            key = (int(self.t.cls[s]), int(p))
+            key = (c, int(p))
             self._subopt_groups[key] = self._subopt_groups.get(key, 0) + 1
         # a placement on more nodes than the throughput source assumed runs slower
-        if len(self.dev.nodes_of(pl)) > -(-whole_devices(d) // ASSUMED_DEVICES_PER_NODE):
+        if (len(pl) > 1 and len({k for k, _, _ in pl})
+                > -(-whole_devices(d) // ASSUMED_DEVICES_PER_NODE)):
             rate *= INTER_NODE_FACTOR
-        restart = float(self.t.restart_s[s]) if self.t.starts[s] > 0 else 0.0
+        restart = float(t.restart_s[s]) if t.starts[s] > 0 else 0.0
         if restart:
             self.stats["restarts"] += 1
             self.stats["restart_s"] += restart
-        self.t.starts[s] += 1
+        t.starts[s] += 1
         self.free[p] -= d
-        self.queue_used[self.t.qidx[s]] += d
-        self.t.pool[s] = p
-        self.t.state[s] = RUNNING
-        self.t.seg_t0[s] = now
-        self.t.prog_t[s] = now + stage + restart
-        self.t.ckpt[s] = self.t.done[s]
-        self.t.rate_now[s] = rate
-        self.t.acct_t[s] = now
+        self.queue_used[t.qidx[s]] += d
+        t.pool[s] = p
+        t.state[s] = RUNNING
+        t.seg_t0[s] = now
+        t.prog_t[s] = now + stage + restart
+        t.ckpt[s] = t.done[s]
+        t.rate_now[s] = rate
+        t.acct_t[s] = now
         self.waiting.pop(s, None)
         self.running[s] = p
+        if self.policy.lp:
+            self._owe_count(s, p, 1)
         self.policy.reserve(job.id, p, now)
         return Decision("start", job.id, p, d, rate, stage, restart,
                         placement=self.dev.named(pl))
 
     def _stop(self, s: int, now: float, reason: str = "preempted") -> Decision:
-        p = int(self.t.pool[s])
-        d = int(self.t.demand[s])
-        self._last_stop_rate = float(self.t.rate_now[s])
-        self.t.done[s] = min(
-            self.t.work[s], self.t.done[s] + self.t.rate_now[s] * max(0.0, now - self.t.prog_t[s])
-        )
-        self.t.attained[s] += (now - self.t.seg_t0[s]) * d / MILLI
-        self.t.recv[s, p] += now - self.t.acct_t[s]
+        t = self.t
+        p = int(t.pool[s])
+        d = int(t.demand[s])
+        self._last_stop_rate = float(t.rate_now[s])
+        t.done[s] = min(t.work[s], t.done[s] + t.rate_now[s] * max(0.0, now - t.prog_t[s]))
+        t.attained[s] += (now - t.seg_t0[s]) * d / MILLI
+        t.recv[s, p] += now - t.acct_t[s]
         self.free[p] += d
-        self.queue_used[self.t.qidx[s]] -= d
+        self.queue_used[t.qidx[s]] -= d
         pl = self.placement.pop(s)
         self.dev.release(pl)
-        self.t.pool[s] = -1
-        self.t.rate_now[s] = 0.0
+        t.pool[s] = -1
+        t.rate_now[s] = 0.0
+        self._stopped(s, p, int(t.cls[s]))
+        jid = self.jobs[s].id
+        self.policy.unreserve(jid, p, now, reason)
+        return Decision("stop", jid, p, d, reason=reason, placement=self.dev.named(pl))
+
+    def _stopped(self, s: int, p: int, c: int) -> None:
+        """Bookkeeping of a stop of job s (class c) on pool p, after its devices are free."""
         if s in self._subopt:
             self._subopt.remove(s)
-            key = (int(self.t.cls[s]), p)
+            key = (c, p)
             left = self._subopt_groups[key] - 1
             if left:
                 self._subopt_groups[key] = left
             else:
                 del self._subopt_groups[key]
+        if self.policy.lp:
+            self._owe_count(s, p, -1)
         self.t.state[s] = WAITING
         del self.running[s]
         self.waiting[s] = None
         self._elig_stale.add(s)
-        self.policy.unreserve(self.jobs[s].id, p, now, reason)
-        return Decision("stop", self.jobs[s].id, p, d, reason=reason,
-                        placement=self.dev.named(pl))
+
+    def _stop_many(self, slots: list[int], now: float, reasons: list[str]) -> list[Decision]:
+        """Stop running jobs ``slots`` (in this order, each for its reason): the same as
+        stopping them one after the other, with the per-job arithmetic vectorised and their
+        devices released at once."""
+        if len(slots) < 8:
+            return [self._stop(s, now, r) for s, r in zip(slots, reasons, strict=True)]
+        t = self.t
+        ss = np.asarray(slots, dtype=np.int64)
+        ps = t.pool[ss].copy()
+        ds = t.demand[ss]
+        self._last_stop_rate = float(t.rate_now[ss[-1]])
+        t.done[ss] = np.minimum(
+            t.work[ss], t.done[ss] + t.rate_now[ss] * np.maximum(0.0, now - t.prog_t[ss]))
+        t.attained[ss] += (now - t.seg_t0[ss]) * ds / MILLI
+        t.recv[ss, ps] += now - t.acct_t[ss]
+        np.add.at(self.free, ps, ds)
+        np.subtract.at(self.queue_used, t.qidx[ss], ds)
+        pls = [self.placement.pop(s) for s in slots]
+        self.dev.release_many(pls)
+        t.pool[ss] = -1
+        t.rate_now[ss] = 0.0
+        cls = t.cls[ss].tolist()
+        out: list[Decision] = []
+        for s, p, d, c, pl, reason in zip(slots, ps.tolist(), ds.tolist(), cls, pls, reasons,
+                                          strict=True):
+            self._stopped(s, p, c)
+            jid = self.jobs[s].id
+            self.policy.unreserve(jid, p, now, reason)
+            out.append(Decision("stop", jid, p, d, reason=reason,
+                                placement=self.dev.named(pl)))
+        return out
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
@@ -900,7 +997,8 @@ class Scheduler:
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
-        nothing in the Python loop.
+        nothing in the Python loop. The loop itself works on plain lists (a placement touches
+        a dozen numbers: numpy calls on them would cost more than the arithmetic).
         """
         out: dict[int, int] = {}
         if len(slots) == 0:
@@ -913,10 +1011,14 @@ class Scheduler:
             dev = self.dev.copy()
         quota = np.asarray(self.queue_quota)
         has_quota = bool(np.isfinite(quota).any())
+        quota_l = quota.tolist()
         capf = np.maximum(self.capacity, 1).astype(float)
         # ties go to the pool with the largest fraction free now: not held by running jobs,
         # so a job does not take the place of one that is running while another pool is free
         tie_free = np.minimum(self.free, free).astype(float)
+        tie_l = tie_free.tolist()
+        capf_l = capf.tolist()
+        tf = (tie_free / capf).tolist()
         cur = self.t.pool[slots]
         okm = self._eligible(scores) & (free[None, :] >= dem[:, None]) & dev.fits(dem)
         cnt = okm.sum(axis=1)  # pools each job still fits in now
@@ -927,36 +1029,61 @@ class Scheduler:
         by_dem = np.split(np.argsort(dinv, kind="stable"),
                           np.cumsum(np.bincount(dinv, minlength=len(udem)))[:-1])
         dfit = (free[None, :] >= udem[:, None]) & dev.fits(udem)
+        udem_l = udem.tolist()
+        # per pool: the distinct demands (indices into udem) that still fit it
+        fit_in = [np.flatnonzero(dfit[:, p]).tolist() for p in range(self.P)]
+        free_l = free.tolist()
+        used_l = used.tolist()
+        dem_l, qi_l, slots_l, cur_l = dem.tolist(), qi.tolist(), slots.tolist(), cur.tolist()
+        P = self.P
+        rng_p = range(P)
+        placement = self.placement
+        inf = float("inf")
         for i in np.nonzero(cnt)[0].tolist():
             if cnt[i] <= 0:
                 continue
-            row_ok = okm[i]
-            d = int(dem[i])
-            q = int(qi[i])
-            if has_quota and used[q] + d > quota[q]:
+            d = dem_l[i]
+            q = qi_l[i]
+            if has_quota and used_l[q] + d > quota_l[q]:
                 continue
-            row = scores[i]
-            best_i = row[row_ok].min()
-            tie = row_ok & (row <= best_i + 1e-9 * abs(best_i) + 1e-12)
-            p = int(np.argmax(np.where(tie, tie_free / capf, -np.inf)))
-            s = int(slots[i])
-            pl = dev.choose(p, d, self.placement.get(s) if cur[i] == p else None)
+            okr = okm[i].tolist()
+            row = scores[i].tolist()
+            best = inf
+            for j in rng_p:
+                if okr[j] and row[j] < best:
+                    best = row[j]
+            thr = best + 1e-9 * abs(best) + 1e-12
+            p = -1
+            bv = -inf
+            for j in rng_p:  # the first pool with the largest free fraction among the ties
+                if okr[j] and row[j] <= thr and tf[j] > bv:
+                    bv = tf[j]
+                    p = j
+            s = slots_l[i]
+            pl = dev.choose(p, d, placement.get(s) if cur_l[i] == p else None)
             if pl is None:  # cannot happen: fits() said it does
                 continue
             dev.take(pl)
-            free[p] -= d
-            if cur[i] != p:
-                tie_free[p] -= d
-            used[q] += d
+            fp = free_l[p] - d
+            free_l[p] = fp
+            if cur_l[i] != p:
+                tie_l[p] -= d
+                tf[p] = tie_l[p] / capf_l[p]
+            used_l[q] += d
             out[s] = p
-            gone = dfit[:, p] & ((udem > free[p]) | ~dev.fits_pool(udem, p))
-            if gone.any():
-                dfit[gone, p] = False
-                for j in np.flatnonzero(gone).tolist():
+            fits = fit_in[p]
+            lo, span, hi = dev.thresholds(p)
+            gone = [j for j in fits
+                    if udem_l[j] > fp or not (udem_l[j] <= lo or span < udem_l[j] <= hi)]
+            if gone:
+                fit_in[p] = [j for j in fits if j not in gone]
+                for j in gone:
                     rows = by_dem[j]
                     rows = rows[okm[rows, p]]
                     okm[rows, p] = False
                     cnt[rows] -= 1
+        free[:] = free_l
+        used[:] = used_l
         return out
 
     def _upgrade(self, now: float) -> list[Decision]:
@@ -1098,7 +1225,7 @@ class Scheduler:
         if (not self._elig_all_stale
                 and len(self._elig_stale) + sum(map(len, self._pending.values()))
                 < PENDING_BATCH
-                and not self._fits(self._class_demand_arr()).any()):
+                and not self._fits(self._class_demand_uniq()).any()):
             # no gang of any demand a job has fits anywhere now (a full cluster): nothing can
             # start, and filing the few new or stopped jobs waits for a later pass (their
             # order keys and scores do not change while they wait). A rebuild after a round
@@ -1262,6 +1389,7 @@ class Scheduler:
                 shares = self.policy.pre_score(self.view(), act, now)
                 if shares is not None:
                     self.t.share[act] = shares
+                    self._owe_rebuild()
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
@@ -1287,12 +1415,9 @@ class Scheduler:
         dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
         self.queue_used = saved_used
-        out: list[Decision] = []
-        for s in list(self.running):
-            if s not in pinned and place.get(s) != self.running[s]:
-                out.append(self._stop(s, now, "moved" if s in place else "preempted"))
-                if s not in place:
-                    self.stats["preemptions"] += 1
+        stop = [s for s, p in self.running.items() if s not in pinned and place.get(s) != p]
+        out = self._stop_many(stop, now, ["moved" if s in place else "preempted" for s in stop])
+        self.stats["preemptions"] += sum(s not in place for s in stop)
         for s, p in place.items():
             if self.t.state[s] != RUNNING:
                 # the plan's devices may differ from the real ones where running jobs kept

@@ -43,6 +43,7 @@ class WaitIndex:
         self.dem = np.zeros(0, dtype=np.int64)
         self.q = np.zeros(0, dtype=np.int64)
         self.el = np.zeros((0, self.P), dtype=bool)
+        self._udem: tuple[np.ndarray, np.ndarray] | None = None  # np.unique(dem, inverse)
 
     def _room(self, n: int) -> None:
         if n > len(self.ver):
@@ -63,6 +64,7 @@ class WaitIndex:
             self.dem = np.append(self.dem, dem)
             self.q = np.append(self.q, q)
             self.el = np.vstack([self.el, el[None, :]])
+            self._udem = None
         return g
 
     def add(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray, el: np.ndarray,
@@ -86,22 +88,35 @@ class WaitIndex:
                 g = self._group(int(dem[i]), int(q[i]), el[i])
                 heapq.heappush(self.heaps[g], (float(pri[i]), s, int(self.ver[s])))
             return
-        # group ids: unique (demand, queue, eligibility bits) rows
-        bits = np.packbits(el, axis=1)
-        keys = np.concatenate([dem[:, None], q[:, None], bits.astype(np.int64)], axis=1)
-        ukeys, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        # group ids: unique (demand, queue, eligibility bits) rows, numbered in the order of
+        # those rows sorted lexicographically (as np.unique(axis=0) of the packed rows would)
+        if self.P <= 62:
+            # one small integer per row: (rank of demand, queue, rank of the eligibility bits
+            # read as a big-endian number): a 1-D unique, much cheaper than unique rows
+            w = np.left_shift(np.int64(1), np.arange(self.P - 1, -1, -1, dtype=np.int64))
+            bint = el.astype(np.int64) @ w
+            _, di = np.unique(dem, return_inverse=True)
+            ub, bi = np.unique(bint, return_inverse=True)
+            nq = int(q.max()) + 1
+            comb = (di.reshape(-1) * nq + q) * len(ub) + bi.reshape(-1)
+            _, first, inv = np.unique(comb, return_index=True, return_inverse=True)
+        else:
+            bits = np.packbits(el, axis=1)
+            keys = np.concatenate([dem[:, None], q[:, None], bits.astype(np.int64)], axis=1)
+            _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         gid = np.fromiter((self._group(int(dem[i]), int(q[i]), el[i]) for i in first.tolist()),
-                          np.int64, len(ukeys))[inv.reshape(-1)]
+                          np.int64, len(first))[inv.reshape(-1)]
         order = np.lexsort((slots, pri))
         ver = self.ver[slots]
         fresh = [not h for h in self.heaps]
-        for i in order.tolist():
-            g = int(gid[i])
-            e = (float(pri[i]), int(slots[i]), int(ver[i]))
+        heaps = self.heaps
+        for g, e in zip(gid[order].tolist(),
+                        zip(pri[order].astype(float).tolist(), slots[order].tolist(),
+                            ver[order].tolist(), strict=True), strict=True):
             if fresh[g]:
-                self.heaps[g].append(e)  # ascending order: already a heap
+                heaps[g].append(e)  # ascending order: already a heap
             else:
-                heapq.heappush(self.heaps[g], e)
+                heapq.heappush(heaps[g], e)
 
     def valid(self, e: Entry, waiting: Container[int]) -> bool:
         return e[1] in waiting and e[2] == self.ver[e[1]]
@@ -121,11 +136,14 @@ class WaitIndex:
         G = len(self.heaps)
         if G == 0:
             return None
-        live = np.ones(G, dtype=bool)  # groups found empty are dropped on the way
         room = used[self.q] + self.dem <= quota[self.q]
+        if self._udem is None:  # groups were added: their distinct demands
+            self._udem = np.unique(self.dem, return_inverse=True)
+        ud, inv = self._udem
+        # nothing changes fits or room inside this call; a fit depends on the demand only
+        elf = self.el & fits(ud)[inv.reshape(-1)]
+        ok = room & elf.any(axis=1)
         while True:
-            elf = self.el & fits(self.dem)
-            ok = live & room & elf.any(axis=1)
             cand = np.flatnonzero(ok)
             if len(cand) == 0:
                 return None
@@ -137,7 +155,7 @@ class WaitIndex:
                 while h and not self.valid(h[0], waiting):
                     heapq.heappop(h)
                 if not h:
-                    live[g] = False
+                    ok[g] = False  # empty group: dropped
                     continue
                 if best is None or h[0][:2] < best[:2]:
                     best, bg = h[0], g
