@@ -130,6 +130,13 @@ def check(s: Scheduler) -> None:
                 mine = sum(1 for x, _, _ in pl if x == k)
                 assert mine == dev.ndev[k] or k == nodes[-1] or mine == k_dev
     assert set(s.placement) == set(s.running)
+    # the pool figures equal the devices of its up nodes: capacity, and free = what is free
+    # on them (devices of jobs still running on a drained node count in neither)
+    for p in range(s.P):
+        ks = [k for k in range(len(dev.ids)) if int(dev.pool[k]) == p and bool(dev.up[k])]
+        assert s.capacity[p] == MILLI * sum(int(dev.ndev[k]) for k in ks)
+        assert s.free[p] == sum(int(dev.free[dev.first[k]:dev.first[k] + dev.ndev[k]].sum())
+                                for k in ks)
     # the incrementally kept pool summaries equal a recount from scratch
     ref = dev.copy()
     ref._recount()
@@ -175,6 +182,27 @@ def test_device_invariants_under_random_events(events: list[tuple[str, int]], po
             added += 1
         s.schedule(now)
         check(s)
+
+
+@given(policy=st.sampled_from(["fifo", "las", "max-min"]))
+@settings(max_examples=6, deadline=None)
+def test_a_drained_node_keeps_its_jobs_and_the_idle_node_stays_usable(policy: str) -> None:
+    s = sched(pool((4, 4), ids=("a", "b")), policy)
+    s.submit(job(0, gang=2, work=1e6))
+    (d,) = s.schedule(0.0)
+    on = d.placement[0][0]
+    other = "b" if on == "a" else "a"
+    s.on_node_drained(on, 1.0)
+    assert s.free.tolist() == [4 * MILLI]  # the idle node, all of it; nothing of the drained one
+    s.submit(job(1, gang=4, work=1e6), 2.0)
+    (d1,) = s.schedule(2.0)
+    assert d1.job_id == "j1" and d1.placement[0][0] == other
+    s.submit(job(2, gang=1, work=1e6), 3.0)
+    for t in (400.0, 800.0):  # rounds of the preemptive policies: j0 is not moved or stopped
+        assert all(x.job_id != "j0" for x in s.schedule(t))
+        assert s.job_state("j0") == "running"
+    s.on_finish("j0", 900.0)
+    check(s)
 
 
 def test_fragmentation_counts_free_devices_no_waiting_job_can_use() -> None:

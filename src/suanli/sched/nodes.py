@@ -380,6 +380,12 @@ class Devices:
             nodes.append(k)
         self._node_changed(dict.fromkeys(nodes))
 
+    def down_milli(self, pl: Placement) -> int:
+        """Milli-devices of placement ``pl`` on nodes that are not up (drained or failed while
+        the job ran there)."""
+        upl = self._upl
+        return sum(m for k, _, m in pl if not upl[k])
+
     def release(self, pl: Placement) -> None:
         self.release_many([pl])
 

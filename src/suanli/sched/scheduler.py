@@ -229,6 +229,9 @@ class Scheduler:
             "rates_learnt": 0}
         self._freed = False  # capacity was released since the last schedule()
         self._last_stop_rate = 0.0
+        # a node was drained: devices released on a node that is no longer up do not return
+        # to the pool's free capacity (see _take_out and Devices.down_milli)
+        self._any_down = False
         # running slots that some pool could ever upgrade: rate there > rate now / UPGRADE_GAIN
         self._subopt: set[int] = set()
         self._subopt_groups: dict[tuple[int, int], int] = {}  # (class, pool) -> slots in _subopt
@@ -398,19 +401,15 @@ class Scheduler:
         self._resize(p, devices * MILLI)
 
     def on_node_drained(self, node_id: str, now: float) -> None:
-        """Take a node out of service gently: no new work goes to its capacity, jobs running
-        there finish (the pool may stay over-committed until they do)."""
-        p, n = self._node_down(node_id, "drained")
-        self.dev.set_up(self.dev.index[node_id], False)
-        self._resize(p, -n * MILLI)
+        """Take a node out of service gently: no new work goes to its devices; jobs running
+        there keep theirs until they stop (a round may preempt or move them like any other
+        job), and the pool's free capacity counts the other nodes only."""
+        self._take_out(node_id, "drained")
 
     def on_node_failed(self, node_id: str, now: float) -> list[str]:
         """A node is lost: its capacity goes, and the jobs holding a device on it go back to
         the queue, losing the work since their last checkpoint. Returns their ids."""
-        p, n = self._node_down(node_id, "failed")
-        k = self.dev.index[node_id]
-        self.dev.set_up(k, False)
-        self._resize(p, -n * MILLI)
+        k = self._take_out(node_id, "failed")
         lost: list[str] = []
         victims = [s for s in self.running if any(x == k for x, _, _ in self.placement[s])]
         for s in victims:
@@ -610,6 +609,7 @@ class Scheduler:
         sched._dirty = bool(data["dirty"])
         sched._freed = bool(data["freed"])
         sched._last_stop_rate = float(data["last_stop_rate"])
+        sched._any_down = any(v[2] != "up" for v in sched.nodes.values())
         sched.stats = dict(data["stats"])
         sched._subopt = {int(s) for s in data["subopt"]}
         sched._subopt_groups = {(int(c), int(p)): int(n) for c, p, n in data["subopt_groups"]}
@@ -728,6 +728,20 @@ class Scheduler:
                               f"unknown node '{node_id}'")
         node[2] = how
         return int(node[0]), int(node[1])  # type: ignore[call-overload]
+
+    def _take_out(self, node_id: str, how: str) -> int:
+        """Node ``node_id`` leaves service (``how``: drained | failed); returns its index. The
+        pool loses the node's whole capacity but only the free part of its free capacity:
+        devices of jobs running there were taken already, and they do not come back to the
+        pool when those jobs stop (``Devices.down_milli``)."""
+        p, n = self._node_down(node_id, how)
+        k = self.dev.index[node_id]
+        busy = sum(m for s in self.running for x, _, m in self.placement[s] if x == k)
+        self.dev.set_up(k, False)
+        self._any_down = True
+        self._resize(p, -n * MILLI)
+        self.free[p] += busy
+        return k
 
     def _resize(self, p: int, milli: int) -> None:
         self.capacity[p] += milli
@@ -900,9 +914,9 @@ class Scheduler:
         t.done[s] = min(t.work[s], t.done[s] + t.rate_now[s] * max(0.0, now - t.prog_t[s]))
         t.attained[s] += (now - t.seg_t0[s]) * d / MILLI
         t.recv[s, p] += now - t.acct_t[s]
-        self.free[p] += d
-        self.queue_used[t.qidx[s]] -= d
         pl = self.placement.pop(s)
+        self.free[p] += d - self.dev.down_milli(pl) if self._any_down else d
+        self.queue_used[t.qidx[s]] -= d
         self.dev.release(pl)
         t.pool[s] = -1
         t.rate_now[s] = 0.0
@@ -943,9 +957,13 @@ class Scheduler:
             t.work[ss], t.done[ss] + t.rate_now[ss] * np.maximum(0.0, now - t.prog_t[ss]))
         t.attained[ss] += (now - t.seg_t0[ss]) * ds / MILLI
         t.recv[ss, ps] += now - t.acct_t[ss]
-        np.add.at(self.free, ps, ds)
-        np.subtract.at(self.queue_used, t.qidx[ss], ds)
         pls = [self.placement.pop(s) for s in slots]
+        if self._any_down:
+            np.add.at(self.free, ps, ds - np.array([self.dev.down_milli(pl) for pl in pls],
+                                                   dtype=np.int64))
+        else:
+            np.add.at(self.free, ps, ds)
+        np.subtract.at(self.queue_used, t.qidx[ss], ds)
         self.dev.release_many(pls)
         t.pool[ss] = -1
         t.rate_now[ss] = 0.0
@@ -1403,6 +1421,9 @@ class Scheduler:
         rpool = np.fromiter(self.running.values(), np.int64, len(self.running))
         t = self.t
         pin = now < t.prog_t[run] + np.where(t.starts[run] > 1, t.restart_s[run], 0.0) - 1e-9
+        if self._any_down:  # jobs on a drained node finish there (drain, not evict)
+            pin |= np.fromiter((self.dev.down_milli(self.placement[s]) > 0 for s in run.tolist()),
+                               bool, len(run))
         pinned = set(run[pin].tolist())
         if pinned:
             act = act[~np.isin(act, run[pin])]
