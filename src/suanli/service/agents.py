@@ -178,9 +178,9 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             node.state_changed_at = node.last_seen  # devices or group may have changed
             # a restarted agent does not hold what its predecessor ran: assign those launches
             # again (launching a known launch id re-attaches, never starts twice)
-            for a in s.scalars(select(AllocationRow).where(AllocationRow.active.is_(True))):
-                if a.nodes and a.nodes[0] == name and a.observed_state is not None and \
-                        not ExecState(a.observed_state).terminal:
+            for a in s.scalars(select(AllocationRow).where(AllocationRow.node == name,
+                                                           AllocationRow.active.is_(True))):
+                if a.observed_state is not None and not ExecState(a.observed_state).terminal:
                     a.observed_state = None
             s.commit()
             node_id = node.id
@@ -220,12 +220,11 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             s.commit()
             rows = s.execute(
                 select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
-                .where(AllocationRow.active.is_(True))).all()
+                .where(AllocationRow.node == node.name, AllocationRow.active.is_(True))
+            ).all()  # this node's launches alone (index (node, active))
             group = s.get(NodeGroupRow, node.group_id)
             launch: list[LaunchSpec] = []
             for a, job in rows:
-                if not a.nodes or a.nodes[0] != node.name:
-                    continue
                 if (a.stop_reason or job.cancel_requested) and a.observed_state not in (
                         None, *[x.value for x in ExecState if x.terminal]):
                     cancel.append(a.launch_id)
@@ -265,16 +264,15 @@ class AgentRouting:
             return self._view
         view: dict[str, tuple[str | None, int | None, str, str]] = {}
         with self.sessions() as s:
-            agent_nodes = dict(s.execute(select(NodeRow.name, NodeRow.state)
-                                         .where(NodeRow.agent.is_(True))).all())
-            if agent_nodes:
-                for lid, nodes, st, code, msg in s.execute(
-                        select(AllocationRow.launch_id, AllocationRow.nodes,
-                               AllocationRow.observed_state, AllocationRow.observed_exit_code,
-                               AllocationRow.observed_message)
-                        .where(AllocationRow.active.is_(True))):
-                    if nodes and nodes[0] in agent_nodes:
-                        view[lid] = (st, code, msg or "", agent_nodes[nodes[0]])
+            # the active allocations on agent nodes alone (index (node, active)); those
+            # the local executor runs are not read
+            for lid, st, code, msg, node_state in s.execute(
+                    select(AllocationRow.launch_id, AllocationRow.observed_state,
+                           AllocationRow.observed_exit_code, AllocationRow.observed_message,
+                           NodeRow.state)
+                    .join(NodeRow, NodeRow.name == AllocationRow.node)
+                    .where(NodeRow.agent.is_(True), AllocationRow.active.is_(True))):
+                view[lid] = (st, code, msg or "", node_state)
         self._view, self._at = view, time.monotonic()
         return view
 

@@ -740,6 +740,7 @@ class SchedulerLoop:
                 launch_id = f"job{db_id}-a{job.attempts}"
                 s.add(AllocationRow(job_id=db_id, attempt=job.attempts, launch_id=launch_id,
                                     pool=pl.pool, site=pl.site, chip=pl.chip, nodes=pl.nodes,
+                                    node=pl.nodes[0] if pl.nodes else None,
                                     devices=pl.devices))
                 _event(s, job, JobState.SCHEDULED, f"{pl.pool} ({self.policy})")
                 placed.append(db_id)
