@@ -80,7 +80,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path,
 
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert "(empty) -> 0004" in cli_support.run("db", "upgrade", "--db", url)
+    assert "(empty) -> 0005" in cli_support.run("db", "upgrade", "--db", url)
     assert "up to date" in cli_support.run("db", "current", "--db", url)
 
 

@@ -76,6 +76,23 @@ def launch_spec(job: JobRow, a: AllocationRow, node: NodeRow, vendor: str | None
         time_limit_s=spec.time_limit_s, checkpoint_command=spec.checkpoint_command)
 
 
+def touch_node(s: Session, node_id: int) -> None:
+    """A heartbeat of agent node ``node_id``: ``last_seen`` now, and a lost node is back
+    (``ready``, or ``draining`` if the operator drained it). One statement the database
+    evaluates, so it never undoes a loss or a drain committed meanwhile by a state read
+    earlier (the monitor's mark is conditional on ``last_seen`` in turn). Does not commit."""
+    from sqlalchemy import case
+
+    now = utcnow()
+    was_lost = NodeRow.state == "lost"
+    back = case((NodeRow.drain.is_(True), state_after_contact(True)),
+                else_=state_after_contact(False))
+    s.execute(update(NodeRow).where(NodeRow.id == node_id)
+              .values(last_seen=now, state=case((was_lost, back), else_=NodeRow.state),
+                      state_changed_at=case((was_lost, now), else_=NodeRow.state_changed_at)),
+              execution_options={"synchronize_session": False})
+
+
 def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
     """The two agent endpoints; ``state`` is the app's ``ServiceState``."""
     from suanli.service.app import ERRORS
@@ -161,9 +178,9 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             node.state_changed_at = node.last_seen  # devices or group may have changed
             # a restarted agent does not hold what its predecessor ran: assign those launches
             # again (launching a known launch id re-attaches, never starts twice)
-            for a in s.scalars(select(AllocationRow).where(AllocationRow.active.is_(True))):
-                if a.nodes and a.nodes[0] == name and a.observed_state is not None and \
-                        not ExecState(a.observed_state).terminal:
+            for a in s.scalars(select(AllocationRow).where(AllocationRow.node == name,
+                                                           AllocationRow.active.is_(True))):
+                if a.observed_state is not None and not ExecState(a.observed_state).terminal:
                     a.observed_state = None
             s.commit()
             node_id = node.id
@@ -179,11 +196,9 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             node = s.get(NodeRow, node_id)
             if node is None or not node.agent or node.tenant_id != p.tenant_id:
                 raise HTTPException(404, f"node {node_id} not found")
-            node.last_seen = utcnow()
             if node.state == "lost":
                 log.info("node %s is back", node.name)
-                node.state = state_after_contact(node.drain)
-                node.state_changed_at = node.last_seen
+            touch_node(s, node_id)
             ids = [st.launch_id for st in beat.statuses]
             allocs = {a.launch_id: a for a in s.scalars(
                 select(AllocationRow).where(AllocationRow.launch_id.in_(ids)))} if ids else {}
@@ -205,12 +220,11 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             s.commit()
             rows = s.execute(
                 select(AllocationRow, JobRow).join(JobRow, JobRow.id == AllocationRow.job_id)
-                .where(AllocationRow.active.is_(True))).all()
+                .where(AllocationRow.node == node.name, AllocationRow.active.is_(True))
+            ).all()  # this node's launches alone (index (node, active))
             group = s.get(NodeGroupRow, node.group_id)
             launch: list[LaunchSpec] = []
             for a, job in rows:
-                if not a.nodes or a.nodes[0] != node.name:
-                    continue
                 if (a.stop_reason or job.cancel_requested) and a.observed_state not in (
                         None, *[x.value for x in ExecState if x.terminal]):
                     cancel.append(a.launch_id)
@@ -250,16 +264,15 @@ class AgentRouting:
             return self._view
         view: dict[str, tuple[str | None, int | None, str, str]] = {}
         with self.sessions() as s:
-            agent_nodes = dict(s.execute(select(NodeRow.name, NodeRow.state)
-                                         .where(NodeRow.agent.is_(True))).all())
-            if agent_nodes:
-                for lid, nodes, st, code, msg in s.execute(
-                        select(AllocationRow.launch_id, AllocationRow.nodes,
-                               AllocationRow.observed_state, AllocationRow.observed_exit_code,
-                               AllocationRow.observed_message)
-                        .where(AllocationRow.active.is_(True))):
-                    if nodes and nodes[0] in agent_nodes:
-                        view[lid] = (st, code, msg or "", agent_nodes[nodes[0]])
+            # the active allocations on agent nodes alone (index (node, active)); those
+            # the local executor runs are not read
+            for lid, st, code, msg, node_state in s.execute(
+                    select(AllocationRow.launch_id, AllocationRow.observed_state,
+                           AllocationRow.observed_exit_code, AllocationRow.observed_message,
+                           NodeRow.state)
+                    .join(NodeRow, NodeRow.name == AllocationRow.node)
+                    .where(NodeRow.agent.is_(True), AllocationRow.active.is_(True))):
+                view[lid] = (st, code, msg or "", node_state)
         self._view, self._at = view, time.monotonic()
         return view
 
@@ -358,6 +371,9 @@ class AgentMonitor:
         self._sweep: tuple[float, int] = (0.0, 0)  # (time, last node id) of the sweep
         self._draining: set[str] = set()
         self.reads = 0  # node rows read by the last call: expired and changed
+        # test seam: called between reading the silent nodes and marking them lost (the
+        # window in which a heartbeat may commit)
+        self.before_mark: Any = None
         self.swept = 0  # ... and by its slice of the sweep (for tests and benchmarks)
 
     @property
@@ -376,19 +392,31 @@ class AgentMonitor:
         cols = select(NodeRow.name, NodeRow.state, NodeRow.devices, NodeRow.group_id)
         self.reads = self.swept = 0
         with self.write_lock, self.sessions() as s:
-            expired = list(s.scalars(select(NodeRow).where(
-                NodeRow.agent.is_(True), NodeRow.state.in_(["ready", *DRAIN_STATES]),
-                (NodeRow.last_seen < cutoff) | NodeRow.last_seen.is_(None))))
+            live = ["ready", *DRAIN_STATES]
+            silent = (NodeRow.last_seen < cutoff) | NodeRow.last_seen.is_(None)
+            expired = list(s.execute(select(NodeRow.id, NodeRow.name).where(
+                NodeRow.agent.is_(True), NodeRow.state.in_(live), silent)).all())
             self.reads += len(expired)
-            for node in expired:
-                node.state = "lost"
-                node.state_changed_at = now
-                k = self._requeue_jobs(s, node.name,
-                                       f"node {node.name} lost: no heartbeat for "
+            s.rollback()  # end the read: the marks below see what is committed now
+            if expired and self.before_mark is not None:
+                self.before_mark()
+            for node_id, name in expired:
+                # conditional in the database: a heartbeat committed since the read above (or
+                # committing now: PostgreSQL re-checks the WHERE clause on the row version
+                # that heartbeat wrote) keeps the node; only a row still silent is lost
+                marked = s.execute(
+                    update(NodeRow).where(NodeRow.id == node_id, NodeRow.agent.is_(True),
+                                          NodeRow.state.in_(live), silent)
+                    .values(state="lost", state_changed_at=now),
+                    execution_options={"synchronize_session": False}
+                ).rowcount  # type: ignore[attr-defined]
+                if not marked:
+                    log.info("node %s heartbeated just in time: not lost", name)
+                    continue
+                k = self._requeue_jobs(s, name, f"node {name} lost: no heartbeat for "
                                        f"{self.timeout_s:g} s; back to the queue")
-                log.warning("node %s lost (%d jobs back to the queue)", node.name, k)
-            if expired:
-                s.commit()
+                s.commit()  # the loss and its requeues together
+                log.warning("node %s lost (%d jobs back to the queue)", name, k)
             known = self._known
             full = known is None
             t = time.monotonic()

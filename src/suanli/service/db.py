@@ -178,7 +178,8 @@ class JobEventRow(Base):
 
 class AllocationRow(Base):
     __tablename__ = "allocations"
-    __table_args__ = (Index("ix_allocations_active", "active", "job_id"),)
+    __table_args__ = (Index("ix_allocations_active", "active", "job_id"),
+                      Index("ix_allocations_node_active", "node", "active"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
@@ -187,6 +188,8 @@ class AllocationRow(Base):
     site: Mapped[str] = mapped_column(String(200))
     chip: Mapped[str] = mapped_column(String(100))
     nodes: Mapped[list[str]] = mapped_column(JSON)
+    # migration 0005: nodes[0], indexed, so that a node's (agent's) allocations are read alone
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)
     devices: Mapped[list[list[int]]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     launched: Mapped[bool] = mapped_column(Boolean, default=False)  # executor.launch returned

@@ -233,6 +233,11 @@ class SchedulerLoop:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-stop")
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
+        # held for a pass (hooks + run_pass) and for a rebuild: a rebuild asked for from
+        # another thread (tests, benchmarks) waits for the pass instead of swapping the
+        # scheduler state under it (that pass then committed starts the new state did not
+        # know, booking the same devices twice). Reentrant: a pass may rebuild.
+        self._pass_lock = threading.RLock()
         self._watermark = 0
         self.passes = 0
         self.last_pass_s = 0.0
@@ -287,12 +292,13 @@ class SchedulerLoop:
         while not self._stop.is_set():
             try:
                 if self.leadership.acquire():
-                    if not self.leader:
-                        log.info("became the scheduling leader")
-                        self.leader = True
-                        self.rebuild()
-                    self._node_changes([h() for h in self.hooks])
-                    self.run_pass()
+                    with self._pass_lock:
+                        if not self.leader:
+                            log.info("became the scheduling leader")
+                            self.leader = True
+                            self.rebuild()
+                        self._node_changes([h() for h in self.hooks])
+                        self.run_pass()
                 else:
                     if self.leader:
                         log.warning("lost scheduling leadership")
@@ -309,7 +315,12 @@ class SchedulerLoop:
 
     # ------------------------------------------------------------------ state
     def rebuild(self) -> None:
-        """Scheduler state from the database (desired and observed), never from memory."""
+        """Scheduler state from the database (desired and observed), never from memory.
+        Safe from any thread: waits for a pass in progress."""
+        with self._pass_lock:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
         self._mirror = None
         self._deferred: dict[int, Any] = {}  # starts decided by the previous scheduler: void
         with self.write_lock, self.sessions() as s:
@@ -404,12 +415,13 @@ class SchedulerLoop:
     # ------------------------------------------------------------------ one pass
     def run_pass(self) -> None:
         t0 = time.perf_counter()
-        ad = self.adapter
-        assert ad is not None
-        now = time.time()
-        self._observe(ad, now)
-        self._ingest(ad, now)
-        self._decide(ad, now)
+        with self._pass_lock:
+            ad = self.adapter
+            assert ad is not None
+            now = time.time()
+            self._observe(ad, now)
+            self._ingest(ad, now)
+            self._decide(ad, now)
         self.passes += 1
         self.last_pass_s = time.perf_counter() - t0
         if self.metrics is not None:
@@ -740,6 +752,7 @@ class SchedulerLoop:
                 launch_id = f"job{db_id}-a{job.attempts}"
                 s.add(AllocationRow(job_id=db_id, attempt=job.attempts, launch_id=launch_id,
                                     pool=pl.pool, site=pl.site, chip=pl.chip, nodes=pl.nodes,
+                                    node=pl.nodes[0] if pl.nodes else None,
                                     devices=pl.devices))
                 _event(s, job, JobState.SCHEDULED, f"{pl.pool} ({self.policy})")
                 placed.append(db_id)
