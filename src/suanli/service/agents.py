@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi import Path as PathParam
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.exec.base import ExecState, ExecStatus, Executor, ExecutorFeatures, LaunchSpec
@@ -81,8 +81,6 @@ def touch_node(s: Session, node_id: int) -> None:
     (``ready``, or ``draining`` if the operator drained it). One statement the database
     evaluates, so it never undoes a loss or a drain committed meanwhile by a state read
     earlier (the monitor's mark is conditional on ``last_seen`` in turn). Does not commit."""
-    from sqlalchemy import case
-
     now = utcnow()
     was_lost = NodeRow.state == "lost"
     back = case((NodeRow.drain.is_(True), state_after_contact(True)),
@@ -172,10 +170,17 @@ def agent_router(state: Any, home: Path, heartbeat_s: float) -> APIRouter:
             node.memory_mib = devs[0].memory_mib
             node.driver_version = devs[0].driver_version
             node.stack_version = devs[0].stack_version
-            if node.state not in DRAIN_STATES:
-                node.state = state_after_contact(node.drain)
             node.last_seen = utcnow()
             node.state_changed_at = node.last_seen  # devices or group may have changed
+            s.flush()
+            # the state in one statement the database evaluates on the row as it is then
+            # (PostgreSQL: after any drain holding the row has committed), not from the
+            # state read above: a drain committed meanwhile by another replica is kept
+            s.execute(update(NodeRow)
+                      .where(NodeRow.id == node.id, NodeRow.state.not_in(DRAIN_STATES))
+                      .values(state=case((NodeRow.drain.is_(True), state_after_contact(True)),
+                                         else_=state_after_contact(False))),
+                      execution_options={"synchronize_session": False})
             # a restarted agent does not hold what its predecessor ran: assign those launches
             # again (launching a known launch id re-attaches, never starts twice)
             for a in s.scalars(select(AllocationRow).where(AllocationRow.node == name,
