@@ -1,6 +1,7 @@
 """An agent of a lost node that re-registers while an operator's drain of that node is being
-committed (by another replica) leaves the node draining, not ready: registration sets the node state in one statement the
-database evaluates on the row as it is then, not from the state it read before. On
+committed (by another replica) leaves the node draining, not ready: registration sets the
+node state in one statement the database evaluates on the row as it is then, not from the
+state it read before. On
 PostgreSQL the drain holds the row (updated, not committed) while the registration's read
 has already happened; the drain commits once the registration waits for the row lock
 (seen in ``pg_stat_activity``). On SQLite (WAL) the registration's read runs beside the held
