@@ -194,3 +194,18 @@ class ServerProcess:
                 self.proc.wait(5)
         if not self._out.closed:
             self._out.close()
+
+
+def agent_group(s: Any) -> int:
+    """Add the site ``agents`` and its node group ``agent-h800`` (4 x H800 per node), as an
+    agent's registration would; returns the group id (flushed, not committed)."""
+    from suanli.service.db import NodeGroupRow, SiteRow
+
+    site = SiteRow(name="agents")
+    s.add(site)
+    s.flush()
+    g = NodeGroupRow(site_id=site.id, name="agent-h800", chip="nvidia_h800_sxm",
+                     vendor="NVIDIA", chips_per_node=4)
+    s.add(g)
+    s.flush()
+    return int(g.id)

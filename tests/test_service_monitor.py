@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service_support import DB_KINDS, database
+from service_support import DB_KINDS, agent_group, database
 
 N = 400
 
@@ -23,14 +23,7 @@ def test_monitor_reads_only_changed_nodes_and_reports_events(kind: str, tmp_path
     from suanli.service import migrate
     from suanli.service.agents import AgentMonitor
     from suanli.service.control import set_drain
-    from suanli.service.db import (
-        NodeGroupRow,
-        NodeRow,
-        SiteRow,
-        make_engine,
-        session_factory,
-        utcnow,
-    )
+    from suanli.service.db import NodeRow, make_engine, session_factory, utcnow
 
     with database(kind, tmp_path) as url:
         engine = make_engine(url)
@@ -38,14 +31,8 @@ def test_monitor_reads_only_changed_nodes_and_reports_events(kind: str, tmp_path
         sessions = session_factory(engine)
         now = utcnow()
         with sessions() as s:
-            site = SiteRow(name="agents")
-            s.add(site)
-            s.flush()
-            g = NodeGroupRow(site_id=site.id, name="agent-h800", chip="nvidia_h800_sxm",
-                             vendor="NVIDIA", chips_per_node=4)
-            s.add(g)
-            s.flush()
-            s.add_all(NodeRow(name=f"agents/n{i:04d}", group_id=g.id, devices=4, agent=True,
+            gid = agent_group(s)
+            s.add_all(NodeRow(name=f"agents/n{i:04d}", group_id=gid, devices=4, agent=True,
                               state="ready", last_seen=now, state_changed_at=now)
                       for i in range(N))
             s.commit()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from service_support import DB_KINDS, database
+from service_support import DB_KINDS, agent_group, database
 
 
 def _setup(url: str) -> tuple[Any, Any, int, int]:
@@ -24,9 +24,7 @@ def _setup(url: str) -> tuple[Any, Any, int, int]:
     from suanli.service.db import (
         AllocationRow,
         JobRow,
-        NodeGroupRow,
         NodeRow,
-        SiteRow,
         make_engine,
         session_factory,
         utcnow,
@@ -37,15 +35,8 @@ def _setup(url: str) -> tuple[Any, Any, int, int]:
     sessions = session_factory(engine)
     old = utcnow() - timedelta(seconds=60)
     with sessions() as s:
-        site = SiteRow(name="agents")
-        s.add(site)
-        s.flush()
-        g = NodeGroupRow(site_id=site.id, name="agent-h800", chip="nvidia_h800_sxm",
-                         vendor="NVIDIA", chips_per_node=4)
-        s.add(g)
-        s.flush()
-        node = NodeRow(name="agents/n1", group_id=g.id, devices=4, agent=True, tenant_id=1,
-                       state="ready", last_seen=old, state_changed_at=old)
+        node = NodeRow(name="agents/n1", group_id=agent_group(s), devices=4, agent=True,
+                       tenant_id=1, state="ready", last_seen=old, state_changed_at=old)
         job = JobRow(tenant_id=1, user_id=1, name="j", queue="default", devices=1,
                      state="running", spec={"command": ["true"]})
         s.add_all([node, job])
