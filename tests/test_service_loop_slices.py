@@ -177,3 +177,41 @@ def test_waiting_jobs_resynced_within_the_bound(setup: Any) -> None:
             assert ad.knows(victim)  # one slice of the low ids first: not at once
     assert not ad.knows(victim)
     assert ad.knows(late)
+
+
+def test_launch_unknown_to_the_mirror_found_and_jobs_never_split(setup: Any) -> None:
+    """A launch written by another replica in the middle of the job-id range (the mirror
+    does not know it) is read by the slice that covers its job, within one sweep; every
+    slice holds all launches of each job it touches (a job's second launch is never left to
+    the next slice)."""
+    loop, sessions, ex, running = setup
+    mid = sorted(running.values())[40]
+    with sessions() as s:
+        a = s.scalars(select(AllocationRow).where(AllocationRow.job_id == mid)).one()
+        s.execute(insert(AllocationRow).values(
+            job_id=mid, attempt=a.attempt, launch_id="other-replica", pool=a.pool,
+            site=a.site, chip=a.chip, nodes=a.nodes, node=a.node, devices=a.devices,
+            active=True, launched=True))
+        s.commit()
+        extra = s.scalar(select(AllocationRow.id)
+                         .where(AllocationRow.launch_id == "other-replica"))
+    ex.state["other-replica"] = ExecState.RUNNING
+    assert extra not in loop._mirror.rows
+    slices: list[list[Any]] = []
+    orig = loop._reread_slice
+
+    def spy(s: Any, q: Any, mirror: Any) -> None:
+        lo = loop._launch_sweep[1]
+        orig(s, q, mirror)
+        hi = loop._launch_sweep[1] or 2**62
+        slices.append([k for k in mirror.keys if lo < k[0] <= hi])
+
+    loop._reread_slice = spy  # type: ignore[method-assign]
+    for _ in range(math.ceil(81 / SLICE) + 1):
+        loop.run_pass()
+        if extra in loop._mirror.rows:
+            break
+    assert extra in loop._mirror.rows  # within one sweep
+    assert loop._mirror.rows[extra][1] == "other-replica"
+    both = [sl for sl in slices if any(j == mid for j, _ in sl)]
+    assert len(both) == 1 and sum(j == mid for j, _ in both[0]) == 2

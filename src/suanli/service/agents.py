@@ -23,6 +23,7 @@ belongs to the token's tenant and to the site the agent names (``--site``, defau
 """
 
 
+import json
 import logging
 import math
 import time
@@ -33,7 +34,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi import Path as PathParam
-from sqlalchemy import case, select, update
+from sqlalchemy import String, case, cast, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.exec.base import ExecState, ExecStatus, Executor, ExecutorFeatures, LaunchSpec
@@ -491,12 +492,22 @@ class AgentMonitor:
 
     def _requeue_jobs(self, s: Session, node: str, reason: str) -> int:
         n = 0
-        rows = s.execute(select(AllocationRow, JobRow).join(JobRow, JobRow.id ==
-                                                            AllocationRow.job_id)
-                         .where(AllocationRow.active.is_(True))).all()
+        # the node lists of the active allocations as plain rows (a gang's allocation names
+        # all its nodes, the indexed ``node`` column only the first), then only the
+        # allocations on this node as ORM objects: not 25,000 ORM rows per lost node
+        # (a name that JSON writes as is is looked for in the list's text first, by the
+        # database; the exact test below decides)
+        q = select(AllocationRow.id, AllocationRow.nodes).where(AllocationRow.active.is_(True))
+        quoted = json.dumps(node)
+        if quoted == f'"{node}"':
+            q = q.where(cast(AllocationRow.nodes, String).contains(quoted, autoescape=True))
+        ids = [aid for aid, nodes in s.execute(q) if node in (nodes or [])]
+        rows: list[Any] = []
+        for i in range(0, len(ids), 500):
+            rows += s.execute(select(AllocationRow, JobRow)
+                              .join(JobRow, JobRow.id == AllocationRow.job_id)
+                              .where(AllocationRow.id.in_(ids[i:i + 500]))).all()
         for a, job in rows:
-            if node not in (a.nodes or []):
-                continue
             a.active = False
             a.released_at = utcnow()
             a.observed_state = a.observed_state or ExecState.LOST.value

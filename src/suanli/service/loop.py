@@ -387,13 +387,16 @@ class SchedulerLoop:
             return
         now = time.time()
         deferred: dict[int, Any] = getattr(self, "_deferred", {})
+        touched: set[int] = set()  # jobs whose allocations the monitor may have released
         with self.sessions() as s:
             for kind, name in events:
                 if kind == "failed":
                     for db_id in ad.node_failed(name, now):
                         deferred.pop(db_id, None)
+                        touched.add(db_id)
                     for db_id in [j for j, pl in ad.held.items() if name in pl.nodes]:
                         ad.release(db_id)
+                        touched.add(db_id)
                 elif kind == "drained":
                     ad.node_drained(name, now)
                 else:
@@ -409,7 +412,16 @@ class SchedulerLoop:
                         if not ad.node_added(info, now):
                             self.rebuild()  # a new pool (site x chip type)
                             return
-        self._mirror = None  # the monitor changed allocations: re-read them
+        # the monitor released the allocations of the jobs on a lost node: drop those jobs'
+        # launches from the mirror and re-read them on the next pass (what is still active
+        # comes back; anything else the periodic re-read heals), rather than re-reading
+        # every active launch (25,000 rows) after each node event
+        mirror = self._mirror
+        if touched and mirror is not None:
+            for aid in [a for a, r in mirror.rows.items() if r[4] in touched]:
+                mirror.pop(aid)
+            with self._lock:
+                self._cancels |= touched
         log.info("node events: %s", ", ".join(f"{k} {n}" for k, n in events))
 
     # ------------------------------------------------------------------ one pass
@@ -538,19 +550,37 @@ class SchedulerLoop:
     def _reread_slice(self, s: Session, q: Any, mirror: _Mirror) -> None:
         """Re-read the next slice of the active launches (keyset by job id on the index
         ``ix_allocations_active``); the mirror's launches in the slice's range that are no
-        longer active are dropped. One row more than the slice is read and its job left to
-        the next slice, so that a job's launches are never split between two slices."""
+        longer active are dropped. A job's launches are never split between two slices.
+
+        The slice is the job-id range ``(lo, hi]`` that holds the mirror's next ``k``
+        launches, read whole (launches another replica wrote in that range come too). Only
+        the last slice, with no upper bound, is a keyset query with a limit. A bounded range
+        keeps the plan cheap whatever the statistics say: right after a mass start (25,000
+        launches before autovacuum analysed the table) PostgreSQL planned the open-ended
+        ``job_id > lo ... LIMIT`` query as a bitmap scan of every launch above ``lo`` plus a
+        sort, 30-60 ms a pass instead of ~1 ms."""
         t = time.monotonic()
         last_t, lo = self._launch_sweep
         k = _slice(len(mirror), t - last_t)
-        got = [list(r) for r in s.execute(
-            q.where(AllocationRow.job_id > lo).order_by(AllocationRow.job_id).limit(k + 1))]
+        keys = mirror.keys
+        i = bisect.bisect_right(keys, (lo, _TOP))
         hi: int | None = None
-        if len(got) == k + 1:
-            hi = got[-1][4]
-            cut = [r for r in got if r[4] != hi]
-            if cut:
-                got, hi = cut, cut[-1][4]
+        if i + k < len(keys):
+            hi = keys[i + k - 1][0]  # the job of the k-th launch, all of its launches
+            # (the bound is given on both sides of the join, so that a merge join does not
+            # scan the jobs' primary key from the first id)
+            got = [list(r) for r in s.execute(
+                q.where(AllocationRow.job_id > lo, AllocationRow.job_id <= hi,
+                        JobRow.id > lo, JobRow.id <= hi))]
+        else:
+            got = [list(r) for r in s.execute(
+                q.where(AllocationRow.job_id > lo, JobRow.id > lo)
+                .order_by(AllocationRow.job_id).limit(k + 1))]
+            if len(got) == k + 1:  # more than the mirror knew: leave the last job to the next
+                hi = got[-1][4]
+                cut = [r for r in got if r[4] != hi]
+                if cut:
+                    got, hi = cut, cut[-1][4]
         seen = {r[0] for r in got}
         for aid in mirror.between((lo, _TOP), None if hi is None else (hi, _TOP)):
             if aid not in seen:
