@@ -299,7 +299,7 @@ def fill_fleet(url: str, pending: int, nodes: int) -> None:
 
 
 def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
-                  warmup: int = 5) -> dict[str, Any]:
+                  warmup: int = 5, bg_checkpoint: bool = True) -> dict[str, Any]:
     """``SchedulerLoop`` passes on a real database: the first one (rebuild + mass start), then
     ``warmup`` unmeasured and ``passes`` measured steady ones with 5 completions each; service
     side = pass - ``Scheduler.schedule``. (The pass right after the long first one polls every
@@ -307,11 +307,16 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
     from sqlalchemy import select
 
     from suanli.service.agents import AgentMonitor
-    from suanli.service.db import AllocationRow, make_engine, session_factory
+    from suanli.service.db import AllocationRow, WalCheckpointer, make_engine, session_factory
     from suanli.service.loop import SchedulerLoop
     from suanli.service.sched_adapter import SchedAdapter
+    from suanli.service.server import tune_gc
 
-    engine = make_engine(url)
+    # as a server runs: SQLite checkpoints in a background thread, the collector tuned
+    engine = make_engine(url, background_checkpoint=bg_checkpoint)
+    checkpointer = WalCheckpointer(engine)
+    if bg_checkpoint:
+        checkpointer.start()
     sessions = session_factory(engine)
     ex = MemExecutor()
     wl = threading.RLock() if url.startswith("sqlite") else None
@@ -348,6 +353,7 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
 
     for name in stages:
         setattr(loop, "_" + name, stage(name))
+    tune_gc()
     try:
         t0 = time.perf_counter()
         loop.rebuild()
@@ -389,6 +395,7 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
                                          .where(AllocationRow.active.is_(True))))
     finally:
         SchedAdapter.schedule = orig  # type: ignore[method-assign]
+        checkpointer.stop()
         engine.dispose()
     return {"rebuild_s": t_rebuild, "first_s": t_first, "started": started,
             "p50_ms": statistics.median(total) * 1e3, "p99_ms": pct(total, 99) * 1e3,
@@ -421,6 +428,9 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of: http, list, pass")
     ap.add_argument("--warmup", type=int, default=5,
                     help="--db-pass: unmeasured steady passes after the first one")
+    ap.add_argument("--checkpoint", choices=["background", "commit"], default="background",
+                    help="--db-pass on SQLite: WAL checkpoints in a background thread (as a "
+                    "server runs) or by the commits (SQLite's default)")
     ap.add_argument("--db-pass", action="store_true",
                     help="only the scheduling pass through the service loop on --db")
     a = ap.parse_args()
@@ -453,7 +463,8 @@ def main() -> None:
             fill_fleet(url, a.pending, a.nodes)
             print(f"filled {a.pending:,} pending jobs and {a.nodes:,} nodes in "
                   f"{time.perf_counter() - t0:.1f} s")
-            r = bench_db_pass(url, home, a.pending, a.nodes, a.passes, a.warmup)
+            r = bench_db_pass(url, home, a.pending, a.nodes, a.passes, a.warmup,
+                              a.checkpoint == "background")
             print(f"service scheduling pass on {a.db}, {a.pending:,} pending jobs on "
                   f"{a.nodes:,} nodes: rebuild {r['rebuild_s']:.1f} s, first pass "
                   f"{r['first_s']:.1f} s ({r['started']:,} starts); steady ({a.passes} passes "

@@ -21,6 +21,7 @@ from suanli.service.db import (
     NodeGroupRow,
     NodeRow,
     SiteRow,
+    WalCheckpointer,
     make_engine,
     session_factory,
     utcnow,
@@ -124,6 +125,7 @@ class Service:
     app: Any
     loop: Any | None
     new_admin_token: str | None
+    checkpointer: WalCheckpointer | None = None
 
 
 def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool = False
@@ -140,7 +142,7 @@ def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool =
         import suanli.exec.local  # noqa: F401  (registers the executor)
 
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url())
+    engine = make_engine(settings.db_url(), background_checkpoint=True)
     if migrate:
         mig.upgrade(engine)
     revision = mig.check_schema(engine)
@@ -173,7 +175,8 @@ def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool =
         state.write_lock = write_lock
     app = create_app(state, max_body_bytes=settings.max_body_bytes)
     _with_agents(state, app, settings, sessions, loop, write_lock)
-    return Service(settings, engine, sessions, executor, app, loop, token)
+    return Service(settings, engine, sessions, executor, app, loop, token,
+                   WalCheckpointer(engine))
 
 
 class Running:
@@ -191,6 +194,8 @@ class Running:
     def start(self, timeout: float = 20.0) -> str:
         import time
 
+        if self.svc.checkpointer is not None:
+            self.svc.checkpointer.start()
         if self.svc.loop is not None:
             self.svc.loop.start()
         self.thread.start()
@@ -224,4 +229,6 @@ class Running:
                 info.unlink()
         except (OSError, ValueError):
             pass
+        if self.svc.checkpointer is not None:
+            self.svc.checkpointer.stop()
         self.svc.engine.dispose()
