@@ -357,28 +357,37 @@ class Devices:
     def _take_on(self, nodes: list[int], d: int) -> Placement:
         out: Placement = []
         left = int(d)
+        if left <= 0:
+            return out
         fl, firstl, ndl = self._fl, self._firstl, self._ndl
         for k in nodes:
             a = firstl[k]
-            for i in range(ndl[k]):
-                if left <= 0:
-                    break
-                if fl[a + i] == MILLI:
-                    m = min(MILLI, left)
-                    out.append((k, i, m))
-                    left -= m
+            for i, v in enumerate(fl[a:a + ndl[k]]):
+                if v == MILLI:
+                    if left > MILLI:
+                        out.append((k, i, MILLI))
+                        left -= MILLI
+                    else:
+                        out.append((k, i, left))
+                        return out
         return out
 
     def take(self, pl: Placement) -> None:
         fl, firstl, npf = self._fl, self._firstl, self.free
-        nodes = []
+        k0 = pl[0][0] if pl else -1
+        one = True
         for k, i, m in pl:
             g = firstl[k] + i
             v = fl[g] - m
             fl[g] = v
             npf[g] = v
-            nodes.append(k)
-        self._node_changed(dict.fromkeys(nodes))
+            if k != k0:
+                one = False
+        if one:
+            if pl:
+                self._node_changed((k0,))
+        else:
+            self._node_changed(dict.fromkeys([k for k, _, _ in pl]))
 
     def down_milli(self, pl: Placement) -> int:
         """Milli-devices of placement ``pl`` on nodes that are not up (drained or failed while

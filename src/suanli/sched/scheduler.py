@@ -23,6 +23,7 @@ Mechanism
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -249,6 +250,10 @@ class Scheduler:
         self._elig_stale: set[int] = set()
         self._pending: dict[int, list[int]] = {}  # demand -> stale slots not filed yet
         self._elig_all_stale = True
+        # the last plan's (slots, order keys, score rows, pools then) and, right after a round,
+        # the round's: reused by the index rebuild that follows the round (_refresh_index)
+        self._last_plan: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._round_plan: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ storage
     def _queue(self, name: str, weight: float = 1.0, quota: float | None = None) -> int:
@@ -449,12 +454,15 @@ class Scheduler:
                 self._dirty = True
         due = self._next_round is not None and now >= self._next_round - 1e-9
         if due:
-            out = self._round(now)
-            if self.waiting:
-                # the round planned on pools' devices as if running jobs could be re-packed;
-                # where kept jobs hold other devices than planned, a planned start may not
-                # fit and room may be left that a back-fill can use
-                out += self._fill(now)
+            try:
+                out = self._round(now)
+                if self.waiting:
+                    # the round planned on pools' devices as if running jobs could be
+                    # re-packed; where kept jobs hold other devices than planned, a planned
+                    # start may not fit and room may be left that a back-fill can use
+                    out += self._fill(now)
+            finally:
+                self._round_plan = None
         elif self.waiting:
             out = self._fill(now)
         else:
@@ -484,7 +492,8 @@ class Scheduler:
 
     def _owe_pools(self, s: int, p: int) -> list[int]:
         """Pools other than ``p`` where job s has a time share."""
-        return [q for q in np.flatnonzero(self.t.share[s] > 1e-6).tolist() if q != p]
+        row = self.t.share[s].tolist()
+        return [q for q in range(self.P) if row[q] > 1e-6 and q != p]
 
     def _owe_count(self, s: int, p: int, by: int) -> None:
         """Count running job s (on pool p) in ``_owe`` (by = 1) or no more (by = -1). Its
@@ -983,7 +992,11 @@ class Scheduler:
         pri = self.policy.queue_order(self.view(), slots, now)
         order = np.lexsort((slots, pri))
         slots = slots[order]
-        return slots, self._scores(slots, now)
+        scores = self._scores(slots, now)
+        # kept for the back-fill index rebuilt right after a round (see _refresh_index)
+        self._last_plan = (slots, np.asarray(pri, dtype=float)[order], scores,
+                           self.t.pool[slots])
+        return slots, scores
 
     def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
         """(job x pool) costs on the policy's normalised scale (see suanli.sched.policies)."""
@@ -1187,6 +1200,7 @@ class Scheduler:
             return []
         # the running quota use is already in self.queue_used
         place = self._place(slots, now, self.free.copy(), self.dev.copy())
+        self._last_plan = None
         return [d for s, p in place.items() if (d := self._start(s, p, now)) is not None]
 
     def _refresh_index(self, now: float) -> None:
@@ -1226,12 +1240,33 @@ class Scheduler:
                     todo = np.concatenate([todo, np.asarray(more, dtype=np.int64)])
         self._elig_all_stale = False
         self._elig_stale.clear()
+        plan, self._round_plan = self._round_plan, None
         if len(todo) == 0:
             return
         view = self.view()
-        pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
         dem, q = self.t.demand[todo], self.t.qidx[todo]
-        sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))  # = _scores
+        if plan is not None:
+            # right after a round, at the same time: a job that waited when the round planned
+            # and waits still has the order key and scores the plan gave it (a waiting job's
+            # are its own, fixed while it waits: Policy.fixed_while_waiting); only the jobs
+            # the round stopped are scored again
+            pslots, ppri, pscores, pcur = plan
+            pos = np.full(self._n, -1, dtype=np.int64)
+            pos[pslots] = np.arange(len(pslots))
+            at = pos[todo]
+            reuse = at >= 0
+            reuse[reuse] = pcur[at[reuse]] < 0
+            new = todo[~reuse]
+            pri = np.empty(len(todo))
+            sc = np.empty((len(todo), self.P))
+            pri[reuse] = ppri[at[reuse]]
+            sc[reuse] = pscores[at[reuse]]
+            if len(new):
+                pri[~reuse] = np.asarray(self.policy.queue_order(view, new, now), dtype=float)
+                sc[~reuse] = self.policy.normalise(view, new, self.policy.score(view, new, now))
+        else:
+            pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
+            sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))
         self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
             fb = self.policy.backfill_score(view, todo, now)
@@ -1338,32 +1373,39 @@ class Scheduler:
         another pool strictly better for it; then the others, each on a pool that scores no
         worse for it than its planned one. If some job would fare worse, the plan stands
         (returned with None; else with the devices as re-planned)."""
-        free = free.copy()
         dev = dev.copy()
+        free_l = free.tolist()
         out: dict[int, int] = {}
         pending: list[int] = []
+        keys = np.fromiter(place, np.int64, len(place))
+        cur_of = dict(zip(keys.tolist(), self.t.pool[keys].tolist(), strict=True))
+        dem_of = dict(zip(keys.tolist(), self.t.demand[keys].tolist(), strict=True))
+        placement = self.placement
+        isfinite = math.isfinite
         for s, p in place.items():
-            q = int(self.t.pool[s])
+            q = cur_of[s]
             if q < 0:
                 continue
             row = rows[s]
-            want = q if np.isfinite(row[q]) and row[q] <= row[p] else p
-            d = int(self.t.demand[s])
-            pl = dev.choose(want, d, self.placement.get(s) if want == q else None)
-            if free[want] >= d and pl is not None:
+            rq = float(row[q])
+            want = q if isfinite(rq) and rq <= row[p] else p
+            d = dem_of[s]
+            pl = dev.choose(want, d, placement.get(s) if want == q else None)
+            if free_l[want] >= d and pl is not None:
                 dev.take(pl)
                 out[s] = want
-                free[want] -= d
+                free_l[want] -= d
             else:
                 pending.append(s)
-        for s in [s for s in place if self.t.pool[s] < 0] + pending:
-            d = int(self.t.demand[s])
+        for s in [s for s in place if cur_of[s] < 0] + pending:
+            d = dem_of[s]
             p = place[s]
-            da = np.array([d])
-            if free[p] < d or not dev.fits_pool(da, p)[0]:
+            lo, span, hi = dev.thresholds(p)
+            if free_l[p] < d or not (d <= lo or span < d <= hi):
                 row = rows[s]
                 tol = 1e-9 * abs(row[p]) + 1e-12
-                ok = (row <= row[p] + tol) & (free >= d) & dev.fits(da)[0]
+                ok = ((row <= row[p] + tol) & (np.asarray(free_l) >= d)
+                      & dev.fits(np.array([d]))[0])
                 if not ok.any():
                     return place, None
                 p = int(np.argmin(np.where(ok, row, np.inf)))
@@ -1372,7 +1414,7 @@ class Scheduler:
                 return place, None
             dev.take(pl)
             out[s] = p
-            free[p] -= d
+            free_l[p] -= d
         return out, dev
 
     def _favour_current(self, slots: np.ndarray, scores: np.ndarray) -> None:
@@ -1435,6 +1477,8 @@ class Scheduler:
         np.subtract.at(self.queue_used, t.qidx[move], t.demand[move])
         dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
+        self._round_plan = self._last_plan if self._elig_cache else None
+        self._last_plan = None
         self.queue_used = saved_used
         stop = [s for s, p in self.running.items() if s not in pinned and place.get(s) != p]
         out = self._stop_many(stop, now, ["moved" if s in place else "preempted" for s in stop])
