@@ -64,6 +64,8 @@ SNAPSHOT_VERSION = 2  # 2: devices and placements
 # below it, it plans the whole queue (both give the same placements; the index is cheaper even
 # for short queues, so by default it is always used)
 ELIG_MIN_QUEUE = 0
+# a full rebuild of the back-fill index when its heaps hold more than 2 x waiting + this
+INDEX_SLACK = 4096
 PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
@@ -1206,10 +1208,15 @@ class Scheduler:
     def _refresh_index(self, now: float) -> None:
         """File the waiting jobs whose priority / scores are not in the index yet (all of
         them after a round)."""
-        if self._elig_all_stale:
+        every = self._elig_all_stale
+        if every:
+            # every waiting job is filed again, in place: those whose order key and scores
+            # did not change keep their entries (WaitIndex.changed); the heaps are rebuilt
+            # from scratch only when stale entries pile up
             todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
             for ix in self._index:
-                ix.clear()
+                if ix.entries() > 2 * len(todo) + INDEX_SLACK:
+                    ix.clear()
             self._pending.clear()
         else:
             # jobs are filed once their demand fits some pool: until then (a full cluster
@@ -1267,10 +1274,20 @@ class Scheduler:
         else:
             pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
             sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))
-        self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
+        self._file(self._index[0], todo, pri, sc, dem, q, every)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
             fb = self.policy.backfill_score(view, todo, now)
-            self._index[1].add(todo, pri, fb, self._eligible(fb), dem, q)
+            self._file(self._index[1], todo, pri, fb, dem, q, every)
+
+    def _file(self, ix: WaitIndex, todo: np.ndarray, pri: np.ndarray, sc: np.ndarray,
+              dem: np.ndarray, q: np.ndarray, every: bool) -> None:
+        """File ``todo`` in ``ix``; ``every``: they are all the waiting jobs, and only those
+        whose order key or scores changed need a new entry."""
+        if every:
+            ch = ix.changed(todo, pri, sc, todo)
+            if not ch.all():
+                todo, pri, sc, dem, q = todo[ch], pri[ch], sc[ch], dem[ch], q[ch]
+        ix.add(todo, pri, sc, self._eligible(sc), dem, q)
 
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
