@@ -53,6 +53,8 @@ class Devices:
 
     # a pool's heap is rebuilt when it holds more than 2 x its up nodes + this many entries
     heap_slack = 64
+    # release_many of more placements than this recounts the pools they are in at once
+    bulk_release = 1000
 
     def __init__(self, P: int) -> None:
         self.P = P
@@ -399,6 +401,9 @@ class Devices:
         self.release_many([pl])
 
     def release_many(self, pls: list[Placement]) -> None:
+        if len(pls) > self.bulk_release:
+            self._release_bulk(pls)
+            return
         fl, firstl = self._fl, self._firstl
         nodes: dict[int, None] = {}
         gs: list[int] = []
@@ -415,6 +420,28 @@ class Devices:
             for g in gs:
                 npf[g] = fl[g]
         self._node_changed(nodes)
+
+    def _release_bulk(self, pls: list[Placement]) -> None:
+        """:meth:`release_many` for many placements (a round releasing every running job):
+        the devices in numpy, then the nodes and summaries of the pools touched recounted
+        (:meth:`update`), instead of one incremental update per node."""
+        flat = [x for pl in pls for x in pl]
+        if not flat:
+            return
+        a = np.asarray(flat, dtype=np.int64).reshape(-1, 3)
+        g = self.first[a[:, 0]] + a[:, 1]
+        np.add.at(self.free, g, a[:, 2])
+        self._fl = self.free.tolist()
+        for p in np.unique(self.pool[a[:, 0]]).tolist():
+            nodes = self._pool_nodes[p]
+            f = self.free[self._pool_devs[p]]
+            off = self._pool_off[p]
+            self.nf[nodes] = np.add.reduceat((f == MILLI).astype(np.int64), off)
+            self.mx[nodes] = np.maximum.reduceat(f, off)
+        self._nfl = self.nf.tolist()
+        self._mxl = self.mx.tolist()
+        for p in np.unique(self.pool[a[:, 0]]).tolist():
+            self.update(p)
 
     def copy(self) -> Devices:
         c = Devices.__new__(Devices)
@@ -451,8 +478,14 @@ class Devices:
         if not pl:
             return ()
         k0 = pl[0][0]
-        if all(k == k0 for k, _, _ in pl):  # one node: the common case
-            return ((self.ids[k0], tuple(sorted([i for _, i, _ in pl]))),)
+        idx = []
+        for k, i, _ in pl:
+            if k != k0:
+                break
+            idx.append(i)
+        else:  # one node: the common case
+            idx.sort()
+            return ((self.ids[k0], tuple(idx)),)
         by: dict[int, list[int]] = {}
         for k, i, _ in pl:
             by.setdefault(k, []).append(i)

@@ -1022,11 +1022,13 @@ class Scheduler:
     def _allocate(
         self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray,
         used: np.ndarray | None = None, dev: Devices | None = None,
+        idx: list[int] | None = None,
     ) -> dict[int, int]:
         """Greedy all-or-nothing placement in order; mutates ``free``, ``used`` (queue use
         for the quota check, in milli; default: a copy of the running use) and ``dev`` (the
         devices as planned; default: a copy of the current ones). A gang must fit a pool's
-        nodes (:mod:`suanli.sched.nodes`), not only its free total.
+        nodes (:mod:`suanli.sched.nodes`), not only its free total. ``idx`` (optional) gets
+        the row numbers of the jobs placed, in increasing order.
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
@@ -1104,6 +1106,8 @@ class Scheduler:
                 tf[p] = tie_l[p] / capf_l[p]
             used_l[q] += d
             out[s] = p
+            if idx is not None:
+                idx.append(i)
             fits = fit_in[p]
             lo, span, hi = dev.thresholds(p)
             gone = [j for j in fits
@@ -1351,7 +1355,9 @@ class Scheduler:
             free[:] = free0
             for s, p in kept.items():
                 free[p] -= self.t.demand[s]
-            rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
+            mark = np.zeros(self._n, dtype=bool)
+            mark[np.fromiter(kept, np.int64, len(kept))] = True
+            rest = ~mark[slots]
             if rest.any():
                 used = self.queue_used.astype(float)
                 for s in kept:
@@ -1368,17 +1374,21 @@ class Scheduler:
         ``free`` and the queue use ``used`` are mutated (the second pass sees what the first
         placed: before, each pass started from the running use and the two together could
         exceed a queue's quota)."""
-        place = self._allocate(slots, scores, free, used, dev)
-        rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
+        idx: list[int] = []
+        place = self._allocate(slots, scores, free, used, dev, idx)
+        rows = dict(zip(slots[idx].tolist(), scores[idx], strict=True))
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
-            rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
+            left = np.ones(len(slots), dtype=bool)
+            left[idx] = False
+            rest = slots[left]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
                 fb = self.policy.backfill_score(self.view(), rest, now)
                 self._favour_current(rest, fb)
-                more = self._allocate(rest, fb, free, used, dev)
+                idx = []
+                more = self._allocate(rest, fb, free, used, dev, idx)
                 place.update(more)
-                rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
+                rows.update(zip(rest[idx].tolist(), fb[idx], strict=True))
         return place, rows
 
     def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
