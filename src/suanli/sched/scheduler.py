@@ -64,8 +64,9 @@ SNAPSHOT_VERSION = 2  # 2: devices and placements
 # below it, it plans the whole queue (both give the same placements; the index is cheaper even
 # for short queues, so by default it is always used)
 ELIG_MIN_QUEUE = 0
-# a full rebuild of the back-fill index when its heaps hold more than 2 x waiting + this
-INDEX_SLACK = 4096
+# after a round the back-fill index is re-filed in place, or rebuilt when more than a quarter
+# of the waiting jobs (+ this) change, or its heaps would hold more than 2 x waiting + this
+INDEX_SLACK = 1024
 PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
@@ -1218,9 +1219,6 @@ class Scheduler:
             # did not change keep their entries (WaitIndex.changed); the heaps are rebuilt
             # from scratch only when stale entries pile up
             todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
-            for ix in self._index:
-                if ix.entries() > 2 * len(todo) + INDEX_SLACK:
-                    ix.clear()
             self._pending.clear()
         else:
             # jobs are filed once their demand fits some pool: until then (a full cluster
@@ -1288,8 +1286,14 @@ class Scheduler:
         """File ``todo`` in ``ix``; ``every``: they are all the waiting jobs, and only those
         whose order key or scores changed need a new entry."""
         if every:
-            ch = ix.changed(todo, pri, sc, todo)
-            if not ch.all():
+            ch, dropped = ix.changed(todo, pri, sc, todo)
+            n = int(ch.sum())
+            if (n + dropped > len(todo) // 4 + INDEX_SLACK
+                    or ix.entries() + n > 2 * len(todo) + INDEX_SLACK):
+                # most entries change (e.g. share policies, whose order keys move every
+                # round) or stale ones piled up: a fresh index is cheaper
+                ix.clear()
+            elif n < len(todo):
                 todo, pri, sc, dem, q = todo[ch], pri[ch], sc[ch], dem[ch], q[ch]
         ix.add(todo, pri, sc, self._eligible(sc), dem, q)
 

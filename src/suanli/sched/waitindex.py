@@ -133,12 +133,13 @@ class WaitIndex:
         return sum(map(len, self.heaps))
 
     def changed(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
-                waiting: np.ndarray) -> np.ndarray:
+                waiting: np.ndarray) -> tuple[np.ndarray, int]:
         """Re-file in place of a rebuild. First every entry of a slot that is not in
         ``waiting`` (the slots waiting now) is dropped (so a job that started outside the
         index and waits again later has none); then, per slot of ``slots`` (all waiting
         jobs), True where it must be filed again: it has no entry, or one with another
-        priority or score row than ``pri`` / ``scores`` (its demand and queue are fixed).
+        priority or score row than ``pri`` / ``scores`` (its demand and queue are fixed);
+        and the number of entries dropped.
         The entries kept are then exactly those a rebuild would make (heaps are ordered by
         (priority, slot), groups by demand, queue and the eligible pools of the score row)."""
         n = int(max(slots.max(initial=-1), waiting.max(initial=-1))) + 1
@@ -152,7 +153,7 @@ class WaitIndex:
             self.live[gone] = False
         same = self.live[slots] & (self.pri[slots] == pri)
         same[same] = (self.score[slots[same]] == scores[same]).all(axis=1)
-        return ~same
+        return ~same, len(gone)
 
     def valid(self, e: Entry, waiting: Container[int]) -> bool:
         return e[1] in waiting and e[2] == self.ver[e[1]]
