@@ -194,6 +194,43 @@ class Devices:
         for p in pools:
             self._summary(p)
 
+    def _node1(self, k: int) -> None:
+        """:meth:`_node_changed` for one node (a start on one node: the common case)."""
+        fl = self._fl
+        a = self._firstl[k]
+        n = self._ndl[k]
+        seg = fl[a:a + n]
+        nf, mx = seg.count(MILLI), max(seg)
+        onf, omx = self._nfl[k], self._mxl[k]
+        if nf == onf and mx == omx:
+            return
+        p = self._pooll[k]
+        if nf != onf:
+            self._nfl[k] = nf
+            self.nf[k] = nf
+        if mx != omx:
+            self._mxl[k] = mx
+            self.mx[k] = mx
+        if self._upl[k]:
+            if nf != onf:
+                cn = self._cnt_nf[p]
+                cn[onf] -= 1
+                cn[nf] += 1
+                self._wholel[p] += (nf == n) * n - (onf == n) * n
+                bk = self._bk[p][nf]
+                heapq.heappush(bk, k)
+                if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
+                    self._rebuild_bucket(p, nf)
+            if mx != omx:
+                cm = self._cnt_mx[p]
+                c = cm[omx] - 1
+                if c:
+                    cm[omx] = c
+                else:
+                    del cm[omx]
+                cm[mx] = cm.get(mx, 0) + 1
+            self._summary(p)
+
     def _rebuild_bucket(self, p: int, b: int) -> None:
         nfl = self._nfl
         self._bk[p][b] = [k for k in self._upn[p].tolist() if nfl[k] == b]  # sorted: a heap
@@ -296,7 +333,10 @@ class Devices:
         re-planned onto its own pool)."""
         if prefer:
             upl, fl, firstl = self._upl, self._fl, self._firstl
-            if all(upl[k] and fl[firstl[k] + i] >= m for k, i, m in prefer):
+            for k, i, m in prefer:
+                if not upl[k] or fl[firstl[k] + i] < m:
+                    break
+            else:
                 return list(prefer)
         if not self._nup[p]:
             return None
@@ -387,7 +427,7 @@ class Devices:
                 one = False
         if one:
             if pl:
-                self._node_changed((k0,))
+                self._node1(k0)
         else:
             self._node_changed(dict.fromkeys([k for k, _, _ in pl]))
 
