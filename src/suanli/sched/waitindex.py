@@ -151,6 +151,14 @@ class WaitIndex:
         if len(gone):
             self.ver[gone] += 1
             self.live[gone] = False
+            # and out of the heaps now, not one by one in later back-fill passes (where a
+            # round's thousands of started jobs would make one pass slow)
+            out = set(gone.tolist())
+            for g, h in enumerate(self.heaps):
+                kept = [e for e in h if e[1] not in out]
+                if len(kept) < len(h):
+                    heapq.heapify(kept)
+                    self.heaps[g] = kept
         same = self.live[slots] & (self.pri[slots] == pri)
         same[same] = (self.score[slots[same]] == scores[same]).all(axis=1)
         return ~same, len(gone)
