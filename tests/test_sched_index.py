@@ -46,6 +46,26 @@ def test_indexed_backfill_decides_like_planning_every_waiting_job(
     within_quota(fast, quota)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(job_st, min_size=5, max_size=50),
+       policy=st.sampled_from(["srpt", "las", "srpt-agnostic", "las-agnostic", "ftf", "fifo"]),
+       squeeze=st.sampled_from([1.0, 0.01]))
+def test_refiling_the_index_in_place_after_a_round_decides_like_a_rebuild(
+    specs: list[tuple], policy: str, squeeze: float
+) -> None:
+    """After a round the index is re-filed in place (jobs whose order key and scores did not
+    change keep their entries; entries of jobs that no longer wait are dropped) unless most
+    entries change. Forced always in place (huge INDEX_SLACK) and always rebuilt (negative
+    INDEX_SLACK): the same decisions."""
+    specs = [(s[0] * squeeze, *s[1:]) for s in specs]
+    out = []
+    for slack in (10**9, -10**9):
+        with mock.patch.object(scheduler_mod, "INDEX_SLACK", slack):
+            out.append(simulate(specs, policy, None, indexed=True))
+    assert out[0].decisions == out[1].decisions
+    np.testing.assert_array_equal(out[0].finish, out[1].finish)
+
+
 def within_quota(res: SimResult, quota: float | None) -> None:
     """Queue "a" never holds more than its quota. (Planning every job broke this once: the
     second, rate-scored pass of share policies started from the running use, not counting

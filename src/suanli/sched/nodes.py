@@ -53,6 +53,8 @@ class Devices:
 
     # a pool's heap is rebuilt when it holds more than 2 x its up nodes + this many entries
     heap_slack = 64
+    # release_many of more placements than this recounts the pools they are in at once
+    bulk_release = 1000
 
     def __init__(self, P: int) -> None:
         self.P = P
@@ -192,6 +194,43 @@ class Devices:
         for p in pools:
             self._summary(p)
 
+    def _node1(self, k: int) -> None:
+        """:meth:`_node_changed` for one node (a start on one node: the common case)."""
+        fl = self._fl
+        a = self._firstl[k]
+        n = self._ndl[k]
+        seg = fl[a:a + n]
+        nf, mx = seg.count(MILLI), max(seg)
+        onf, omx = self._nfl[k], self._mxl[k]
+        if nf == onf and mx == omx:
+            return
+        p = self._pooll[k]
+        if nf != onf:
+            self._nfl[k] = nf
+            self.nf[k] = nf
+        if mx != omx:
+            self._mxl[k] = mx
+            self.mx[k] = mx
+        if self._upl[k]:
+            if nf != onf:
+                cn = self._cnt_nf[p]
+                cn[onf] -= 1
+                cn[nf] += 1
+                self._wholel[p] += (nf == n) * n - (onf == n) * n
+                bk = self._bk[p][nf]
+                heapq.heappush(bk, k)
+                if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
+                    self._rebuild_bucket(p, nf)
+            if mx != omx:
+                cm = self._cnt_mx[p]
+                c = cm[omx] - 1
+                if c:
+                    cm[omx] = c
+                else:
+                    del cm[omx]
+                cm[mx] = cm.get(mx, 0) + 1
+            self._summary(p)
+
     def _rebuild_bucket(self, p: int, b: int) -> None:
         nfl = self._nfl
         self._bk[p][b] = [k for k in self._upn[p].tolist() if nfl[k] == b]  # sorted: a heap
@@ -294,7 +333,10 @@ class Devices:
         re-planned onto its own pool)."""
         if prefer:
             upl, fl, firstl = self._upl, self._fl, self._firstl
-            if all(upl[k] and fl[firstl[k] + i] >= m for k, i, m in prefer):
+            for k, i, m in prefer:
+                if not upl[k] or fl[firstl[k] + i] < m:
+                    break
+            else:
                 return list(prefer)
         if not self._nup[p]:
             return None
@@ -357,28 +399,37 @@ class Devices:
     def _take_on(self, nodes: list[int], d: int) -> Placement:
         out: Placement = []
         left = int(d)
+        if left <= 0:
+            return out
         fl, firstl, ndl = self._fl, self._firstl, self._ndl
         for k in nodes:
             a = firstl[k]
-            for i in range(ndl[k]):
-                if left <= 0:
-                    break
-                if fl[a + i] == MILLI:
-                    m = min(MILLI, left)
-                    out.append((k, i, m))
-                    left -= m
+            for i, v in enumerate(fl[a:a + ndl[k]]):
+                if v == MILLI:
+                    if left > MILLI:
+                        out.append((k, i, MILLI))
+                        left -= MILLI
+                    else:
+                        out.append((k, i, left))
+                        return out
         return out
 
     def take(self, pl: Placement) -> None:
         fl, firstl, npf = self._fl, self._firstl, self.free
-        nodes = []
+        k0 = pl[0][0] if pl else -1
+        one = True
         for k, i, m in pl:
             g = firstl[k] + i
             v = fl[g] - m
             fl[g] = v
             npf[g] = v
-            nodes.append(k)
-        self._node_changed(dict.fromkeys(nodes))
+            if k != k0:
+                one = False
+        if one:
+            if pl:
+                self._node1(k0)
+        else:
+            self._node_changed(dict.fromkeys([k for k, _, _ in pl]))
 
     def down_milli(self, pl: Placement) -> int:
         """Milli-devices of placement ``pl`` on nodes that are not up (drained or failed while
@@ -390,6 +441,9 @@ class Devices:
         self.release_many([pl])
 
     def release_many(self, pls: list[Placement]) -> None:
+        if len(pls) > self.bulk_release:
+            self._release_bulk(pls)
+            return
         fl, firstl = self._fl, self._firstl
         nodes: dict[int, None] = {}
         gs: list[int] = []
@@ -406,6 +460,28 @@ class Devices:
             for g in gs:
                 npf[g] = fl[g]
         self._node_changed(nodes)
+
+    def _release_bulk(self, pls: list[Placement]) -> None:
+        """:meth:`release_many` for many placements (a round releasing every running job):
+        the devices in numpy, then the nodes and summaries of the pools touched recounted
+        (:meth:`update`), instead of one incremental update per node."""
+        flat = [x for pl in pls for x in pl]
+        if not flat:
+            return
+        a = np.asarray(flat, dtype=np.int64).reshape(-1, 3)
+        g = self.first[a[:, 0]] + a[:, 1]
+        np.add.at(self.free, g, a[:, 2])
+        self._fl = self.free.tolist()
+        for p in np.unique(self.pool[a[:, 0]]).tolist():
+            nodes = self._pool_nodes[p]
+            f = self.free[self._pool_devs[p]]
+            off = self._pool_off[p]
+            self.nf[nodes] = np.add.reduceat((f == MILLI).astype(np.int64), off)
+            self.mx[nodes] = np.maximum.reduceat(f, off)
+        self._nfl = self.nf.tolist()
+        self._mxl = self.mx.tolist()
+        for p in np.unique(self.pool[a[:, 0]]).tolist():
+            self.update(p)
 
     def copy(self) -> Devices:
         c = Devices.__new__(Devices)
@@ -442,8 +518,14 @@ class Devices:
         if not pl:
             return ()
         k0 = pl[0][0]
-        if all(k == k0 for k, _, _ in pl):  # one node: the common case
-            return ((self.ids[k0], tuple(sorted([i for _, i, _ in pl]))),)
+        idx = []
+        for k, i, _ in pl:
+            if k != k0:
+                break
+            idx.append(i)
+        else:  # one node: the common case
+            idx.sort()
+            return ((self.ids[k0], tuple(idx)),)
         by: dict[int, list[int]] = {}
         for k, i, _ in pl:
             by.setdefault(k, []).append(i)

@@ -23,6 +23,7 @@ Mechanism
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ SNAPSHOT_VERSION = 2  # 2: devices and placements
 # below it, it plans the whole queue (both give the same placements; the index is cheaper even
 # for short queues, so by default it is always used)
 ELIG_MIN_QUEUE = 0
+# after a round the back-fill index is re-filed in place, or rebuilt when more than a quarter
+# of the waiting jobs (+ this) change, or its heaps would hold more than 2 x waiting + this
+INDEX_SLACK = 1024
 PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
@@ -249,6 +253,10 @@ class Scheduler:
         self._elig_stale: set[int] = set()
         self._pending: dict[int, list[int]] = {}  # demand -> stale slots not filed yet
         self._elig_all_stale = True
+        # the last plan's (slots, order keys, score rows, pools then) and, right after a round,
+        # the round's: reused by the index rebuild that follows the round (_refresh_index)
+        self._last_plan: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._round_plan: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ storage
     def _queue(self, name: str, weight: float = 1.0, quota: float | None = None) -> int:
@@ -449,12 +457,15 @@ class Scheduler:
                 self._dirty = True
         due = self._next_round is not None and now >= self._next_round - 1e-9
         if due:
-            out = self._round(now)
-            if self.waiting:
-                # the round planned on pools' devices as if running jobs could be re-packed;
-                # where kept jobs hold other devices than planned, a planned start may not
-                # fit and room may be left that a back-fill can use
-                out += self._fill(now)
+            try:
+                out = self._round(now)
+                if self.waiting:
+                    # the round planned on pools' devices as if running jobs could be
+                    # re-packed; where kept jobs hold other devices than planned, a planned
+                    # start may not fit and room may be left that a back-fill can use
+                    out += self._fill(now)
+            finally:
+                self._round_plan = None
         elif self.waiting:
             out = self._fill(now)
         else:
@@ -484,7 +495,8 @@ class Scheduler:
 
     def _owe_pools(self, s: int, p: int) -> list[int]:
         """Pools other than ``p`` where job s has a time share."""
-        return [q for q in np.flatnonzero(self.t.share[s] > 1e-6).tolist() if q != p]
+        row = self.t.share[s].tolist()
+        return [q for q in range(self.P) if row[q] > 1e-6 and q != p]
 
     def _owe_count(self, s: int, p: int, by: int) -> None:
         """Count running job s (on pool p) in ``_owe`` (by = 1) or no more (by = -1). Its
@@ -983,7 +995,11 @@ class Scheduler:
         pri = self.policy.queue_order(self.view(), slots, now)
         order = np.lexsort((slots, pri))
         slots = slots[order]
-        return slots, self._scores(slots, now)
+        scores = self._scores(slots, now)
+        # kept for the back-fill index rebuilt right after a round (see _refresh_index)
+        self._last_plan = (slots, np.asarray(pri, dtype=float)[order], scores,
+                           self.t.pool[slots])
+        return slots, scores
 
     def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
         """(job x pool) costs on the policy's normalised scale (see suanli.sched.policies)."""
@@ -1007,11 +1023,13 @@ class Scheduler:
     def _allocate(
         self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray,
         used: np.ndarray | None = None, dev: Devices | None = None,
+        idx: list[int] | None = None,
     ) -> dict[int, int]:
         """Greedy all-or-nothing placement in order; mutates ``free``, ``used`` (queue use
         for the quota check, in milli; default: a copy of the running use) and ``dev`` (the
         devices as planned; default: a copy of the current ones). A gang must fit a pool's
-        nodes (:mod:`suanli.sched.nodes`), not only its free total.
+        nodes (:mod:`suanli.sched.nodes`), not only its free total. ``idx`` (optional) gets
+        the row numbers of the jobs placed, in increasing order.
 
         Vectorised: the (job x pool) "fits now" mask is built once and only the column of the
         pool just used is updated after each placement, so jobs that cannot be placed cost
@@ -1089,6 +1107,8 @@ class Scheduler:
                 tf[p] = tie_l[p] / capf_l[p]
             used_l[q] += d
             out[s] = p
+            if idx is not None:
+                idx.append(i)
             fits = fit_in[p]
             lo, span, hi = dev.thresholds(p)
             gone = [j for j in fits
@@ -1187,15 +1207,18 @@ class Scheduler:
             return []
         # the running quota use is already in self.queue_used
         place = self._place(slots, now, self.free.copy(), self.dev.copy())
+        self._last_plan = None
         return [d for s, p in place.items() if (d := self._start(s, p, now)) is not None]
 
     def _refresh_index(self, now: float) -> None:
         """File the waiting jobs whose priority / scores are not in the index yet (all of
         them after a round)."""
-        if self._elig_all_stale:
+        every = self._elig_all_stale
+        if every:
+            # every waiting job is filed again, in place: those whose order key and scores
+            # did not change keep their entries (WaitIndex.changed); the heaps are rebuilt
+            # from scratch only when stale entries pile up
             todo = np.fromiter(self.waiting, np.int64, len(self.waiting))
-            for ix in self._index:
-                ix.clear()
             self._pending.clear()
         else:
             # jobs are filed once their demand fits some pool: until then (a full cluster
@@ -1226,16 +1249,53 @@ class Scheduler:
                     todo = np.concatenate([todo, np.asarray(more, dtype=np.int64)])
         self._elig_all_stale = False
         self._elig_stale.clear()
+        plan, self._round_plan = self._round_plan, None
         if len(todo) == 0:
             return
         view = self.view()
-        pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
         dem, q = self.t.demand[todo], self.t.qidx[todo]
-        sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))  # = _scores
-        self._index[0].add(todo, pri, sc, self._eligible(sc), dem, q)
+        if plan is not None:
+            # right after a round, at the same time: a job that waited when the round planned
+            # and waits still has the order key and scores the plan gave it (a waiting job's
+            # are its own, fixed while it waits: Policy.fixed_while_waiting); only the jobs
+            # the round stopped are scored again
+            pslots, ppri, pscores, pcur = plan
+            pos = np.full(self._n, -1, dtype=np.int64)
+            pos[pslots] = np.arange(len(pslots))
+            at = pos[todo]
+            reuse = at >= 0
+            reuse[reuse] = pcur[at[reuse]] < 0
+            new = todo[~reuse]
+            pri = np.empty(len(todo))
+            sc = np.empty((len(todo), self.P))
+            pri[reuse] = ppri[at[reuse]]
+            sc[reuse] = pscores[at[reuse]]
+            if len(new):
+                pri[~reuse] = np.asarray(self.policy.queue_order(view, new, now), dtype=float)
+                sc[~reuse] = self.policy.normalise(view, new, self.policy.score(view, new, now))
+        else:
+            pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
+            sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))
+        self._file(self._index[0], todo, pri, sc, dem, q, every)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
             fb = self.policy.backfill_score(view, todo, now)
-            self._index[1].add(todo, pri, fb, self._eligible(fb), dem, q)
+            self._file(self._index[1], todo, pri, fb, dem, q, every)
+
+    def _file(self, ix: WaitIndex, todo: np.ndarray, pri: np.ndarray, sc: np.ndarray,
+              dem: np.ndarray, q: np.ndarray, every: bool) -> None:
+        """File ``todo`` in ``ix``; ``every``: they are all the waiting jobs, and only those
+        whose order key or scores changed need a new entry."""
+        if every:
+            ch, dropped = ix.changed(todo, pri, sc, todo)
+            n = int(ch.sum())
+            if (n + dropped > len(todo) // 4 + INDEX_SLACK
+                    or ix.entries() + n > 2 * len(todo) + INDEX_SLACK):
+                # most entries change (e.g. share policies, whose order keys move every
+                # round) or stale ones piled up: a fresh index is cheaper
+                ix.clear()
+            elif n < len(todo):
+                todo, pri, sc, dem, q = todo[ch], pri[ch], sc[ch], dem[ch], q[ch]
+        ix.add(todo, pri, sc, self._eligible(sc), dem, q)
 
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
@@ -1299,7 +1359,9 @@ class Scheduler:
             free[:] = free0
             for s, p in kept.items():
                 free[p] -= self.t.demand[s]
-            rest = np.fromiter((s not in kept for s in slots.tolist()), bool, len(slots))
+            mark = np.zeros(self._n, dtype=bool)
+            mark[np.fromiter(kept, np.int64, len(kept))] = True
+            rest = ~mark[slots]
             if rest.any():
                 used = self.queue_used.astype(float)
                 for s in kept:
@@ -1316,17 +1378,21 @@ class Scheduler:
         ``free`` and the queue use ``used`` are mutated (the second pass sees what the first
         placed: before, each pass started from the running use and the two together could
         exceed a queue's quota)."""
-        place = self._allocate(slots, scores, free, used, dev)
-        rows = {int(s): scores[i] for i, s in enumerate(slots.tolist()) if s in place}
+        idx: list[int] = []
+        place = self._allocate(slots, scores, free, used, dev, idx)
+        rows = dict(zip(slots[idx].tolist(), scores[idx], strict=True))
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
-            rest = slots[np.fromiter((s not in place for s in slots.tolist()), bool, len(slots))]
+            left = np.ones(len(slots), dtype=bool)
+            left[idx] = False
+            rest = slots[left]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
                 fb = self.policy.backfill_score(self.view(), rest, now)
                 self._favour_current(rest, fb)
-                more = self._allocate(rest, fb, free, used, dev)
+                idx = []
+                more = self._allocate(rest, fb, free, used, dev, idx)
                 place.update(more)
-                rows.update({int(s): fb[i] for i, s in enumerate(rest.tolist()) if s in more})
+                rows.update(zip(rest[idx].tolist(), fb[idx], strict=True))
         return place, rows
 
     def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
@@ -1338,32 +1404,39 @@ class Scheduler:
         another pool strictly better for it; then the others, each on a pool that scores no
         worse for it than its planned one. If some job would fare worse, the plan stands
         (returned with None; else with the devices as re-planned)."""
-        free = free.copy()
         dev = dev.copy()
+        free_l = free.tolist()
         out: dict[int, int] = {}
         pending: list[int] = []
+        keys = np.fromiter(place, np.int64, len(place))
+        cur_of = dict(zip(keys.tolist(), self.t.pool[keys].tolist(), strict=True))
+        dem_of = dict(zip(keys.tolist(), self.t.demand[keys].tolist(), strict=True))
+        placement = self.placement
+        isfinite = math.isfinite
         for s, p in place.items():
-            q = int(self.t.pool[s])
+            q = cur_of[s]
             if q < 0:
                 continue
             row = rows[s]
-            want = q if np.isfinite(row[q]) and row[q] <= row[p] else p
-            d = int(self.t.demand[s])
-            pl = dev.choose(want, d, self.placement.get(s) if want == q else None)
-            if free[want] >= d and pl is not None:
+            rq = float(row[q])
+            want = q if isfinite(rq) and rq <= row[p] else p
+            d = dem_of[s]
+            pl = dev.choose(want, d, placement.get(s) if want == q else None)
+            if free_l[want] >= d and pl is not None:
                 dev.take(pl)
                 out[s] = want
-                free[want] -= d
+                free_l[want] -= d
             else:
                 pending.append(s)
-        for s in [s for s in place if self.t.pool[s] < 0] + pending:
-            d = int(self.t.demand[s])
+        for s in [s for s in place if cur_of[s] < 0] + pending:
+            d = dem_of[s]
             p = place[s]
-            da = np.array([d])
-            if free[p] < d or not dev.fits_pool(da, p)[0]:
+            lo, span, hi = dev.thresholds(p)
+            if free_l[p] < d or not (d <= lo or span < d <= hi):
                 row = rows[s]
                 tol = 1e-9 * abs(row[p]) + 1e-12
-                ok = (row <= row[p] + tol) & (free >= d) & dev.fits(da)[0]
+                ok = ((row <= row[p] + tol) & (np.asarray(free_l) >= d)
+                      & dev.fits(np.array([d]))[0])
                 if not ok.any():
                     return place, None
                 p = int(np.argmin(np.where(ok, row, np.inf)))
@@ -1372,7 +1445,7 @@ class Scheduler:
                 return place, None
             dev.take(pl)
             out[s] = p
-            free[p] -= d
+            free_l[p] -= d
         return out, dev
 
     def _favour_current(self, slots: np.ndarray, scores: np.ndarray) -> None:
@@ -1435,6 +1508,8 @@ class Scheduler:
         np.subtract.at(self.queue_used, t.qidx[move], t.demand[move])
         dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
         place = self._place(act, now, free, dev)
+        self._round_plan = self._last_plan if self._elig_cache else None
+        self._last_plan = None
         self.queue_used = saved_used
         stop = [s for s, p in self.running.items() if s not in pinned and place.get(s) != p]
         out = self._stop_many(stop, now, ["moved" if s in place else "preempted" for s in stop])

@@ -33,11 +33,15 @@ class WaitIndex:
     def __init__(self, P: int) -> None:
         self.P = P
         self.score = np.zeros((0, P))
+        self.pri = np.zeros(0)  # per slot: the priority it was last filed with
         self.ver = np.zeros(0, dtype=np.int64)
+        # per slot: it has an entry of its current version in a heap (filed, not popped)
+        self.live = np.zeros(0, dtype=bool)
         self.clear()
 
     def clear(self) -> None:
         """Forget every group (a full rebuild follows)."""
+        self.live[:] = False
         self._key_of: dict[tuple[int, int, bytes], int] = {}
         self.heaps: list[list[Entry]] = []
         self.dem = np.zeros(0, dtype=np.int64)
@@ -52,7 +56,11 @@ class WaitIndex:
             score[: len(self.score)] = self.score
             ver = np.zeros(cap, dtype=np.int64)
             ver[: len(self.ver)] = self.ver
-            self.score, self.ver = score, ver
+            pri = np.zeros(cap)
+            pri[: len(self.pri)] = self.pri
+            live = np.zeros(cap, dtype=bool)
+            live[: len(self.live)] = self.live
+            self.score, self.ver, self.pri, self.live = score, ver, pri, live
 
     def _group(self, dem: int, q: int, el: np.ndarray) -> int:
         key = (dem, q, el.tobytes())
@@ -75,9 +83,11 @@ class WaitIndex:
             return
         self._room(int(slots.max()) + 1)
         self.score[slots] = scores
+        self.pri[slots] = pri
         self.ver[slots] += 1
         # jobs with nowhere to go are not filed (no pool would ever be chosen for them)
         has = el.any(axis=1)
+        self.live[slots] = has
         if not has.all():
             slots, pri, el, dem, q = slots[has], pri[has], el[has], dem[has], q[has]
         if len(slots) == 0:
@@ -118,6 +128,41 @@ class WaitIndex:
             else:
                 heapq.heappush(heaps[g], e)
 
+    def entries(self) -> int:
+        """Entries in the heaps, stale ones included."""
+        return sum(map(len, self.heaps))
+
+    def changed(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
+                waiting: np.ndarray) -> tuple[np.ndarray, int]:
+        """Re-file in place of a rebuild. First every entry of a slot that is not in
+        ``waiting`` (the slots waiting now) is dropped (so a job that started outside the
+        index and waits again later has none); then, per slot of ``slots`` (all waiting
+        jobs), True where it must be filed again: it has no entry, or one with another
+        priority or score row than ``pri`` / ``scores`` (its demand and queue are fixed);
+        and the number of entries dropped.
+        The entries kept are then exactly those a rebuild would make (heaps are ordered by
+        (priority, slot), groups by demand, queue and the eligible pools of the score row)."""
+        n = int(max(slots.max(initial=-1), waiting.max(initial=-1))) + 1
+        self._room(n)
+        live = self.live[:n]
+        w = np.zeros(n, dtype=bool)
+        w[waiting] = True
+        gone = np.flatnonzero(live & ~w)
+        if len(gone):
+            self.ver[gone] += 1
+            self.live[gone] = False
+            # and out of the heaps now, not one by one in later back-fill passes (where a
+            # round's thousands of started jobs would make one pass slow)
+            out = set(gone.tolist())
+            for g, h in enumerate(self.heaps):
+                kept = [e for e in h if e[1] not in out]
+                if len(kept) < len(h):
+                    heapq.heapify(kept)
+                    self.heaps[g] = kept
+        same = self.live[slots] & (self.pri[slots] == pri)
+        same[same] = (self.score[slots[same]] == scores[same]).all(axis=1)
+        return ~same, len(gone)
+
     def valid(self, e: Entry, waiting: Container[int]) -> bool:
         return e[1] in waiting and e[2] == self.ver[e[1]]
 
@@ -153,7 +198,9 @@ class WaitIndex:
             for g in cand.tolist():
                 h = self.heaps[g]
                 while h and not self.valid(h[0], waiting):
-                    heapq.heappop(h)
+                    e = heapq.heappop(h)
+                    if e[2] == self.ver[e[1]]:
+                        self.live[e[1]] = False
                 if not h:
                     ok[g] = False  # empty group: dropped
                     continue
@@ -161,4 +208,5 @@ class WaitIndex:
                     best, bg = h[0], g
             if best is not None:
                 heapq.heappop(self.heaps[bg])
+                self.live[best[1]] = False
                 return best[1], bg, elf[bg]
