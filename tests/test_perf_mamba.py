@@ -12,7 +12,8 @@ from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
 from suanli.perf.hardware import build_hardware
 from suanli.perf.models import ModelShape, get_model, model_from_dict
-from suanli.perf.train import SSD_GEMM_RATIO, SSD_STATE_BYTES, TrainSpec, evaluate
+from suanli.perf.ssm import mamba_flops_per_token, mamba_kernels, mamba_mixer_times
+from suanli.perf.train import SSD_GEMM_RATIO, TrainSpec, evaluate
 
 TINY = dict(
     name="tiny-hybrid", n_layers=3, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
@@ -61,21 +62,25 @@ def test_ssd_flops_by_hand() -> None:
 
 
 def test_ssd_operator_time_by_hand() -> None:
-    """The SSD scan is max(FLOPs / (16-bit GEMM rate x SSD_GEMM_RATIO), bytes / bandwidth),
-    forward + 2x backward; bytes = x, B, C, dt in and y out (16-bit) + 12 bytes per chunk-state
-    element per chunk."""
+    """The Mamba-2 mixer (conv1d, SSD scan, gated norm, layout copies) is the sum over its
+    kernels of max(FLOPs / (16-bit GEMM rate x SSD_GEMM_RATIO), bytes / bandwidth): forward
+    once, backward (with its recomputation) once."""
     m = tiny()
     hw = build_hardware(load_catalog().get("nvidia_a100_sxm_80"), "bf16")
     s, mb = 1024, 2
     res = evaluate(TrainSpec(model=m, seq_len=s, global_batch=2), hw, tp=1, pp=1, dp=1, mb=mb,
                    recompute=0, zero=1)
     T = mb * s
-    comp = T * m.ssd_flops_fwd(s) * 3.0 / (hw.flops_16 * SSD_GEMM_RATIO)
-    io = (2 * 128 + 2 * 2 * 32 + 8) * 2.0
-    state = 8 * 32 * 16 * SSD_STATE_BYTES / 8
-    mem = T * (io + state) * 3.0 / hw.hbm_bw
-    assert float(res["t_ssd"][0] if np.ndim(res["t_ssd"]) else res["t_ssd"]) == \
-        pytest.approx(max(comp, mem), rel=1e-9)
+    rate = hw.flops_16 * SSD_GEMM_RATIO
+    by_hand = sum(max(float(k.flops) / rate, float(k.bytes) / hw.hbm_bw)
+                  for k in mamba_kernels(m, s, 1, mb))
+    assert float(np.ravel(res["t_ssd"])[0]) == pytest.approx(T * by_hand, rel=1e-9)
+    # full recompute reruns the forward kernels once more
+    res_f = evaluate(TrainSpec(model=m, seq_len=s, global_batch=2), hw, tp=1, pp=1, dp=1,
+                     mb=mb, recompute=2, zero=1)
+    t_f, _ = mamba_mixer_times(m, s, 1, mb, rate, hw.hbm_bw)
+    assert float(np.ravel(res_f["t_ssd"])[0]) - float(np.ravel(res["t_ssd"])[0]) == \
+        pytest.approx(T * float(t_f), rel=1e-9)
     # a transformer has no SSD time; removing the Mamba block removes its time and bytes
     res_t = evaluate(TrainSpec(model=get_model("llama3-8b"), seq_len=s, global_batch=2), hw,
                      tp=1, pp=1, dp=1, mb=mb, recompute=0, zero=1)
@@ -83,6 +88,39 @@ def test_ssd_operator_time_by_hand() -> None:
     res_n = evaluate(TrainSpec(model=tiny(hybrid_pattern="-*E", mamba_heads=0), seq_len=s,
                                global_batch=2), hw, tp=1, pp=1, dp=1, mb=mb, recompute=0, zero=1)
     assert float(np.ravel(res_n["t_ssd"])[0]) == 0.0
+
+
+def test_ssd_kernel_flops_by_hand() -> None:
+    """Tensor-core FLOPs per token of mamba_ssm's kernels: forward chunk_state (2 H P N),
+    bmm_chunk (2 Q G N, full chunk), chunk_scan (Q H P causal half + 2 H P N); backward
+    recomputes chunk_state and bmm_chunk, then dstates, dx, dB, dC (2 H P N each, dx also
+    Q H P), dcb and ddAcs (Q H P each) and two bmm_chunk backward passes (2 Q G N each)."""
+    m = tiny()
+    q, g, n, h, p = 8.0, 2.0, 32.0, 8.0, 16.0
+    f, b = mamba_flops_per_token(m, 1024)
+    assert f == 4 * h * p * n + q * h * p + 2 * q * g * n
+    assert b == 10 * h * p * n + 3 * q * h * p + 6 * q * g * n
+    # Nemotron 3 Nano: the backward is ~2.6x the forward, not the 2x of a GEMM
+    fn, bn = mamba_flops_per_token(get_model("nemotron3-nano-30b-a3b"), 8192)
+    assert 2.5 < bn / fn < 2.8
+
+
+def test_mamba_kernels_split_with_tp_and_copy_only_for_batches() -> None:
+    m = get_model("nemotron3-nano-30b-a3b")
+    rate, bw = 200e12, 5e12
+    f1, b1 = mamba_mixer_times(m, 8192, 1, 2, rate, bw)
+    f2, b2 = mamba_mixer_times(m, 8192, 2, 2, rate, bw)
+    # tp = 2 halves every kernel's heads / groups (the dt / state terms scale the same way)
+    assert float(f2) == pytest.approx(float(f1) / 2, rel=1e-9)
+    assert float(b2) == pytest.approx(float(b1) / 2, rel=1e-9)
+    # a single-sequence micro-batch skips the (l, b, d) <-> (b, l, d) copies
+    k1 = {k.name: float(k.bytes) for k in mamba_kernels(m, 8192, 1, 1)}
+    k2 = {k.name: float(k.bytes) for k in mamba_kernels(m, 8192, 1, 4)}
+    copies = [n for n in k1 if "contiguous (" in n or n == "grad y contiguous"]
+    assert len(copies) == 4 and all(k1[c] == 0.0 and k2[c] > 0.0 for c in copies)
+    # arrays of layouts evaluate at once and agree with the scalars
+    fa, ba = mamba_mixer_times(m, 8192, np.array([1, 2]), np.array([2, 2]), rate, bw)
+    assert np.allclose(fa, [float(f1), float(f2)]) and np.allclose(ba, [float(b1), float(b2)])
 
 
 def test_mamba_gemms_and_activations_scale_with_the_block() -> None:

@@ -26,6 +26,7 @@ from suanli.perf.efficiency import (
 from suanli.perf.framework import DEFAULT_FRAMEWORK, LAUNCH_S, get_framework
 from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
+from suanli.perf.ssm import mamba_mixer_times
 
 RECOMPUTE = ("none", "selective", "full")
 # Megatron-Core's selective-recompute submodules (`TransformerConfig.recompute_modules`,
@@ -47,10 +48,6 @@ OPT_BYTES_PER_PARAM = 30.0
 # Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
 ATTN_BWD_MULT = 2.5
 LOGIT_BYTES = 14.0
-# SSD chunk states, HBM bytes per state element per chunk (forward): written in fp32 by the
-# chunk-state kernel (4), read (4) and written in 16-bit (2) by the state passing, read by the
-# chunk scan (2) -- the mamba_ssm / Megatron SSD kernels' dtypes
-SSD_STATE_BYTES = 12.0
 # Achieved rate of the SSD chunk kernels relative to the chip's measured 16-bit GEMM rate:
 # tile-ai/tilelang benchmark/mamba2/README.md (PR #1109), Mamba-2 chunk-scan forward on an
 # H800 SXM (batch 8, 80 heads, head dim 64, state 128, chunk 256, seq 8192): 134.4 TFLOPS,
@@ -348,24 +345,15 @@ def evaluate(
         score_elems = mb * (m.n_heads / tp) * s * (s / cp) * n_A
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
-    # ---- Mamba-2 SSD scan (chunked, Dao & Gu 2024 section 6) ----------------------------
-    # A compute op on the tensor cores in 16-bit at SSD_GEMM_RATIO x the chip's 16-bit GEMM
-    # rate (a published chunk-scan micro-benchmark, see SSD_GEMM_RATIO); the FLOPs are
-    # ModelShape.ssd_flops_fwd, counted as that benchmark counts them (causal half of each
-    # chunk's diagonal block). Memory: x, B, C, dt read and y written (16-bit), plus the chunk
-    # states (heads x state x head_dim per chunk) written in fp32 by the chunk-state kernel,
-    # read and re-written (16-bit) by the state passing, read by the chunk scan: 12 bytes per
-    # state element per chunk. Backward = twice the forward (FLOPs and bytes, as for the GEMMs),
-    # recomputed forward under full recompute. Time = max(compute, memory).
+    # ---- Mamba-2 mixer between in_proj and out_proj (chunked SSD, Dao & Gu 2024 s. 6) ----
+    # Kernel by kernel (suanli.perf.ssm: Megatron-Core's MambaMixer training path, mamba_ssm's
+    # conv1d + SSD forward / backward kernels, the gated RMSNorm and the layout copies), each
+    # max(tensor-core FLOPs / (SSD_GEMM_RATIO x the 16-bit GEMM rate), bytes / bandwidth);
+    # forward rerun under full recompute.
     t_ssd: float | np.ndarray = 0.0
     if m.n_mamba_layers:
-        q_chunk = float(min(m.ssd_chunk, spec.seq_len))
-        ssd_f = T / tp * m.ssd_flops_fwd(s) * n_M
-        ssd_c = ssd_f * (3.0 + full) / (hw.flops_16 * SSD_GEMM_RATIO)
-        st = float(m.mamba_heads * m.mamba_state * m.mamba_head_dim)
-        io = (2.0 * m.d_inner + 2.0 * m.mamba_groups * m.mamba_state + m.mamba_heads) * 2.0
-        ssd_b = T / tp * n_M * (io + st * SSD_STATE_BYTES / q_chunk) * (3.0 + full)
-        t_ssd = np.maximum(ssd_c, ssd_b / bw)
+        t_mf, t_mb = mamba_mixer_times(m, s / cp, tp, mb, hw.flops_16 * SSD_GEMM_RATIO, bw)
+        t_ssd = T * n_M * (t_mf * (1.0 + full) + t_mb)
 
     # ---- memory-bound element-wise work ------------------------------------------------
     # one norm per block; under FP8 / FP4 a norm fused with the next GEMM's input cast writes
@@ -396,10 +384,8 @@ def evaluate(
         perm_b = n_Fm * 8.0 * max(m.top_k, 1) * ew
         if spec.ep_dispatch == "alltoall":
             perm_b = perm_b * np.where((ep > 1) & (float(m.n_experts) / ep > 1.0), 2.0, 1.0)
-    # Mamba-2 block: causal depthwise conv1d (+ SiLU) over x, B, C (read + write 16-bit) and
-    # the gated RMSNorm y * silu(z) (read y, z, write the out_proj input)
-    mamba_b = n_M * (4.0 * m.mamba_conv_dim + 6.0 * m.d_inner)
-    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b + mamba_b) * fw.elementwise_passes
+    # (the Mamba-2 block's conv1d, gated RMSNorm and copies are in t_ssd, kernel by kernel)
+    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
     # element-wise forward bytes selective recompute runs again: the routed experts'
     # activation ("moe_act"), the separate pre-MLP norm of MoE blocks ("layernorm"; dense
