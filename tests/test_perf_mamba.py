@@ -217,3 +217,33 @@ def test_hybrid_shape_from_yaml_mapping_and_bad_patterns() -> None:
         tiny(mamba_heads=0)
     with pytest.raises(SuanliError, match="mamba_groups"):
         tiny(mamba_groups=3)
+
+
+def test_mtp_kept_bf16_costs_its_gemms_at_16_bit_only_under_low_precision() -> None:
+    """keep_mtp_spec_in_bf16: the MTP depths' GEMMs run at the 16-bit rate while the main
+    model's run FP8; at BF16 the flag changes nothing."""
+    from dataclasses import replace
+
+    from suanli.perf.train import _mtp_bf16_extra
+
+    light = get_model("nemotron3.5-lightning-30b-a3b")
+    assert light.mtp_bf16 and get_model("nemotron3-super-120b-a12b").mtp_bf16
+    plain = replace(light, mtp_bf16=False)
+    kw = dict(tp=1, pp=1, dp=1, ep=1, mb=1, recompute=0, zero=1)
+    spec = dict(seq_len=4096, global_batch=1)
+    fp8 = build_hardware(load_catalog().get("nvidia_h100_sxm"), "fp8")
+    r_keep = evaluate(TrainSpec(model=light, **spec), fp8, **kw)
+    r_fp8 = evaluate(TrainSpec(model=plain, **spec), fp8, **kw)
+    diff = float(np.ravel(r_keep["t_gemm"])[0]) - float(np.ravel(r_fp8["t_gemm"])[0])
+    m = light
+    out_k = float(m.n_heads * m.v_dim)
+    in_n = (m.attn_params - out_k * m.d_model) / m.d_model
+    extra = _mtp_bf16_extra(m, 4096.0, 1, 1, in_n, out_k, fp8.flops, fp8.flops_16,
+                            fp8.hbm_bw, fp8.gemm_bytes, 1.0)
+    assert diff > 0.0
+    # forward + dgrad + wgrad of two depths
+    assert diff == pytest.approx(3.0 * 2 * float(np.ravel(extra)[0]), rel=1e-6)
+    bf16 = build_hardware(load_catalog().get("nvidia_h100_sxm"), "bf16")
+    a = evaluate(TrainSpec(model=light, **spec), bf16, **kw)
+    b = evaluate(TrainSpec(model=plain, **spec), bf16, **kw)
+    assert float(np.ravel(a["step_time"])[0]) == float(np.ravel(b["step_time"])[0])

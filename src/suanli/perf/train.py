@@ -155,6 +155,44 @@ def _gemm(
     return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
 
 
+def _mtp_bf16_extra(
+    m: ModelShape, T: ArrayLike, tp: ArrayLike, ep: ArrayLike, in_n: float, out_k: float,
+    rate: float, rate16: float, bw: float, gb: float, imbalance: float,
+) -> np.ndarray:
+    """Extra forward GEMM time of one multi-token-prediction depth (one attention block + one
+    FFN block, dense or MoE, of the main model's shapes) when it runs 16-bit instead of at the
+    recipe's ``gb``-byte precision: its GEMMs at (``rate16``, 2 bytes) minus at (``rate``,
+    ``gb``). Megatron-Bridge's ``keep_mtp_spec_in_bf16`` (the Nemotron 3 recipes; the
+    Nemotron-H bridge sets it for every checkpoint with MTP layers,
+    src/megatron/bridge/models/nemotronh/nemotron_h_bridge.py) keeps the MTP block's
+    modules out of the FP8 / FP4 recipe."""
+    d = float(m.d_model)
+    T, tp, ep = _f(T), _f(tp), _f(ep)
+    shapes: list[tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]] = [
+        (T, in_n / tp, d, 1.0), (T, d, out_k / tp, 1.0)]
+    mats = float(m.ffn_mats)
+    if m.is_moe:
+        E, k, ff, ew = float(m.n_experts), float(m.top_k), float(m.d_ff), float(m.expert_width)
+        m_e = np.maximum(T / tp * k * ep / E, 1.0)
+        shapes += [(m_e, (mats - 1) * ff, ew, E / ep), (m_e, ew, ff, E / ep)]
+        wsh = float(m.shared_width)
+        if wsh:
+            shapes += [(T, (mats - 1) * wsh / tp, d, 1.0), (T, d, wsh / tp, 1.0)]
+        if m.moe_latent:
+            shapes += [(T, ew / tp, d, 1.0), (T, d, ew / tp, 1.0)]
+    else:
+        ffw = m.dense_ffn_params / (mats * d)
+        shapes += [(T, (mats - 1) * ffw / tp, d, 1.0), (T, d, ffw / tp, 1.0)]
+    extra: np.ndarray = np.zeros(np.broadcast(T, tp, ep).shape)
+    for i, (M, N, K, c) in enumerate(shapes):
+        t16, _ = _gemm(M, N, K, rate16, bw, 2.0, c)
+        tlp, _ = _gemm(M, N, K, rate, bw, gb, c)
+        # the routed experts wait for the busiest rank (moe_imbalance), as in the main blocks
+        w = imbalance if (m.is_moe and i in (2, 3)) else 1.0
+        extra = extra + w * (t16 - tlp)
+    return extra
+
+
 def _remote_nodes(E: float, k: float, nodes: ArrayLike) -> np.ndarray:
     """Expected number of *other* nodes a token's ``k`` routed experts (drawn uniformly without
     replacement from ``E``, spread evenly over ``nodes`` nodes) live on."""
@@ -316,6 +354,11 @@ def evaluate(
         t_eh, f_eh = _gemm(T, d / tp, 2.0 * d, hw.flops_16, bw, 2.0)
         t_stage_gemm = t_stage_gemm + D * t_eh
         f_stage = f_stage + D * f_eh
+        if m.mtp_bf16 and gb < 2.0:
+            # keep_mtp_spec_in_bf16 (Nemotron 3 recipes): the MTP depth's attention and
+            # FFN / MoE GEMMs run 16-bit while the main model's run FP8 / FP4
+            t_stage_gemm = t_stage_gemm + D * _mtp_bf16_extra(
+                m, T, tp, ep, in_n, out_k, rate, hw.flops_16, bw, gb, spec.moe_imbalance)
     n_heads_pass = 1.0 + D
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
     t_gemm = t_stage_gemm * (3.0 + full) + t_head * 3.0 * n_heads_pass + t_rec
