@@ -247,3 +247,19 @@ def test_mtp_kept_bf16_costs_its_gemms_at_16_bit_only_under_low_precision() -> N
     a = evaluate(TrainSpec(model=light, **spec), bf16, **kw)
     b = evaluate(TrainSpec(model=plain, **spec), bf16, **kw)
     assert float(np.ravel(a["step_time"])[0]) == float(np.ravel(b["step_time"])[0])
+
+
+def test_hybrid_layouts_evaluate_as_arrays_like_one_by_one() -> None:
+    """The vectorised layout evaluation (arrays of tp / cp / mb, as the search passes them)
+    gives each layout the same Mamba time as evaluating it alone."""
+    hw = build_hardware(load_catalog().get("nvidia_h100_sxm"), "fp8")
+    spec = TrainSpec(model=get_model("nemotron3-nano-30b-a3b"), seq_len=8192, global_batch=64)
+    lay = dict(tp=np.array([1, 2, 1]), cp=np.array([1, 1, 2]), mb=np.array([1, 2, 2]),
+               pp=np.ones(3), dp=np.array([8, 4, 4]), ep=np.array([8, 8, 8]),
+               recompute=np.zeros(3, dtype=int), zero=np.ones(3, dtype=int))
+    res = evaluate(spec, hw, **lay)  # type: ignore[arg-type]
+    for i in range(3):
+        one = evaluate(spec, hw, **{k: v[i].item() for k, v in lay.items()})  # type: ignore[arg-type]
+        assert float(np.ravel(res["t_ssd"])[i]) == pytest.approx(
+            float(np.ravel(one["t_ssd"])[0]), rel=1e-12)
+        assert float(np.ravel(res["t_ssd"])[i]) > 0.0

@@ -63,7 +63,7 @@ class Kernel:
     bytes: np.ndarray | float
 
 
-def mamba_kernels(m: ModelShape, seq_len: float, tp: ArrayLike = 1,
+def mamba_kernels(m: ModelShape, seq_len: ArrayLike, tp: ArrayLike = 1,
                   mb: ArrayLike = 1) -> list[Kernel]:
     """The kernels of one Mamba-2 block's mixer (between in_proj and out_proj) in training,
     forward and backward, with FLOPs and bytes per token on one tensor-parallel rank (heads and
@@ -72,7 +72,7 @@ def mamba_kernels(m: ModelShape, seq_len: float, tp: ArrayLike = 1,
     h = m.mamba_heads / tp_a
     g = m.mamba_groups / tp_a
     p, n = float(m.mamba_head_dim), float(m.mamba_state)
-    q = float(min(m.ssd_chunk, max(seq_len, 1.0)))
+    q = np.minimum(float(m.ssd_chunk), np.maximum(np.asarray(seq_len, dtype=float), 1.0))
     hp = h * p
     gn = g * n
     cd = hp + 2.0 * gn  # conv channels: x, B, C
@@ -131,11 +131,12 @@ def mamba_kernels(m: ModelShape, seq_len: float, tp: ArrayLike = 1,
     return fwd + bwd
 
 
-def mamba_mixer_times(m: ModelShape, seq_len: float, tp: ArrayLike, mb: ArrayLike,
+def mamba_mixer_times(m: ModelShape, seq_len: ArrayLike, tp: ArrayLike, mb: ArrayLike,
                       ssd_rate: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
     """Seconds per token on one device of one Mamba-2 mixer's non-GEMM kernels: (forward,
     backward). Each kernel costs max(FLOPs / ``ssd_rate``, bytes / ``bw``)."""
-    t_f: np.ndarray = np.zeros(np.broadcast(np.asarray(tp), np.asarray(mb)).shape)
+    t_f: np.ndarray = np.zeros(np.broadcast(np.asarray(tp), np.asarray(mb),
+                                            np.asarray(seq_len)).shape)
     t_b = t_f.copy()
     for k in mamba_kernels(m, seq_len, tp, mb):
         t = np.maximum(np.asarray(k.flops) / ssd_rate, np.asarray(k.bytes) / bw)
