@@ -12,7 +12,8 @@ from suanli.catalog.loader import load_catalog
 from suanli.errors import SuanliError
 from suanli.perf.hardware import build_hardware
 from suanli.perf.models import ModelShape, get_model, model_from_dict
-from suanli.perf.train import SSD_GEMM_RATIO, SSD_STATE_BYTES, TrainSpec, evaluate
+from suanli.perf.ssm import mamba_flops_per_token, mamba_kernels, mamba_mixer_times
+from suanli.perf.train import SSD_GEMM_RATIO, TrainSpec, evaluate
 
 TINY = dict(
     name="tiny-hybrid", n_layers=3, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
@@ -61,21 +62,25 @@ def test_ssd_flops_by_hand() -> None:
 
 
 def test_ssd_operator_time_by_hand() -> None:
-    """The SSD scan is max(FLOPs / (16-bit GEMM rate x SSD_GEMM_RATIO), bytes / bandwidth),
-    forward + 2x backward; bytes = x, B, C, dt in and y out (16-bit) + 12 bytes per chunk-state
-    element per chunk."""
+    """The Mamba-2 mixer (conv1d, SSD scan, gated norm, layout copies) is the sum over its
+    kernels of max(FLOPs / (16-bit GEMM rate x SSD_GEMM_RATIO), bytes / bandwidth): forward
+    once, backward (with its recomputation) once."""
     m = tiny()
     hw = build_hardware(load_catalog().get("nvidia_a100_sxm_80"), "bf16")
     s, mb = 1024, 2
     res = evaluate(TrainSpec(model=m, seq_len=s, global_batch=2), hw, tp=1, pp=1, dp=1, mb=mb,
                    recompute=0, zero=1)
     T = mb * s
-    comp = T * m.ssd_flops_fwd(s) * 3.0 / (hw.flops_16 * SSD_GEMM_RATIO)
-    io = (2 * 128 + 2 * 2 * 32 + 8) * 2.0
-    state = 8 * 32 * 16 * SSD_STATE_BYTES / 8
-    mem = T * (io + state) * 3.0 / hw.hbm_bw
-    assert float(res["t_ssd"][0] if np.ndim(res["t_ssd"]) else res["t_ssd"]) == \
-        pytest.approx(max(comp, mem), rel=1e-9)
+    rate = hw.flops_16 * SSD_GEMM_RATIO
+    by_hand = sum(max(float(k.flops) / rate, float(k.bytes) / hw.hbm_bw)
+                  for k in mamba_kernels(m, s, 1, mb))
+    assert float(np.ravel(res["t_ssd"])[0]) == pytest.approx(T * by_hand, rel=1e-9)
+    # full recompute reruns the forward kernels once more
+    res_f = evaluate(TrainSpec(model=m, seq_len=s, global_batch=2), hw, tp=1, pp=1, dp=1,
+                     mb=mb, recompute=2, zero=1)
+    t_f, _ = mamba_mixer_times(m, s, 1, mb, rate, hw.hbm_bw)
+    assert float(np.ravel(res_f["t_ssd"])[0]) - float(np.ravel(res["t_ssd"])[0]) == \
+        pytest.approx(T * float(t_f), rel=1e-9)
     # a transformer has no SSD time; removing the Mamba block removes its time and bytes
     res_t = evaluate(TrainSpec(model=get_model("llama3-8b"), seq_len=s, global_batch=2), hw,
                      tp=1, pp=1, dp=1, mb=mb, recompute=0, zero=1)
@@ -83,6 +88,39 @@ def test_ssd_operator_time_by_hand() -> None:
     res_n = evaluate(TrainSpec(model=tiny(hybrid_pattern="-*E", mamba_heads=0), seq_len=s,
                                global_batch=2), hw, tp=1, pp=1, dp=1, mb=mb, recompute=0, zero=1)
     assert float(np.ravel(res_n["t_ssd"])[0]) == 0.0
+
+
+def test_ssd_kernel_flops_by_hand() -> None:
+    """Tensor-core FLOPs per token of mamba_ssm's kernels: forward chunk_state (2 H P N),
+    bmm_chunk (2 Q G N, full chunk), chunk_scan (Q H P causal half + 2 H P N); backward
+    recomputes chunk_state and bmm_chunk, then dstates, dx, dB, dC (2 H P N each, dx also
+    Q H P), dcb and ddAcs (Q H P each) and two bmm_chunk backward passes (2 Q G N each)."""
+    m = tiny()
+    q, g, n, h, p = 8.0, 2.0, 32.0, 8.0, 16.0
+    f, b = mamba_flops_per_token(m, 1024)
+    assert f == 4 * h * p * n + q * h * p + 2 * q * g * n
+    assert b == 10 * h * p * n + 3 * q * h * p + 6 * q * g * n
+    # Nemotron 3 Nano: the backward is ~2.6x the forward, not the 2x of a GEMM
+    fn, bn = mamba_flops_per_token(get_model("nemotron3-nano-30b-a3b"), 8192)
+    assert 2.5 < bn / fn < 2.8
+
+
+def test_mamba_kernels_split_with_tp_and_copy_only_for_batches() -> None:
+    m = get_model("nemotron3-nano-30b-a3b")
+    rate, bw = 200e12, 5e12
+    f1, b1 = mamba_mixer_times(m, 8192, 1, 2, rate, bw)
+    f2, b2 = mamba_mixer_times(m, 8192, 2, 2, rate, bw)
+    # tp = 2 halves every kernel's heads / groups (the dt / state terms scale the same way)
+    assert float(f2) == pytest.approx(float(f1) / 2, rel=1e-9)
+    assert float(b2) == pytest.approx(float(b1) / 2, rel=1e-9)
+    # a single-sequence micro-batch skips the (l, b, d) <-> (b, l, d) copies
+    k1 = {k.name: float(k.bytes) for k in mamba_kernels(m, 8192, 1, 1)}
+    k2 = {k.name: float(k.bytes) for k in mamba_kernels(m, 8192, 1, 4)}
+    copies = [n for n in k1 if "contiguous (" in n or n == "grad y contiguous"]
+    assert len(copies) == 4 and all(k1[c] == 0.0 and k2[c] > 0.0 for c in copies)
+    # arrays of layouts evaluate at once and agree with the scalars
+    fa, ba = mamba_mixer_times(m, 8192, np.array([1, 2]), np.array([2, 2]), rate, bw)
+    assert np.allclose(fa, [float(f1), float(f2)]) and np.allclose(ba, [float(b1), float(b2)])
 
 
 def test_mamba_gemms_and_activations_scale_with_the_block() -> None:
@@ -179,3 +217,49 @@ def test_hybrid_shape_from_yaml_mapping_and_bad_patterns() -> None:
         tiny(mamba_heads=0)
     with pytest.raises(SuanliError, match="mamba_groups"):
         tiny(mamba_groups=3)
+
+
+def test_mtp_kept_bf16_costs_its_gemms_at_16_bit_only_under_low_precision() -> None:
+    """keep_mtp_spec_in_bf16: the MTP depths' GEMMs run at the 16-bit rate while the main
+    model's run FP8; at BF16 the flag changes nothing."""
+    from dataclasses import replace
+
+    from suanli.perf.train import _mtp_bf16_extra
+
+    light = get_model("nemotron3.5-lightning-30b-a3b")
+    assert light.mtp_bf16 and get_model("nemotron3-super-120b-a12b").mtp_bf16
+    plain = replace(light, mtp_bf16=False)
+    kw = dict(tp=1, pp=1, dp=1, ep=1, mb=1, recompute=0, zero=1)
+    spec = dict(seq_len=4096, global_batch=1)
+    fp8 = build_hardware(load_catalog().get("nvidia_h100_sxm"), "fp8")
+    r_keep = evaluate(TrainSpec(model=light, **spec), fp8, **kw)
+    r_fp8 = evaluate(TrainSpec(model=plain, **spec), fp8, **kw)
+    diff = float(np.ravel(r_keep["t_gemm"])[0]) - float(np.ravel(r_fp8["t_gemm"])[0])
+    m = light
+    out_k = float(m.n_heads * m.v_dim)
+    in_n = (m.attn_params - out_k * m.d_model) / m.d_model
+    extra = _mtp_bf16_extra(m, 4096.0, 1, 1, in_n, out_k, fp8.flops, fp8.flops_16,
+                            fp8.hbm_bw, fp8.gemm_bytes, 1.0)
+    assert diff > 0.0
+    # forward + dgrad + wgrad of two depths
+    assert diff == pytest.approx(3.0 * 2 * float(np.ravel(extra)[0]), rel=1e-6)
+    bf16 = build_hardware(load_catalog().get("nvidia_h100_sxm"), "bf16")
+    a = evaluate(TrainSpec(model=light, **spec), bf16, **kw)
+    b = evaluate(TrainSpec(model=plain, **spec), bf16, **kw)
+    assert float(np.ravel(a["step_time"])[0]) == float(np.ravel(b["step_time"])[0])
+
+
+def test_hybrid_layouts_evaluate_as_arrays_like_one_by_one() -> None:
+    """The vectorised layout evaluation (arrays of tp / cp / mb, as the search passes them)
+    gives each layout the same Mamba time as evaluating it alone."""
+    hw = build_hardware(load_catalog().get("nvidia_h100_sxm"), "fp8")
+    spec = TrainSpec(model=get_model("nemotron3-nano-30b-a3b"), seq_len=8192, global_batch=64)
+    lay = dict(tp=np.array([1, 2, 1]), cp=np.array([1, 1, 2]), mb=np.array([1, 2, 2]),
+               pp=np.ones(3), dp=np.array([8, 4, 4]), ep=np.array([8, 8, 8]),
+               recompute=np.zeros(3, dtype=int), zero=np.ones(3, dtype=int))
+    res = evaluate(spec, hw, **lay)  # type: ignore[arg-type]
+    for i in range(3):
+        one = evaluate(spec, hw, **{k: v[i].item() for k, v in lay.items()})  # type: ignore[arg-type]
+        assert float(np.ravel(res["t_ssd"])[i]) == pytest.approx(
+            float(np.ravel(one["t_ssd"])[0]), rel=1e-12)
+        assert float(np.ravel(res["t_ssd"])[i]) > 0.0

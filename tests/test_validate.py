@@ -148,7 +148,7 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
     """Current figures (docs/perf-model.md): NeMo headline median |error| 17.0 % over 72 rows
-    (all 134 predicted rows 17.0 %, mean signed +18.6 %), MPT 7.7 %. MPT meets the issue's
+    (mean signed +16.7 %; all 134 predicted rows 17.0 %), MPT 7.7 %. MPT meets the issue's
     target (<= 10 % per file); NeMo does not yet, this guards against regressions. History:
     13.5 % at 12.8 %; round 5 added the FP8 casts of every routed MoE copy and moved the median
     to 13.6 % (56 rows). Round 6 (issue 7, hybrid Mamba) made the 16 headline rows of the
@@ -156,7 +156,9 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     they come out 45-85 % optimistic except Ultra (+3 / +29 %) and Super on B200 (+17 / -2 %),
     which moved the file's headline median to 17.3 %. Round 7 (recipe recompute settings,
     `recompute_modules` per row from the Megatron-Bridge files) moved it to 17.0 % (mean signed
-    +19.4 -> +18.6 %). The rows the model could already express are guarded on their own at
+    +19.4 -> +18.6 %). Round 8 (the Mamba-2 mixer kernel by kernel, the Nemotron 3 MTP depths
+    in BF16) moved the mean signed to +16.7 % and the hybrid group +43.3 -> +34.8 %. The rows
+    the model could already express are guarded on their own at
     the old bound (13.6 %). The Blackwell systems' errors (specs and micro-benchmarks only,
     nothing derived from their rows) are reported per chip."""
     from statistics import median
@@ -170,13 +172,16 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
     assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 17.1
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 18.7
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.8
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"
            and r.error_pct is not None and r.architecture in ("dense", "MoE")]
     assert len(old) == 56 and median(old) <= 13.7
     assert head["mpt_a100_training.csv"]["superseded"] == 0
+    hybrid = rep.groups(headline=True)["architecture"]["hybrid Mamba"]
+    assert hybrid["predicted"] == 16 and hybrid["mean_signed_error_pct"] <= 34.9
+    assert hybrid["median_abs_error_pct"] <= 38.4
     chips = rep.groups(headline=True)["chip"]
     for name in ("B200", "B300", "GB200", "GB300"):
         assert chips[name]["predicted"] >= 5 and chips[name]["mean_signed_error_pct"] is not None

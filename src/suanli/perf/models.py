@@ -92,6 +92,10 @@ class ModelShape:
     # the MTP depths reuse one module's weights (Megatron `mtp_use_repeated_layer`): the
     # compute is per depth, the parameters are one module's
     mtp_shared_weights: bool = False
+    # the MTP depths' GEMMs stay 16-bit under FP8 / FP4 recipes (Megatron-Bridge
+    # `keep_mtp_spec_in_bf16`, set by the Nemotron 3 recipes and by the Nemotron-H bridge for
+    # every checkpoint with MTP layers)
+    mtp_bf16: bool = False
     source: str = ""  # where the shape comes from (config file, report)
     published_params: float | None = None  # the publisher's own count (for tests / display)
     published_active: float | None = None
@@ -447,7 +451,7 @@ class ModelShape:
     def describe(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (0, None, "")
                and (self.mamba_heads or not (k.startswith("mamba_") or k == "ssd_chunk"))
-               and (self.mtp_depth or k != "mtp_shared_weights")}
+               and (self.mtp_depth or k not in ("mtp_shared_weights", "mtp_bf16"))}
         out["params"] = self.n_params
         out["active_params"] = self.n_active
         return out
@@ -578,7 +582,7 @@ for _m in (
     ),
     ModelShape(
         "nemotron3.5-lightning-30b-a3b", **_NANO,  # type: ignore[arg-type]
-        mtp_depth=2, mtp_shared_weights=True, published_params=31.6e9,
+        mtp_depth=2, mtp_shared_weights=True, mtp_bf16=True, published_params=31.6e9,
         source=("NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/recipes/nemotronh/"
                 "nemotron_3_5_lightning.py (Nano architecture via "
                 "nemotron_3_nano_pretrain_config; mtp_num_layers=2, "
@@ -595,11 +599,13 @@ for _m in (
         hybrid_pattern=("MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*"
                         "EMEMEMEMEM*EMEMEMEM*EMEMEMEME"),
         mamba_heads=128, mamba_head_dim=64, mamba_state=128, mamba_groups=8, mamba_conv=4,
-        ssd_chunk=128, mtp_depth=2, published_params=120e9, published_active=12e9,
+        ssd_chunk=128, mtp_depth=2, mtp_bf16=True, published_params=120e9,
+        published_active=12e9,
         source=("NVIDIA-NeMo/Megatron-Bridge src/megatron/bridge/models/nemotronh/"
                 "nemotron_h_provider.py (Nemotron3SuperProvider: pattern, widths, "
                 "mtp_num_layers=2, mtp pattern '*E'); huggingface.co/nvidia/"
-                "NVIDIA-Nemotron-3-Super-120B-A12B-Base-BF16 config.json"),
+                "NVIDIA-Nemotron-3-Super-120B-A12B-Base-BF16 config.json; MTP kept BF16: "
+                "recipes/nemotronh/nemotron_3_super.py keep_mtp_spec_in_bf16=True"),
         notes=("40 Mamba-2 + 40 LatentMoE + 8 attention blocks; 512 experts top-22 working in "
                "a 1024-wide latent (FFN 2688, relu2) + 1 shared expert (5376) at d = 4096; "
                "Mamba-2 128 heads x 64, 8 groups, state 128; 2 MTP depths (attention + MoE) "
@@ -611,14 +617,17 @@ for _m in (
         top_k=22, n_shared_experts=1, d_ff_shared=10240, moe_latent=2048,
         hybrid_pattern="MEMEMEM*E" * 12,
         mamba_heads=256, mamba_head_dim=64, mamba_state=128, mamba_groups=8, mamba_conv=4,
-        ssd_chunk=128, mtp_depth=2, mtp_shared_weights=True, published_params=550e9,
+        ssd_chunk=128, mtp_depth=2, mtp_shared_weights=True, mtp_bf16=True,
+        published_params=550e9,
         published_active=55e9,
         source=("huggingface.co/nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16 config.json, "
                 "as transcribed in public deployment notes (108 layers = 48 Mamba + 48 MoE + "
                 "12 attention, hidden 8192, 64/2 heads, Mamba 256 x 64, 8 groups, state 128, "
                 "512 experts top-22, latent 2048, expert FFN 5120, shared 10240); MTP from "
                 "NVIDIA-NeMo/Megatron-Bridge recipes/nemotronh/h100/nemotron_3_ultra.py "
-                "(mtp_num_layers=2, mtp_use_repeated_layer=True)"),
+                "(mtp_num_layers=2, mtp_use_repeated_layer=True); MTP kept BF16: the "
+                "Nemotron-H bridge sets keep_mtp_spec_in_bf16 for checkpoints with MTP "
+                "(models/nemotronh/nemotron_h_bridge.py)"),
         notes=("block counts and widths from the config; the exact block order was not in the "
                "sources found, the pattern here repeats 'MEMEMEM*E' with the published counts "
                "-- the model uses the counts only (pipeline stages get the average mix), so the "

@@ -26,6 +26,7 @@ from suanli.perf.efficiency import (
 from suanli.perf.framework import DEFAULT_FRAMEWORK, LAUNCH_S, get_framework
 from suanli.perf.hardware import GIB, Hardware
 from suanli.perf.models import ModelShape
+from suanli.perf.ssm import mamba_mixer_times
 
 RECOMPUTE = ("none", "selective", "full")
 # Megatron-Core's selective-recompute submodules (`TransformerConfig.recompute_modules`,
@@ -47,10 +48,6 @@ OPT_BYTES_PER_PARAM = 30.0
 # Flash-attention backward does 2.5x the forward FLOPs (it recomputes the scores).
 ATTN_BWD_MULT = 2.5
 LOGIT_BYTES = 14.0
-# SSD chunk states, HBM bytes per state element per chunk (forward): written in fp32 by the
-# chunk-state kernel (4), read (4) and written in 16-bit (2) by the state passing, read by the
-# chunk scan (2) -- the mamba_ssm / Megatron SSD kernels' dtypes
-SSD_STATE_BYTES = 12.0
 # Achieved rate of the SSD chunk kernels relative to the chip's measured 16-bit GEMM rate:
 # tile-ai/tilelang benchmark/mamba2/README.md (PR #1109), Mamba-2 chunk-scan forward on an
 # H800 SXM (batch 8, 80 heads, head dim 64, state 128, chunk 256, seq 8192): 134.4 TFLOPS,
@@ -156,6 +153,44 @@ def _gemm(
     t_c = fl / (rate * eff)
     t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
     return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
+
+
+def _mtp_bf16_extra(
+    m: ModelShape, T: ArrayLike, tp: ArrayLike, ep: ArrayLike, in_n: float, out_k: float,
+    rate: float, rate16: float, bw: float, gb: float, imbalance: float,
+) -> np.ndarray:
+    """Extra forward GEMM time of one multi-token-prediction depth (one attention block + one
+    FFN block, dense or MoE, of the main model's shapes) when it runs 16-bit instead of at the
+    recipe's ``gb``-byte precision: its GEMMs at (``rate16``, 2 bytes) minus at (``rate``,
+    ``gb``). Megatron-Bridge's ``keep_mtp_spec_in_bf16`` (the Nemotron 3 recipes; the
+    Nemotron-H bridge sets it for every checkpoint with MTP layers,
+    src/megatron/bridge/models/nemotronh/nemotron_h_bridge.py) keeps the MTP block's
+    modules out of the FP8 / FP4 recipe."""
+    d = float(m.d_model)
+    T, tp, ep = _f(T), _f(tp), _f(ep)
+    shapes: list[tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]] = [
+        (T, in_n / tp, d, 1.0), (T, d, out_k / tp, 1.0)]
+    mats = float(m.ffn_mats)
+    if m.is_moe:
+        E, k, ff, ew = float(m.n_experts), float(m.top_k), float(m.d_ff), float(m.expert_width)
+        m_e = np.maximum(T / tp * k * ep / E, 1.0)
+        shapes += [(m_e, (mats - 1) * ff, ew, E / ep), (m_e, ew, ff, E / ep)]
+        wsh = float(m.shared_width)
+        if wsh:
+            shapes += [(T, (mats - 1) * wsh / tp, d, 1.0), (T, d, wsh / tp, 1.0)]
+        if m.moe_latent:
+            shapes += [(T, ew / tp, d, 1.0), (T, d, ew / tp, 1.0)]
+    else:
+        ffw = m.dense_ffn_params / (mats * d)
+        shapes += [(T, (mats - 1) * ffw / tp, d, 1.0), (T, d, ffw / tp, 1.0)]
+    extra: np.ndarray = np.zeros(np.broadcast(T, tp, ep).shape)
+    for i, (M, N, K, c) in enumerate(shapes):
+        t16, _ = _gemm(M, N, K, rate16, bw, 2.0, c)
+        tlp, _ = _gemm(M, N, K, rate, bw, gb, c)
+        # the routed experts wait for the busiest rank (moe_imbalance), as in the main blocks
+        w = imbalance if (m.is_moe and i in (2, 3)) else 1.0
+        extra = extra + w * (t16 - tlp)
+    return extra
 
 
 def _remote_nodes(E: float, k: float, nodes: ArrayLike) -> np.ndarray:
@@ -319,6 +354,11 @@ def evaluate(
         t_eh, f_eh = _gemm(T, d / tp, 2.0 * d, hw.flops_16, bw, 2.0)
         t_stage_gemm = t_stage_gemm + D * t_eh
         f_stage = f_stage + D * f_eh
+        if m.mtp_bf16 and gb < 2.0:
+            # keep_mtp_spec_in_bf16 (Nemotron 3 recipes): the MTP depth's attention and
+            # FFN / MoE GEMMs run 16-bit while the main model's run FP8 / FP4
+            t_stage_gemm = t_stage_gemm + D * _mtp_bf16_extra(
+                m, T, tp, ep, in_n, out_k, rate, hw.flops_16, bw, gb, spec.moe_imbalance)
     n_heads_pass = 1.0 + D
     # executed GEMM time: forward + dgrad + wgrad (same shapes), + recomputed forward
     t_gemm = t_stage_gemm * (3.0 + full) + t_head * 3.0 * n_heads_pass + t_rec
@@ -348,24 +388,15 @@ def evaluate(
         score_elems = mb * (m.n_heads / tp) * s * (s / cp) * n_A
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
 
-    # ---- Mamba-2 SSD scan (chunked, Dao & Gu 2024 section 6) ----------------------------
-    # A compute op on the tensor cores in 16-bit at SSD_GEMM_RATIO x the chip's 16-bit GEMM
-    # rate (a published chunk-scan micro-benchmark, see SSD_GEMM_RATIO); the FLOPs are
-    # ModelShape.ssd_flops_fwd, counted as that benchmark counts them (causal half of each
-    # chunk's diagonal block). Memory: x, B, C, dt read and y written (16-bit), plus the chunk
-    # states (heads x state x head_dim per chunk) written in fp32 by the chunk-state kernel,
-    # read and re-written (16-bit) by the state passing, read by the chunk scan: 12 bytes per
-    # state element per chunk. Backward = twice the forward (FLOPs and bytes, as for the GEMMs),
-    # recomputed forward under full recompute. Time = max(compute, memory).
+    # ---- Mamba-2 mixer between in_proj and out_proj (chunked SSD, Dao & Gu 2024 s. 6) ----
+    # Kernel by kernel (suanli.perf.ssm: Megatron-Core's MambaMixer training path, mamba_ssm's
+    # conv1d + SSD forward / backward kernels, the gated RMSNorm and the layout copies), each
+    # max(tensor-core FLOPs / (SSD_GEMM_RATIO x the 16-bit GEMM rate), bytes / bandwidth);
+    # forward rerun under full recompute.
     t_ssd: float | np.ndarray = 0.0
     if m.n_mamba_layers:
-        q_chunk = float(min(m.ssd_chunk, spec.seq_len))
-        ssd_f = T / tp * m.ssd_flops_fwd(s) * n_M
-        ssd_c = ssd_f * (3.0 + full) / (hw.flops_16 * SSD_GEMM_RATIO)
-        st = float(m.mamba_heads * m.mamba_state * m.mamba_head_dim)
-        io = (2.0 * m.d_inner + 2.0 * m.mamba_groups * m.mamba_state + m.mamba_heads) * 2.0
-        ssd_b = T / tp * n_M * (io + st * SSD_STATE_BYTES / q_chunk) * (3.0 + full)
-        t_ssd = np.maximum(ssd_c, ssd_b / bw)
+        t_mf, t_mb = mamba_mixer_times(m, s / cp, tp, mb, hw.flops_16 * SSD_GEMM_RATIO, bw)
+        t_ssd = T * n_M * (t_mf * (1.0 + full) + t_mb)
 
     # ---- memory-bound element-wise work ------------------------------------------------
     # one norm per block; under FP8 / FP4 a norm fused with the next GEMM's input cast writes
@@ -396,10 +427,8 @@ def evaluate(
         perm_b = n_Fm * 8.0 * max(m.top_k, 1) * ew
         if spec.ep_dispatch == "alltoall":
             perm_b = perm_b * np.where((ep > 1) & (float(m.n_experts) / ep > 1.0), 2.0, 1.0)
-    # Mamba-2 block: causal depthwise conv1d (+ SiLU) over x, B, C (read + write 16-bit) and
-    # the gated RMSNorm y * silu(z) (read y, z, write the out_proj input)
-    mamba_b = n_M * (4.0 * m.mamba_conv_dim + 6.0 * m.d_inner)
-    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b + mamba_b) * fw.elementwise_passes
+    # (the Mamba-2 block's conv1d, gated RMSNorm and copies are in t_ssd, kernel by kernel)
+    elem_fwd_b = (norm_b + resid_b + rope_b + act_b + perm_b) * fw.elementwise_passes
     passes = 3.0 + full  # forward + backward (twice the traffic) + recomputed forward
     # element-wise forward bytes selective recompute runs again: the routed experts'
     # activation ("moe_act"), the separate pre-MLP norm of MoE blocks ("layernorm"; dense
