@@ -19,6 +19,7 @@ from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
     DP_OVERLAP,
+    attention_head_dim_factor,
     attention_length_factor,
     gemm_rows_factor,
     gemm_shape_factor,
@@ -91,6 +92,11 @@ class TrainSpec:
     # Full recompute (code 2) of only this many layers per pipeline model chunk (Megatron
     # `recompute_method="block"`, `recompute_num_layers`); None = every layer
     recompute_layers: int | None = None
+    # Megatron-Core EP all-to-all overlap (`overlap_moe_expert_parallel_comm`, with
+    # `delay_wgrad_compute`; NeMo's perf recipes call it `moe_a2a_overlap`): the dispatch /
+    # combine of one micro-batch runs while another micro-batch computes. A per-run recipe
+    # choice, so an input (see _ep_a2a_overlap)
+    ep_a2a_overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -156,6 +162,41 @@ def _gemm(
     t_c = fl / (rate * eff)
     t_m = (M * K * in_bytes + K * N * in_bytes + M * N * 2.0) * c / bw
     return np.maximum(np.maximum(t_c, t_m), LAUNCH_S), fl
+
+
+def _head_dim_factor(spec: TrainSpec, framework: str) -> float:
+    """Attention efficiency at the model's head dimension relative to 128
+    (:func:`efficiency.attention_head_dim_factor`). Learnable-softmax (sink) attention under
+    Transformer Engine runs on its cuDNN FusedAttention backend; otherwise the kernel class."""
+    m = spec.model
+    backend = spec.attention_kernel
+    if m.attention_sinks and framework in ("megatron", "mindspeed"):
+        backend = "cudnn"
+    return attention_head_dim_factor(min(m.qk_dim, m.v_dim), backend)
+
+
+def _ep_a2a_overlap(
+    t_ep: np.ndarray, t_comp: np.ndarray, pp: np.ndarray, v: np.ndarray, nm: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(exposed, hidden) EP all-to-all time per micro-batch under Megatron-Core's EP A2A
+    overlap (`overlap_moe_expert_parallel_comm`).
+
+    The schedule pairs the forward of one micro-batch (model chunk) with the backward of
+    another and runs one's dispatch / combine while the other computes (Megatron-Core MoE
+    docs, "EP A2A overlap"; it needs virtual pipeline stages when pp > 1). Only paired passes
+    hide anything: the warm-up forwards and cool-down backwards of the pipeline schedule have
+    no partner. Megatron's interleaved 1F1B runs ``2 (pp - 1) + (v - 1) pp`` warm-up forward
+    chunks on the first stage of ``nm v`` (`get_pp_rank_microbatches`); without a pipeline the
+    first forward and last backward (one micro-batch of ``nm``) are unpaired. In the paired
+    share the all-to-all hides behind at most the micro-batch's compute (GEMMs, attention,
+    scans); the rest stays exposed. Hidden all-to-all still holds SMs (counted by the caller
+    with the other hidden collectives)."""
+    unpaired = np.where(pp > 1, (2.0 * (pp - 1.0) + (v - 1.0) * pp) / np.maximum(nm * v, 1.0),
+                        1.0 / np.maximum(nm, 1.0))
+    unpaired = np.clip(unpaired, 0.0, 1.0)
+    paired = 1.0 - unpaired
+    exposed = t_ep * unpaired + np.maximum(0.0, t_ep - t_comp) * paired
+    return exposed, t_ep - exposed
 
 
 def _remote_nodes(E: float, k: float, nodes: ArrayLike) -> np.ndarray:
@@ -326,7 +367,8 @@ def evaluate(
 
     # ---- attention core ---------------------------------------------------------------
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
-    attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
+    attn_rel = hw.eff.attention or (ATTENTION_KERNELS[spec.attention_kernel]
+                                     * _head_dim_factor(spec, fw.name))
     passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
     # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
@@ -498,6 +540,9 @@ def evaluate(
         # a recomputed MoE layer ("moe") dispatches and combines its tokens again
         ep > 1, n_Fm * (4.0 + 2.0 * full + 2.0 * r_moe) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
+    t_ep_hidden: np.ndarray | float = 0.0
+    if spec.ep_a2a_overlap and m.is_moe:
+        t_ep, t_ep_hidden = _ep_a2a_overlap(t_ep, t_gemm + t_attn + t_ssd, pp, v, nm)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
     pp_inter = inner * dp >= dpn
@@ -562,7 +607,11 @@ def evaluate(
     exp_step = np.where(zr <= 1, exp_rs + exp_ag + lat_step, 0.0)
     t_dp_step = t_rs + t_ag + lat_step
 
-    p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
+    # the distributed optimizer shards each parameter over the group that reduces its gradient:
+    # dense weights over the DP group, expert weights over the expert-DP group (dp_e ranks,
+    # Megatron-Core `expert_data_parallel` group, see above) -- with ep = tp cp dp (GPT-OSS on
+    # 64 GPUs, ep 64) every rank updates all of its local experts
+    p_opt = np.where(zr >= 1, p_dense / dp + p_exp / dp_e, p_dev)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
         t_opt = t_opt + p_dev * cast_b / bw
@@ -574,7 +623,7 @@ def evaluate(
     # overlapped collectives are not free: NCCL kernels occupy SMs (and HBM) while they run,
     # slowing the compute they hide behind by their share of the SMs
     hidden = (np.maximum(0.0, t_dp_micro - exp_micro) + np.maximum(0.0, t_tp_raw - t_tp)
-              + np.maximum(0.0, t_cp_raw - t_cp))
+              + np.maximum(0.0, t_cp_raw - t_cp) + t_ep_hidden)
     t_contend = hidden * COMM_SM_SHARE
     t_micro = t_micro + t_gacc + t_contend
     bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)
