@@ -177,25 +177,31 @@ def _head_dim_factor(spec: TrainSpec, framework: str) -> float:
 
 def _ep_a2a_overlap(
     t_ep: np.ndarray, t_comp: np.ndarray, pp: np.ndarray, v: np.ndarray, nm: np.ndarray,
+    fwd_share: np.ndarray | float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(exposed, hidden) EP all-to-all time per micro-batch under Megatron-Core's EP A2A
-    overlap (`overlap_moe_expert_parallel_comm`).
+    """(exposed, hidden) EP all-to-all time per micro-batch under Megatron-Core's combined 1F1B
+    (`overlap_moe_expert_parallel_comm`).
 
-    The schedule pairs the forward of one micro-batch (model chunk) with the backward of
-    another and runs one's dispatch / combine while the other computes (Megatron-Core MoE
-    docs, "EP A2A overlap"; it needs virtual pipeline stages when pp > 1). Only paired passes
-    hide anything: the warm-up forwards and cool-down backwards of the pipeline schedule have
-    no partner. Megatron's interleaved 1F1B runs ``2 (pp - 1) + (v - 1) pp`` warm-up forward
-    chunks on the first stage of ``nm v`` (`get_pp_rank_microbatches`); without a pipeline the
-    first forward and last backward (one micro-batch of ``nm``) are unpaired. In the paired
-    share the all-to-all hides behind at most the micro-batch's compute (GEMMs, attention,
-    scans); the rest stays exposed. Hidden all-to-all still holds SMs (counted by the caller
-    with the other hidden collectives)."""
+    The schedule co-schedules the forward of one micro-batch with the backward of another,
+    layer by layer: "EP A2A in forward step is hidden by the attention/mlp computation in the
+    backward step, and vice versa" (Megatron-Core API docs, `core.pipeline_parallel.
+    combined_1f1b`; user guide "Combined 1F1B: Expert-Parallel All-to-All Overlap"). So in a
+    paired pass the forward's dispatch + combine (``fwd_share`` of the all-to-all) hides behind
+    the partner's backward compute (2/3 of the micro-batch's compute: dgrad + wgrad, which
+    `delay_wgrad_compute` makes available) and the backward's behind the partner's forward
+    compute (1/3); what exceeds that stays exposed. Only paired passes hide anything: the
+    warm-up forwards and cool-down backwards have no partner. Megatron's interleaved 1F1B runs
+    ``2 (pp - 1) + (v - 1) pp`` warm-up forward chunks on the first stage of ``nm v``
+    (`get_pp_rank_microbatches`); without a pipeline the first forward and the last backward
+    (one micro-batch of ``nm``) are unpaired. Hidden all-to-all still holds SMs (counted by the
+    caller with the other hidden collectives)."""
     unpaired = np.where(pp > 1, (2.0 * (pp - 1.0) + (v - 1.0) * pp) / np.maximum(nm * v, 1.0),
                         1.0 / np.maximum(nm, 1.0))
     unpaired = np.clip(unpaired, 0.0, 1.0)
     paired = 1.0 - unpaired
-    exposed = t_ep * unpaired + np.maximum(0.0, t_ep - t_comp) * paired
+    in_pair = (np.maximum(0.0, t_ep * fwd_share - t_comp * 2.0 / 3.0)
+               + np.maximum(0.0, t_ep * (1.0 - fwd_share) - t_comp / 3.0))
+    exposed = t_ep * unpaired + in_pair * paired
     return exposed, t_ep - exposed
 
 
@@ -542,7 +548,10 @@ def evaluate(
     ) * (1.0 - fw.ep_overlap)
     t_ep_hidden: np.ndarray | float = 0.0
     if spec.ep_a2a_overlap and m.is_moe:
-        t_ep, t_ep_hidden = _ep_a2a_overlap(t_ep, t_gemm + t_attn + t_ssd, pp, v, nm)
+        # the forward's dispatch + combine of the per-layer all-to-alls (the rest run in the
+        # backward phase: backward, recomputed MoE layers)
+        fwd_a2a = 2.0 / (4.0 + 2.0 * full + 2.0 * r_moe)
+        t_ep, t_ep_hidden = _ep_a2a_overlap(t_ep, t_gemm + t_attn + t_ssd, pp, v, nm, fwd_a2a)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
     pp_inter = inner * dp >= dpn
