@@ -138,3 +138,29 @@ def test_nemo_rows_take_the_a2a_overlap_from_the_recorded_recipe() -> None:
                                 (1, 8, 1, 1, 8, 1))
     assert nemo_a2a_overlap("deepseek-v3", "dgxb200", "MXFP8", "26.04", (1, 8, 1, 2, 32, 1))
     assert not nemo_a2a_overlap("llama3-8b", "dgxh100", "FP8", "26.06", (1, 1, 1, 1, 1, 1))
+
+
+def test_cli_flag_turns_the_overlap_on() -> None:
+    """`suanli estimate train --ep-a2a-overlap` evaluates the same layout with the overlap."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from suanli.cli import app
+
+    args = ["estimate", "train", "--model", "deepseek-v3", "--chip", "B200", "--devices", "256",
+            "--seq-len", "4096", "--global-batch", "4096", "--pp", "8", "--interleave", "2",
+            "--ep", "32", "--micro-batch", "1", "--precision", "fp8", "--ep-dispatch", "deepep",
+            "--inter-node-gbps", "3200", "--json"]
+    runner = CliRunner()
+    off = runner.invoke(app, args)
+    on = runner.invoke(app, [*args, "--ep-a2a-overlap"])
+    assert off.exit_code == 0 and on.exit_code == 0, off.output + on.output
+
+    def tps(out: str) -> float:
+        data = json.loads(out)
+        row = data[0] if isinstance(data, list) else data
+        est = row.get("estimate", row)
+        return float(est["tokens_per_s"])
+
+    assert tps(on.output) > 1.2 * tps(off.output)
