@@ -164,3 +164,42 @@ def test_cli_flag_turns_the_overlap_on() -> None:
         return float(est["tokens_per_s"])
 
     assert tps(on.output) > 1.2 * tps(off.output)
+
+
+def test_dropout_costs(h100: Chip) -> None:
+    """Attention dropout: forward passes at 0.80, backward at 0.65 of the no-dropout rate
+    (FA4 PR #2597); hidden dropout: a 1-byte mask per block output written and read back,
+    kept in memory until the backward."""
+    from suanli.errors import SuanliError
+    from suanli.perf.train import ATTN_BWD_MULT, ATTN_DROPOUT_RATE
+
+    m = get_model("gpt3-5b")
+    hw = build_hardware(h100, "bf16")
+    base = TrainSpec(model=m, seq_len=2048, global_batch=64)
+    lay = dict(tp=1, pp=1, dp=8, mb=4, recompute=0, zero=1)
+    a = evaluate(base, hw, **lay)
+    b = evaluate(replace(base, attention_dropout=0.1), hw, **lay)
+    f, bw_ = ATTN_DROPOUT_RATE
+    ratio = (1 / f + ATTN_BWD_MULT / bw_) / (1 + ATTN_BWD_MULT)
+    assert float(b["t_attention"]) == pytest.approx(float(a["t_attention"]) * ratio)
+    assert float(b["t_elementwise"]) == pytest.approx(float(a["t_elementwise"]))
+    c = evaluate(replace(base, hidden_dropout=0.1), hw, **lay)
+    tokens = 4 * 2048 * float(a["n_micro"])
+    mask = tokens * 2 * m.n_layers * m.d_model * 2.0  # 2 blocks per layer, write + read
+    assert float(c["t_elementwise"] - a["t_elementwise"]) == pytest.approx(mask / hw.hbm_bw)
+    in_flight = 4 * 2048 * 2 * m.n_layers * m.d_model  # one micro-batch in flight (pp 1)
+    assert float(c["mem_activations"] - a["mem_activations"]) == pytest.approx(in_flight)
+    assert float(c["t_attention"]) == pytest.approx(float(a["t_attention"]))
+    for bad in (dict(attention_dropout=1.0), dict(hidden_dropout=-0.1)):
+        with pytest.raises(SuanliError, match="dropout"):
+            replace(base, **bad)
+
+
+def test_nemo_dropout_only_for_the_recorded_launcher_config() -> None:
+    from suanli.perf.validate import nemo_dropout
+
+    lay = (1, 1, 1, 1, 1, 4)
+    assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "24.07", lay) == (0.1, 0.1)
+    assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "25.11", lay) == (0.0, 0.0)
+    assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "24.07", (1, 1, 1, 1, 1, 2)) == (0.0, 0.0)
+    assert nemo_dropout("llama2-7b", "dgxh100", "FP8", "24.07", lay) == (0.0, 0.0)

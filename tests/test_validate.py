@@ -148,7 +148,7 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
     """Current figures (docs/perf-model.md): NeMo headline median |error| 15.5 % over 72 rows
-    (all 134 predicted rows 16.4 %, mean signed +20.2 %), MPT 7.7 %. MPT meets the issue's
+    (all 134 predicted rows 16.5 %, mean signed +20.1 %), MPT 7.7 %. MPT meets the issue's
     target (<= 10 % per file); NeMo does not yet, this guards against regressions. History:
     13.5 % at 12.8 %; round 5 added the FP8 casts of every routed MoE copy and moved the median
     to 13.6 % (56 rows). Round 6 (issue 7, hybrid Mamba) made the 16 headline rows of the
@@ -158,9 +158,9 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     `recompute_modules` per row from the Megatron-Bridge files) moved it to 17.0 % (mean signed
     +19.4 -> +18.6 %). Round 8 (issue 7, moe7): attention efficiency by head dimension (FA3
     paper kernel sweep), the recipes' MoE all-to-all overlap (`moe_a2a_overlap`, from the
-    Megatron-Bridge workload configs) and the expert optimizer shard over the expert-DP group:
-    headline median 17.0 -> 15.5 %, the 56 dense / MoE rows 13.6 -> 12.2 %; the mean signed
-    error rose +18.6 -> +20.2 % because four GPT-OSS rows whose recipes set the all-to-all
+    Megatron-Bridge workload configs), the expert optimizer shard over the expert-DP group and
+    the GPT-3 5B launcher config's dropout: headline median 17.0 -> 15.5 %, the 56 dense / MoE
+    rows 13.6 -> 12.2 %; the mean signed error rose +18.6 -> +20.1 % because four GPT-OSS rows whose recipes set the all-to-all
     overlap (sourced: gpt_oss_workload_base_configs.py) became faster still (they were
     already optimistic -- a cost of GPT-OSS is missing, see docs/perf-model.md); the mean bound
     is loosened for that stated reason only. The Blackwell systems' errors (specs and
@@ -176,7 +176,7 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
     assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 15.6
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 20.3
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 20.2
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"

@@ -59,6 +59,12 @@ SSD_STATE_BYTES = 12.0
 # One kernel on one chip, applied to every chip (no other SSD micro-benchmark found); chunk
 # 128 (Nemotron 3) is not corrected for.
 SSD_GEMM_RATIO = 134.4 / 789.0
+# Attention dropout inside the flash kernel (Philox random numbers per score element): achieved
+# rate relative to the same kernel without dropout, forward / backward. Dao-AILab/flash-attention
+# PR #2597 (FlashAttention-4 on GB200, BF16, 16 heads, ~32k tokens, p = 0.125, compared with
+# cuDNN 9.24): "fwd ~ 75-85 %, bwd ~ 60-70 % of no-drop TFLOPS", cuDNN's dropout backward
+# slower still (FA4 1.1-1.2x faster at head dim 128). Midpoints; one kernel family on one chip.
+ATTN_DROPOUT_RATE = (0.80, 0.65)
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -97,6 +103,11 @@ class TrainSpec:
     # combine of one micro-batch runs while another micro-batch computes. A per-run recipe
     # choice, so an input (see _ep_a2a_overlap)
     ep_a2a_overlap: bool = False
+    # dropout probabilities (Megatron-Core TransformerConfig defaults are 0.1 / 0.1; most current
+    # recipes set 0): attention dropout inside the flash kernel, hidden dropout in the fused
+    # bias-dropout-add after the attention output and the MLP (see ATTN_DROPOUT_RATE)
+    attention_dropout: float = 0.0
+    hidden_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -117,6 +128,10 @@ class TrainSpec:
         if self.ep_dispatch not in EP_DISPATCH:
             raise SuanliError(f"ep dispatch must be one of {', '.join(EP_DISPATCH)}, "
                               f"got {self.ep_dispatch!r}")
+        for name, p in (("attention dropout", self.attention_dropout),
+                        ("hidden dropout", self.hidden_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise SuanliError(f"{name} must be in [0, 1), got {p}")
         if self.recompute_layers is not None and self.recompute_layers < 0:
             raise SuanliError(f"recompute layers must be >= 0, got {self.recompute_layers}")
         if self.recompute_modules is not None:
@@ -376,6 +391,10 @@ def evaluate(
     attn_rel = hw.eff.attention or (ATTENTION_KERNELS[spec.attention_kernel]
                                      * _head_dim_factor(spec, fw.name))
     passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
+    if spec.attention_dropout > 0.0 and spec.attention_kernel != "plain":
+        # forward passes (incl. recomputed) and the backward at their dropout rates
+        passes_attn = ((1.0 + full + r_attn) / ATTN_DROPOUT_RATE[0]
+                       + ATTN_BWD_MULT / ATTN_DROPOUT_RATE[1])
     # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
     # layers stream at most `sliding_window` keys per query block
@@ -395,6 +414,8 @@ def evaluate(
         # read + write, read for the value product; backward twice that)
         score_elems = mb * (m.n_heads / tp) * s * (s / cp) * n_A
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
+        if spec.attention_dropout > 0.0:  # the 1-byte mask: written forward, read backward
+            t_attn = t_attn + score_elems * (2.0 + full) / bw
 
     # ---- Mamba-2 SSD scan (chunked, Dao & Gu 2024 section 6) ----------------------------
     # A compute op on the tensor cores in 16-bit at SSD_GEMM_RATIO x the chip's 16-bit GEMM
@@ -468,6 +489,11 @@ def evaluate(
         rec_b = rec_b + rec("mla_up_proj") * rope_b
     mem_bytes = (T / tp * (elem_fwd_b * passes + rec_b * fw.elementwise_passes)
                  + T * V * LOGIT_BYTES / tp * n_heads_pass)
+    # hidden dropout: the fused bias-dropout-add after each attention / FFN / mixer block
+    # writes a 1-byte mask per element (forward, and again when recomputed) and reads it in the
+    # backward (PyTorch dropout keeps a bool mask)
+    drop_mask = n_blk * d if spec.hidden_dropout > 0.0 else 0.0
+    mem_bytes = mem_bytes + T / tp * drop_mask * (2.0 + full)
     if fp8:
         # elements quantised per token per block. Forward: every GEMM input not produced by a
         # fused norm -- QKV / FC1 / in_proj input (unless fused), attention-output and
@@ -691,6 +717,10 @@ def evaluate(
     # keep everything)
     a_rc2 = full * a_full + (full_on - full) * a_none
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_rc2)
+    # dropout masks (1 byte per element of each block's output) are kept until the backward,
+    # except by fully recomputed layers
+    a_tok = a_tok + np.select([rc == 0, rc == 1], [drop_mask, drop_mask],
+                              (full_on - full) * drop_mask)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
     act = a_tok * T / tp * in_flight + full_on * a_none / np.maximum(Lp, 1.0) * T / tp

@@ -74,6 +74,8 @@ class Case:
     recompute_note: str = ""  # what the row's recompute is and where it comes from
     recompute_layers: int | None = None  # full recompute of this many layers per chunk
     ep_a2a_overlap: bool = False  # the recipe's `moe_a2a_overlap` (see NEMO_A2A_OVERLAP)
+    attention_dropout: float = 0.0  # the recipe's dropout (see NEMO_DROPOUT)
+    hidden_dropout: float = 0.0
 
     @property
     def dp(self) -> int:
@@ -553,6 +555,33 @@ def nemo_a2a_overlap(model: str, system: str, precision_group: str, container: s
     return bool(hit is not None and year and year[0] >= BRIDGE_FIRST_YEAR and hit[1] == layout)
 
 
+# Dropout of the NeMo 24.07 (NeMo 1.x launcher) rows, read from the public launcher configs
+# (NVIDIA/NeMo-Framework-Launcher, launcher_scripts/conf/training/...): recorded only where the
+# config has the row's layout, like the tables above. Megatron-Bridge (25.x / 26.x) recipes
+# and the other 24.07 configs read (Llama 2, Nemotron: `hidden_dropout: 0.0`,
+# `attention_dropout: 0.0`) run without dropout; the GPT-3 20B / 175B configs read have other
+# layouts (tp 4 mb 4; vp 12) than their rows and are left unset.
+DROPOUT_SOURCES: dict[str, str] = {
+    "gpt3_5b": "NVIDIA/NeMo-Framework-Launcher launcher_scripts/conf/training/gpt3/5b.yaml"
+               "@00af8f261f (hidden_dropout: 0.1, attention_dropout: 0.1; tp 1, pp 1, mb 4, "
+               "gbs 2048)",
+}
+NEMO_DROPOUT: dict[tuple[str, str, str], tuple[float, float, str, Layout]] = {
+    ("gpt3-5b", "dgxh100", "FP8"): (0.1, 0.1, "gpt3_5b", (1, 1, 1, 1, 1, 4)),
+}
+
+
+def nemo_dropout(model: str, system: str, precision_group: str, container: str | None,
+                 layout: Layout) -> tuple[float, float]:
+    """(attention dropout, hidden dropout) of a NeMo 1.x (pre-Bridge container) row whose
+    launcher config with the row's layout is recorded, else (0, 0)."""
+    year = _container_key(container or "")
+    hit = NEMO_DROPOUT.get((model, system, precision_group))
+    if hit is None or not year or year[0] >= BRIDGE_FIRST_YEAR or hit[3] != layout:
+        return 0.0, 0.0
+    return hit[0], hit[1]
+
+
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
 NEMO_MODELS: dict[str, str] = {
@@ -654,6 +683,9 @@ def nemo_case(row: dict[str, str]) -> Case:
                                   precision_label(row.get("precision") or "")),
         ep_a2a_overlap=nemo_a2a_overlap(model.name, system, group, row.get("container"),
                                         layout),
+        **dict(zip(("attention_dropout", "hidden_dropout"),
+                   nemo_dropout(model.name, system, group, row.get("container"), layout),
+                   strict=True)),
     )
 
 
@@ -740,7 +772,9 @@ def predict_case(
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
                      ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules,
                      recompute_layers=case.recompute_layers,
-                     ep_a2a_overlap=case.ep_a2a_overlap)
+                     ep_a2a_overlap=case.ep_a2a_overlap,
+                     attention_dropout=case.attention_dropout,
+                     hidden_dropout=case.hidden_dropout)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
