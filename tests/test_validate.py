@@ -160,8 +160,9 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     paper kernel sweep), the recipes' MoE all-to-all overlap (`moe_a2a_overlap`, from the
     Megatron-Bridge workload configs), the expert optimizer shard over the expert-DP group and
     the GPT-3 5B launcher config's dropout: headline median 17.0 -> 15.5 %, the 56 dense / MoE
-    rows 13.6 -> 12.2 %; the mean signed error rose +18.6 -> +20.1 % because four GPT-OSS rows whose recipes set the all-to-all
-    overlap (sourced: gpt_oss_workload_base_configs.py) became faster still (they were
+    rows 13.6 -> 12.2 %; the mean signed error rose +18.6 -> +20.1 % because four GPT-OSS
+    rows whose recipes set the all-to-all overlap (sourced: gpt_oss_workload_base_configs.py)
+    became faster still (they were
     already optimistic -- a cost of GPT-OSS is missing, see docs/perf-model.md); the mean bound
     is loosened for that stated reason only. The Blackwell systems' errors (specs and
     micro-benchmarks only, nothing derived from their rows) are reported per chip."""
