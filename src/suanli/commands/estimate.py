@@ -175,6 +175,9 @@ def train_cmd(
     ep_dispatch: Annotated[str, typer.Option(
         "--ep-dispatch", help="MoE token dispatch: alltoall|deepep (one copy per node)")]
         = "alltoall",
+    ep_a2a_overlap: Annotated[bool, typer.Option(
+        "--ep-a2a-overlap", help="MoE: Megatron-Core combined 1F1B (all-to-all of one "
+        "micro-batch behind another's compute; NeMo recipes' moe_a2a_overlap)")] = False,
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
     top: Annotated[int, count_option("--top", help="Rows of the search table.", le=1000)] = 5,
     tokens: Annotated[float | None, num_option("--tokens", help="Token budget, e.g. 15e12.",
@@ -220,6 +223,7 @@ def train_cmd(
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
             electricity_cny_kwh=electricity, framework=framework, fp8_recipe=fp8_recipe,
             moe_imbalance=moe_imbalance, ep_dispatch=ep_dispatch,
+            ep_a2a_overlap=ep_a2a_overlap,
         )
 
     results = _per_chip(cat, chip, run)

@@ -56,6 +56,30 @@ ATTENTION_KERNELS: dict[str, float] = {"flash2": 0.65, "flash1": 0.35, "plain": 
 # seq / 2 keys per query block on average, context-parallel ones seq / (2 cp) per ring step.
 ATTN_HALF_KEYS = 240.0
 DEFAULT_ATTENTION_KERNEL = "flash2"
+# Flash-attention efficiency by head dimension. The kernel-class factors above are read at head
+# dimension 128; a 64-wide head does half the MMA work per loaded K / V tile and per softmax
+# element, and the published kernels lose throughput there. FlashAttention-3 paper (Shah et al.
+# 2024, arXiv 2407.08608, Fig. 5: attention forward, H100 80GB SXM5, BF16, no causal mask,
+# batch x seq = 16k tokens, hidden 2048), TFLOPS at seq 4k / 8k:
+#   backend              head dim 64   head dim 128   ratio
+#   cuDNN                408 / 412     609 / 600      0.68
+#   FlashAttention-2     321 / 322     368 / 370      0.87
+#   Triton (FA2 alg.)    400 / 401     389 / 392      1.0 (capped at 1)
+# Backend per case: "cudnn" = Transformer Engine's FusedAttention, which is the only TE backend
+# for learnable-softmax (attention-sink) attention (FlashAttention has no learnable-softmax path:
+# NVIDIA-NeMo/RL issue #1685, verl-project/verl issue #5224); "flash2" = the FlashAttention-2
+# package; "flash1" = the Triton / FA1-class kernels. Linear between 64 and 128, 1 at >= 128
+# (no sweep above 128 is used), the 64 value below 64. Forward figures applied to every pass.
+ATTN_HEAD_DIM_64: dict[str, float] = {"cudnn": 0.68, "flash2": 0.87, "flash1": 1.0, "plain": 1.0}
+
+
+def attention_head_dim_factor(head_dim: float, backend: str) -> float:
+    """Relative flash-attention efficiency at ``head_dim`` for ``backend`` (1 at >= 128)."""
+    lo = ATTN_HEAD_DIM_64.get(backend, 1.0)
+    t = min(max((float(head_dim) - 64.0) / 64.0, 0.0), 1.0)
+    return lo + (1.0 - lo) * t
+
+
 # Fraction of a compute window that can hide data-parallel / FSDP collectives (prefetch of
 # the next layer's all-gather, bucketed reduce-scatter). The rest stays exposed (first
 # gather, last reduce, SM and HBM contention between NCCL kernels and GEMMs).

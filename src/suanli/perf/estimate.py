@@ -140,6 +140,7 @@ def estimate_train(
     fp8_recipe: str = "fp8-delayed",
     moe_imbalance: float = 1.0,
     ep_dispatch: str = "alltoall",
+    ep_a2a_overlap: bool = False,
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
     electricity_cny_kwh: float = DEFAULT_ELECTRICITY_CNY_KWH,
@@ -166,7 +167,7 @@ def estimate_train(
                      grad_reduce_bytes=grad_reduce_bytes,
                      framework=framework or default_framework(chip),
                      fp8_recipe=fp8_recipe, moe_imbalance=moe_imbalance,
-                     ep_dispatch=ep_dispatch,
+                     ep_dispatch=ep_dispatch, ep_a2a_overlap=ep_a2a_overlap,
                      recompute_modules=parse_recompute_modules(recompute_modules))
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)

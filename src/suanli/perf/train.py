@@ -19,6 +19,7 @@ from suanli.perf.efficiency import (
     ATTENTION_KERNELS,
     DEFAULT_ATTENTION_KERNEL,
     DP_OVERLAP,
+    attention_head_dim_factor,
     attention_length_factor,
     gemm_rows_factor,
     gemm_shape_factor,
@@ -55,6 +56,12 @@ LOGIT_BYTES = 14.0
 # One kernel on one chip, applied to every chip (no other SSD micro-benchmark found); chunk
 # 128 (Nemotron 3) is not corrected for.
 SSD_GEMM_RATIO = 134.4 / 789.0
+# Attention dropout inside the flash kernel (Philox random numbers per score element): achieved
+# rate relative to the same kernel without dropout, forward / backward. Dao-AILab/flash-attention
+# PR #2597 (FlashAttention-4 on GB200, BF16, 16 heads, ~32k tokens, p = 0.125, compared with
+# cuDNN 9.24): "fwd ~ 75-85 %, bwd ~ 60-70 % of no-drop TFLOPS", cuDNN's dropout backward
+# slower still (FA4 1.1-1.2x faster at head dim 128). Midpoints; one kernel family on one chip.
+ATTN_DROPOUT_RATE = (0.80, 0.65)
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -88,6 +95,16 @@ class TrainSpec:
     # Full recompute (code 2) of only this many layers per pipeline model chunk (Megatron
     # `recompute_method="block"`, `recompute_num_layers`); None = every layer
     recompute_layers: int | None = None
+    # Megatron-Core EP all-to-all overlap (`overlap_moe_expert_parallel_comm`, with
+    # `delay_wgrad_compute`; NeMo's perf recipes call it `moe_a2a_overlap`): the dispatch /
+    # combine of one micro-batch runs while another micro-batch computes. A per-run recipe
+    # choice, so an input (see _ep_a2a_overlap)
+    ep_a2a_overlap: bool = False
+    # dropout probabilities (Megatron-Core TransformerConfig defaults are 0.1 / 0.1; most current
+    # recipes set 0): attention dropout inside the flash kernel, hidden dropout in the fused
+    # bias-dropout-add after the attention output and the MLP (see ATTN_DROPOUT_RATE)
+    attention_dropout: float = 0.0
+    hidden_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -108,6 +125,10 @@ class TrainSpec:
         if self.ep_dispatch not in EP_DISPATCH:
             raise SuanliError(f"ep dispatch must be one of {', '.join(EP_DISPATCH)}, "
                               f"got {self.ep_dispatch!r}")
+        for name, p in (("attention dropout", self.attention_dropout),
+                        ("hidden dropout", self.hidden_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise SuanliError(f"{name} must be in [0, 1), got {p}")
         if self.recompute_layers is not None and self.recompute_layers < 0:
             raise SuanliError(f"recompute layers must be >= 0, got {self.recompute_layers}")
         if self.recompute_modules is not None:
@@ -191,6 +212,47 @@ def _mtp_bf16_extra(
         w = imbalance if (m.is_moe and i in (2, 3)) else 1.0
         extra = extra + w * (t16 - tlp)
     return extra
+
+
+def _head_dim_factor(spec: TrainSpec, framework: str) -> float:
+    """Attention efficiency at the model's head dimension relative to 128
+    (:func:`efficiency.attention_head_dim_factor`). Learnable-softmax (sink) attention under
+    Transformer Engine runs on its cuDNN FusedAttention backend; otherwise the kernel class."""
+    m = spec.model
+    backend = spec.attention_kernel
+    if m.attention_sinks and framework in ("megatron", "mindspeed"):
+        backend = "cudnn"
+    return attention_head_dim_factor(min(m.qk_dim, m.v_dim), backend)
+
+
+def _ep_a2a_overlap(
+    t_ep: np.ndarray, t_comp: np.ndarray, pp: np.ndarray, v: np.ndarray, nm: np.ndarray,
+    fwd_share: np.ndarray | float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(exposed, hidden) EP all-to-all time per micro-batch under Megatron-Core's combined 1F1B
+    (`overlap_moe_expert_parallel_comm`).
+
+    The schedule co-schedules the forward of one micro-batch with the backward of another,
+    layer by layer: "EP A2A in forward step is hidden by the attention/mlp computation in the
+    backward step, and vice versa" (Megatron-Core API docs, `core.pipeline_parallel.
+    combined_1f1b`; user guide "Combined 1F1B: Expert-Parallel All-to-All Overlap"). So in a
+    paired pass the forward's dispatch + combine (``fwd_share`` of the all-to-all) hides behind
+    the partner's backward compute (2/3 of the micro-batch's compute: dgrad + wgrad, which
+    `delay_wgrad_compute` makes available) and the backward's behind the partner's forward
+    compute (1/3); what exceeds that stays exposed. Only paired passes hide anything: the
+    warm-up forwards and cool-down backwards have no partner. Megatron's interleaved 1F1B runs
+    ``2 (pp - 1) + (v - 1) pp`` warm-up forward chunks on the first stage of ``nm v``
+    (`get_pp_rank_microbatches`); without a pipeline the first forward and the last backward
+    (one micro-batch of ``nm``) are unpaired. Hidden all-to-all still holds SMs (counted by the
+    caller with the other hidden collectives)."""
+    unpaired = np.where(pp > 1, (2.0 * (pp - 1.0) + (v - 1.0) * pp) / np.maximum(nm * v, 1.0),
+                        1.0 / np.maximum(nm, 1.0))
+    unpaired = np.clip(unpaired, 0.0, 1.0)
+    paired = 1.0 - unpaired
+    in_pair = (np.maximum(0.0, t_ep * fwd_share - t_comp * 2.0 / 3.0)
+               + np.maximum(0.0, t_ep * (1.0 - fwd_share) - t_comp / 3.0))
+    exposed = t_ep * unpaired + in_pair * paired
+    return exposed, t_ep - exposed
 
 
 def _remote_nodes(E: float, k: float, nodes: ArrayLike) -> np.ndarray:
@@ -366,8 +428,13 @@ def evaluate(
 
     # ---- attention core ---------------------------------------------------------------
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
-    attn_rel = hw.eff.attention or ATTENTION_KERNELS[spec.attention_kernel]
+    attn_rel = hw.eff.attention or (ATTENTION_KERNELS[spec.attention_kernel]
+                                     * _head_dim_factor(spec, fw.name))
     passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
+    if spec.attention_dropout > 0.0 and spec.attention_kernel != "plain":
+        # forward passes (incl. recomputed) and the backward at their dropout rates
+        passes_attn = ((1.0 + full + r_attn) / ATTN_DROPOUT_RATE[0]
+                       + ATTN_BWD_MULT / ATTN_DROPOUT_RATE[1])
     # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
     # layers stream at most `sliding_window` keys per query block
@@ -387,6 +454,8 @@ def evaluate(
         # read + write, read for the value product; backward twice that)
         score_elems = mb * (m.n_heads / tp) * s * (s / cp) * n_A
         t_attn = t_attn + score_elems * 2.0 * 4.0 * (3.0 + full) / bw
+        if spec.attention_dropout > 0.0:  # the 1-byte mask: written forward, read backward
+            t_attn = t_attn + score_elems * (2.0 + full) / bw
 
     # ---- Mamba-2 mixer between in_proj and out_proj (chunked SSD, Dao & Gu 2024 s. 6) ----
     # Kernel by kernel (suanli.perf.ssm: Megatron-Core's MambaMixer training path, mamba_ssm's
@@ -449,6 +518,11 @@ def evaluate(
         rec_b = rec_b + rec("mla_up_proj") * rope_b
     mem_bytes = (T / tp * (elem_fwd_b * passes + rec_b * fw.elementwise_passes)
                  + T * V * LOGIT_BYTES / tp * n_heads_pass)
+    # hidden dropout: the fused bias-dropout-add after each attention / FFN / mixer block
+    # writes a 1-byte mask per element (forward, and again when recomputed) and reads it in the
+    # backward (PyTorch dropout keeps a bool mask)
+    drop_mask = n_blk * d if spec.hidden_dropout > 0.0 else 0.0
+    mem_bytes = mem_bytes + T / tp * drop_mask * (2.0 + full)
     if fp8:
         # elements quantised per token per block. Forward: every GEMM input not produced by a
         # fused norm -- QKV / FC1 / in_proj input (unless fused), attention-output and
@@ -527,6 +601,12 @@ def evaluate(
         # a recomputed MoE layer ("moe") dispatches and combines its tokens again
         ep > 1, n_Fm * (4.0 + 2.0 * full + 2.0 * r_moe) * (t_a2a + (ep - 1) * a_ep), 0.0,
     ) * (1.0 - fw.ep_overlap)
+    t_ep_hidden: np.ndarray | float = 0.0
+    if spec.ep_a2a_overlap and m.is_moe:
+        # the forward's dispatch + combine of the per-layer all-to-alls (the rest run in the
+        # backward phase: backward, recomputed MoE layers)
+        fwd_a2a = 2.0 / (4.0 + 2.0 * full + 2.0 * r_moe)
+        t_ep, t_ep_hidden = _ep_a2a_overlap(t_ep, t_gemm + t_attn + t_ssd, pp, v, nm, fwd_a2a)
     # pipeline point-to-point (activations forward, gradients backward) at every boundary of
     # the device's v chunks
     pp_inter = inner * dp >= dpn
@@ -591,7 +671,11 @@ def evaluate(
     exp_step = np.where(zr <= 1, exp_rs + exp_ag + lat_step, 0.0)
     t_dp_step = t_rs + t_ag + lat_step
 
-    p_opt = p_dev / np.where(zr >= 1, dp, 1.0)
+    # the distributed optimizer shards each parameter over the group that reduces its gradient:
+    # dense weights over the DP group, expert weights over the expert-DP group (dp_e ranks,
+    # Megatron-Core `expert_data_parallel` group, see above) -- with ep = tp cp dp (GPT-OSS on
+    # 64 GPUs, ep 64) every rank updates all of its local experts
+    p_opt = np.where(zr >= 1, p_dense / dp + p_exp / dp_e, p_dev)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
         t_opt = t_opt + p_dev * cast_b / bw
@@ -603,7 +687,7 @@ def evaluate(
     # overlapped collectives are not free: NCCL kernels occupy SMs (and HBM) while they run,
     # slowing the compute they hide behind by their share of the SMs
     hidden = (np.maximum(0.0, t_dp_micro - exp_micro) + np.maximum(0.0, t_tp_raw - t_tp)
-              + np.maximum(0.0, t_cp_raw - t_cp))
+              + np.maximum(0.0, t_cp_raw - t_cp) + t_ep_hidden)
     t_contend = hidden * COMM_SM_SHARE
     t_micro = t_micro + t_gacc + t_contend
     bubble = np.where(pp > 1, (pp - 1) / v * t_micro, 0.0)
@@ -662,6 +746,10 @@ def evaluate(
     # keep everything)
     a_rc2 = full * a_full + (full_on - full) * a_none
     a_tok = np.select([rc == 0, rc == 1], [a_none, a_sel], a_rc2)
+    # dropout masks (1 byte per element of each block's output) are kept until the backward,
+    # except by fully recomputed layers
+    a_tok = a_tok + np.select([rc == 0, rc == 1], [drop_mask, drop_mask],
+                              (full_on - full) * drop_mask)
     # 1F1B: the first stage holds pp micro-batches; interleaving adds (pp-1)/(pp v) more
     in_flight = np.minimum(nm, pp) * (1.0 + np.where(v > 1, (pp - 1) / (pp * v), 0.0))
     act = a_tok * T / tp * in_flight + full_on * a_none / np.maximum(Lp, 1.0) * T / tp

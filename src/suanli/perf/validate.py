@@ -73,6 +73,9 @@ class Case:
     recompute_modules: tuple[str, ...] | None = None
     recompute_note: str = ""  # what the row's recompute is and where it comes from
     recompute_layers: int | None = None  # full recompute of this many layers per chunk
+    ep_a2a_overlap: bool = False  # the recipe's `moe_a2a_overlap` (see NEMO_A2A_OVERLAP)
+    attention_dropout: float = 0.0  # the recipe's dropout (see NEMO_DROPOUT)
+    hidden_dropout: float = 0.0
 
     @property
     def dp(self) -> int:
@@ -513,6 +516,72 @@ def nemo_recompute(model: str, system: str, precision_group: str, container: str
     return mods, f"{what} ({RECOMPUTE_SOURCES[src]})"
 
 
+# MoE all-to-all overlap of each NeMo / Megatron-Bridge performance recipe (`moe_a2a_overlap`
+# in the workload configs; the harness turns it into Megatron-Core's
+# `overlap_moe_expert_parallel_comm=True` + `delay_wgrad_compute=True`,
+# scripts/performance/utils/overrides.py `_set_moe_a2a_overlap_overrides`), read from the public
+# files, never chosen from the rows. Recorded only where the config read has the row's layout
+# (tp, pp, cp, vp, ep, micro-batch), like NEMO_RECOMPUTE; every other row runs without it (the
+# configs' default, and `moe_a2a_overlap=False` where they say so).
+A2A_SOURCES: dict[str, str] = {
+    "deepseek": "scripts/performance/configs/deepseek/deepseek_workload_base_configs.py"
+                "@0426418230 (*_FP8_MX_V2: moe_a2a_overlap=True)",
+    "qwen3": "scripts/performance/configs/qwen/qwen3_workload_base_configs.py@01b2977e51 "
+             "(QWEN3_235B_A22B_*_H100_*_V2: moe_a2a_overlap=True)",
+    "gpt_oss": "scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py"
+               "@07eea52d45 (GB200_BF16_V2, *_FP8_MX_V2 on GB300 / GB200 / B300: "
+               "moe_a2a_overlap=True)",
+}
+NEMO_A2A_OVERLAP: dict[tuple[str, str, str], tuple[str, Layout]] = {
+    ("deepseek-v3", "dgxgb300", "MXFP8"): ("deepseek", (1, 2, 1, 8, 32, 1)),
+    ("deepseek-v3", "dgxgb200", "MXFP8"): ("deepseek", (1, 4, 1, 4, 64, 1)),
+    ("deepseek-v3", "dgxb200", "MXFP8"): ("deepseek", (1, 8, 1, 2, 32, 1)),
+    ("deepseek-v3", "dgxb300", "MXFP8"): ("deepseek", (1, 8, 1, 2, 8, 1)),
+    ("qwen3-235b-a22b", "dgxh100", "FP8"): ("qwen3", (2, 8, 1, 4, 32, 1)),
+    ("qwen3-235b-a22b", "dgxh100", "BF16"): ("qwen3", (2, 8, 1, 4, 32, 1)),
+    ("gpt-oss-120b", "dgxgb200", "BF16"): ("gpt_oss", (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxgb300", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 16, 4)),
+    ("gpt-oss-120b", "dgxgb200", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxb300", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 8, 4)),
+}
+
+
+def nemo_a2a_overlap(model: str, system: str, precision_group: str, container: str | None,
+                     layout: Layout) -> bool:
+    """True when the row's recipe (Megatron-Bridge container, recorded layout) sets
+    `moe_a2a_overlap`."""
+    year = _container_key(container or "")
+    hit = NEMO_A2A_OVERLAP.get((model, system, precision_group))
+    return bool(hit is not None and year and year[0] >= BRIDGE_FIRST_YEAR and hit[1] == layout)
+
+
+# Dropout of the NeMo 24.07 (NeMo 1.x launcher) rows, read from the public launcher configs
+# (NVIDIA/NeMo-Framework-Launcher, launcher_scripts/conf/training/...): recorded only where the
+# config has the row's layout, like the tables above. Megatron-Bridge (25.x / 26.x) recipes
+# and the other 24.07 configs read (Llama 2, Nemotron: `hidden_dropout: 0.0`,
+# `attention_dropout: 0.0`) run without dropout; the GPT-3 20B / 175B configs read have other
+# layouts (tp 4 mb 4; vp 12) than their rows and are left unset.
+DROPOUT_SOURCES: dict[str, str] = {
+    "gpt3_5b": "NVIDIA/NeMo-Framework-Launcher launcher_scripts/conf/training/gpt3/5b.yaml"
+               "@00af8f261f (hidden_dropout: 0.1, attention_dropout: 0.1; tp 1, pp 1, mb 4, "
+               "gbs 2048)",
+}
+NEMO_DROPOUT: dict[tuple[str, str, str], tuple[float, float, str, Layout]] = {
+    ("gpt3-5b", "dgxh100", "FP8"): (0.1, 0.1, "gpt3_5b", (1, 1, 1, 1, 1, 4)),
+}
+
+
+def nemo_dropout(model: str, system: str, precision_group: str, container: str | None,
+                 layout: Layout) -> tuple[float, float]:
+    """(attention dropout, hidden dropout) of a NeMo 1.x (pre-Bridge container) row whose
+    launcher config with the row's layout is recorded, else (0, 0)."""
+    year = _container_key(container or "")
+    hit = NEMO_DROPOUT.get((model, system, precision_group))
+    if hit is None or not year or year[0] >= BRIDGE_FIRST_YEAR or hit[3] != layout:
+        return 0.0, 0.0
+    return hit[0], hit[1]
+
+
 # model name as the NeMo tables write it (normalised) -> preset, or the reason it cannot be
 # expressed
 NEMO_MODELS: dict[str, str] = {
@@ -612,6 +681,11 @@ def nemo_case(row: dict[str, str]) -> Case:
         attention_kernel="flash2",
         ep_dispatch=nemo_dispatch(model.name, system,
                                   precision_label(row.get("precision") or "")),
+        ep_a2a_overlap=nemo_a2a_overlap(model.name, system, group, row.get("container"),
+                                        layout),
+        **dict(zip(("attention_dropout", "hidden_dropout"),
+                   nemo_dropout(model.name, system, group, row.get("container"), layout),
+                   strict=True)),
     )
 
 
@@ -697,7 +771,10 @@ def predict_case(
                      attention_kernel=case.attention_kernel, interleave=case.vp,
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
                      ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules,
-                     recompute_layers=case.recompute_layers)
+                     recompute_layers=case.recompute_layers,
+                     ep_a2a_overlap=case.ep_a2a_overlap,
+                     attention_dropout=case.attention_dropout,
+                     hidden_dropout=case.hidden_dropout)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
                    mb=case.mb, recompute=case.recompute, zero=case.zero, n_micro=case.ga)
     return {k: np.ravel(v)[0] for k, v in res.items()}
