@@ -173,23 +173,7 @@ class Devices:
                 mxl[k] = mx
                 self.mx[k] = mx
             if upl[k]:
-                if nf != onf:
-                    cn = self._cnt_nf[p]
-                    cn[onf] -= 1
-                    cn[nf] += 1
-                    self._wholel[p] += (nf == n) * n - (onf == n) * n
-                    bk = self._bk[p][nf]
-                    heapq.heappush(bk, k)
-                    if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
-                        self._rebuild_bucket(p, nf)
-                if mx != omx:
-                    cm = self._cnt_mx[p]
-                    c = cm[omx] - 1
-                    if c:
-                        cm[omx] = c
-                    else:
-                        del cm[omx]
-                    cm[mx] = cm.get(mx, 0) + 1
+                self._refile(p, k, n, nf, onf, mx, omx)
                 pools.add(p)
         for p in pools:
             self._summary(p)
@@ -212,24 +196,30 @@ class Devices:
             self._mxl[k] = mx
             self.mx[k] = mx
         if self._upl[k]:
-            if nf != onf:
-                cn = self._cnt_nf[p]
-                cn[onf] -= 1
-                cn[nf] += 1
-                self._wholel[p] += (nf == n) * n - (onf == n) * n
-                bk = self._bk[p][nf]
-                heapq.heappush(bk, k)
-                if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
-                    self._rebuild_bucket(p, nf)
-            if mx != omx:
-                cm = self._cnt_mx[p]
-                c = cm[omx] - 1
-                if c:
-                    cm[omx] = c
-                else:
-                    del cm[omx]
-                cm[mx] = cm.get(mx, 0) + 1
+            self._refile(p, k, n, nf, onf, mx, omx)
             self._summary(p)
+
+    def _refile(self, p: int, k: int, n: int, nf: int, onf: int, mx: int, omx: int) -> None:
+        """An up node ``k`` of pool ``p`` (``n`` devices) went from ``onf`` to ``nf`` free
+        devices and from ``omx`` to ``mx`` largest free share: the pool's counts and its
+        best-fit heap (the caller refreshes the pool's summary)."""
+        if nf != onf:
+            cn = self._cnt_nf[p]
+            cn[onf] -= 1
+            cn[nf] += 1
+            self._wholel[p] += (nf == n) * n - (onf == n) * n
+            bk = self._bk[p][nf]
+            heapq.heappush(bk, k)
+            if len(bk) > 2 * self._nup[p] + self.heap_slack:  # too many stale entries
+                self._rebuild_bucket(p, nf)
+        if mx != omx:
+            cm = self._cnt_mx[p]
+            c = cm[omx] - 1
+            if c:
+                cm[omx] = c
+            else:
+                del cm[omx]
+            cm[mx] = cm.get(mx, 0) + 1
 
     def _rebuild_bucket(self, p: int, b: int) -> None:
         nfl = self._nfl
