@@ -52,8 +52,14 @@ def _assert_stopped(live: Live, job: dict[str, Any]) -> None:
     assert (d / "exit").exists(), sorted(p.name for p in d.iterdir())
     pid_file = d / "pid"
     if pid_file.exists():
+        # the runner writes its exit code and then ends: the job may read "cancelled" while
+        # the runner's interpreter is still shutting down (seen once in CI, under load), so
+        # it gets a bounded moment to go; one that keeps running fails
         pid = int(pid_file.read_text().split()[0])
-        assert not _alive(pid), f"runner {pid} of {a['launch_id']} still alive"
+        deadline = time.monotonic() + 5.0
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), f"runner {pid} of {a['launch_id']} still alive after 5 s"
 
 
 class _Gate:
