@@ -203,3 +203,28 @@ def test_nemo_dropout_only_for_the_recorded_launcher_config() -> None:
     assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "25.11", lay) == (0.0, 0.0)
     assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "24.07", (1, 1, 1, 1, 1, 2)) == (0.0, 0.0)
     assert nemo_dropout("llama2-7b", "dgxh100", "FP8", "24.07", lay) == (0.0, 0.0)
+
+
+def test_expert_optimizer_memory_is_sharded_over_the_expert_dp_group(h100: Chip) -> None:
+    """Memory follows the same shard as the optimizer step: with the distributed optimizer
+    (ZeRO-1) each rank keeps bf16 weights + grads of everything it holds (4 B / param) and
+    12 B / param of fp32 master + Adam state over its shard: dense / dp + experts / dp_e."""
+    m = get_model("gpt-oss-120b")
+    hw = build_hardware(h100, "bf16")
+    spec = TrainSpec(model=m, seq_len=4096, global_batch=256)
+    p_dense = m.n_params - m.expert_params_total
+    for ep, dp_e in ((64, 1), (8, 8)):
+        r = evaluate(spec, hw, tp=1, pp=1, dp=64, ep=ep, mb=1, recompute=0, zero=1)
+        p_exp = m.expert_params_total / ep
+        assert float(r["mem_optimizer"]) == pytest.approx(
+            12.0 * (p_dense / 64 + p_exp / dp_e), rel=1e-9)
+        assert float(r["mem_weights"]) == pytest.approx(2.0 * (p_dense + p_exp), rel=1e-9)
+    # ZeRO-2: gradients sharded the same way
+    r2 = evaluate(spec, hw, tp=1, pp=1, dp=64, ep=8, mb=1, recompute=0, zero=2)
+    shard = p_dense / 64 + m.expert_params_total / 8 / 8
+    assert float(r2["mem_grads"]) == pytest.approx(2.0 * shard, rel=1e-9)
+    # a dense model is unchanged (dp_e = dp without experts)
+    d = TrainSpec(model=get_model("llama3-8b"), seq_len=4096, global_batch=64)
+    rd = evaluate(d, hw, tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+    n = get_model("llama3-8b").n_params
+    assert float(rd["mem_optimizer"]) == pytest.approx(12.0 * n / 8, rel=1e-9)

@@ -694,13 +694,18 @@ def evaluate(
     step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
 
     # ---- memory per device --------------------------------------------------------------
+    # sharded states use the same groups as the time model: dense weights over the DP group,
+    # expert weights over the expert-DP group (dp_e ranks; Megatron-Core's distributed
+    # optimizer builds the expert parameters' buffers on `expert_data_parallel_group`), so
+    # with ep = tp cp dp every rank keeps the full fp32 master + Adam state of its experts
+    p_shard = p_dense / dp + p_exp / dp_e
     states = np.select(
         [zr == 0, zr == 1, zr == 2],
-        [16.0 * p_dev, 4.0 * p_dev + 12.0 * p_dev / dp, 2.0 * p_dev + 14.0 * p_dev / dp],
-        16.0 * p_dev / dp + 2 * 2.0 * p_dev / Lp,  # ZeRO-3: + two gathered layers
+        [16.0 * p_dev, 4.0 * p_dev + 12.0 * p_shard, 2.0 * p_dev + 14.0 * p_shard],
+        16.0 * p_shard + 2 * 2.0 * p_dev / Lp,  # ZeRO-3: + two gathered layers
     )
-    w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_dev / dp)
-    g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
+    w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_shard)
+    g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_shard)
     o_mem = states - w_mem - g_mem
     # activation bytes per token, summed over the busiest stage's blocks (act_w is already
     # summed over its FFN blocks): an attention block keeps its input, norm output and output
