@@ -478,6 +478,9 @@ def evaluate(
     fused = fp8 and fw.fused_norm_cast
     c_attn = 1.0 if fused else 2.0
     norm_b = (n_A + n_M) * d * (2.0 + c_attn) + n_Fd * d * (2.0 + c_attn) + n_Fm * d * 4.0
+    # keep_mtp_spec_in_bf16: the MTP depths' fused norms write a 16-bit output, not an FP8 one
+    mtp16 = D * (1.0 + (0.0 if m.is_moe else 1.0)) if (m.mtp_bf16 and fused) else 0.0
+    norm_b = norm_b + mtp16 * d * (2.0 - c_attn)
     resid_b = n_blk * 6.0 * d
     rope_b: float | np.ndarray = 0.0
     if m.has_rope:
@@ -514,6 +517,8 @@ def evaluate(
             rec_b = (rec_b + rec("moe_act") * n_Fm * a_mult * k_r
                      + rec("shared_experts") * n_Fm * a_mult * wsh_r)
     rec_b = rec_b + rec("mlp") * n_Fd * (a_mult * ffw_dense + d * (2.0 + c_attn))
+    if mtp16 and not m.is_moe:  # a dense MTP FFN's fused norm, recomputed, writes 16-bit
+        rec_b = rec_b + rec("mlp") * D * d * (2.0 - c_attn)
     if m.is_mla:
         rec_b = rec_b + rec("mla_up_proj") * rope_b
     mem_bytes = (T / tp * (elem_fwd_b * passes + rec_b * fw.elementwise_passes)
@@ -535,24 +540,40 @@ def evaluate(
         k_moe = float(max(m.top_k, 1)) if m.is_moe else 1.0
         lat = (d + ew) if m.moe_latent else 0.0
         nf = 0.0 if fw.fused_norm_cast else d
-        ffn_in = n_Fd * nf + n_Fm * (k_moe * ew + sh * d + lat)
-        ffn_out_grad = n_Fd * d + n_Fm * (k_moe * ew + sh * d + lat)
-        cast_fwd = n_A * (out_k + nf) + act_w + ffn_in + n_M * (m.d_inner + nf)
-        cast_bwd = (n_A * (in_n + d) + (mats - 1) * act_w + ffn_out_grad
-                    + n_M * (m.mamba_in_width + d))
-        # recomputed GEMMs quantise their inputs again: FC2 input after a recomputed
-        # activation, the dense / MoE / shared-expert inputs, MLA's latent inputs
-        rec_cast: np.ndarray | float = 0.0
-        if m.is_moe:
-            k_ff = k_moe * float(m.d_ff)
-            rec_cast = r_moe * n_Fm * (k_moe * ew + sh * d + lat + k_ff + float(m.shared_width))
-            if "moe" not in mods:
-                rec_cast = (rec_cast + rec("moe_act") * n_Fm * k_ff
-                            + rec("shared_experts") * n_Fm * sh * (d + float(m.shared_width)))
-        rec_cast = rec_cast + rec("mlp") * n_Fd * (nf + ffw_dense)
-        if m.is_mla:
-            rec_cast = rec_cast + rec("mla_up_proj") * n_A * float(m.q_lora_rank + m.kv_lora_rank)
-        mem_bytes = mem_bytes + T / tp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd + rec_cast)
+
+        Num = np.ndarray | float
+
+        def cast_elems(a: Num, fd: Num, fm: Num, mb_: Num) -> Num:
+            """Quantised elements per token of `a` attention, `fd` dense-FFN, `fm` MoE and
+            `mb_` Mamba blocks: forward (x (1 + full recompute)) + backward + recomputed."""
+            aw = fd * ffw_dense + (fm * (k_moe * float(m.d_ff) + float(m.shared_width))
+                                   if m.is_moe else 0.0)
+            ffn_in = fd * nf + fm * (k_moe * ew + sh * d + lat)
+            ffn_out_grad = fd * d + fm * (k_moe * ew + sh * d + lat)
+            c_fwd = a * (out_k + nf) + aw + ffn_in + mb_ * (m.d_inner + nf)
+            c_bwd = (a * (in_n + d) + (mats - 1) * aw + ffn_out_grad
+                     + mb_ * (m.mamba_in_width + d))
+            # recomputed GEMMs quantise their inputs again: FC2 input after a recomputed
+            # activation, the dense / MoE / shared-expert inputs, MLA's latent inputs
+            c_rec: Num = 0.0
+            if m.is_moe:
+                k_ff = k_moe * float(m.d_ff)
+                c_rec = r_moe * fm * (k_moe * ew + sh * d + lat + k_ff + float(m.shared_width))
+                if "moe" not in mods:
+                    c_rec = (c_rec + rec("moe_act") * fm * k_ff
+                             + rec("shared_experts") * fm * sh * (d + float(m.shared_width)))
+            c_rec = c_rec + rec("mlp") * fd * (nf + ffw_dense)
+            if m.is_mla:
+                c_rec = c_rec + rec("mla_up_proj") * a * float(m.q_lora_rank + m.kv_lora_rank)
+            return c_fwd * (1.0 + full) + c_bwd + c_rec
+
+        casts = cast_elems(n_A, n_Fd, n_Fm, n_M)
+        if m.mtp_bf16 and D:
+            # keep_mtp_spec_in_bf16: the MTP depths' attention and FFN / MoE blocks run outside
+            # the FP8 / FP4 recipe, so their GEMM inputs and output gradients are not quantised
+            # (their GEMMs are costed 16-bit in _mtp_bf16_extra)
+            casts = casts - cast_elems(D, 0.0 if m.is_moe else D, D if m.is_moe else 0.0, 0.0)
+        mem_bytes = mem_bytes + T / tp * cast_b * casts
     t_elem = mem_bytes / bw
     # launches: `kernels_per_layer` per transformer layer = per two blocks
     t_launch = n_blk / 2.0 * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
@@ -678,7 +699,14 @@ def evaluate(
     p_opt = np.where(zr >= 1, p_dense / dp + p_exp / dp_e, p_dev)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
-        t_opt = t_opt + p_dev * cast_b / bw
+        p_cast = p_dev
+        if m.mtp_bf16 and m.mtp_depth:
+            # keep_mtp_spec_in_bf16: the MTP modules' weights are never quantised (their
+            # routed experts split like the other experts, the rest like dense weights)
+            mtp_e = float(m.mtp_modules * m.n_experts * m.expert_params) if m.is_moe else 0.0
+            p_cast = p_dev - ((m.mtp_modules * m.mtp_params - mtp_e) / (tp * pp)
+                              + mtp_e / (pp * ep))
+        t_opt = t_opt + p_cast * cast_b / bw
 
     # gradient accumulation: every weight gradient computed on this device is added into the
     # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
