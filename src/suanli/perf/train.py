@@ -62,6 +62,15 @@ SSD_GEMM_RATIO = 134.4 / 789.0
 # cuDNN 9.24): "fwd ~ 75-85 %, bwd ~ 60-70 % of no-drop TFLOPS", cuDNN's dropout backward
 # slower still (FA4 1.1-1.2x faster at head dim 128). Midpoints; one kernel family on one chip.
 ATTN_DROPOUT_RATE = (0.80, 0.65)
+# FP8 attention (Transformer Engine `fp8_dot_product_attention`, the recipe input
+# TrainSpec.fp8_attention): forward rate / 16-bit forward rate of the flash kernel. The only
+# sourced FP8 attention benchmark found: FlashAttention-3 (Shah et al. 2024,
+# arXiv:2407.08608, abstract; H100 SXM5, forward): FP16 up to 740 TFLOPS, FP8 close to
+# 1.2 PFLOPS -> 1.2 / 0.74 = 1.62. The paper reports FP8 for the forward pass only and no
+# published FP8 attention backward rate was found, so the backward passes stay at the 16-bit
+# rate; it is a Hopper figure applied to the Blackwell rows that set the flag (no published
+# cuDNN / TE FP8 attention rate for B200 / B300 was found).
+FP8_ATTN_FWD_SPEEDUP = 1.2 / 0.74
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -105,6 +114,11 @@ class TrainSpec:
     # bias-dropout-add after the attention output and the MLP (see ATTN_DROPOUT_RATE)
     attention_dropout: float = 0.0
     hidden_dropout: float = 0.0
+    # FP8 attention (Megatron-Bridge `mixed_precision.fp8_dot_product_attention`, Transformer
+    # Engine FP8 DPA): under an FP8 / FP4 GEMM precision the flash kernel's forward runs at
+    # FP8_ATTN_FWD_SPEEDUP x its 16-bit rate. A per-run recipe choice, so an input; no effect
+    # at BF16 or with the plain (unfused) kernel
+    fp8_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -430,12 +444,19 @@ def evaluate(
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
     attn_rel = hw.eff.attention or (ATTENTION_KERNELS[spec.attention_kernel]
                                      * _head_dim_factor(spec, fw.name))
-    passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
+    fwd_attn = 1.0 + full + r_attn  # forward passes (incl. recomputed), in forward units
+    bwd_attn = ATTN_BWD_MULT
     if spec.attention_dropout > 0.0 and spec.attention_kernel != "plain":
         # forward passes (incl. recomputed) and the backward at their dropout rates
-        passes_attn = ((1.0 + full + r_attn) / ATTN_DROPOUT_RATE[0]
-                       + ATTN_BWD_MULT / ATTN_DROPOUT_RATE[1])
-    # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
+        fwd_attn = fwd_attn / ATTN_DROPOUT_RATE[0]
+        bwd_attn = bwd_attn / ATTN_DROPOUT_RATE[1]
+    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain":
+        # FP8 DPA: forward passes at the FP8 attention rate, backward 16-bit (see
+        # FP8_ATTN_FWD_SPEEDUP for the source and its limits)
+        fwd_attn = fwd_attn / FP8_ATTN_FWD_SPEEDUP
+    passes_attn = fwd_attn + bwd_attn
+    # attention stays 16-bit under FP8 recipes unless the recipe sets FP8 attention (above);
+    # flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
     # layers stream at most `sliding_window` keys per query block
     n_win = float(m.n_window_layers if m.sliding_window else 0)
