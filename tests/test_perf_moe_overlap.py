@@ -268,3 +268,26 @@ def test_nemo_rows_take_fp8_attention_from_the_recorded_recipe() -> None:
                                   (1, 1, 1, 1, 64, 4))  # before Megatron-Bridge
     assert not nemo_fp8_attention("gpt-oss-120b", "dgxgb200", "BF16", "26.04",
                                   (1, 1, 1, 1, 64, 4))
+
+
+def test_cli_fp8_attention_flag() -> None:
+    """`suanli estimate train --fp8-attention` is faster under FP8, unchanged under BF16."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from suanli.cli import app
+
+    runner = CliRunner()
+
+    def tps(prec: str, *extra: str) -> float:
+        out = runner.invoke(app, [
+            "estimate", "train", "--model", "llama3-8b", "--chip", "B200", "--devices", "8",
+            "--seq-len", "8192", "--global-batch", "64", "--micro-batch", "1",
+            "--precision", prec, "--json", *extra])
+        assert out.exit_code == 0, out.output
+        d = json.loads(out.output)
+        return float((d[0] if isinstance(d, list) else d)["tokens_per_s_per_device"])
+
+    assert tps("fp8", "--fp8-attention") > tps("fp8")
+    assert tps("bf16", "--fp8-attention") == tps("bf16")
