@@ -263,3 +263,29 @@ def test_hybrid_layouts_evaluate_as_arrays_like_one_by_one() -> None:
         assert float(np.ravel(res["t_ssd"])[i]) == pytest.approx(
             float(np.ravel(one["t_ssd"])[0]), rel=1e-12)
         assert float(np.ravel(res["t_ssd"])[i]) > 0.0
+
+
+@pytest.mark.parametrize("name", ["nemotron3.5-lightning-30b-a3b", "nemotron3-super-120b-a12b"])
+def test_mtp_kept_bf16_adds_no_fp8_casts(name: str) -> None:
+    """keep_mtp_spec_in_bf16: the MTP depths quantise nothing (no activation / gradient casts
+    per token, no weight casts per step), so under FP8 they add exactly the element-wise and
+    optimizer work they add to a BF16 run; without the flag they add their casts too."""
+    from dataclasses import replace
+
+    m = get_model(name)
+    base = replace(m, mtp_depth=0, mtp_shared_weights=False, mtp_bf16=False)
+    kw = dict(tp=1, pp=1, dp=8, ep=8, mb=1, recompute=0, zero=1)
+    spec = dict(seq_len=4096, global_batch=8)
+    chip = load_catalog().get("nvidia_h100_sxm")
+
+    def added(model: ModelShape, prec: str, key: str) -> float:
+        hw = build_hardware(chip, prec)
+        a = evaluate(TrainSpec(model=model, **spec), hw, **kw)  # type: ignore[arg-type]
+        b = evaluate(TrainSpec(model=base, **spec), hw, **kw)  # type: ignore[arg-type]
+        return float(np.ravel(a[key])[0]) - float(np.ravel(b[key])[0])
+
+    for key in ("t_elementwise", "t_optimizer"):
+        bf16 = added(m, "bf16", key)
+        assert bf16 > 0.0
+        assert added(m, "fp8", key) == pytest.approx(bf16, rel=1e-9)
+        assert added(replace(m, mtp_bf16=False), "fp8", key) > bf16 * 1.01

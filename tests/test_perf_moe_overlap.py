@@ -203,3 +203,91 @@ def test_nemo_dropout_only_for_the_recorded_launcher_config() -> None:
     assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "25.11", lay) == (0.0, 0.0)
     assert nemo_dropout("gpt3-5b", "dgxh100", "FP8", "24.07", (1, 1, 1, 1, 1, 2)) == (0.0, 0.0)
     assert nemo_dropout("llama2-7b", "dgxh100", "FP8", "24.07", lay) == (0.0, 0.0)
+
+
+def test_expert_optimizer_memory_is_sharded_over_the_expert_dp_group(h100: Chip) -> None:
+    """Memory follows the same shard as the optimizer step: with the distributed optimizer
+    (ZeRO-1) each rank keeps bf16 weights + grads of everything it holds (4 B / param) and
+    12 B / param of fp32 master + Adam state over its shard: dense / dp + experts / dp_e."""
+    m = get_model("gpt-oss-120b")
+    hw = build_hardware(h100, "bf16")
+    spec = TrainSpec(model=m, seq_len=4096, global_batch=256)
+    p_dense = m.n_params - m.expert_params_total
+    for ep, dp_e in ((64, 1), (8, 8)):
+        r = evaluate(spec, hw, tp=1, pp=1, dp=64, ep=ep, mb=1, recompute=0, zero=1)
+        p_exp = m.expert_params_total / ep
+        assert float(r["mem_optimizer"]) == pytest.approx(
+            12.0 * (p_dense / 64 + p_exp / dp_e), rel=1e-9)
+        assert float(r["mem_weights"]) == pytest.approx(2.0 * (p_dense + p_exp), rel=1e-9)
+    # ZeRO-2: gradients sharded the same way
+    r2 = evaluate(spec, hw, tp=1, pp=1, dp=64, ep=8, mb=1, recompute=0, zero=2)
+    shard = p_dense / 64 + m.expert_params_total / 8 / 8
+    assert float(r2["mem_grads"]) == pytest.approx(2.0 * shard, rel=1e-9)
+    # a dense model is unchanged (dp_e = dp without experts)
+    d = TrainSpec(model=get_model("llama3-8b"), seq_len=4096, global_batch=64)
+    rd = evaluate(d, hw, tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+    n = get_model("llama3-8b").n_params
+    assert float(rd["mem_optimizer"]) == pytest.approx(12.0 * n / 8, rel=1e-9)
+
+
+def test_fp8_attention_runs_the_forward_at_the_fa3_fp8_rate(h100: Chip) -> None:
+    """fp8_dot_product_attention: under FP8 GEMMs the attention forward runs 1.2 / 0.74 x
+    faster (FlashAttention-3 paper, FP8 vs FP16 forward), the backward (2.5 forward units)
+    stays 16-bit; at BF16 or with the plain kernel the flag changes nothing."""
+    from suanli.perf.train import ATTN_BWD_MULT, FP8_ATTN_FWD_SPEEDUP
+
+    spec = TrainSpec(model=get_model("llama3-8b"), seq_len=8192, global_batch=8)
+    lay = dict(tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+    fp8 = build_hardware(h100, "fp8")
+    a = float(evaluate(spec, fp8, **lay)["t_attention"])
+    b = float(evaluate(replace(spec, fp8_attention=True), fp8, **lay)["t_attention"])
+    fwd = a / (1.0 + ATTN_BWD_MULT)
+    assert b == pytest.approx(fwd / FP8_ATTN_FWD_SPEEDUP + fwd * ATTN_BWD_MULT, rel=1e-9)
+    bf16 = build_hardware(h100, "bf16")
+    for s in (spec, replace(spec, attention_kernel="plain")):
+        hw = bf16 if s is spec else fp8
+        assert float(evaluate(s, hw, **lay)["step_time"]) == float(
+            evaluate(replace(s, fp8_attention=True), hw, **lay)["step_time"])
+
+
+def test_nemo_rows_take_fp8_attention_from_the_recorded_recipe() -> None:
+    """Only the Blackwell MXFP8 configs that set fp8_dot_product_attention, at their layout."""
+    from suanli.perf.validate import nemo_fp8_attention
+
+    assert nemo_fp8_attention("deepseek-v3", "dgxgb300", "MXFP8", "26.04", (1, 2, 1, 8, 32, 1))
+    assert nemo_fp8_attention("deepseek-v3", "dgxb300", "MXFP8", "26.04", (1, 8, 1, 2, 8, 1))
+    # GB200 / B200 DeepSeek-V3 MXFP8 configs do not set it
+    assert not nemo_fp8_attention("deepseek-v3", "dgxgb200", "MXFP8", "26.04",
+                                  (1, 4, 1, 4, 64, 1))
+    assert not nemo_fp8_attention("deepseek-v3", "dgxb200", "MXFP8", "26.04",
+                                  (1, 8, 1, 2, 32, 1))
+    assert nemo_fp8_attention("gpt-oss-120b", "dgxgb200", "MXFP8", "26.04", (1, 1, 1, 1, 64, 4))
+    assert not nemo_fp8_attention("gpt-oss-120b", "dgxgb200", "MXFP8", "26.04",
+                                  (1, 1, 1, 1, 64, 1))  # another layout
+    assert not nemo_fp8_attention("gpt-oss-120b", "dgxgb200", "MXFP8", "24.07",
+                                  (1, 1, 1, 1, 64, 4))  # before Megatron-Bridge
+    assert not nemo_fp8_attention("gpt-oss-120b", "dgxgb200", "BF16", "26.04",
+                                  (1, 1, 1, 1, 64, 4))
+
+
+def test_cli_fp8_attention_flag() -> None:
+    """`suanli estimate train --fp8-attention` is faster under FP8, unchanged under BF16."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from suanli.cli import app
+
+    runner = CliRunner()
+
+    def tps(prec: str, *extra: str) -> float:
+        out = runner.invoke(app, [
+            "estimate", "train", "--model", "llama3-8b", "--chip", "B200", "--devices", "8",
+            "--seq-len", "8192", "--global-batch", "64", "--micro-batch", "1",
+            "--precision", prec, "--json", *extra])
+        assert out.exit_code == 0, out.output
+        d = json.loads(out.output)
+        return float((d[0] if isinstance(d, list) else d)["tokens_per_s_per_device"])
+
+    assert tps("fp8", "--fp8-attention") > tps("fp8")
+    assert tps("bf16", "--fp8-attention") == tps("bf16")

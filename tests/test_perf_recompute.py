@@ -138,9 +138,11 @@ def test_estimate_takes_recompute_modules(h100: Chip) -> None:
 
     assert parse_recompute_modules(" moe_act, layernorm ") == ("moe_act", "layernorm")
     assert parse_recompute_modules("none") == () and parse_recompute_modules(None) is None
+    # 16 devices (expert-DP group of 2): on 8 with ep 8 each rank keeps the whole optimizer
+    # state of its experts (perf7b memory shard) and the no-recompute layout does not fit
     kw = dict(seq_len=S, global_batch=64, ep=8, micro_batch=1)
-    base = estimate_train("qwen3-30b-a3b", h100, 8, recompute="none", **kw)  # type: ignore[arg-type]
-    act = estimate_train("qwen3-30b-a3b", h100, 8, recompute_modules="moe_act",
+    base = estimate_train("qwen3-30b-a3b", h100, 16, recompute="none", **kw)  # type: ignore[arg-type]
+    act = estimate_train("qwen3-30b-a3b", h100, 16, recompute_modules="moe_act",
                          **kw)  # type: ignore[arg-type]
     d = act.as_dict()
     assert d["layout"]["recompute"] == "selective"  # the modules pin selective recompute

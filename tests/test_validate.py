@@ -148,7 +148,7 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
     """Current figures (docs/perf-model.md): NeMo headline median |error| 15.4 % over 72 rows
-    (mean signed +18.2 %), MPT 7.7 %. MPT meets the issue's
+    (mean signed +18.4 %), MPT 7.7 %. MPT meets the issue's
     target (<= 10 % per file); NeMo does not yet, this guards against regressions. History:
     13.5 % at 12.8 %; round 5 added the FP8 casts of every routed MoE copy and moved the median
     to 13.6 % (56 rows). Round 6 (issue 7, hybrid Mamba) made the 16 headline rows of the
@@ -177,7 +177,12 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
     assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 15.5
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 18.3
+    # 18.3 -> 18.4 (perf7b): two sourced mechanisms make already-optimistic rows faster --
+    # the MTP depths kept BF16 by `keep_mtp_spec_in_bf16` no longer pay FP8 casts, and the
+    # five Blackwell MXFP8 rows whose workload configs set `fp8_dot_product_attention`
+    # (deepseek / gpt_oss *_workload_base_configs.py) run the attention forward at the
+    # FlashAttention-3 paper's FP8 rate. Nothing fitted; kept although worse.
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 18.4
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"

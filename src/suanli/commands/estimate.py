@@ -178,6 +178,9 @@ def train_cmd(
     ep_a2a_overlap: Annotated[bool, typer.Option(
         "--ep-a2a-overlap", help="MoE: Megatron-Core combined 1F1B (all-to-all of one "
         "micro-batch behind another's compute; NeMo recipes' moe_a2a_overlap)")] = False,
+    fp8_attention: Annotated[bool, typer.Option(
+        "--fp8-attention", help="FP8 attention forward under fp8/fp4 GEMMs (Megatron-Bridge "
+        "fp8_dot_product_attention; FlashAttention-3 paper FP8/FP16 forward ratio)")] = False,
     search: Annotated[bool, typer.Option("--search", help="Search layouts; show top-k.")] = False,
     top: Annotated[int, count_option("--top", help="Rows of the search table.", le=1000)] = 5,
     tokens: Annotated[float | None, num_option("--tokens", help="Token budget, e.g. 15e12.",
@@ -223,7 +226,7 @@ def train_cmd(
             attention_kernel=attention_kernel, pue=pue, price_cny_per_hour=price,
             electricity_cny_kwh=electricity, framework=framework, fp8_recipe=fp8_recipe,
             moe_imbalance=moe_imbalance, ep_dispatch=ep_dispatch,
-            ep_a2a_overlap=ep_a2a_overlap,
+            ep_a2a_overlap=ep_a2a_overlap, fp8_attention=fp8_attention,
         )
 
     results = _per_chip(cat, chip, run)

@@ -141,6 +141,7 @@ def estimate_train(
     moe_imbalance: float = 1.0,
     ep_dispatch: str = "alltoall",
     ep_a2a_overlap: bool = False,
+    fp8_attention: bool = False,
     pue: float = DEFAULT_PUE,
     price_cny_per_hour: float | None = None,
     electricity_cny_kwh: float = DEFAULT_ELECTRICITY_CNY_KWH,
@@ -168,6 +169,7 @@ def estimate_train(
                      framework=framework or default_framework(chip),
                      fp8_recipe=fp8_recipe, moe_imbalance=moe_imbalance,
                      ep_dispatch=ep_dispatch, ep_a2a_overlap=ep_a2a_overlap,
+                     fp8_attention=fp8_attention,
                      recompute_modules=parse_recompute_modules(recompute_modules))
     hw = build_hardware(chip, precision, devices_per_node=devices_per_node,
                         inter_node_gbps=inter_node_gbps, link_gbs=link_gbs, efficiency=efficiency)

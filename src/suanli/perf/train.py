@@ -62,6 +62,15 @@ SSD_GEMM_RATIO = 134.4 / 789.0
 # cuDNN 9.24): "fwd ~ 75-85 %, bwd ~ 60-70 % of no-drop TFLOPS", cuDNN's dropout backward
 # slower still (FA4 1.1-1.2x faster at head dim 128). Midpoints; one kernel family on one chip.
 ATTN_DROPOUT_RATE = (0.80, 0.65)
+# FP8 attention (Transformer Engine `fp8_dot_product_attention`, the recipe input
+# TrainSpec.fp8_attention): forward rate / 16-bit forward rate of the flash kernel. The only
+# sourced FP8 attention benchmark found: FlashAttention-3 (Shah et al. 2024,
+# arXiv:2407.08608, abstract; H100 SXM5, forward): FP16 up to 740 TFLOPS, FP8 close to
+# 1.2 PFLOPS -> 1.2 / 0.74 = 1.62. The paper reports FP8 for the forward pass only and no
+# published FP8 attention backward rate was found, so the backward passes stay at the 16-bit
+# rate; it is a Hopper figure applied to the Blackwell rows that set the flag (no published
+# cuDNN / TE FP8 attention rate for B200 / B300 was found).
+FP8_ATTN_FWD_SPEEDUP = 1.2 / 0.74
 # Fraction of the SMs NCCL's kernels hold while a collective runs (NCCL's default ~16 channels,
 # one SM each, of 108 (A100) - 132 (H100) SMs): hidden communication slows compute by this share
 COMM_SM_SHARE = 0.12  # per token per vocab entry: bf16 logits + fp32 softmax / loss fwd + bwd
@@ -105,6 +114,11 @@ class TrainSpec:
     # bias-dropout-add after the attention output and the MLP (see ATTN_DROPOUT_RATE)
     attention_dropout: float = 0.0
     hidden_dropout: float = 0.0
+    # FP8 attention (Megatron-Bridge `mixed_precision.fp8_dot_product_attention`, Transformer
+    # Engine FP8 DPA): under an FP8 / FP4 GEMM precision the flash kernel's forward runs at
+    # FP8_ATTN_FWD_SPEEDUP x its 16-bit rate. A per-run recipe choice, so an input; no effect
+    # at BF16 or with the plain (unfused) kernel
+    fp8_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -430,12 +444,19 @@ def evaluate(
     ctx = s / 2.0 if spec.causal else s  # causal kernels skip fully-masked blocks
     attn_rel = hw.eff.attention or (ATTENTION_KERNELS[spec.attention_kernel]
                                      * _head_dim_factor(spec, fw.name))
-    passes_attn = 1.0 + ATTN_BWD_MULT + full + r_attn
+    fwd_attn = 1.0 + full + r_attn  # forward passes (incl. recomputed), in forward units
+    bwd_attn = ATTN_BWD_MULT
     if spec.attention_dropout > 0.0 and spec.attention_kernel != "plain":
         # forward passes (incl. recomputed) and the backward at their dropout rates
-        passes_attn = ((1.0 + full + r_attn) / ATTN_DROPOUT_RATE[0]
-                       + ATTN_BWD_MULT / ATTN_DROPOUT_RATE[1])
-    # attention stays 16-bit under FP8 recipes; flash kernels lose efficiency on short key
+        fwd_attn = fwd_attn / ATTN_DROPOUT_RATE[0]
+        bwd_attn = bwd_attn / ATTN_DROPOUT_RATE[1]
+    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain":
+        # FP8 DPA: forward passes at the FP8 attention rate, backward 16-bit (see
+        # FP8_ATTN_FWD_SPEEDUP for the source and its limits)
+        fwd_attn = fwd_attn / FP8_ATTN_FWD_SPEEDUP
+    passes_attn = fwd_attn + bwd_attn
+    # attention stays 16-bit under FP8 recipes unless the recipe sets FP8 attention (above);
+    # flash kernels lose efficiency on short key
     # ranges (efficiency.attention_length_factor, published kernel sweep); sliding-window
     # layers stream at most `sliding_window` keys per query block
     n_win = float(m.n_window_layers if m.sliding_window else 0)
@@ -478,6 +499,9 @@ def evaluate(
     fused = fp8 and fw.fused_norm_cast
     c_attn = 1.0 if fused else 2.0
     norm_b = (n_A + n_M) * d * (2.0 + c_attn) + n_Fd * d * (2.0 + c_attn) + n_Fm * d * 4.0
+    # keep_mtp_spec_in_bf16: the MTP depths' fused norms write a 16-bit output, not an FP8 one
+    mtp16 = D * (1.0 + (0.0 if m.is_moe else 1.0)) if (m.mtp_bf16 and fused) else 0.0
+    norm_b = norm_b + mtp16 * d * (2.0 - c_attn)
     resid_b = n_blk * 6.0 * d
     rope_b: float | np.ndarray = 0.0
     if m.has_rope:
@@ -514,6 +538,8 @@ def evaluate(
             rec_b = (rec_b + rec("moe_act") * n_Fm * a_mult * k_r
                      + rec("shared_experts") * n_Fm * a_mult * wsh_r)
     rec_b = rec_b + rec("mlp") * n_Fd * (a_mult * ffw_dense + d * (2.0 + c_attn))
+    if mtp16 and not m.is_moe:  # a dense MTP FFN's fused norm, recomputed, writes 16-bit
+        rec_b = rec_b + rec("mlp") * D * d * (2.0 - c_attn)
     if m.is_mla:
         rec_b = rec_b + rec("mla_up_proj") * rope_b
     mem_bytes = (T / tp * (elem_fwd_b * passes + rec_b * fw.elementwise_passes)
@@ -535,24 +561,40 @@ def evaluate(
         k_moe = float(max(m.top_k, 1)) if m.is_moe else 1.0
         lat = (d + ew) if m.moe_latent else 0.0
         nf = 0.0 if fw.fused_norm_cast else d
-        ffn_in = n_Fd * nf + n_Fm * (k_moe * ew + sh * d + lat)
-        ffn_out_grad = n_Fd * d + n_Fm * (k_moe * ew + sh * d + lat)
-        cast_fwd = n_A * (out_k + nf) + act_w + ffn_in + n_M * (m.d_inner + nf)
-        cast_bwd = (n_A * (in_n + d) + (mats - 1) * act_w + ffn_out_grad
-                    + n_M * (m.mamba_in_width + d))
-        # recomputed GEMMs quantise their inputs again: FC2 input after a recomputed
-        # activation, the dense / MoE / shared-expert inputs, MLA's latent inputs
-        rec_cast: np.ndarray | float = 0.0
-        if m.is_moe:
-            k_ff = k_moe * float(m.d_ff)
-            rec_cast = r_moe * n_Fm * (k_moe * ew + sh * d + lat + k_ff + float(m.shared_width))
-            if "moe" not in mods:
-                rec_cast = (rec_cast + rec("moe_act") * n_Fm * k_ff
-                            + rec("shared_experts") * n_Fm * sh * (d + float(m.shared_width)))
-        rec_cast = rec_cast + rec("mlp") * n_Fd * (nf + ffw_dense)
-        if m.is_mla:
-            rec_cast = rec_cast + rec("mla_up_proj") * n_A * float(m.q_lora_rank + m.kv_lora_rank)
-        mem_bytes = mem_bytes + T / tp * cast_b * (cast_fwd * (1.0 + full) + cast_bwd + rec_cast)
+
+        Num = np.ndarray | float
+
+        def cast_elems(a: Num, fd: Num, fm: Num, mb_: Num) -> Num:
+            """Quantised elements per token of `a` attention, `fd` dense-FFN, `fm` MoE and
+            `mb_` Mamba blocks: forward (x (1 + full recompute)) + backward + recomputed."""
+            aw = fd * ffw_dense + (fm * (k_moe * float(m.d_ff) + float(m.shared_width))
+                                   if m.is_moe else 0.0)
+            ffn_in = fd * nf + fm * (k_moe * ew + sh * d + lat)
+            ffn_out_grad = fd * d + fm * (k_moe * ew + sh * d + lat)
+            c_fwd = a * (out_k + nf) + aw + ffn_in + mb_ * (m.d_inner + nf)
+            c_bwd = (a * (in_n + d) + (mats - 1) * aw + ffn_out_grad
+                     + mb_ * (m.mamba_in_width + d))
+            # recomputed GEMMs quantise their inputs again: FC2 input after a recomputed
+            # activation, the dense / MoE / shared-expert inputs, MLA's latent inputs
+            c_rec: Num = 0.0
+            if m.is_moe:
+                k_ff = k_moe * float(m.d_ff)
+                c_rec = r_moe * fm * (k_moe * ew + sh * d + lat + k_ff + float(m.shared_width))
+                if "moe" not in mods:
+                    c_rec = (c_rec + rec("moe_act") * fm * k_ff
+                             + rec("shared_experts") * fm * sh * (d + float(m.shared_width)))
+            c_rec = c_rec + rec("mlp") * fd * (nf + ffw_dense)
+            if m.is_mla:
+                c_rec = c_rec + rec("mla_up_proj") * a * float(m.q_lora_rank + m.kv_lora_rank)
+            return c_fwd * (1.0 + full) + c_bwd + c_rec
+
+        casts = cast_elems(n_A, n_Fd, n_Fm, n_M)
+        if m.mtp_bf16 and D:
+            # keep_mtp_spec_in_bf16: the MTP depths' attention and FFN / MoE blocks run outside
+            # the FP8 / FP4 recipe, so their GEMM inputs and output gradients are not quantised
+            # (their GEMMs are costed 16-bit in _mtp_bf16_extra)
+            casts = casts - cast_elems(D, 0.0 if m.is_moe else D, D if m.is_moe else 0.0, 0.0)
+        mem_bytes = mem_bytes + T / tp * cast_b * casts
     t_elem = mem_bytes / bw
     # launches: `kernels_per_layer` per transformer layer = per two blocks
     t_launch = n_blk / 2.0 * fw.kernels_per_layer * (3.0 + full) * LAUNCH_S
@@ -678,7 +720,14 @@ def evaluate(
     p_opt = np.where(zr >= 1, p_dense / dp + p_exp / dp_e, p_dev)
     t_opt = p_opt * OPT_BYTES_PER_PARAM / bw
     if fp8:  # FP8 weight casts (+ transposes) once per step
-        t_opt = t_opt + p_dev * cast_b / bw
+        p_cast = p_dev
+        if m.mtp_bf16 and m.mtp_depth:
+            # keep_mtp_spec_in_bf16: the MTP modules' weights are never quantised (their
+            # routed experts split like the other experts, the rest like dense weights)
+            mtp_e = float(m.mtp_modules * m.n_experts * m.expert_params) if m.is_moe else 0.0
+            p_cast = p_dev - ((m.mtp_modules * m.mtp_params - mtp_e) / (tp * pp)
+                              + mtp_e / (pp * ep))
+        t_opt = t_opt + p_cast * cast_b / bw
 
     # gradient accumulation: every weight gradient computed on this device is added into the
     # fp32 main-grad buffer once per micro-batch (read + write fp32); FSDP reduce-scatters the
@@ -694,13 +743,18 @@ def evaluate(
     step = nm * (t_micro + exp_micro) + bubble + exp_step + t_opt
 
     # ---- memory per device --------------------------------------------------------------
+    # sharded states use the same groups as the time model: dense weights over the DP group,
+    # expert weights over the expert-DP group (dp_e ranks; Megatron-Core's distributed
+    # optimizer builds the expert parameters' buffers on `expert_data_parallel_group`), so
+    # with ep = tp cp dp every rank keeps the full fp32 master + Adam state of its experts
+    p_shard = p_dense / dp + p_exp / dp_e
     states = np.select(
         [zr == 0, zr == 1, zr == 2],
-        [16.0 * p_dev, 4.0 * p_dev + 12.0 * p_dev / dp, 2.0 * p_dev + 14.0 * p_dev / dp],
-        16.0 * p_dev / dp + 2 * 2.0 * p_dev / Lp,  # ZeRO-3: + two gathered layers
+        [16.0 * p_dev, 4.0 * p_dev + 12.0 * p_shard, 2.0 * p_dev + 14.0 * p_shard],
+        16.0 * p_shard + 2 * 2.0 * p_dev / Lp,  # ZeRO-3: + two gathered layers
     )
-    w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_dev / dp)
-    g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_dev / dp)
+    w_mem = np.select([zr <= 2], [2.0 * p_dev], 2.0 * p_shard)
+    g_mem = np.select([zr <= 1], [2.0 * p_dev], 2.0 * p_shard)
     o_mem = states - w_mem - g_mem
     # activation bytes per token, summed over the busiest stage's blocks (act_w is already
     # summed over its FFN blocks): an attention block keeps its input, norm output and output

@@ -74,6 +74,7 @@ class Case:
     recompute_note: str = ""  # what the row's recompute is and where it comes from
     recompute_layers: int | None = None  # full recompute of this many layers per chunk
     ep_a2a_overlap: bool = False  # the recipe's `moe_a2a_overlap` (see NEMO_A2A_OVERLAP)
+    fp8_attention: bool = False  # the recipe's `fp8_dot_product_attention` (NEMO_FP8_ATTENTION)
     attention_dropout: float = 0.0  # the recipe's dropout (see NEMO_DROPOUT)
     hidden_dropout: float = 0.0
 
@@ -555,6 +556,38 @@ def nemo_a2a_overlap(model: str, system: str, precision_group: str, container: s
     return bool(hit is not None and year and year[0] >= BRIDGE_FIRST_YEAR and hit[1] == layout)
 
 
+# FP8 attention of each NeMo / Megatron-Bridge performance recipe (`fp8_dot_product_attention`
+# in the workload configs, passed to `mixed_precision.fp8_dot_product_attention`), read from
+# the same public files and commits as A2A_SOURCES, recorded only where the config has the
+# row's layout (tp, pp, cp, vp, ep, micro-batch). Set in: DeepSeek-V3 *_FP8_MX_V1 / V2 on
+# GB300 and B300 (not GB200, not B200); GPT-OSS-120B *_FP8_MX_V2 on GB300, GB200 and B300.
+# The Qwen3 configs read and the other recipes do not set it (default False).
+FP8_ATTN_SOURCES: dict[str, str] = {
+    "deepseek": "scripts/performance/configs/deepseek/deepseek_workload_base_configs.py"
+                "@0426418230 (DEEPSEEK_V3_PRETRAIN_CONFIG_GB300 / B300_FP8_MX_V1, V2: "
+                "fp8_dot_product_attention=True)",
+    "gpt_oss": "scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py"
+               "@07eea52d45 (GPT_OSS_120B_PRETRAIN_CONFIG_GB300 / GB200 / B300_FP8_MX_V2: "
+               "fp8_dot_product_attention=True)",
+}
+NEMO_FP8_ATTENTION: dict[tuple[str, str, str], tuple[str, Layout]] = {
+    ("deepseek-v3", "dgxgb300", "MXFP8"): ("deepseek", (1, 2, 1, 8, 32, 1)),
+    ("deepseek-v3", "dgxb300", "MXFP8"): ("deepseek", (1, 8, 1, 2, 8, 1)),
+    ("gpt-oss-120b", "dgxgb300", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 16, 4)),
+    ("gpt-oss-120b", "dgxgb200", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 64, 4)),
+    ("gpt-oss-120b", "dgxb300", "MXFP8"): ("gpt_oss", (1, 1, 1, 1, 8, 4)),
+}
+
+
+def nemo_fp8_attention(model: str, system: str, precision_group: str, container: str | None,
+                       layout: Layout) -> bool:
+    """True when the row's recipe (Megatron-Bridge container, recorded layout) sets
+    `fp8_dot_product_attention`."""
+    year = _container_key(container or "")
+    hit = NEMO_FP8_ATTENTION.get((model, system, precision_group))
+    return bool(hit is not None and year and year[0] >= BRIDGE_FIRST_YEAR and hit[1] == layout)
+
+
 # Dropout of the NeMo 24.07 (NeMo 1.x launcher) rows, read from the public launcher configs
 # (NVIDIA/NeMo-Framework-Launcher, launcher_scripts/conf/training/...): recorded only where the
 # config has the row's layout, like the tables above. Megatron-Bridge (25.x / 26.x) recipes
@@ -683,6 +716,8 @@ def nemo_case(row: dict[str, str]) -> Case:
                                   precision_label(row.get("precision") or "")),
         ep_a2a_overlap=nemo_a2a_overlap(model.name, system, group, row.get("container"),
                                         layout),
+        fp8_attention=nemo_fp8_attention(model.name, system, group, row.get("container"),
+                                         layout),
         **dict(zip(("attention_dropout", "hidden_dropout"),
                    nemo_dropout(model.name, system, group, row.get("container"), layout),
                    strict=True)),
@@ -772,7 +807,7 @@ def predict_case(
                      framework=case.framework, fp8_recipe=case.fp8_recipe,
                      ep_dispatch=case.ep_dispatch, recompute_modules=case.recompute_modules,
                      recompute_layers=case.recompute_layers,
-                     ep_a2a_overlap=case.ep_a2a_overlap,
+                     ep_a2a_overlap=case.ep_a2a_overlap, fp8_attention=case.fp8_attention,
                      attention_dropout=case.attention_dropout,
                      hidden_dropout=case.hidden_dropout)
     res = evaluate(spec, hw, tp=case.tp, pp=case.pp, dp=case.dp, cp=case.cp, ep=case.ep,
