@@ -89,8 +89,8 @@ class Live:
         from suanli.service.server import Running, build
         from suanli.service.settings import ServiceSettings
 
-        st = ServiceSettings(home=home, database_url=url_db, port=0, fleet=fleet,
-                             interval_s=0.1, grace_s=2.0, **settings)
+        settings = {"interval_s": 0.1, "grace_s": 2.0, **settings}
+        st = ServiceSettings(home=home, database_url=url_db, port=0, fleet=fleet, **settings)
         self.svc = build(st, simulated=True, migrate=True)
         self.run = Running(self.svc)
         self.url = self.run.start()

@@ -53,3 +53,34 @@ def test_a_launch_that_cannot_start_fails_the_job(tmp_path: Path) -> None:
         assert "launch failed" in j["reason"]
         ok = c.post("/jobs", json={"command": ["true"]}).json()["id"]
         assert wait_state(c, ok, {"succeeded"})["state"] == "succeeded"  # the loop lives on
+
+
+def test_a_round_in_slices_runs_its_passes_back_to_back(tmp_path: Path) -> None:
+    """With the smallest work per pass a round takes dozens of passes; the loop runs them
+    one after the other instead of once per ``interval_s`` (5 s here: dozens of those would
+    take minutes), and the preemption is the same as with whole rounds."""
+    with live_service("sqlite", tmp_path, policy="las", round_s=1.0, interval_s=5.0,
+                      round_slice_us=1.0) as live:
+        c = live.admin
+        long_job = c.post("/jobs", json={
+            "name": "long", "command": ["sh", "-c", "trap 'exit 143' TERM; "
+                                        "while :; do sleep 0.05; done"],
+            "resources": {"devices": 2, "chips": ["K100-AI"]}, "duration_s": 3600}
+        ).json()["id"]
+        wait_state(c, long_job, {"running"}, timeout=30)
+        time.sleep(1.5)
+        loop = live.svc.loop
+        assert loop is not None and loop.adapter is not None
+        assert loop.adapter.sched.round_slice == 1.0
+        rounds = loop.adapter.sched.stats["rounds"]
+        t0 = time.monotonic()
+        short = c.post("/jobs", json={
+            "name": "short", "command": ["sleep", "0.2"],
+            "resources": {"devices": 2, "chips": ["K100-AI"]}, "duration_s": 1}).json()["id"]
+        assert wait_state(c, short, {"succeeded"}, timeout=60)["state"] == "succeeded"
+        assert time.monotonic() - t0 < 30
+        assert loop.adapter.sched.stats["rounds"] > rounds
+        states = [e["state"] for e in c.get(f"/jobs/{long_job}/events").json()]
+        assert states[:5] == ["pending", "scheduled", "starting", "running", "pending"]
+        c.post(f"/jobs/{long_job}/cancel")
+        wait_state(c, long_job, {"cancelled"})

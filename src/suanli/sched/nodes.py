@@ -20,7 +20,7 @@ that "does a gang of d milli fit pool p now" is a vectorised test over all pools
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import numpy as np
@@ -455,14 +455,32 @@ class Devices:
         """:meth:`release_many` for many placements (a round releasing every running job):
         the devices in numpy, then the nodes and summaries of the pools touched recounted
         (:meth:`update`), instead of one incremental update per node."""
-        flat = [x for pl in pls for x in pl]
-        if not flat:
+        for _ in self.release_many_g(pls):
+            pass
+
+    def release_many_g(self, pls: list[Placement]) -> Generator[float, None, None]:
+        """:meth:`release_many` as steps that report their estimated work (microseconds) as
+        they go (for a caller working in slices: see ``Scheduler(round_slice=...)``)."""
+        if len(pls) <= self.bulk_release:
+            self.release_many(pls)
+            yield len(pls) * 2.0
             return
-        a = np.asarray(flat, dtype=np.int64).reshape(-1, 3)
-        g = self.first[a[:, 0]] + a[:, 1]
-        np.add.at(self.free, g, a[:, 2])
+        touched = np.zeros(self.P, dtype=bool)
+        for c in range(0, len(pls), 2000):
+            flat = [x for pl in pls[c:c + 2000] for x in pl]
+            if not flat:
+                continue
+            a = np.asarray(flat, dtype=np.int64).reshape(-1, 3)
+            g = self.first[a[:, 0]] + a[:, 1]
+            np.add.at(self.free, g, a[:, 2])
+            touched[self.pool[a[:, 0]]] = True
+            yield len(flat) * 0.3
+        if not touched.any():
+            return
         self._fl = self.free.tolist()
-        for p in np.unique(self.pool[a[:, 0]]).tolist():
+        yield len(self._fl) * 0.05
+        pools = np.flatnonzero(touched).tolist()
+        for p in pools:
             nodes = self._pool_nodes[p]
             f = self.free[self._pool_devs[p]]
             off = self._pool_off[p]
@@ -470,8 +488,10 @@ class Devices:
             self.mx[nodes] = np.maximum.reduceat(f, off)
         self._nfl = self.nf.tolist()
         self._mxl = self.mx.tolist()
-        for p in np.unique(self.pool[a[:, 0]]).tolist():
+        yield len(self._fl) * 0.1
+        for p in pools:
             self.update(p)
+            yield len(self._pool_nodes[p]) * 1.0
 
     def copy(self) -> Devices:
         c = Devices.__new__(Devices)

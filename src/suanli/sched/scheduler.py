@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -69,6 +69,32 @@ ELIG_MIN_QUEUE = 0
 INDEX_SLACK = 1024
 PENDING_BATCH = 256  # stale waiting jobs filed per back-fill even if their demand fits nowhere
 KEEP_ROUNDS = 8.0  # churn damping of share policies (see SharePolicy.owed)
+# A round in slices (Scheduler(round_slice=...)): the work of one schedule() call is bounded by
+# an estimate in microseconds of this machine class's CPU time (deterministic: counted, not
+# timed, so replaying events gives the same decisions). Per row of a vectorised step over the
+# active jobs, per job the greedy placement loop looks at, per job it places, per decision
+# carried out (measured with benchmarks/bench_backlog.py pass; see docs/scheduling.md).
+ROW_US = 0.25
+LOOK_US = 1.0
+PLACE_US = 8.0
+DECISION_US = 22.0  # a stop; a start costs START_US
+START_US = 30.0
+SLICE_ROWS = 256  # the placement loops report their work every this many jobs
+APPLY_CHUNK = 256  # stops / starts carried out between two reports
+ROWS_CHUNK = 16384  # rows per piece of a vectorised step in a round in slices
+FILE_CHUNK = 4096  # waiting jobs filed in the back-fill index between two reports
+_T = TypeVar("_T")
+
+
+def _drain(gen: Generator[float, None, _T]) -> _T:
+    """Run a sliced step to its end (no budget) and return its result."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as e:
+            return e.value  # type: ignore[no-any-return]
+
+
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -153,9 +179,22 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         checkpoint_every_s: float = 1800.0,
         learn_rate: float = 0.5,
+        round_slice: float | None = None,
     ) -> None:
         if round_s <= 0:
             raise SuanliError(f"round length must be > 0 s, got {round_s}", field="--round")
+        if round_slice is not None and not (math.isfinite(round_slice) and round_slice > 0):
+            raise SuanliError(f"round slice must be a number > 0 (estimated microseconds of "
+                              f"work per call), got {round_slice}", field="round_slice")
+        # None: a round is planned and carried out in the schedule() call where it is due.
+        # A number: a round's work is spread over consecutive calls, each doing about this
+        # much (estimated microseconds; see ROW_US ...), so that no call, and no pass of a
+        # live service, takes long; next_wakeup() says "now" until the round is done.
+        self.round_slice = round_slice
+        self._round_gen: Generator[float, None, None] | None = None
+        self._round_t0 = 0.0  # when the round in progress started
+        self._round_dec: list[Decision] = []  # decisions of the current call's slice
+        self._now = 0.0  # the time of the current schedule() call
         # churn damping for share policies: a running job keeps its pool until a waiting job is
         # owed keep_rounds rounds more than it
         self.keep_s = float(keep_rounds) * float(round_s)
@@ -404,6 +443,7 @@ class Scheduler:
         p = self._pool(pool)
         if devices < 1:
             raise SuanliError(f"node '{node_id}' must have >= 1 device, got {devices}")
+        self._abort_round(now)
         self.nodes[node_id] = [p, int(devices), "up"]
         self.dev.add_node(node_id, p, int(devices))
         self._resize(p, devices * MILLI)
@@ -412,11 +452,15 @@ class Scheduler:
         """Take a node out of service gently: no new work goes to its devices; jobs running
         there keep theirs until they stop (a round may preempt or move them like any other
         job), and the pool's free capacity counts the other nodes only."""
+        if node_id in self.nodes:
+            self._abort_round(now)
         self._take_out(node_id, "drained")
 
     def on_node_failed(self, node_id: str, now: float) -> list[str]:
         """A node is lost: its capacity goes, and the jobs holding a device on it go back to
         the queue, losing the work since their last checkpoint. Returns their ids."""
+        if node_id in self.nodes:
+            self._abort_round(now)
         k = self._take_out(node_id, "failed")
         lost: list[str] = []
         victims = [s for s in self.running if any(x == k for x, _, _ in self.placement[s])]
@@ -429,9 +473,29 @@ class Scheduler:
     def next_wakeup(self, now: float) -> float | None:
         """When the scheduler wants to be called again without any event (a round, or the
         end of a retry backoff), or None."""
+        if self._round_gen is not None:
+            return now  # a round in slices is under way: the next call continues it
         t = [x for x in (self._next_round, min(self.backoff.values(), default=None))
              if x is not None]
         return min(t) if t else None
+
+    @property
+    def round_in_progress(self) -> bool:
+        """A round in slices (``round_slice``) was begun and not finished: call
+        :meth:`schedule` again (its other decisions wait until the round is done)."""
+        return self._round_gen is not None
+
+    def _abort_round(self, now: float) -> None:
+        """Give up a round in slices (a node event changed what it planned on): what it
+        carried out stands, and a new round is due at once."""
+        if self._round_gen is None:
+            return
+        self._round_gen.close()
+        self._round_gen = None
+        self._round_plan = None
+        self._last_plan = None
+        self._elig_all_stale = True
+        self._next_round = now
 
     def schedule(self, now: float, state: ClusterState | None = None) -> list[Decision]:
         """Decisions for time ``now``: a full round when one is due, else a back-fill.
@@ -455,20 +519,25 @@ class Scheduler:
                 self.waiting[s] = None
                 self._elig_stale.add(s)
                 self._dirty = True
-        due = self._next_round is not None and now >= self._next_round - 1e-9
-        if due:
-            try:
-                out = self._round(now)
-                if self.waiting:
-                    # the round planned on pools' devices as if running jobs could be
-                    # re-packed; where kept jobs hold other devices than planned, a planned
-                    # start may not fit and room may be left that a back-fill can use
-                    out += self._fill(now)
-            finally:
-                self._round_plan = None
+        self._now = now
+        if self._round_gen is not None:
+            # a round in slices continues; nothing else happens until it is done
+            out = self._advance(now)
+            if self._round_gen is not None:
+                return out
+            due = True
+        elif self._next_round is not None and now >= self._next_round - 1e-9:
+            self._round_t0 = now
+            self._round_gen = self._round_steps(now)
+            out = self._advance(now)
+            if self._round_gen is not None:
+                return out
+            due = True
         elif self.waiting:
+            due = False
             out = self._fill(now)
         else:
+            due = False
             out = []
         if (not self.waiting and self._subopt and self.policy.preemptive and self.policy.aware
                 and self._freed):
@@ -566,7 +635,8 @@ class Scheduler:
             "capacity": self.capacity.tolist(),
             "free": self.free.tolist(),
             "queue_used": self.queue_used.tolist(),
-            "next_round": self._next_round,
+            # a round in slices under way is not saved: the restored scheduler begins it again
+            "next_round": self._round_t0 if self._round_gen is not None else self._next_round,
             "last_round_t": self._last_round_t,
             "dirty": self._dirty,
             "freed": self._freed,
@@ -992,14 +1062,44 @@ class Scheduler:
 
     def _plan(self, slots: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(slots in claim order, score matrix rows in that order)."""
-        pri = self.policy.queue_order(self.view(), slots, now)
+        return _drain(self._plan_g(slots, now))
+
+    def _plan_g(self, slots: np.ndarray, now: float
+                ) -> Generator[float, None, tuple[np.ndarray, np.ndarray]]:
+        step = self._row_step(len(slots), True)
+        if step >= len(slots):
+            pri = self.policy.queue_order(self.view(), slots, now)
+        else:  # a round in slices, a policy that keys and scores each job on its own
+            parts = []
+            for a in range(0, len(slots), step):
+                parts.append(np.asarray(
+                    self.policy.queue_order(self.view(), slots[a:a + step], now), dtype=float))
+                yield step * ROW_US
+            pri = np.concatenate(parts)
         order = np.lexsort((slots, pri))
         slots = slots[order]
-        scores = self._scores(slots, now)
+        yield len(slots) * ROW_US / 2
+        if step >= len(slots):
+            scores = self._scores(slots, now)
+        else:
+            scores = np.empty((len(slots), self.P))
+            for a in range(0, len(slots), step):
+                scores[a:a + step] = self._scores(slots[a:a + step], now)
+                yield step * ROW_US
+        yield len(slots) * ROW_US / 4
         # kept for the back-fill index rebuilt right after a round (see _refresh_index)
         self._last_plan = (slots, np.asarray(pri, dtype=float)[order], scores,
                            self.t.pool[slots])
         return slots, scores
+
+    def _row_step(self, n: int, policy: bool = False) -> int:
+        """Rows per piece of a vectorised step over ``n`` jobs: all of them, except in a
+        round in slices (and, for the policy's own keys and scores, only if it declares each
+        job scored on its own: ``fixed_while_waiting``), where each piece is reported."""
+        if self.round_slice is None or self._round_gen is None or (
+                policy and not self._elig_cache):
+            return max(n, 1)
+        return ROWS_CHUNK
 
     def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
         """(job x pool) costs on the policy's normalised scale (see suanli.sched.policies)."""
@@ -1025,6 +1125,13 @@ class Scheduler:
         used: np.ndarray | None = None, dev: Devices | None = None,
         idx: list[int] | None = None,
     ) -> dict[int, int]:
+        return _drain(self._allocate_g(slots, scores, free, used, dev, idx))
+
+    def _allocate_g(
+        self, slots: np.ndarray, scores: np.ndarray, free: np.ndarray,
+        used: np.ndarray | None = None, dev: Devices | None = None,
+        idx: list[int] | None = None,
+    ) -> Generator[float, None, dict[int, int]]:
         """Greedy all-or-nothing placement in order; mutates ``free``, ``used`` (queue use
         for the quota check, in milli; default: a copy of the running use) and ``dev`` (the
         devices as planned; default: a copy of the current ones). A gang must fit a pool's
@@ -1056,15 +1163,25 @@ class Scheduler:
         capf_l = capf.tolist()
         tf = (tie_free / capf).tolist()
         cur = self.t.pool[slots]
-        okm = self._eligible(scores) & (free[None, :] >= dem[:, None]) & dev.fits(dem)
-        cnt = okm.sum(axis=1)  # pools each job still fits in now
         # "fits pool p" only turns false during one allocation (room is only taken), and it
         # depends on the demand alone: test the few distinct demands after each placement
         # and flip the jobs of a demand once, when it stops fitting (not all jobs each time)
         udem, dinv = np.unique(dem, return_inverse=True)
+        dinv = dinv.reshape(-1)
+        dfit = (free[None, :] >= udem[:, None]) & dev.fits(udem)
+        yield len(slots) * ROW_US / 2
+        step = self._row_step(len(slots))
+        if step >= len(slots):
+            okm = self._eligible(scores) & dfit[dinv]
+        else:
+            okm = np.empty((len(slots), self.P), dtype=bool)
+            for a in range(0, len(slots), step):
+                okm[a:a + step] = self._eligible(scores[a:a + step]) & dfit[dinv[a:a + step]]
+                yield step * ROW_US / 2
+        cnt = okm.sum(axis=1)  # pools each job still fits in now
         by_dem = np.split(np.argsort(dinv, kind="stable"),
                           np.cumsum(np.bincount(dinv, minlength=len(udem)))[:-1])
-        dfit = (free[None, :] >= udem[:, None]) & dev.fits(udem)
+        yield len(slots) * ROW_US / 2
         udem_l = udem.tolist()
         # per pool: the distinct demands (indices into udem) that still fit it
         fit_in = [np.flatnonzero(dfit[:, p]).tolist() for p in range(self.P)]
@@ -1075,7 +1192,12 @@ class Scheduler:
         rng_p = range(P)
         placement = self.placement
         inf = float("inf")
+        looked = placed = 0
         for i in np.nonzero(cnt)[0].tolist():
+            looked += 1
+            if looked >= SLICE_ROWS:
+                yield looked * LOOK_US + placed * PLACE_US
+                looked = placed = 0
             if cnt[i] <= 0:
                 continue
             d = dem_l[i]
@@ -1107,6 +1229,7 @@ class Scheduler:
                 tf[p] = tie_l[p] / capf_l[p]
             used_l[q] += d
             out[s] = p
+            placed += 1
             if idx is not None:
                 idx.append(i)
             fits = fit_in[p]
@@ -1213,6 +1336,9 @@ class Scheduler:
     def _refresh_index(self, now: float) -> None:
         """File the waiting jobs whose priority / scores are not in the index yet (all of
         them after a round)."""
+        _drain(self._refresh_index_g(now))
+
+    def _refresh_index_g(self, now: float) -> Generator[float, None, None]:
         every = self._elig_all_stale
         if every:
             # every waiting job is filed again, in place: those whose order key and scores
@@ -1266,27 +1392,40 @@ class Scheduler:
             reuse = at >= 0
             reuse[reuse] = pcur[at[reuse]] < 0
             new = todo[~reuse]
+            yield len(todo) * ROW_US / 2
             pri = np.empty(len(todo))
             sc = np.empty((len(todo), self.P))
             pri[reuse] = ppri[at[reuse]]
             sc[reuse] = pscores[at[reuse]]
+            yield len(todo) * ROW_US
             if len(new):
                 pri[~reuse] = np.asarray(self.policy.queue_order(view, new, now), dtype=float)
                 sc[~reuse] = self.policy.normalise(view, new, self.policy.score(view, new, now))
+                yield len(new) * ROW_US * 2
         else:
-            pri = np.asarray(self.policy.queue_order(view, todo, now), dtype=float)
-            sc = self.policy.normalise(view, todo, self.policy.score(view, todo, now))
-        self._file(self._index[0], todo, pri, sc, dem, q, every)
+            step = self._row_step(len(todo), True)
+            pri = np.empty(len(todo))
+            sc = np.empty((len(todo), self.P))
+            for a in range(0, len(todo), step):
+                part = todo[a:a + step]
+                pri[a:a + step] = np.asarray(self.policy.queue_order(view, part, now),
+                                             dtype=float)
+                sc[a:a + step] = self.policy.normalise(view, part,
+                                                       self.policy.score(view, part, now))
+                yield len(part) * ROW_US * 2
+        yield from self._file_g(self._index[0], todo, pri, sc, dem, q, every)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
             fb = self.policy.backfill_score(view, todo, now)
-            self._file(self._index[1], todo, pri, fb, dem, q, every)
+            yield len(todo) * ROW_US
+            yield from self._file_g(self._index[1], todo, pri, fb, dem, q, every)
 
-    def _file(self, ix: WaitIndex, todo: np.ndarray, pri: np.ndarray, sc: np.ndarray,
-              dem: np.ndarray, q: np.ndarray, every: bool) -> None:
+    def _file_g(self, ix: WaitIndex, todo: np.ndarray, pri: np.ndarray, sc: np.ndarray,
+                dem: np.ndarray, q: np.ndarray, every: bool) -> Generator[float, None, None]:
         """File ``todo`` in ``ix``; ``every``: they are all the waiting jobs, and only those
-        whose order key or scores changed need a new entry."""
+        whose order key or scores changed need a new entry. Filed in chunks (a round in
+        slices reports its work between them): the index is only read once it is whole."""
         if every:
-            ch, dropped = ix.changed(todo, pri, sc, todo)
+            ch, dropped = yield from ix.changed_g(todo, pri, sc, todo)
             n = int(ch.sum())
             if (n + dropped > len(todo) // 4 + INDEX_SLACK
                     or ix.entries() + n > 2 * len(todo) + INDEX_SLACK):
@@ -1295,7 +1434,11 @@ class Scheduler:
                 ix.clear()
             elif n < len(todo):
                 todo, pri, sc, dem, q = todo[ch], pri[ch], sc[ch], dem[ch], q[ch]
-        ix.add(todo, pri, sc, self._eligible(sc), dem, q)
+        step = FILE_CHUNK if self.round_slice is not None else max(len(todo), 1)
+        for a in range(0, len(todo), step):
+            b = a + step
+            ix.add(todo[a:b], pri[a:b], sc[a:b], self._eligible(sc[a:b]), dem[a:b], q[a:b])
+            yield (b - a) * ROW_US * 6
 
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
@@ -1339,47 +1482,59 @@ class Scheduler:
 
     def _place(self, slots: np.ndarray, now: float, free: np.ndarray, dev: Devices
                ) -> dict[int, int]:
+        return _drain(self._place_g(slots, now, free, dev, self.queue_used))
+
+    def _place_g(self, slots: np.ndarray, now: float, free: np.ndarray, dev: Devices,
+                 used0: np.ndarray) -> Generator[float, None, dict[int, int]]:
         """Plan and allocate ``slots`` on ``free`` and the devices ``dev`` (both mutated).
         Share policies place in two passes: first by shares (what the LP gave each job),
         then, when work-conserving, the jobs left over take the capacity no share claimed
         (rate scores; running jobs first so they keep their pool). If that moved running
         jobs only for want of room, the chosen jobs are re-placed with fewer moves
         (:meth:`_keep_places`) and the room this frees is offered to the jobs left out, in the
-        same order."""
+        same order. ``used0``: the queues' use (milli) the quota check starts from."""
         free0 = free.copy()
         dev0 = dev.copy()
-        slots, scores = self._plan(slots, now)
+        yield len(dev.free) * ROW_US / 4
+        slots, scores = yield from self._plan_g(slots, now)
         self._favour_current(slots, scores)
-        place, rows = self._two_pass(slots, scores, now, free, self.queue_used.astype(float),
-                                     dev)
-        if any(self.t.pool[s] >= 0 and self.t.pool[s] != p for s, p in place.items()):
-            kept, kdev = self._keep_places(place, rows, free0, dev0)
+        yield len(slots) * ROW_US / 2
+        place, rows = yield from self._two_pass_g(slots, scores, now, free,
+                                                  used0.astype(float), dev)
+        pcur = self.t.pool[np.fromiter(place, np.int64, len(place))]
+        moved = bool(((pcur >= 0) & (pcur != np.fromiter(place.values(), np.int64,
+                                                          len(place)))).any())
+        yield len(place) * ROW_US
+        if moved:  # a running job goes elsewhere
+            kept, kdev = yield from self._keep_places_g(place, rows, free0, dev0)
             if kdev is not None:
                 dev = kdev
             free[:] = free0
-            for s, p in kept.items():
-                free[p] -= self.t.demand[s]
+            ks = np.fromiter(kept, np.int64, len(kept))
+            np.subtract.at(free, np.fromiter(kept.values(), np.int64, len(kept)),
+                           self.t.demand[ks])
             mark = np.zeros(self._n, dtype=bool)
-            mark[np.fromiter(kept, np.int64, len(kept))] = True
+            mark[ks] = True
             rest = ~mark[slots]
+            yield len(kept) * ROW_US
             if rest.any():
-                used = self.queue_used.astype(float)
-                for s in kept:
-                    used[self.t.qidx[s]] += self.t.demand[s]
-                more, _ = self._two_pass(slots[rest], scores[rest], now, free, used, dev)
+                used = used0.astype(float)
+                np.add.at(used, self.t.qidx[ks], self.t.demand[ks])
+                more, _ = yield from self._two_pass_g(slots[rest], scores[rest], now, free,
+                                                      used, dev)
                 kept.update(more)
             place = kept
         return place
 
-    def _two_pass(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray,
-                  used: np.ndarray, dev: Devices
-                  ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+    def _two_pass_g(self, slots: np.ndarray, scores: np.ndarray, now: float, free: np.ndarray,
+                    used: np.ndarray, dev: Devices
+                    ) -> Generator[float, None, tuple[dict[int, int], dict[int, np.ndarray]]]:
         """(placements, score row each placed job was placed by) for ``slots`` in order;
         ``free`` and the queue use ``used`` are mutated (the second pass sees what the first
         placed: before, each pass started from the running use and the two together could
         exceed a queue's quota)."""
         idx: list[int] = []
-        place = self._allocate(slots, scores, free, used, dev, idx)
+        place = yield from self._allocate_g(slots, scores, free, used, dev, idx)
         rows = dict(zip(slots[idx].tolist(), scores[idx], strict=True))
         if self.policy.lp and self.work_conserving and len(place) < len(slots):
             left = np.ones(len(slots), dtype=bool)
@@ -1387,16 +1542,26 @@ class Scheduler:
             rest = slots[left]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
-                fb = self.policy.backfill_score(self.view(), rest, now)
+                step = self._row_step(len(rest), True)
+                if step >= len(rest):
+                    fb = self.policy.backfill_score(self.view(), rest, now)
+                else:
+                    fb = np.empty((len(rest), self.P))
+                    for a in range(0, len(rest), step):
+                        fb[a:a + step] = self.policy.backfill_score(self.view(),
+                                                                    rest[a:a + step], now)
+                        yield step * ROW_US * 3
                 self._favour_current(rest, fb)
+                yield len(rest) * ROW_US
                 idx = []
-                more = self._allocate(rest, fb, free, used, dev, idx)
+                more = yield from self._allocate_g(rest, fb, free, used, dev, idx)
                 place.update(more)
                 rows.update(zip(rest[idx].tolist(), fb[idx], strict=True))
         return place, rows
 
-    def _keep_places(self, place: dict[int, int], rows: dict[int, np.ndarray],
-                     free: np.ndarray, dev: Devices) -> tuple[dict[int, int], Devices | None]:
+    def _keep_places_g(self, place: dict[int, int], rows: dict[int, np.ndarray],
+                       free: np.ndarray, dev: Devices
+                       ) -> Generator[float, None, tuple[dict[int, int], Devices | None]]:
         """Same jobs, fewer moves. Greedy allocation in claim order can push a running job off
         its pool only because a job ahead of it took the room there while an equally good pool
         was free (typical for agnostic policies, to which pools look alike). Re-place the
@@ -1413,7 +1578,13 @@ class Scheduler:
         dem_of = dict(zip(keys.tolist(), self.t.demand[keys].tolist(), strict=True))
         placement = self.placement
         isfinite = math.isfinite
+        yield len(free_l) * ROW_US / 4 + len(place) * ROW_US
+        looked = 0
         for s, p in place.items():
+            looked += 1
+            if looked >= SLICE_ROWS:
+                yield looked * PLACE_US
+                looked = 0
             q = cur_of[s]
             if q < 0:
                 continue
@@ -1429,6 +1600,10 @@ class Scheduler:
             else:
                 pending.append(s)
         for s in [s for s in place if cur_of[s] < 0] + pending:
+            looked += 1
+            if looked >= SLICE_ROWS:
+                yield looked * PLACE_US
+                looked = 0
             d = dem_of[s]
             p = place[s]
             lo, span, hi = dev.thresholds(p)
@@ -1457,12 +1632,47 @@ class Scheduler:
             fin = np.isfinite(sc)
             scores[rows[fin], cur[rows[fin]]] = sc[fin] - 1e-9 * np.abs(sc[fin]) - 1e-12
 
-    def _round(self, now: float) -> list[Decision]:
+    def _advance(self, now: float) -> list[Decision]:
+        """Run the round under way for one call's budget (all of it without ``round_slice``);
+        the decisions it made in this call."""
+        gen = self._round_gen
+        assert gen is not None
+        out: list[Decision] = []
+        self._round_dec = out
+        budget = self.round_slice
+        used = 0.0
+        try:
+            if budget is None:
+                for _ in gen:
+                    pass
+                self._round_gen = None
+            else:
+                while used < budget:
+                    used += next(gen)
+        except StopIteration:
+            self._round_gen = None
+        except BaseException:
+            self._round_gen = None
+            raise
+        finally:
+            if self._round_gen is None:
+                self._round_plan = None
+        return out
+
+    def _round_steps(self, now: float) -> Generator[float, None, None]:
+        """A round, as steps that report their estimated work (microseconds) as they go.
+
+        Planned at ``now`` on copies of the pools and devices; carried out at the time of the
+        call that gets there (``self._now``). Between two calls (a round in slices) jobs may
+        end, arrive, be cancelled or fail: the plan's stops apply only to jobs still running
+        where they ran when the round began, its starts only to jobs still waiting, and a
+        start that no longer fits the real nodes waits (as after any round). A node event
+        gives the round up (:meth:`_abort_round`)."""
         self.stats["rounds"] += 1
         self._elig_all_stale = True  # deficits and shares change
         act = self._active()
         if len(act) == 0:
-            return []
+            return
         if self.policy.lp:
             run = np.fromiter(self.running, np.int64, len(self.running))
             if len(run):
@@ -1470,10 +1680,14 @@ class Scheduler:
                 self.t.acct_t[run] = now
             dt = now - (self._last_round_t if self._last_round_t is not None else now)
             lim = DEFICIT_CAP_ROUNDS * self.round_s
-            self.t.deficit[act] = np.clip(
-                self.t.deficit[act] + self.t.share[act] * dt - self.t.recv[act], -lim, lim
-            )
-            self.t.recv[act] = 0.0
+            step = self._row_step(len(act))
+            for a in range(0, len(act), step):
+                ids = act[a:a + step]
+                self.t.deficit[ids] = np.clip(
+                    self.t.deficit[ids] + self.t.share[ids] * dt - self.t.recv[ids], -lim, lim
+                )
+                self.t.recv[ids] = 0.0
+                yield len(ids) * ROW_US * 2
             self._last_round_t = now
             if self._dirty:
                 t0 = time.perf_counter()
@@ -1484,6 +1698,7 @@ class Scheduler:
                 self.stats["lp_solves"] += 1
                 self.stats["lp_seconds"] += time.perf_counter() - t0
                 self._dirty = False
+                yield len(act) * ROW_US
         # every active job competes afresh: capacity held by running jobs counts as free,
         # and their queue usage is released for the quota check. Except: a job still staging
         # or restoring, or restarted and not yet progressed for as long as its restart cost
@@ -1501,24 +1716,44 @@ class Scheduler:
         if pinned:
             act = act[~np.isin(act, run[pin])]
         free = self.free.copy()
-        dev = self.dev.copy()
-        saved_used = self.queue_used.copy()
+        used = self.queue_used.copy()
         move, mpool = run[~pin], rpool[~pin]
         np.add.at(free, mpool, t.demand[move])
-        np.subtract.at(self.queue_used, t.qidx[move], t.demand[move])
-        dev.release_many([pl for s, pl in self.placement.items() if s not in pinned])
-        place = self._place(act, now, free, dev)
+        np.subtract.at(used, t.qidx[move], t.demand[move])
+        dev = self.dev.copy()
+        yield len(self.dev.free) * ROW_US / 4
+        yield from dev.release_many_g([pl for s, pl in self.placement.items()
+                                       if s not in pinned])
+        place = yield from self._place_g(act, now, free, dev, used)
         self._round_plan = self._last_plan if self._elig_cache else None
         self._last_plan = None
-        self.queue_used = saved_used
-        stop = [s for s, p in self.running.items() if s not in pinned and place.get(s) != p]
-        out = self._stop_many(stop, now, ["moved" if s in place else "preempted" for s in stop])
-        self.stats["preemptions"] += sum(s not in place for s in stop)
+        # carry the plan out: stops first (their devices are what the starts need), then starts
+        was = [(s, p) for s, p in zip(run.tolist(), rpool.tolist(), strict=True)
+               if s not in pinned and place.get(s) != p]
+        for a in range(0, len(was), APPLY_CHUNK):
+            running = self.running
+            stop = [s for s, p in was[a:a + APPLY_CHUNK] if running.get(s) == p]
+            self._round_dec += self._stop_many(
+                stop, self._now, ["moved" if s in place else "preempted" for s in stop])
+            self.stats["preemptions"] += sum(s not in place for s in stop)
+            yield len(stop) * DECISION_US
+        k = 0
+        waiting = self.waiting
         for s, p in place.items():
-            if self.t.state[s] != RUNNING:
+            if s in waiting:
                 # the plan's devices may differ from the real ones where running jobs kept
                 # theirs: a gang that does not fit the real nodes waits for the next chance
-                st = self._start(s, p, now)
+                st = self._start(s, p, self._now)
                 if st is not None:
-                    out.append(st)
-        return out
+                    self._round_dec.append(st)
+                k += 1
+                if k >= APPLY_CHUNK:
+                    yield k * START_US
+                    k = 0
+        if self.waiting:
+            # the round planned on pools' devices as if running jobs could be re-packed;
+            # where kept jobs hold other devices than planned, a planned start may not fit
+            # and room may be left that a back-fill can use
+            if self._elig_cache and len(self.waiting) >= ELIG_MIN_QUEUE:
+                yield from self._refresh_index_g(self._now)
+            self._round_dec += self._fill(self._now)

@@ -20,7 +20,7 @@ invalidates its old entry through a per-slot version number.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Generator
 
 import numpy as np
 
@@ -134,6 +134,16 @@ class WaitIndex:
 
     def changed(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
                 waiting: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`changed_g` in one go."""
+        gen = self.changed_g(slots, pri, scores, waiting)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as e:
+                return e.value  # type: ignore[no-any-return]
+
+    def changed_g(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
+                  waiting: np.ndarray) -> Generator[float, None, tuple[np.ndarray, int]]:
         """Re-file in place of a rebuild. First every entry of a slot that is not in
         ``waiting`` (the slots waiting now) is dropped (so a job that started outside the
         index and waits again later has none); then, per slot of ``slots`` (all waiting
@@ -148,19 +158,30 @@ class WaitIndex:
         w = np.zeros(n, dtype=bool)
         w[waiting] = True
         gone = np.flatnonzero(live & ~w)
+        yield n * 0.05  # (estimated microseconds of work, for a caller working in slices)
         if len(gone):
             self.ver[gone] += 1
             self.live[gone] = False
             # and out of the heaps now, not one by one in later back-fill passes (where a
             # round's thousands of started jobs would make one pass slow)
             out = set(gone.tolist())
+            seen = 0
             for g, h in enumerate(self.heaps):
                 kept = [e for e in h if e[1] not in out]
                 if len(kept) < len(h):
                     heapq.heapify(kept)
                     self.heaps[g] = kept
+                seen += len(h)
+                if seen >= 8192:
+                    yield seen * 0.55
+                    seen = 0
         same = self.live[slots] & (self.pri[slots] == pri)
-        same[same] = (self.score[slots[same]] == scores[same]).all(axis=1)
+        yield len(slots) * 0.05
+        rows = np.flatnonzero(same)
+        for a in range(0, len(rows), 16384):
+            r = rows[a:a + 16384]
+            same[r] = (self.score[slots[r]] == scores[r]).all(axis=1)
+            yield len(r) * 0.15
         return ~same, len(gone)
 
     def valid(self, e: Entry, waiting: Container[int]) -> bool:

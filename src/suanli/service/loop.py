@@ -213,7 +213,8 @@ class SchedulerLoop:
     def __init__(self, sessions: sessionmaker[Session], engine: Engine, executor: Executor,
                  home: Path, policy: str = "max-min", round_s: float = 60.0,
                  interval_s: float = 0.5, grace_s: float = 10.0,
-                 metrics: Any | None = None, write_lock: Any = None) -> None:
+                 metrics: Any | None = None, write_lock: Any = None,
+                 round_slice_us: float | None = 10_000.0) -> None:
         self.sessions = sessions
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self.engine = engine
@@ -222,6 +223,9 @@ class SchedulerLoop:
         self.policy = policy
         self.round_s = round_s
         self.interval_s = interval_s
+        # a round of a preemptive policy is spread over passes of about this much work,
+        # run back to back (Scheduler round_slice): no pass holds the loop for long
+        self.round_slice_us = round_slice_us
         self.grace_s = grace_s
         self.metrics = metrics
         self.leadership = Leadership(engine, home)
@@ -310,6 +314,9 @@ class SchedulerLoop:
                 self.leader = False
                 self.leadership.release()
                 self._stop.wait(1.0)
+            ad = self.adapter
+            if ad is not None and self.leader and ad.sched.round_in_progress:
+                continue  # the round's next slice at once (the passes between stay short)
             self._wake.wait(self.interval_s)
             self._wake.clear()
 
@@ -343,7 +350,8 @@ class SchedulerLoop:
                     drained.append(n.name)
             queues = [Queue(q.name, q.weight, q.quota_devices)
                       for q in s.scalars(select(QueueRow))]
-            ad = SchedAdapter(nodes, sites, queues, policy=self.policy, round_s=self.round_s)
+            ad = SchedAdapter(nodes, sites, queues, policy=self.policy, round_s=self.round_s,
+                              round_slice=self.round_slice_us)
             now = time.time()
             allocs = {a.job_id: a for a in s.scalars(
                 select(AllocationRow).where(AllocationRow.active.is_(True)))}

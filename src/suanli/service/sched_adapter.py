@@ -94,6 +94,7 @@ class SchedAdapter:
         policy: str = "max-min",
         round_s: float = 60.0,
         catalog: Catalog | None = None,
+        round_slice: float | None = None,
     ) -> None:
         self.catalog = catalog or load_catalog()
         # the database ids of the jobs the scheduler knows, in order (the loop re-checks
@@ -130,7 +131,8 @@ class SchedAdapter:
         self.cluster = ClusterSpec(pools=pools, fleet_name="service")
         chips = {p.chip_type: p.chip for p in pools}
         self.sched = Scheduler(self.cluster, get_policy(policy),
-                               ServiceThroughput(chips), round_s=round_s, queues=queues)
+                               ServiceThroughput(chips), round_s=round_s, queues=queues,
+                               round_slice=round_slice)
         self.key_of: dict[int, str] = {}  # db job id -> scheduler job id
         self.db_of: dict[str, int] = {}
         self.requeues: dict[int, int] = {}

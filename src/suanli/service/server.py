@@ -167,6 +167,7 @@ def build(settings: ServiceSettings, *, simulated: bool = False, migrate: bool =
     if settings.scheduler:
         loop = SchedulerLoop(sessions, engine, executor, settings.home, policy=settings.policy,
                              round_s=settings.round_s, interval_s=settings.interval_s,
+                             round_slice_us=settings.round_slice_us,
                              grace_s=settings.grace_s, metrics=metrics, write_lock=write_lock)
     state = ServiceState(sessions=sessions, executor=executor, executor_name=settings.executor,
                          database=engine.dialect.name, schema_revision=revision,

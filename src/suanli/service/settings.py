@@ -44,6 +44,11 @@ class ServiceSettings(BaseSettings):
     policy: str = "max-min"
     round_s: float = Field(default=60.0, gt=0)
     interval_s: float = Field(default=0.5, gt=0, description="scheduler pass period")
+    round_slice_us: float = Field(
+        default=10_000.0, gt=0, allow_inf_nan=False,
+        description="work per scheduler pass while a preemptive policy's round is under way "
+        "(estimated microseconds; the round continues in the next passes, run back to back; "
+        "a huge value runs every round in one pass)")
     grace_s: float = Field(default=10.0, ge=0, description="SIGTERM -> SIGKILL grace")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch: int = Field(default=10_000, ge=1)
