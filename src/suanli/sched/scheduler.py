@@ -1443,6 +1443,14 @@ class Scheduler:
     def _fill_indexed(self, now: float) -> list[Decision]:
         """Back-fill through :class:`WaitIndex`: the same starts as :meth:`_place` over every
         waiting job (same order, same pools), at a cost proportional to the starts."""
+        out: list[Decision] = []
+        _drain(self._fill_indexed_g(now, out))
+        return out
+
+    def _fill_indexed_g(self, now: float, out: list[Decision]) -> Generator[float, None, None]:
+        """:meth:`_fill_indexed` as steps (its starts appended to ``out``): each start looks
+        at every group of waiting jobs (demand, queue, pools), so a back-fill after a round
+        that starts hundreds of jobs reports its work as it goes."""
         if (not self._elig_all_stale
                 and len(self._elig_stale) + sum(map(len, self._pending.values()))
                 < PENDING_BATCH
@@ -1452,13 +1460,17 @@ class Scheduler:
             # order keys and scores do not change while they wait). A rebuild after a round
             # is not put off (it stays in the round's pass), nor a pile of stale jobs larger
             # than one filing batch (no latency spike when room appears)
-            return []
+            return
         self._refresh_index(now)
         quota = np.asarray(self.queue_quota, dtype=float)
         capf = np.maximum(self.capacity, 1).astype(float)
-        out: list[Decision] = []
+        k = 0
         for ix in self._index:
             while True:
+                k += 1
+                if k >= 16:
+                    yield k * (START_US + 0.1 * len(ix.heaps))
+                    k = 0
                 nxt = ix.next_job(self._fits, self.queue_used, quota, self.waiting)
                 if nxt is None:
                     break
@@ -1472,7 +1484,6 @@ class Scheduler:
                     self._elig_stale.add(s)
                     continue
                 out.append(st)
-        return out
 
     def _fits(self, dem: np.ndarray) -> np.ndarray:
         """(len(dem) x pools): a gang of each demand (milli) fits each pool now: its nodes
@@ -1756,4 +1767,6 @@ class Scheduler:
             # and room may be left that a back-fill can use
             if self._elig_cache and len(self.waiting) >= ELIG_MIN_QUEUE:
                 yield from self._refresh_index_g(self._now)
-            self._round_dec += self._fill(self._now)
+                yield from self._fill_indexed_g(self._now, self._round_dec)
+            else:
+                self._round_dec += self._fill(self._now)
