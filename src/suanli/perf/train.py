@@ -334,6 +334,10 @@ def evaluate(
     # FP4 GEMMs always use the NVFP4 recipe's casts; FP8 ones the spec's recipe
     cast_b = FP8_CAST_BYTES[FP4_RECIPE if gb < 1.0 else spec.fp8_recipe]
     rate = hw.flops
+    if gb == 1.0 and spec.fp8_recipe == "fp8-block":
+        # MXFP8 GEMMs: the block-scaled kernel's measured rate relative to the per-tensor FP8
+        # kernel on the same chip (Factors.fp8_block; 1 where unmeasured)
+        rate = rate * hw.eff.fp8_block
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
     if spec.recompute_layers is not None:
