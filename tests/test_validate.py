@@ -157,6 +157,9 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
     assert gb300.link == pytest.approx(811 / 900)  # NVL72 NVLink all-reduce measurement
     assert factors_for(b300, "fp8").link == pytest.approx(0.70)
     assert factors_for(b300, "fp8").memory == pytest.approx(0.80)  # no B300 HBM measurement
+    # HGX H100: NCCL's effective NVLink ring bandwidth (nccl-tests #212); H800 keeps the default
+    assert factors_for(load_catalog().get("H100"), "fp8").link == pytest.approx(370 / 450)
+    assert factors_for(load_catalog().get("H800"), "fp8").link == pytest.approx(0.70)
     # chips without a block-scaled measurement run MXFP8 at their FP8 rate
     assert factors_for(load_catalog().get("B200"), "fp8").fp8_block == 1.0
 
@@ -235,7 +238,10 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 16.5
+    # all 134 predicted rows (superseded included): 16.5 -> 16.9 (perf8) -- the H100 NVLink ring
+    # figure (NCCL, 370 of 450 GB/s) makes the 28 H100 rows, already optimistic, 1-5 points more
+    # so; the Blackwell micro-benchmarks alone had taken this median to 16.2
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 16.9
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
     # 15.5 -> 16.7 (perf8): the Blackwell Ultra parts' generic 0.70 GEMM factor was replaced by
@@ -250,7 +256,9 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     # five Blackwell MXFP8 rows whose workload configs set `fp8_dot_product_attention`
     # (deepseek / gpt_oss *_workload_base_configs.py) run the attention forward at the
     # FlashAttention-3 paper's FP8 rate. Nothing fitted; kept although worse.
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.7
+    # 18.4 -> 17.0 (perf8; measured 16.91): the Blackwell micro-benchmarks take it to 16.6,
+    # the H100 NVLink ring bandwidth from NCCL (370 of 450 GB/s, not the generic 0.70) to 16.9
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 17.0
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"
@@ -258,7 +266,7 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     assert len(old) == 56 and median(old) <= 12.1
     assert head["mpt_a100_training.csv"]["superseded"] == 0
     hybrid = rep.groups(headline=True)["architecture"]["hybrid Mamba"]
-    assert hybrid["predicted"] == 16 and hybrid["mean_signed_error_pct"] <= 32.7
+    assert hybrid["predicted"] == 16 and hybrid["mean_signed_error_pct"] <= 32.9
     assert hybrid["median_abs_error_pct"] <= 37.3
     chips = rep.groups(headline=True)["chip"]
     for name in ("B200", "B300", "GB200", "GB300"):

@@ -139,6 +139,13 @@ B300_TE_GEMM_TFLOPS: dict[str, float] = {
     "bf16": 1496.9, "fp8": 3009.4, "mxfp8": 2862.7, "nvfp4": 6007.1,
 }
 
+# NVLink 4 on HGX H100: "450GB/s is the line rate. With the protocol overhead (~20%) NCCL can
+# get an effective NVLink bandwidth of 370GB/s, which you can observe as BusBw when running
+# non-allreduce operations, or when running with NCCL_ALGO=RING" (NCCL maintainer,
+# NVIDIA/nccl-tests issue #212, 2024-05-06; NVLS all-reduce reaches ~480 GB/s bus bandwidth,
+# not used: the model's TP collectives are reduce-scatter / all-gather rings).
+H100_NVLINK_RING_GBS = 370.0
+
 # FlagPerf base (FlagOpen/FlagPerf@1b5a030) and the other public rows of microbenchmarks.csv.
 EVIDENCE: tuple[Evidence, ...] = (
     Evidence(
@@ -219,6 +226,16 @@ EVIDENCE: tuple[Evidence, ...] = (
         allreduce_busbw_gbs=811.0, link_ref_gbs=900.0,
         source="NCCL all-reduce over multi-node NVLink on GB200 NVL72 (2 trays x 4 GPUs): bus "
         "bandwidth 811 GB/s of 900 GB/s per direction (lixueduan.com 'GB200 MNNVL NCCL test')",
+    ),
+    Evidence(
+        # HGX H100 SXM (NVLink 4 through third-generation NVSwitch, 450 GB/s per direction):
+        # NCCL's effective ring bandwidth, the figure its ring reduce-scatter / all-gather (and
+        # all-reduce with NCCL_ALGO=RING) reach as bus bandwidth
+        r"h100_sxm|h100 sxm",
+        allreduce_busbw_gbs=H100_NVLINK_RING_GBS, link_ref_gbs=450.0,
+        source="NCCL effective NVLink ring bandwidth on 8 x H100 SXM: ~370 GB/s of the 450 GB/s "
+        "line rate (~20 % protocol overhead), the bus bandwidth of non-all-reduce collectives "
+        "or NCCL_ALGO=RING (NCCL maintainer, NVIDIA/nccl-tests issue #212)",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
