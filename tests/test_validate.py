@@ -256,9 +256,10 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     # five Blackwell MXFP8 rows whose workload configs set `fp8_dot_product_attention`
     # (deepseek / gpt_oss *_workload_base_configs.py) run the attention forward at the
     # FlashAttention-3 paper's FP8 rate. Nothing fitted; kept although worse.
-    # 18.4 -> 17.0 (perf8; measured 16.91): the Blackwell micro-benchmarks take it to 16.6,
-    # the H100 NVLink ring bandwidth from NCCL (370 of 450 GB/s, not the generic 0.70) to 16.9
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 17.0
+    # 18.4 -> 16.9 (perf8; measured 16.82): the Blackwell micro-benchmarks take it to 16.6,
+    # the H100 NVLink ring bandwidth from NCCL (370 of 450 GB/s, not the generic 0.70) to 16.9,
+    # no FP8 attention for GPT-OSS's sink attention (TE has no FP8 backend for it) to 16.8
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.9
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"

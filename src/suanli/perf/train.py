@@ -454,9 +454,16 @@ def evaluate(
         # forward passes (incl. recomputed) and the backward at their dropout rates
         fwd_attn = fwd_attn / ATTN_DROPOUT_RATE[0]
         bwd_attn = bwd_attn / ATTN_DROPOUT_RATE[1]
-    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain":
+    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain" and not (
+            m.attention_sinks and fw.name in ("megatron", "mindspeed")):
         # FP8 DPA: forward passes at the FP8 attention rate, backward 16-bit (see
-        # FP8_ATTN_FWD_SPEEDUP for the source and its limits)
+        # FP8_ATTN_FWD_SPEEDUP for the source and its limits). Not for learnable-softmax (sink)
+        # attention under Transformer Engine: its backend selection has no FP8 path for it
+        # ("Disabling FusedAttention / UnfusedDotProductAttention for softmax_type = %s in
+        # FP8", and FlashAttention is off for any non-vanilla softmax --
+        # transformer_engine/pytorch/attention/dot_product_attention/utils.py,
+        # get_attention_backend, NVIDIA/TransformerEngine@002a3e57; older versions also
+        # disabled FP8 FusedAttention for sliding windows), so those layers run 16-bit
         fwd_attn = fwd_attn / FP8_ATTN_FWD_SPEEDUP
     passes_attn = fwd_attn + bwd_attn
     # attention stays 16-bit under FP8 recipes unless the recipe sets FP8 attention (above);
