@@ -462,8 +462,8 @@ def evaluate(
         # ("Disabling FusedAttention / UnfusedDotProductAttention for softmax_type = %s in
         # FP8", and FlashAttention is off for any non-vanilla softmax --
         # transformer_engine/pytorch/attention/dot_product_attention/utils.py,
-        # get_attention_backend, NVIDIA/TransformerEngine@002a3e57; older versions also
-        # disabled FP8 FusedAttention for sliding windows), so those layers run 16-bit
+        # get_attention_backend, NVIDIA/TransformerEngine@002a3e57; the same function also
+        # disables FP8 FusedAttention for sliding windows), so those layers run 16-bit
         fwd_attn = fwd_attn / FP8_ATTN_FWD_SPEEDUP
     passes_attn = fwd_attn + bwd_attn
     # attention stays 16-bit under FP8 recipes unless the recipe sets FP8 attention (above);
