@@ -250,6 +250,22 @@ def test_fp8_attention_runs_the_forward_at_the_fa3_fp8_rate(h100: Chip) -> None:
             evaluate(replace(s, fp8_attention=True), hw, **lay)["step_time"])
 
 
+def test_fp8_attention_does_not_reach_learnable_softmax_attention(h100: Chip) -> None:
+    """Transformer Engine has no FP8 backend for learnable-softmax (sink) attention (its backend
+    selection disables FusedAttention and UnfusedDotProductAttention for softmax_type != vanilla
+    in FP8, FlashAttention for any non-vanilla softmax): GPT-OSS under Megatron keeps its 16-bit
+    attention with the flag set; the same shapes without sinks do take the FP8 forward."""
+    gpt_oss = get_model("gpt-oss-120b")
+    hw = build_hardware(h100, "fp8")
+    lay = dict(tp=1, pp=1, dp=8, ep=8, mb=1, recompute=0, zero=1)
+    spec = TrainSpec(model=gpt_oss, seq_len=4096, global_batch=8)
+    a = float(evaluate(spec, hw, **lay)["t_attention"])
+    assert float(evaluate(replace(spec, fp8_attention=True), hw, **lay)["t_attention"]) == a
+    plain = replace(spec, model=replace(gpt_oss, attention_sinks=False))
+    c = float(evaluate(plain, hw, **lay)["t_attention"])
+    assert float(evaluate(replace(plain, fp8_attention=True), hw, **lay)["t_attention"]) < c
+
+
 def test_nemo_rows_take_fp8_attention_from_the_recorded_recipe() -> None:
     """Only the Blackwell MXFP8 configs that set fp8_dot_product_attention, at their layout."""
     from suanli.perf.validate import nemo_fp8_attention

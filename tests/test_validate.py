@@ -128,10 +128,11 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
                                      "nvidia_gb300_b300"}
     for c in chips:
         f = factors_for(c, "fp8")
-        # generic defaults, or a cited micro-benchmark (the HGX B200's GEMM sweep); never
-        # a figure from the NeMo rows
+        # generic defaults, or a cited micro-benchmark (the HGX B200's GEMM sweep and HBM
+        # 'add', the GB300 cuBLAS matmul, Transformer Engine's HGX B300 GEMM benchmark);
+        # never a figure from the NeMo rows
         assert f.source == "generic defaults" or "pytorch/ao PR #2427" in f.source or \
-            "NCCL all-reduce" in f.source, (c.id, f.source)
+            "NCCL all-reduce" in f.source or "TransformerEngine" in f.source, (c.id, f.source)
         assert "nemo" not in f.source.lower() and "megatron" not in f.source.lower()
         assert not c.efficiency
     b200 = factors_for(load_catalog().get("B200"), "fp4")
@@ -140,10 +141,74 @@ def test_cross_chip_rows_use_specs_and_microbenchmarks_only() -> None:
     # Ultra parts (another die) keep the generic defaults
     gb200 = factors_for(fallback_chips()["gb200"], "fp8")
     assert gb200.compute == pytest.approx(1420 / 2250) and "same die" in gb200.source
+    assert factors_for(load_catalog().get("B200"), "bf16").memory == pytest.approx(6721 / 8000)
+    assert gb200.memory == pytest.approx(6721 / 8000)  # same HBM3e stacks and die
+    # Blackwell Ultra (perf8): the HGX B300 runs Transformer Engine's measured kernel rates
+    # per precision; GB300 its own cuBLAS 16-bit figure and the B300's low-precision fractions
+    b300 = load_catalog().get("B300")
+    assert factors_for(b300, "bf16").compute == pytest.approx(1496.9 / 2250)
+    assert factors_for(b300, "fp8").compute == pytest.approx(3009.4 / 4500)
+    assert factors_for(b300, "fp4").compute == pytest.approx(6007.1 / 13500)
+    assert factors_for(b300, "fp8").fp8_block == pytest.approx(2862.7 / 3009.4)
+    assert factors_for(b300, "bf16").fp8_block == 1.0
     gb300 = factors_for(fallback_chips()["gb300"], "fp8")
-    assert gb300.compute == pytest.approx(0.70)  # generic: no Blackwell Ultra GEMM sweep
+    assert gb300.compute == pytest.approx(3009.4 / 4500)
+    assert factors_for(fallback_chips()["gb300"], "bf16").compute == pytest.approx(1717.37 / 2500)
     assert gb300.link == pytest.approx(811 / 900)  # NVL72 NVLink all-reduce measurement
-    assert factors_for(load_catalog().get("B300"), "fp8").link == pytest.approx(0.70)
+    assert factors_for(b300, "fp8").link == pytest.approx(0.70)
+    assert factors_for(b300, "fp8").memory == pytest.approx(0.80)  # no B300 HBM measurement
+    # HGX H100: NCCL's effective NVLink ring bandwidth (nccl-tests #212); H800 keeps the default
+    assert factors_for(load_catalog().get("H100"), "fp8").link == pytest.approx(370 / 450)
+    assert factors_for(load_catalog().get("H800"), "fp8").link == pytest.approx(0.70)
+    # chips without a block-scaled measurement run MXFP8 at their FP8 rate
+    assert factors_for(load_catalog().get("B200"), "fp8").fp8_block == 1.0
+
+
+def test_b300_gemm_evidence_is_the_te_benchmark_at_the_reference_shape() -> None:
+    """B300_TE_GEMM_TFLOPS are Transformer Engine's published per-layer kernel times (5B config,
+    M = 15,872, pre-quantized) divided by the model's own shape factors for those 12 GEMMs --
+    recomputed here from the raw milliseconds so the derivation cannot drift."""
+    from suanli.perf.efficiency import B300_TE_GEMM_TFLOPS, gemm_rows_factor, gemm_shape_factor
+
+    shapes = [(15872, 12288, 4096), (15872, 4096, 4096), (15872, 16384, 4096),
+              (15872, 4096, 16384)]
+    per_layer_ms = {"bf16": (2.0, 13.102), "fp8": (1.0, 6.812), "mxfp8": (1.0, 7.161),
+                    "nvfp4": (0.5, 3.764)}
+    for key, (in_bytes, ms) in per_layer_ms.items():
+        sc = 2.0 / in_bytes
+        raw = 3 * sum(2.0 * m * n * k for m, n, k in shapes) / (ms * 1e-3) / 1e12
+        ref = 3 * sum(2.0 * m * n * k / (float(gemm_shape_factor(min(n, k) / sc))
+                                         * float(gemm_rows_factor(m / sc)))
+                      for m, n, k in shapes) / (ms * 1e-3) / 1e12
+        assert ref == pytest.approx(B300_TE_GEMM_TFLOPS[key], abs=0.1), key
+        assert ref >= raw  # the reference shape is never harder than the measured ones
+    # raw rates as printed by the benchmark: 1463 / 2815 / 2677 / 5094 TFLOPS
+    assert 3 * sum(2.0 * m * n * k for m, n, k in shapes) / 13.102e-3 / 1e12 == \
+        pytest.approx(1463.3, abs=0.5)
+
+
+def test_mxfp8_gemms_run_at_the_block_scaled_rate_where_measured() -> None:
+    """On B300 (measured) the FP8 GEMMs of an MXFP8 step run at 0.951 of the per-tensor FP8
+    rate; on a chip without the measurement (B200) the two recipes' GEMM time is the same."""
+    from suanli.perf.hardware import build_hardware
+    from suanli.perf.models import get_model
+    from suanli.perf.train import TrainSpec, evaluate
+
+    model = get_model("llama3-8b")
+    for chip_name, ratio in (("B300", 2862.7 / 3009.4), ("B200", 1.0)):
+        hw = build_hardware(load_catalog().get(chip_name), "fp8")
+        t = {}
+        for recipe in ("fp8-current", "fp8-block"):
+            spec = TrainSpec(model=model, seq_len=8192, global_batch=64, fp8_recipe=recipe)
+            res = evaluate(spec, hw, tp=1, pp=1, dp=8, cp=1, ep=1, mb=1, recompute=0, zero=1)
+            t[recipe] = float(res["t_gemm"][0]) if hasattr(res["t_gemm"], "__len__") \
+                else float(res["t_gemm"])
+        # the LM head stays 16-bit under either recipe, so the step's GEMM time grows by a bit
+        # less than 1 / ratio (Llama 3 8B: its head is ~12 % of the GEMM time)
+        if ratio == 1.0:
+            assert t["fp8-block"] == pytest.approx(t["fp8-current"], rel=1e-12), chip_name
+        else:
+            assert 1.0 + 0.8 * (1 / ratio - 1) < t["fp8-block"] / t["fp8-current"] < 1 / ratio
 
 
 def test_nemo_file_accuracy_does_not_regress() -> None:
@@ -173,25 +238,37 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     data = shared_file("data/validation/nemo_megatron_pretraining.csv").parent
     rep = run_validation(data, load_catalog().get)
     g = rep.groups()["file"]
-    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 16.5
+    # all 134 predicted rows (superseded included): 16.5 -> 16.9 (perf8) -- the H100 NVLink ring
+    # figure (NCCL, 370 of 450 GB/s) makes the 28 H100 rows, already optimistic, 1-5 points more
+    # so; the Blackwell micro-benchmarks alone had taken this median to 16.2
+    assert g["nemo_megatron_pretraining.csv"]["median_abs_error_pct"] <= 16.9
     assert g["mpt_a100_training.csv"]["median_abs_error_pct"] <= 10.0
     head = rep.headline()
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 15.5
+    # 15.5 -> 16.7 (perf8): the Blackwell Ultra parts' generic 0.70 GEMM factor was replaced by
+    # micro-benchmarks (Transformer Engine's HGX B300 GEMM benchmark per precision, cuBLAS on
+    # GB300) and B200 / GB200 got a measured HBM figure (CUB 'add'). Mean signed +18.4 ->
+    # +16.6 %, B300 +36.2 -> +30.4 %, NVFP4 +25.9 -> +18.0 %, the 56 dense / MoE rows 12.3 ->
+    # 12.0 %; the headline median rises because GB300 dense rows that sat near 0 with the
+    # generic factor become 3-12 % pessimistic. Sourced, kept although the median is worse.
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["median_abs_error_pct"] <= 16.7
     # 18.3 -> 18.4 (perf7b): two sourced mechanisms make already-optimistic rows faster --
     # the MTP depths kept BF16 by `keep_mtp_spec_in_bf16` no longer pay FP8 casts, and the
     # five Blackwell MXFP8 rows whose workload configs set `fp8_dot_product_attention`
     # (deepseek / gpt_oss *_workload_base_configs.py) run the attention forward at the
     # FlashAttention-3 paper's FP8 rate. Nothing fitted; kept although worse.
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 18.4
+    # 18.4 -> 16.9 (perf8; measured 16.82): the Blackwell micro-benchmarks take it to 16.6,
+    # the H100 NVLink ring bandwidth from NCCL (370 of 450 GB/s, not the generic 0.70) to 16.9,
+    # no FP8 attention for GPT-OSS's sink attention (TE has no FP8 backend for it) to 16.8
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.9
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"
            and r.error_pct is not None and r.architecture in ("dense", "MoE")]
-    assert len(old) == 56 and median(old) <= 12.3
+    assert len(old) == 56 and median(old) <= 12.1
     assert head["mpt_a100_training.csv"]["superseded"] == 0
     hybrid = rep.groups(headline=True)["architecture"]["hybrid Mamba"]
-    assert hybrid["predicted"] == 16 and hybrid["mean_signed_error_pct"] <= 34.9
-    assert hybrid["median_abs_error_pct"] <= 38.4
+    assert hybrid["predicted"] == 16 and hybrid["mean_signed_error_pct"] <= 32.9
+    assert hybrid["median_abs_error_pct"] <= 37.3
     chips = rep.groups(headline=True)["chip"]
     for name in ("B200", "B300", "GB200", "GB300"):
         assert chips[name]["predicted"] >= 5 and chips[name]["mean_signed_error_pct"] is not None

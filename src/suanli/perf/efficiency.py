@@ -111,8 +111,40 @@ class Evidence:
     # fractions of the chip's own datasheet peak measured on the same die in another product
     # (used when no absolute figure for this product exists)
     ratios: dict[Precision, float] = field(default_factory=dict)
+    # block-scaled FP8 (MXFP8) GEMM rate / per-tensor FP8 GEMM rate, measured on this die
+    fp8_block_ratio: float | None = None
     source: str = ""
 
+
+# Blackwell micro-benchmarks (perf8; see docs/perf-model.md "Efficiency factors"):
+# HBM: CUB DeviceTransform "add" (c = a + b, the STREAM Add pattern) on one B200, 2^28 FP16
+# elements, 6.721 TB/s = 87.6 % of the 7.67 TB/s the benchmark computes from the memory clock
+# (NVIDIA/cccl PR #7391; F32 add 6.705 TB/s); stored absolute, 0.84 of the catalogue's 8 TB/s.
+B200_HBM_ADD_GBS = 6721.0
+# GEMM: torch.matmul (cuBLAS) on a GB300 NVL72 GPU, 16-bit operands, M = N = K = 8192:
+# 1717.37 TFLOPS (K sweep at M = N = 8192: 1595.8 / 1745.8 / 1751.9 / 1756.3 / 1717.4 /
+# 1812.1 at K = 512 ... 16384), the aten baseline of facebookexperimental/triton PR #740.
+GB300_GEMM_TFLOPS = 1717.37
+# GEMM kernels per precision on an HGX B300 ("NVIDIA B300 SXM6 AC"), NVIDIA's own Transformer
+# Engine benchmark (docs/examples/gemm_profiling/gemm_profiling.rst, `benchmark_gemm.py
+# --pre-quantize`: operands quantized once before the timed loop, so the kernels alone -- the
+# model charges the quantisation casts separately). 5B config: M = 31 x 512 = 15,872 tokens,
+# QKV 4096 -> 12288, out 4096 -> 4096, up 4096 -> 16384, down 16384 -> 4096, fprop + dgrad +
+# wgrad = 19.17 TFLOP per layer in 13.102 (BF16) / 6.812 (FP8 current scaling, per tensor) /
+# 7.161 (MXFP8) / 3.764 (NVFP4) ms: 1463 / 2815 / 2677 / 5094 TFLOPS. Divided by the model's
+# own shape factors for those 12 GEMMs (gemm_shape_factor x gemm_rows_factor, 8-bit halved,
+# 4-bit quartered -- as _gemm in train.py applies them) to give the rate at the reference
+# shape the factors stand for (8192-wide, 8192 rows):
+B300_TE_GEMM_TFLOPS: dict[str, float] = {
+    "bf16": 1496.9, "fp8": 3009.4, "mxfp8": 2862.7, "nvfp4": 6007.1,
+}
+
+# NVLink 4 on HGX H100: "450GB/s is the line rate. With the protocol overhead (~20%) NCCL can
+# get an effective NVLink bandwidth of 370GB/s, which you can observe as BusBw when running
+# non-allreduce operations, or when running with NCCL_ALGO=RING" (NCCL maintainer,
+# NVIDIA/nccl-tests issue #212, 2024-05-06; NVLS all-reduce reaches ~480 GB/s bus bandwidth,
+# not used: the model's TP collectives are reduce-scatter / all-gather rings).
+H100_NVLINK_RING_GBS = 370.0
 
 # FlagPerf base (FlagOpen/FlagPerf@1b5a030) and the other public rows of microbenchmarks.csv.
 EVIDENCE: tuple[Evidence, ...] = (
@@ -136,10 +168,12 @@ EVIDENCE: tuple[Evidence, ...] = (
         # higher datasheet peak), so a 1000 W board's absolute TFLOPS would understate them
         r"^nvidia_b200\s|hgx b200",
         tflops={Precision.BF16: 1420.0, Precision.FP16: 1420.0, Precision.FP4: 5370.0},
+        hbm_gbs=B200_HBM_ADD_GBS,
         source="torch matmul / NVFP4 torch._scaled_mm on one B200 (pytorch/ao PR #2427, "
         "benchmarks/float8/bench_matmul.py, 2025-06-23): BF16 1.41 / 1.45 / 1.42 PFLOPS and "
         "NVFP4 4.46 / 5.50 / 5.37 PFLOPS at 4096^3 / 6144^3 / 8192^3 (8192^3 used; FP8: the "
-        "BF16 ratio, no FP8 sweep found)",
+        "BF16 ratio, no FP8 sweep found); HBM: CUB DeviceTransform 'add' on one B200, 2^28 "
+        "FP16 elements, 6.721 TB/s (NVIDIA/cccl PR #7391)",
     ),
     Evidence(
         # GB200 NVL72: the same B200 die at a higher power limit and its own (higher) datasheet
@@ -148,8 +182,41 @@ EVIDENCE: tuple[Evidence, ...] = (
         r"^nvidia_gb200",
         ratios={Precision.BF16: 1420.0 / 2250.0, Precision.FP16: 1420.0 / 2250.0,
                 Precision.FP4: 5370.0 / 9000.0},
+        hbm_frac=B200_HBM_ADD_GBS / 8000.0,
         source="HGX B200 micro-benchmark fractions (pytorch/ao PR #2427: BF16 1.42 of 2.25 "
-        "PFLOPS, NVFP4 5.37 of 9 PFLOPS at 8192^3) applied to the same die in GB200 NVL72",
+        "PFLOPS, NVFP4 5.37 of 9 PFLOPS at 8192^3; NVIDIA/cccl PR #7391: HBM 'add' 6.721 of "
+        "8 TB/s) applied to the same die in GB200 NVL72",
+    ),
+    Evidence(
+        # HGX B300 ("NVIDIA B300 SXM6 AC"): Transformer Engine's own GEMM benchmark, kernel
+        # only (pre-quantized operands), per precision; shape-corrected to the model's
+        # reference GEMM (see B300_TE_GEMM_TFLOPS)
+        r"^nvidia_b300",
+        tflops={Precision.BF16: B300_TE_GEMM_TFLOPS["bf16"],
+                Precision.FP16: B300_TE_GEMM_TFLOPS["bf16"],
+                Precision.FP8: B300_TE_GEMM_TFLOPS["fp8"],
+                Precision.FP4: B300_TE_GEMM_TFLOPS["nvfp4"]},
+        fp8_block_ratio=B300_TE_GEMM_TFLOPS["mxfp8"] / B300_TE_GEMM_TFLOPS["fp8"],
+        source="Transformer Engine GEMM benchmark on an HGX B300 (NVIDIA/TransformerEngine "
+        "docs/examples/gemm_profiling/gemm_profiling.rst, benchmarks/gemm/benchmark_gemm.py "
+        "--pre-quantize, 5B config, M = 15872): per-layer fprop + dgrad + wgrad 13.102 / "
+        "6.812 / 7.161 / 3.764 ms BF16 / FP8 current / MXFP8 / NVFP4 = 1463 / 2815 / 2677 / "
+        "5094 TFLOPS (1497 / 3009 / 2863 / 6007 at the model's reference shape)",
+    ),
+    Evidence(
+        # GB300 NVL72: the same Blackwell Ultra die at a higher power limit and its own (higher)
+        # datasheet peak. Its 16-bit GEMM is measured directly (cuBLAS 8192^3); FP8 / MXFP8 /
+        # NVFP4 carry the HGX B300's measured fractions of its datasheet peaks (the same rule
+        # as GB200 <- B200)
+        r"^nvidia_gb300",
+        tflops={Precision.BF16: GB300_GEMM_TFLOPS, Precision.FP16: GB300_GEMM_TFLOPS},
+        ratios={Precision.FP8: B300_TE_GEMM_TFLOPS["fp8"] / 4500.0,
+                Precision.FP4: B300_TE_GEMM_TFLOPS["nvfp4"] / 13500.0},
+        fp8_block_ratio=B300_TE_GEMM_TFLOPS["mxfp8"] / B300_TE_GEMM_TFLOPS["fp8"],
+        source="aten (cuBLAS) matmul on GB300, 16-bit, 8192^3: 1717.4 TFLOPS (K sweep "
+        "1596-1812; facebookexperimental/triton PR #740, 2025-12-17); FP8 / MXFP8 / NVFP4: "
+        "the HGX B300 fractions of Transformer Engine's GEMM benchmark (TransformerEngine "
+        "gemm_profiling.rst: 3009 of 4500, 2863 of 4500, 6007 of 13500 TFLOPS) on the same die",
     ),
     Evidence(
         # measured on a GB200 NVL72 rack; applied to the NVL72 racks (GB200 and GB300 share the
@@ -159,6 +226,16 @@ EVIDENCE: tuple[Evidence, ...] = (
         allreduce_busbw_gbs=811.0, link_ref_gbs=900.0,
         source="NCCL all-reduce over multi-node NVLink on GB200 NVL72 (2 trays x 4 GPUs): bus "
         "bandwidth 811 GB/s of 900 GB/s per direction (lixueduan.com 'GB200 MNNVL NCCL test')",
+    ),
+    Evidence(
+        # HGX H100 SXM (NVLink 4 through third-generation NVSwitch, 450 GB/s per direction):
+        # NCCL's effective ring bandwidth, the figure its ring reduce-scatter / all-gather (and
+        # all-reduce with NCCL_ALGO=RING) reach as bus bandwidth
+        r"h100_sxm|h100 sxm",
+        allreduce_busbw_gbs=H100_NVLINK_RING_GBS, link_ref_gbs=450.0,
+        source="NCCL effective NVLink ring bandwidth on 8 x H100 SXM: ~370 GB/s of the 450 GB/s "
+        "line rate (~20 % protocol overhead), the bus bandwidth of non-all-reduce collectives "
+        "or NCCL_ALGO=RING (NCCL maintainer, NVIDIA/nccl-tests issue #212)",
     ),
     Evidence(
         r"(^|[^0-9a-z])h20($|[^0-9])", tflops={Precision.BF16: 141.86, Precision.FP16: 141.73},
@@ -206,6 +283,9 @@ class Factors:
     network: float = NETWORK
     attention: float | None = None  # None = by attention kernel class (ATTENTION_KERNELS)
     overlap: float = DP_OVERLAP
+    # MXFP8 (block-scaled, `fp8-block`) GEMMs relative to per-tensor FP8 GEMMs: 1 where no
+    # measurement separates them (the FP8 evidence then stands for both)
+    fp8_block: float = 1.0
     source: str = "generic defaults"
 
 
@@ -248,6 +328,8 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
             out["memory"] = _clip(ev.hbm_gbs / chip.memory_bw_gbs)
         if ev.hbm_frac:
             out["memory"] = _clip(ev.hbm_frac)
+        if ev.fp8_block_ratio is not None:
+            out["fp8_block"] = float(ev.fp8_block_ratio)
         if ev.allreduce_busbw_gbs and ev.link_ref_gbs:
             out["link"] = _clip(ev.allreduce_busbw_gbs / ev.link_ref_gbs)
     for pattern, ratios in RATIO_EVIDENCE.items():
@@ -255,6 +337,8 @@ def measured_factors(chip: Chip, precision: Precision) -> tuple[dict[str, float]
             out["compute"] = ratios[prec]
     if "compute" in out:
         out["compute"] = min(out["compute"], MAX_MEASURED_COMPUTE)
+    if prec != Precision.FP8:
+        out.pop("fp8_block", None)
     return out, "; ".join(sources)
 
 
@@ -267,7 +351,7 @@ def factors_for(
     prec = Precision(precision)
     vals: dict[str, float | None] = {
         "compute": DEFAULT_COMPUTE, "memory": DEFAULT_MEMORY, "link": DEFAULT_LINK,
-        "network": NETWORK, "overlap": DP_OVERLAP,
+        "network": NETWORK, "overlap": DP_OVERLAP, "fp8_block": 1.0,
     }
     measured, src = measured_factors(chip, prec)
     vals.update(measured)

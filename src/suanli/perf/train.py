@@ -334,6 +334,10 @@ def evaluate(
     # FP4 GEMMs always use the NVFP4 recipe's casts; FP8 ones the spec's recipe
     cast_b = FP8_CAST_BYTES[FP4_RECIPE if gb < 1.0 else spec.fp8_recipe]
     rate = hw.flops
+    if gb == 1.0 and spec.fp8_recipe == "fp8-block":
+        # MXFP8 GEMMs: the block-scaled kernel's measured rate relative to the per-tensor FP8
+        # kernel on the same chip (Factors.fp8_block; 1 where unmeasured)
+        rate = rate * hw.eff.fp8_block
 
     Lp = np.ceil(L / (pp * v)) * v  # layers on the busiest pipeline stage (all its chunks)
     if spec.recompute_layers is not None:
@@ -450,9 +454,16 @@ def evaluate(
         # forward passes (incl. recomputed) and the backward at their dropout rates
         fwd_attn = fwd_attn / ATTN_DROPOUT_RATE[0]
         bwd_attn = bwd_attn / ATTN_DROPOUT_RATE[1]
-    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain":
+    if spec.fp8_attention and fp8 and spec.attention_kernel != "plain" and not (
+            m.attention_sinks and fw.name in ("megatron", "mindspeed")):
         # FP8 DPA: forward passes at the FP8 attention rate, backward 16-bit (see
-        # FP8_ATTN_FWD_SPEEDUP for the source and its limits)
+        # FP8_ATTN_FWD_SPEEDUP for the source and its limits). Not for learnable-softmax (sink)
+        # attention under Transformer Engine: its backend selection has no FP8 path for it
+        # ("Disabling FusedAttention / UnfusedDotProductAttention for softmax_type = %s in
+        # FP8", and FlashAttention is off for any non-vanilla softmax --
+        # transformer_engine/pytorch/attention/dot_product_attention/utils.py,
+        # get_attention_backend, NVIDIA/TransformerEngine@002a3e57; the same function also
+        # disables FP8 FusedAttention for sliding windows), so those layers run 16-bit
         fwd_attn = fwd_attn / FP8_ATTN_FWD_SPEEDUP
     passes_attn = fwd_attn + bwd_attn
     # attention stays 16-bit under FP8 recipes unless the recipe sets FP8 attention (above);
