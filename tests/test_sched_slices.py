@@ -72,6 +72,16 @@ def make(policy: str, round_slice: float | None, nodes: int = 36) -> Scheduler:
                      queues=[Queue("q0"), Queue("q1")])
 
 
+def crowded(policy: str, seed: int, jobs: int = 500) -> Scheduler:
+    """A sliced scheduler (one step per call) with ``jobs`` submitted and placed at 0 s."""
+    s = make(policy, 1.0)
+    rng = np.random.default_rng(seed)
+    for i in range(jobs):
+        s.submit(random_job(rng, i, 0.0), 0.0)
+    until_done(s, 0.0)
+    return s
+
+
 def key(d: Decision) -> tuple[object, ...]:
     return (d.action, d.job_id, d.pool, d.demand_milli, d.rate, d.reason, d.placement)
 
@@ -147,11 +157,7 @@ def plan_of(s: Scheduler, now: float) -> list[Decision]:
 
 
 def test_jobs_that_end_or_are_cancelled_mid_round_are_neither_started_nor_stopped() -> None:
-    s = make("srpt", 1.0)
-    rng = np.random.default_rng(5)
-    for i in range(600):
-        s.submit(random_job(rng, i, 0.0), 0.0)
-    until_done(s, 0.0)
+    s = crowded("srpt", 5, jobs=600)
     now = 60.0
     for i in range(600, 700):  # short jobs arrive: SRPT preempts long ones for them
         s.submit(Job(id=f"j{i}", arrival=now, gang=1, work=10.0, job_type="t0"), now)
@@ -176,11 +182,7 @@ def test_jobs_that_end_or_are_cancelled_mid_round_are_neither_started_nor_stoppe
 
 
 def test_a_node_event_gives_the_round_up_and_a_new_one_is_due_at_once() -> None:
-    s = make("max-min", 1.0)
-    rng = np.random.default_rng(8)
-    for i in range(500):
-        s.submit(random_job(rng, i, 0.0), 0.0)
-    until_done(s, 0.0)
+    s = crowded("max-min", 8)
     now = 60.0
     s.schedule(now)
     assert s.round_in_progress
@@ -195,11 +197,7 @@ def test_a_node_event_gives_the_round_up_and_a_new_one_is_due_at_once() -> None:
 
 
 def test_a_snapshot_mid_round_restores_to_a_round_due_at_once() -> None:
-    s = make("las", 1.0)
-    rng = np.random.default_rng(9)
-    for i in range(500):
-        s.submit(random_job(rng, i, 0.0), 0.0)
-    until_done(s, 0.0)
+    s = crowded("las", 9)
     now = 60.0
     s.schedule(now)
     s.schedule(now)
