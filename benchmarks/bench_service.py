@@ -11,7 +11,9 @@
    ``--nodes`` 8-device nodes (steady state: a few jobs finish between passes);
 4. (``--db-pass``) the same pass through the service's scheduler loop on a real database
    (``SchedulerLoop.run_pass``: observe, ingest, decide, commit; an in-memory executor), split
-   into ``Scheduler.schedule`` and everything else (the service side).
+   into ``Scheduler.schedule`` and everything else (the service side). ``--policy las
+   --round-s 2`` makes rounds of a preemptive policy happen during the measured passes (in
+   slices, as the service runs them; the passes that worked on a round are reported apart).
 """
 
 from __future__ import annotations
@@ -247,6 +249,12 @@ class MemExecutor:
                                            exit_code=0)
 
     def cancel(self, launch_id: str, grace_s: float = 10.0) -> Any:
+        """Stops at once (a preemption's stop: the loop calls this from its stop threads)."""
+        from suanli.exec.base import ExecState
+
+        st = self.status.get(launch_id)
+        if st is not None and not st.state.terminal:
+            self.status[launch_id] = self._cls(launch_id=launch_id, state=ExecState.CANCELLED)
         return self.poll(launch_id)
 
     def checkpoint(self, launch_id: str) -> bool:
@@ -299,7 +307,8 @@ def fill_fleet(url: str, pending: int, nodes: int) -> None:
 
 
 def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
-                  warmup: int = 5, bg_checkpoint: bool = True) -> dict[str, Any]:
+                  warmup: int = 5, bg_checkpoint: bool = True, policy: str = "max-min",
+                  round_s: float = 1e9) -> dict[str, Any]:
     """``SchedulerLoop`` passes on a real database: the first one (rebuild + mass start), then
     ``warmup`` unmeasured and ``passes`` measured steady ones with 5 completions each; service
     side = pass - ``Scheduler.schedule``. (The pass right after the long first one polls every
@@ -320,7 +329,7 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
     sessions = session_factory(engine)
     ex = MemExecutor()
     wl = threading.RLock() if url.startswith("sqlite") else None
-    loop = SchedulerLoop(sessions, engine, ex, home, policy="max-min", round_s=1e9,
+    loop = SchedulerLoop(sessions, engine, ex, home, policy=policy, round_s=round_s,
                          write_lock=wl)
     # the node monitor, as a server runs it before each pass (timed apart from the pass)
     monitor = AgentMonitor(sessions, 5.0, 3, wl, busy=loop.node_busy)
@@ -361,6 +370,10 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
         monitor()  # the first call reads every node once
         t0 = time.perf_counter()
         loop.run_pass()
+        first_passes = 1
+        while loop._more_starts:  # the mass start goes out STARTS_PER_PASS per pass
+            loop.run_pass()
+            first_passes += 1
         t_first = time.perf_counter() - t0
         with sessions() as s:
             running = list(s.scalars(select(AllocationRow.launch_id)
@@ -369,6 +382,9 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
         rnd = random.Random(1)
         total: list[float] = []
         service: list[float] = []
+        in_round: list[bool] = []  # the pass did (part of) a preemptive policy's round
+        assert loop.adapter is not None
+        rounds0 = 0.0
         for n in range(warmup + passes):
             if n == warmup:  # the measured passes start here
                 for v in stages.values():
@@ -377,6 +393,8 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
                 service.clear()
                 mon_s.clear()
                 mon_rows.clear()
+                in_round.clear()
+                rounds0 = loop.adapter.sched.stats["rounds"]
             for lid in rnd.sample(running, 5):
                 running.remove(lid)
                 ex.finish(lid)
@@ -385,6 +403,9 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
             mon_s.append(time.perf_counter() - t0)
             mon_rows.append(monitor.reads + monitor.swept)
             sched_s.clear()
+            sc = loop.adapter.sched
+            due = sc.next_wakeup(time.time())
+            in_round.append(sc.round_in_progress or (due is not None and time.time() >= due))
             t0 = time.perf_counter()
             loop.run_pass()
             dt = time.perf_counter() - t0
@@ -397,7 +418,13 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
         SchedAdapter.schedule = orig  # type: ignore[method-assign]
         checkpointer.stop()
         engine.dispose()
+    rt = [x for x, r in zip(total, in_round, strict=True) if r]
     return {"rebuild_s": t_rebuild, "first_s": t_first, "started": started,
+            "first_passes": first_passes,
+            "rounds": loop.adapter.sched.stats["rounds"] - rounds0 if loop.adapter else 0,
+            "round_passes": len(rt),
+            "round_p99_ms": pct(rt, 99) * 1e3 if rt else 0.0,
+            "round_max_ms": max(rt) * 1e3 if rt else 0.0,
             "p50_ms": statistics.median(total) * 1e3, "p99_ms": pct(total, 99) * 1e3,
             "svc_p50_ms": statistics.median(service) * 1e3,
             "svc_p99_ms": pct(service, 99) * 1e3,
@@ -431,6 +458,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", choices=["background", "commit"], default="background",
                     help="--db-pass on SQLite: WAL checkpoints in a background thread (as a "
                     "server runs) or by the commits (SQLite's default)")
+    ap.add_argument("--policy", default="max-min",
+                    help="--db-pass: the loop's policy (a preemptive one with --round-s runs "
+                    "its rounds in slices, as the service does)")
+    ap.add_argument("--round-s", type=float, default=1e9,
+                    help="--db-pass: round length (default: no round during the run)")
     ap.add_argument("--db-pass", action="store_true",
                     help="only the scheduling pass through the service loop on --db")
     a = ap.parse_args()
@@ -464,15 +496,21 @@ def main() -> None:
             print(f"filled {a.pending:,} pending jobs and {a.nodes:,} nodes in "
                   f"{time.perf_counter() - t0:.1f} s")
             r = bench_db_pass(url, home, a.pending, a.nodes, a.passes, a.warmup,
-                              a.checkpoint == "background")
+                              a.checkpoint == "background", a.policy, a.round_s)
             print(f"service scheduling pass on {a.db}, {a.pending:,} pending jobs on "
-                  f"{a.nodes:,} nodes: rebuild {r['rebuild_s']:.1f} s, first pass "
-                  f"{r['first_s']:.1f} s ({r['started']:,} starts); steady ({a.passes} passes "
+                  f"{a.nodes:,} nodes: rebuild {r['rebuild_s']:.1f} s, first passes "
+                  f"{r['first_s']:.1f} s ({r['started']:,} starts in {r['first_passes']} "
+                  f"passes); steady ({a.passes} passes "
                   f"after {a.warmup} unmeasured, "
                   f"5 completions each): whole pass p50 {r['p50_ms']:.1f} ms, p99 "
                   f"{r['p99_ms']:.1f} ms; service side (without Scheduler.schedule) p50 "
                   f"{r['svc_p50_ms']:.1f} ms, p99 {r['svc_p99_ms']:.1f} ms ({r['stages']}; "
                   "decide includes Scheduler.schedule and the launches)")
+            if r["round_passes"]:
+                print(f"{a.policy}, rounds every {a.round_s:g} s, in slices: "
+                      f"{r['round_passes']} of the measured passes worked on a round "
+                      f"({r['rounds']:.0f} rounds begun): their p99 {r['round_p99_ms']:.1f} "
+                      f"ms, max {r['round_max_ms']:.1f} ms")
             print(f"node monitor before each pass ({a.nodes:,} nodes): p50 "
                   f"{r['monitor_p50_ms']:.2f} ms, p99 {r['monitor_p99_ms']:.2f} ms, at most "
                   f"{r['monitor_rows_max']} node rows read")

@@ -80,7 +80,7 @@ PLACE_US = 8.0
 DECISION_US = 22.0  # a stop; a start costs START_US
 START_US = 30.0
 SLICE_ROWS = 256  # the placement loops report their work every this many jobs
-APPLY_CHUNK = 256  # stops / starts carried out between two reports
+APPLY_CHUNK = 256  # stops / starts carried out between two reports (at most; see _chunk)
 ROWS_CHUNK = 16384  # rows per piece of a vectorised step in a round in slices
 FILE_CHUNK = 4096  # waiting jobs filed in the back-fill index between two reports
 _T = TypeVar("_T")
@@ -1092,6 +1092,14 @@ class Scheduler:
                            self.t.pool[slots])
         return slots, scores
 
+    def _chunk(self) -> int:
+        """Stops or starts carried out between two reports: APPLY_CHUNK, or fewer when a
+        slice's budget is smaller (a driver whose own work per decision is large, such as
+        the service's database writes, asks for small slices and gets few decisions each)."""
+        if self.round_slice is None:
+            return APPLY_CHUNK
+        return max(16, min(APPLY_CHUNK, int(self.round_slice / START_US)))
+
     def _row_step(self, n: int, policy: bool = False) -> int:
         """Rows per piece of a vectorised step over ``n`` jobs: all of them, except in a
         round in slices (and, for the policy's own keys and scores, only if it declares each
@@ -1741,9 +1749,10 @@ class Scheduler:
         # carry the plan out: stops first (their devices are what the starts need), then starts
         was = [(s, p) for s, p in zip(run.tolist(), rpool.tolist(), strict=True)
                if s not in pinned and place.get(s) != p]
-        for a in range(0, len(was), APPLY_CHUNK):
+        chunk = self._chunk()
+        for a in range(0, len(was), chunk):
             running = self.running
-            stop = [s for s, p in was[a:a + APPLY_CHUNK] if running.get(s) == p]
+            stop = [s for s, p in was[a:a + chunk] if running.get(s) == p]
             self._round_dec += self._stop_many(
                 stop, self._now, ["moved" if s in place else "preempted" for s in stop])
             self.stats["preemptions"] += sum(s not in place for s in stop)
@@ -1758,7 +1767,7 @@ class Scheduler:
                 if st is not None:
                     self._round_dec.append(st)
                 k += 1
-                if k >= APPLY_CHUNK:
+                if k >= chunk:
                     yield k * START_US
                     k = 0
         if self.waiting:

@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,9 @@ INGEST_MAX = 5000
 # steady state (not launched, starting, stopping, cancel requested) each pass
 POLL_ALL = 2000
 POLL_S = 1.0
+# starts committed (and launched) per pass at most; more wait for the next pass, which follows
+# at once (a round's stops can free the devices of thousands of deferred starts together)
+STARTS_PER_PASS = 128
 POLL_MAX = 2000
 
 
@@ -214,7 +218,7 @@ class SchedulerLoop:
                  home: Path, policy: str = "max-min", round_s: float = 60.0,
                  interval_s: float = 0.5, grace_s: float = 10.0,
                  metrics: Any | None = None, write_lock: Any = None,
-                 round_slice_us: float | None = 10_000.0) -> None:
+                 round_slice_us: float | None = 2_500.0) -> None:
         self.sessions = sessions
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self.engine = engine
@@ -236,6 +240,8 @@ class SchedulerLoop:
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-stop")
         self._stopping: set[str] = set()
+        self._more_starts = False  # the last pass left placeable starts for the next one
+        self._batch_jobs: dict[int, JobRow] = {}  # job rows of the deferred starts in hand
         self._lock = threading.Lock()
         # held for a pass (hooks + run_pass) and for a rebuild: a rebuild asked for from
         # another thread (tests, benchmarks) waits for the pass instead of swapping the
@@ -315,7 +321,8 @@ class SchedulerLoop:
                 self.leadership.release()
                 self._stop.wait(1.0)
             ad = self.adapter
-            if ad is not None and self.leader and ad.sched.round_in_progress:
+            if ad is not None and self.leader and (ad.sched.round_in_progress
+                                                   or self._more_starts):
                 continue  # the round's next slice at once (the passes between stay short)
             self._wake.wait(self.interval_s)
             self._wake.clear()
@@ -757,27 +764,29 @@ class SchedulerLoop:
         self._deferred.update(starts)
         if not stops and not self._deferred:
             return
+        self._more_starts = False
         with self.write_lock, self.sessions() as s:
-            for db_id in stops:
-                a = s.scalar(select(AllocationRow).where(AllocationRow.job_id == db_id,
-                                                         AllocationRow.active.is_(True)))
-                if a is not None and a.stop_reason is None:
-                    a.stop_reason = "preempt"
+            # one statement per 500 stops (a round of a preemptive policy stops hundreds per
+            # pass), not one query each; the database evaluates the WHERE (no stale objects)
+            for i in range(0, len(stops), 500):
+                s.execute(update(AllocationRow)
+                          .where(AllocationRow.job_id.in_(stops[i:i + 500]),
+                                 AllocationRow.active.is_(True),
+                                 AllocationRow.stop_reason.is_(None))
+                          .values(stop_reason="preempt")
+                          .execution_options(synchronize_session=False))
             placed: list[int] = []
+            # its previous attempt has not stopped yet (migration): it waits
             ids = [i for i in self._deferred if i not in ad.held]
-            jobs: dict[int, JobRow] = {}
             # one query per 500 starts, not one each. FOR UPDATE (PostgreSQL; SQLite has the
             # write lock): a cancel committed after this read would otherwise be overwritten
             # by the start below (cancelled -> scheduled); with the row locked it waits for
-            # this commit and then records ``cancel_requested`` on the scheduled job
-            for i in range(0, len(ids), 500):
-                jobs.update((j.id, j) for j in s.scalars(
-                    select(JobRow).where(JobRow.id.in_(ids[i:i + 500]))
-                    .order_by(JobRow.id).with_for_update()))
-            for db_id, d in list(self._deferred.items()):
-                if db_id in ad.held:
-                    continue  # its previous attempt has not stopped yet (migration)
-                job = jobs.get(db_id)
+            # this commit and then records ``cancel_requested`` on the scheduled job. At most
+            # STARTS_PER_PASS are committed per pass (the rest in the next passes, run back to
+            # back): a round's starts freed all at once by its stops do not make one long pass
+            for db_id in self._deferred_batch(s, ids, placed):
+                d = self._deferred[db_id]
+                job = self._batch_jobs.get(db_id)
                 if job is None or job.state != JobState.PENDING.value or job.cancel_requested:
                     self._deferred.pop(db_id)
                     ad.forget(db_id, now)
@@ -794,9 +803,26 @@ class SchedulerLoop:
                                     devices=pl.devices))
                 _event(s, job, JobState.SCHEDULED, f"{pl.pool} ({self.policy})")
                 placed.append(db_id)
+            self._batch_jobs = {}
             s.commit()  # decisions are durable before anything is carried out
         if placed or stops:
             self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
+
+
+    def _deferred_batch(self, s: Session, ids: list[int], placed: list[int]) -> Iterator[int]:
+        """The deferred starts ``ids`` in order, their job rows locked and read 500 at a time
+        into ``_batch_jobs``; stops once ``placed`` holds STARTS_PER_PASS (``_more_starts``:
+        the loop runs its next pass at once)."""
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            self._batch_jobs = {j.id: j for j in s.scalars(
+                select(JobRow).where(JobRow.id.in_(chunk)).order_by(JobRow.id)
+                .with_for_update())}
+            for db_id in chunk:
+                if len(placed) >= STARTS_PER_PASS:
+                    self._more_starts = True
+                    return
+                yield db_id
 
 
 def _remember(mirror: _Mirror, a: AllocationRow, job: JobRow) -> None:
