@@ -810,11 +810,12 @@ class SchedulerLoop:
 
 
     def _deferred_batch(self, s: Session, ids: list[int], placed: list[int]) -> Iterator[int]:
-        """The deferred starts ``ids`` in order, their job rows locked and read 500 at a time
+        """The deferred starts ``ids`` in order, their job rows locked and read 128 at a time
         into ``_batch_jobs``; stops once ``placed`` holds STARTS_PER_PASS (``_more_starts``:
         the loop runs its next pass at once)."""
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+        step = min(500, STARTS_PER_PASS)  # rows read beyond what a pass can start: wasted
+        for i in range(0, len(ids), step):
+            chunk = ids[i:i + step]
             self._batch_jobs = {j.id: j for j in s.scalars(
                 select(JobRow).where(JobRow.id.in_(chunk)).order_by(JobRow.id)
                 .with_for_update())}
