@@ -338,10 +338,13 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
     sched_s: list[float] = []
     orig = SchedAdapter.schedule
 
+    decided = [0]
+
     def timed(self: SchedAdapter, now: float) -> Any:
         t0 = time.perf_counter()
         out = orig(self, now)
         sched_s.append(time.perf_counter() - t0)
+        decided[0] += len(out)
         return out
 
     SchedAdapter.schedule = timed  # type: ignore[method-assign]
@@ -395,6 +398,7 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
                 mon_rows.clear()
                 in_round.clear()
                 rounds0 = loop.adapter.sched.stats["rounds"]
+                decided[0] = 0
             for lid in rnd.sample(running, 5):
                 running.remove(lid)
                 ex.finish(lid)
@@ -422,7 +426,7 @@ def bench_db_pass(url: str, home: Path, pending: int, nodes: int, passes: int,
     return {"rebuild_s": t_rebuild, "first_s": t_first, "started": started,
             "first_passes": first_passes,
             "rounds": loop.adapter.sched.stats["rounds"] - rounds0 if loop.adapter else 0,
-            "round_passes": len(rt),
+            "round_passes": len(rt), "decisions": decided[0],
             "round_p99_ms": pct(rt, 99) * 1e3 if rt else 0.0,
             "round_max_ms": max(rt) * 1e3 if rt else 0.0,
             "p50_ms": statistics.median(total) * 1e3, "p99_ms": pct(total, 99) * 1e3,
@@ -509,7 +513,8 @@ def main() -> None:
             if r["round_passes"]:
                 print(f"{a.policy}, rounds every {a.round_s:g} s, in slices: "
                       f"{r['round_passes']} of the measured passes worked on a round "
-                      f"({r['rounds']:.0f} rounds begun): their p99 {r['round_p99_ms']:.1f} "
+                      f"({r['rounds']:.0f} rounds begun, {r['decisions']:,} decisions in the "
+                      f"measured passes): their p99 {r['round_p99_ms']:.1f} "
                       f"ms, max {r['round_max_ms']:.1f} ms")
             print(f"node monitor before each pass ({a.nodes:,} nodes): p50 "
                   f"{r['monitor_p50_ms']:.2f} ms, p99 {r['monitor_p99_ms']:.2f} ms, at most "

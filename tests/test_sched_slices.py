@@ -272,3 +272,31 @@ def test_invariants_hold_with_events_between_the_slices_of_a_round(
         assert sum(st_ == "running" for st_ in states) == len(s.running)
     until_done(s, now)
     check(s)
+
+
+def test_a_driver_cost_per_decision_means_fewer_decisions_per_call() -> None:
+    """``decision_us`` (the driver's own work per decision) shrinks what one call carries out,
+    and the decisions stay those of the whole round."""
+    whole = crowded("las", 12)
+    whole.round_slice = None
+    sliced = crowded("las", 12)
+    sliced.round_slice, sliced.decision_us = 2_000.0, 400.0
+    now = 60.0
+    for s in (whole, sliced):
+        s.submit(Job(id="late", arrival=now, gang=1, work=10.0, job_type="t0"), now)
+    a = whole.schedule(now)
+    got = sliced.schedule(now)
+    sizes = [len(got)]
+    while sliced.round_in_progress:
+        out = sliced.schedule(now)
+        got += out
+        sizes.append(len(out))
+    assert [key(d) for d in got] == [key(d) for d in a]
+    assert len(a) > 40 and max(sizes) <= 2 * 16
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_nonsense_decision_cost_is_refused(bad: float) -> None:
+    cl, rates = cluster()
+    with pytest.raises(SuanliError, match="decision cost"):
+        Scheduler(cl, get_policy("las"), rates, round_slice=100.0, decision_us=bad)

@@ -180,6 +180,7 @@ class Scheduler:
         checkpoint_every_s: float = 1800.0,
         learn_rate: float = 0.5,
         round_slice: float | None = None,
+        decision_us: float = 0.0,
     ) -> None:
         if round_s <= 0:
             raise SuanliError(f"round length must be > 0 s, got {round_s}", field="--round")
@@ -191,6 +192,12 @@ class Scheduler:
         # much (estimated microseconds; see ROW_US ...), so that no call, and no pass of a
         # live service, takes long; next_wakeup() says "now" until the round is done.
         self.round_slice = round_slice
+        if not (math.isfinite(decision_us) and decision_us >= 0):
+            raise SuanliError(f"decision cost must be a number >= 0 (microseconds), got "
+                              f"{decision_us}", field="decision_us")
+        # the driver's own work per decision it carries out (database rows, a launch), in
+        # the same estimated microseconds: a round in slices makes fewer decisions per call
+        self.decision_us = float(decision_us)
         self._round_gen: Generator[float, None, None] | None = None
         self._round_t0 = 0.0  # when the round in progress started
         self._round_dec: list[Decision] = []  # decisions of the current call's slice
@@ -1098,7 +1105,8 @@ class Scheduler:
         the service's database writes, asks for small slices and gets few decisions each)."""
         if self.round_slice is None:
             return APPLY_CHUNK
-        return max(16, min(APPLY_CHUNK, int(self.round_slice / START_US)))
+        return max(16, min(APPLY_CHUNK,
+                           int(self.round_slice / (START_US + self.decision_us))))
 
     def _row_step(self, n: int, policy: bool = False) -> int:
         """Rows per piece of a vectorised step over ``n`` jobs: all of them, except in a
@@ -1756,7 +1764,7 @@ class Scheduler:
             self._round_dec += self._stop_many(
                 stop, self._now, ["moved" if s in place else "preempted" for s in stop])
             self.stats["preemptions"] += sum(s not in place for s in stop)
-            yield len(stop) * DECISION_US
+            yield len(stop) * (DECISION_US + self.decision_us)
         k = 0
         waiting = self.waiting
         for s, p in place.items():
@@ -1768,7 +1776,7 @@ class Scheduler:
                     self._round_dec.append(st)
                 k += 1
                 if k >= chunk:
-                    yield k * START_US
+                    yield k * (START_US + self.decision_us)
                     k = 0
         if self.waiting:
             # the round planned on pools' devices as if running jobs could be re-packed;

@@ -70,7 +70,11 @@ POLL_ALL = 2000
 POLL_S = 1.0
 # starts committed (and launched) per pass at most; more wait for the next pass, which follows
 # at once (a round's stops can free the devices of thousands of deferred starts together)
-STARTS_PER_PASS = 128
+STARTS_PER_PASS = 64
+# the loop's own work per start or stop it carries out (allocation and event rows, state
+# updates, the launch or the stop): ~0.3 ms on SQLite, more on PostgreSQL (bench_service.py
+# --db-pass with rounds); told to the scheduler so a pass of a round makes ~25 decisions
+DECISION_US = 400.0
 POLL_MAX = 2000
 
 
@@ -218,7 +222,7 @@ class SchedulerLoop:
                  home: Path, policy: str = "max-min", round_s: float = 60.0,
                  interval_s: float = 0.5, grace_s: float = 10.0,
                  metrics: Any | None = None, write_lock: Any = None,
-                 round_slice_us: float | None = 2_500.0) -> None:
+                 round_slice_us: float | None = 10_000.0) -> None:
         self.sessions = sessions
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self.engine = engine
@@ -358,7 +362,7 @@ class SchedulerLoop:
             queues = [Queue(q.name, q.weight, q.quota_devices)
                       for q in s.scalars(select(QueueRow))]
             ad = SchedAdapter(nodes, sites, queues, policy=self.policy, round_s=self.round_s,
-                              round_slice=self.round_slice_us)
+                              round_slice=self.round_slice_us, decision_us=DECISION_US)
             now = time.time()
             allocs = {a.job_id: a for a in s.scalars(
                 select(AllocationRow).where(AllocationRow.active.is_(True)))}

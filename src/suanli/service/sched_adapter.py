@@ -95,6 +95,7 @@ class SchedAdapter:
         round_s: float = 60.0,
         catalog: Catalog | None = None,
         round_slice: float | None = None,
+        decision_us: float = 0.0,
     ) -> None:
         self.catalog = catalog or load_catalog()
         # the database ids of the jobs the scheduler knows, in order (the loop re-checks
@@ -132,7 +133,7 @@ class SchedAdapter:
         chips = {p.chip_type: p.chip for p in pools}
         self.sched = Scheduler(self.cluster, get_policy(policy),
                                ServiceThroughput(chips), round_s=round_s, queues=queues,
-                               round_slice=round_slice)
+                               round_slice=round_slice, decision_us=decision_us)
         self.key_of: dict[int, str] = {}  # db job id -> scheduler job id
         self.db_of: dict[str, int] = {}
         self.requeues: dict[int, int] = {}

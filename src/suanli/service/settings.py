@@ -45,7 +45,7 @@ class ServiceSettings(BaseSettings):
     round_s: float = Field(default=60.0, gt=0)
     interval_s: float = Field(default=0.5, gt=0, description="scheduler pass period")
     round_slice_us: float = Field(
-        default=2_500.0, gt=0, allow_inf_nan=False,
+        default=10_000.0, gt=0, allow_inf_nan=False,
         description="work per scheduler pass while a preemptive policy's round is under way "
         "(estimated microseconds; the round continues in the next passes, run back to back; "
         "a huge value runs every round in one pass)")
