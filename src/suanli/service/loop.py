@@ -72,9 +72,10 @@ POLL_S = 1.0
 # at once (a round's stops can free the devices of thousands of deferred starts together)
 STARTS_PER_PASS = 64
 # the loop's own work per start or stop it carries out (allocation and event rows, state
-# updates, the launch or the stop): ~0.3 ms on SQLite, more on PostgreSQL (bench_service.py
-# --db-pass with rounds); told to the scheduler so a pass of a round makes ~25 decisions
-DECISION_US = 400.0
+# updates, the launch or the stop), by database: ~0.3 ms on SQLite and ~1 ms on PostgreSQL
+# (a round trip per statement; bench_service.py --db-pass with rounds); told to the
+# scheduler so that a pass of a round makes ~10-25 decisions
+DECISION_US = {"sqlite": 400.0, "postgresql": 1_000.0}
 POLL_MAX = 2000
 
 
@@ -362,7 +363,8 @@ class SchedulerLoop:
             queues = [Queue(q.name, q.weight, q.quota_devices)
                       for q in s.scalars(select(QueueRow))]
             ad = SchedAdapter(nodes, sites, queues, policy=self.policy, round_s=self.round_s,
-                              round_slice=self.round_slice_us, decision_us=DECISION_US)
+                              round_slice=self.round_slice_us,
+                              decision_us=DECISION_US.get(self.engine.dialect.name, 1_000.0))
             now = time.time()
             allocs = {a.job_id: a for a in s.scalars(
                 select(AllocationRow).where(AllocationRow.active.is_(True)))}
