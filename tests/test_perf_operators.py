@@ -323,3 +323,29 @@ def test_expert_gemms_are_timed_per_local_expert(h100: Chip) -> None:
     # 256 vs 2048 tokens per expert: the per-expert rows factor, not the aggregate's
     assert experts(1.0) / experts(8.0) == pytest.approx(
         float(gemm_rows_factor(2048.0) / gemm_rows_factor(256.0)), rel=1e-9)
+
+
+def test_expert_output_bias_is_added_outside_the_grouped_gemm(h100: Chip) -> None:
+    """GPT-OSS's routed experts carry biases; Megatron-Core's TEGroupedMLP adds the FC2 bias
+    after the grouped GEMM in eager PyTorch (`_apply_bias`: per-expert `t + b * p`, then
+    `cat`): 12 bytes per routed-copy element forward (again when recomputed) and 16 backward,
+    memory-bound. Only where that code runs (megatron), only for models with expert biases."""
+    from dataclasses import replace
+
+    m = get_model("gpt-oss-120b")
+    assert m.expert_bias
+    hw = build_hardware(h100, "bf16")
+    lay = dict(tp=1, pp=1, dp=8, ep=8, mb=1, zero=1)
+    biased = TrainSpec(model=m, seq_len=4096, global_batch=64)
+    plain = replace(biased, model=replace(m, expert_bias=False))
+    copies = 4096 * m.n_moe_layers * m.top_k * m.d_model * (64 / 8)  # per device per step
+    for rc, fwd_passes in ((0, 1.0), (2, 2.0)):  # full recompute runs the forward again
+        extra = float(evaluate(biased, hw, recompute=rc, **lay)["t_elementwise"]
+                      - evaluate(plain, hw, recompute=rc, **lay)["t_elementwise"])
+        assert extra == pytest.approx(copies * (12.0 * fwd_passes + 16.0) / hw.hbm_bw, rel=1e-9)
+    fsdp = replace(biased, framework="fsdp")
+    assert float(evaluate(fsdp, hw, recompute=0, **lay)["t_elementwise"]) == pytest.approx(
+        float(evaluate(replace(fsdp, model=plain.model), hw, recompute=0, **lay)["t_elementwise"]))
+    # models without expert biases are untouched
+    assert not get_model("qwen3-30b-a3b").expert_bias
+    assert not get_model("deepseek-v3").expert_bias
