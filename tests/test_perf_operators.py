@@ -293,3 +293,59 @@ def test_alltoall_dispatcher_sorts_received_copies_by_local_expert(h100: Chip) -
     # without expert parallelism there is no all-to-all and nothing to re-sort
     assert float(evaluate(base, hw, ep=1, **lay)["t_elementwise"]) == pytest.approx(
         float(evaluate(replace(base, ep_dispatch="deepep"), hw, ep=1, **lay)["t_elementwise"]))
+
+
+def test_expert_gemms_are_timed_per_local_expert(h100: Chip) -> None:
+    """Routed-expert GEMMs are costed as ``E / ep`` GEMMs of (tokens per local expert) x
+    expert width each -- the shape the grouped GEMM sees per expert -- not as one GEMM of the
+    aggregated tokens. Same expert FLOPs per device at ep 1 and ep 8 (balanced routing), but
+    8x more tokens per expert at ep 8, so only the rows factor of the per-expert GEMM differs
+    (issue 7, moe8: the "many small experts" check)."""
+    from suanli.perf.efficiency import gemm_rows_factor
+    from suanli.perf.train import _gemm
+
+    m = get_model("qwen3-30b-a3b")
+    hw = build_hardware(h100, "bf16")
+    spec = TrainSpec(model=m, seq_len=4096, global_batch=64)
+    lay = dict(tp=1, pp=1, dp=8, mb=1, recompute=0, zero=1)
+    r1, r8 = evaluate(spec, hw, ep=1, **lay), evaluate(spec, hw, ep=8, **lay)
+    E, k, ff, d = float(m.n_experts), float(m.top_k), float(m.d_ff), float(m.d_model)
+
+    def experts(ep: float) -> float:
+        m_e = 4096.0 * k * ep / E  # tokens per local expert
+        t_up, _ = _gemm(m_e, 2.0 * ff, d, hw.flops, hw.hbm_bw, 2.0, E / ep)
+        t_dn, _ = _gemm(m_e, d, ff, hw.flops, hw.hbm_bw, 2.0, E / ep)
+        return float(t_up + t_dn)
+
+    n_micro, passes = 64 / 8, 3.0  # micro-batches per replica; forward + dgrad + wgrad
+    want = n_micro * m.n_moe_layers * passes * (experts(1.0) - experts(8.0))
+    assert float(r1["t_gemm"] - r8["t_gemm"]) == pytest.approx(want, rel=1e-9)
+    # 256 vs 2048 tokens per expert: the per-expert rows factor, not the aggregate's
+    assert experts(1.0) / experts(8.0) == pytest.approx(
+        float(gemm_rows_factor(2048.0) / gemm_rows_factor(256.0)), rel=1e-9)
+
+
+def test_expert_output_bias_is_added_outside_the_grouped_gemm(h100: Chip) -> None:
+    """GPT-OSS's routed experts carry biases; Megatron-Core's TEGroupedMLP adds the FC2 bias
+    after the grouped GEMM in eager PyTorch (`_apply_bias`: per-expert `t + b * p`, then
+    `cat`): 12 bytes per routed-copy element forward (again when recomputed) and 16 backward,
+    memory-bound. Only where that code runs (megatron), only for models with expert biases."""
+    from dataclasses import replace
+
+    m = get_model("gpt-oss-120b")
+    assert m.expert_bias
+    hw = build_hardware(h100, "bf16")
+    lay = dict(tp=1, pp=1, dp=8, ep=8, mb=1, zero=1)
+    biased = TrainSpec(model=m, seq_len=4096, global_batch=64)
+    plain = replace(biased, model=replace(m, expert_bias=False))
+    copies = 4096 * m.n_moe_layers * m.top_k * m.d_model * (64 / 8)  # per device per step
+    for rc, fwd_passes in ((0, 1.0), (2, 2.0)):  # full recompute runs the forward again
+        extra = float(evaluate(biased, hw, recompute=rc, **lay)["t_elementwise"]
+                      - evaluate(plain, hw, recompute=rc, **lay)["t_elementwise"])
+        assert extra == pytest.approx(copies * (12.0 * fwd_passes + 16.0) / hw.hbm_bw, rel=1e-9)
+    fsdp = replace(biased, framework="fsdp")
+    assert float(evaluate(fsdp, hw, recompute=0, **lay)["t_elementwise"]) == pytest.approx(
+        float(evaluate(replace(fsdp, model=plain.model), hw, recompute=0, **lay)["t_elementwise"]))
+    # models without expert biases are untouched
+    assert not get_model("qwen3-30b-a3b").expert_bias
+    assert not get_model("deepseek-v3").expert_bias

@@ -259,7 +259,10 @@ def test_nemo_file_accuracy_does_not_regress() -> None:
     # 18.4 -> 16.9 (perf8; measured 16.82): the Blackwell micro-benchmarks take it to 16.6,
     # the H100 NVLink ring bandwidth from NCCL (370 of 450 GB/s, not the generic 0.70) to 16.9,
     # no FP8 attention for GPT-OSS's sink attention (TE has no FP8 backend for it) to 16.8
-    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.9
+    # 16.9 -> 16.0 (moe8; measured 15.91): GPT-OSS's expert output bias, added per local expert
+    # in eager PyTorch by Megatron-Core's TEGroupedMLP._apply_bias (memory-bound), takes the 8
+    # GPT-OSS headline rows 5-10 points less optimistic; no other row moves
+    assert head["nemo_megatron_pretraining.csv"]["headline"]["mean_signed_error_pct"] <= 16.0
     assert head["nemo_megatron_pretraining.csv"]["headline"]["predicted"] == 72
     old = [abs(r.error_pct) for r in rep.rows
            if r.file == "nemo_megatron_pretraining.csv" and r.stack == "current"

@@ -75,6 +75,10 @@ class ModelShape:
     # learned attention sinks (GPT-OSS): one extra logit per head in the softmax denominator;
     # no FLOPs or bytes worth counting, recorded so the shape is complete
     attention_sinks: bool = False
+    # the routed experts' linear layers carry biases (GPT-OSS: Megatron-Bridge GPTOSSProvider
+    # `add_bias_linear = True`); costed in the training model where the framework applies the
+    # expert output bias outside the grouped GEMM (Megatron-Core TEGroupedMLP._apply_bias)
+    expert_bias: bool = False
     # shared-expert FFN width (None = n_shared_experts x d_ff)
     d_ff_shared: int | None = None
     # LatentMoE: routed experts work in this width (0 = in d_model)
@@ -535,10 +539,10 @@ for _m in (
     ModelShape("gpt-oss-120b", n_layers=36, d_model=2880, n_heads=64, n_kv_heads=8,
                head_dim=64, d_ff=2880, vocab=201088, n_experts=128, top_k=4,
                sliding_window=128, n_window_layers=18, attention_sinks=True,
-               published_params=117e9, published_active=5.1e9,
+               expert_bias=True, published_params=117e9, published_active=5.1e9,
                notes="gpt-oss-120b config.json (128 experts top-4; layer_types alternate "
                "sliding_attention (window 128) and full_attention; learned attention sinks; "
-               "clamped SwiGLU counted as SwiGLU)"),
+               "biases on every linear incl. the experts; clamped SwiGLU counted as SwiGLU)"),
     ModelShape("kimi-k2", n_layers=61, d_model=7168, n_heads=64, d_ff=2048, vocab=163840,
                n_experts=384, top_k=8, n_shared_experts=1, d_ff_dense=18432,
                n_dense_layers=1, q_lora_rank=1536, kv_lora_rank=512, qk_rope_dim=64,

@@ -560,6 +560,21 @@ def evaluate(
     # backward (PyTorch dropout keeps a bool mask)
     drop_mask = n_blk * d if spec.hidden_dropout > 0.0 else 0.0
     mem_bytes = mem_bytes + T / tp * drop_mask * (2.0 + full)
+    if m.is_moe and m.expert_bias and fw.name == "megatron":
+        # Expert output bias (GPT-OSS: biases on the routed experts). Megatron-Core's
+        # TEGroupedMLP builds `linear_fc2` with `skip_bias_add=True` and adds the bias after
+        # the grouped GEMM in eager PyTorch, per local expert and weighted by the routing
+        # probability: `torch.cat([t + b * p for t, b, p in zip(split(out), biases,
+        # split(probs))])` (`TEGroupedMLP._apply_bias`, megatron/core/transformer/moe/
+        # experts.py; the TE op-fuser path that avoids it is SwiGLU-only). Per routed copy
+        # element, 16-bit probabilities (GPT-OSS sets no `moe_router_dtype`): forward `b * p`
+        # writes 2 B, `t + .` reads 4 and writes 2, `cat` reads 2 and writes 2 (12 B; again when
+        # the forward is recomputed: full, or "moe"); backward: the bias gradient
+        # `(g * p).sum` (read 2, write 2, read 2), the probability gradient `(g * b).sum`
+        # (6 B), and `split`'s backward concatenates the chunk gradients (read 2, write 2): 16 B.
+        # Eager ops: not scaled by the framework's fused-kernel pass factor.
+        copies = n_Fm * float(max(m.top_k, 1)) * ew
+        mem_bytes = mem_bytes + T / tp * copies * (12.0 * (1.0 + full + r_moe) + 16.0)
     if fp8:
         # elements quantised per token per block. Forward: every GEMM input not produced by a
         # fused norm -- QKV / FC1 / in_proj input (unless fused), attention-output and
