@@ -338,7 +338,10 @@ def _router(state: ServiceState) -> APIRouter:
                                         None if isinstance(wl, contextlib.nullcontext) else wl)
         return state.submitq
 
-    @r.post("/jobs", response_model=m.Job, status_code=201, tags=["jobs"])
+    @r.post("/jobs", response_model=m.Job, status_code=201, tags=["jobs"],
+            responses={200: {"model": m.Job,
+                             "description": "a retry with the same Idempotency-Key: the job "
+                                            "it created first"}})
     async def submit(spec: m.JobSpec, p: Submitter,
                      idempotency_key: Annotated[str | None,
                                                 Header(min_length=1, max_length=200)] = None
