@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from suanli.sched.job import MILLI
+from suanli.sched.steps import drain
 
 # (node index, device index on that node, milli held) for every device a job holds
 Placement = list[tuple[int, int, int]]
@@ -455,8 +456,7 @@ class Devices:
         """:meth:`release_many` for many placements (a round releasing every running job):
         the devices in numpy, then the nodes and summaries of the pools touched recounted
         (:meth:`update`), instead of one incremental update per node."""
-        for _ in self.release_many_g(pls):
-            pass
+        drain(self.release_many_g(pls))
 
     def release_many_g(self, pls: list[Placement]) -> Generator[float, None, None]:
         """:meth:`release_many` as steps that report their estimated work (microseconds) as

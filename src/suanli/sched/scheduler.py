@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,7 @@ from suanli.sched.slots import (
     WAITING,
     SlotTable,
 )
+from suanli.sched.steps import drain as _drain
 from suanli.sched.throughput import ThroughputMatrix, ThroughputProvider
 from suanli.sched.view import SchedulerView
 from suanli.sched.waitindex import WaitIndex
@@ -83,18 +84,6 @@ SLICE_ROWS = 256  # the placement loops report their work every this many jobs
 APPLY_CHUNK = 256  # stops / starts carried out between two reports (at most; see _chunk)
 ROWS_CHUNK = 16384  # rows per piece of a vectorised step in a round in slices
 FILE_CHUNK = 4096  # waiting jobs filed in the back-fill index between two reports
-_T = TypeVar("_T")
-
-
-def _drain(gen: Generator[float, None, _T]) -> _T:
-    """Run a sliced step to its end (no budget) and return its result."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as e:
-            return e.value  # type: ignore[no-any-return]
-
-
 UPGRADE_GAIN = 0.5  # migrate a running job only if it would finish in < half the time left
 
 
@@ -527,15 +516,12 @@ class Scheduler:
                 self._elig_stale.add(s)
                 self._dirty = True
         self._now = now
-        if self._round_gen is not None:
-            # a round in slices continues; nothing else happens until it is done
-            out = self._advance(now)
-            if self._round_gen is not None:
-                return out
-            due = True
-        elif self._next_round is not None and now >= self._next_round - 1e-9:
+        if (self._round_gen is None and self._next_round is not None
+                and now >= self._next_round - 1e-9):
             self._round_t0 = now
             self._round_gen = self._round_steps(now)
+        if self._round_gen is not None:
+            # a round (in slices: continued); nothing else happens until it is done
             out = self._advance(now)
             if self._round_gen is not None:
                 return out
@@ -1073,31 +1059,31 @@ class Scheduler:
 
     def _plan_g(self, slots: np.ndarray, now: float
                 ) -> Generator[float, None, tuple[np.ndarray, np.ndarray]]:
-        step = self._row_step(len(slots), True)
-        if step >= len(slots):
-            pri = self.policy.queue_order(self.view(), slots, now)
-        else:  # a round in slices, a policy that keys and scores each job on its own
-            parts = []
-            for a in range(0, len(slots), step):
-                parts.append(np.asarray(
-                    self.policy.queue_order(self.view(), slots[a:a + step], now), dtype=float))
-                yield step * ROW_US
-            pri = np.concatenate(parts)
+        view = self.view()
+        pri = yield from self._by_rows(lambda x: self.policy.queue_order(view, x, now), slots,
+                                       ROW_US)
         order = np.lexsort((slots, pri))
         slots = slots[order]
         yield len(slots) * ROW_US / 2
-        if step >= len(slots):
-            scores = self._scores(slots, now)
-        else:
-            scores = np.empty((len(slots), self.P))
-            for a in range(0, len(slots), step):
-                scores[a:a + step] = self._scores(slots[a:a + step], now)
-                yield step * ROW_US
+        scores = yield from self._by_rows(lambda x: self._scores(x, now), slots, ROW_US)
         yield len(slots) * ROW_US / 4
         # kept for the back-fill index rebuilt right after a round (see _refresh_index)
         self._last_plan = (slots, np.asarray(pri, dtype=float)[order], scores,
                            self.t.pool[slots])
         return slots, scores
+
+    def _by_rows(self, fn: Any, rows: np.ndarray, us_per_row: float
+                 ) -> Generator[float, None, np.ndarray]:
+        """``fn(rows)`` of a policy function that keys or scores each job on its own; in a
+        round in slices computed in pieces of ROWS_CHUNK rows, each reported."""
+        step = self._row_step(len(rows), True)
+        if step >= len(rows):
+            return np.asarray(fn(rows))
+        parts = []
+        for a in range(0, len(rows), step):
+            parts.append(np.asarray(fn(rows[a:a + step]), dtype=float))
+            yield len(parts[-1]) * us_per_row
+        return np.concatenate(parts)
 
     def _chunk(self) -> int:
         """Stops or starts carried out between two reports: APPLY_CHUNK, or fewer when a
@@ -1108,14 +1094,14 @@ class Scheduler:
         return max(16, min(APPLY_CHUNK,
                            int(self.round_slice / (START_US + self.decision_us))))
 
-    def _row_step(self, n: int, policy: bool = False) -> int:
+    def _row_step(self, n: int, policy: bool = False, chunk: int = ROWS_CHUNK) -> int:
         """Rows per piece of a vectorised step over ``n`` jobs: all of them, except in a
         round in slices (and, for the policy's own keys and scores, only if it declares each
         job scored on its own: ``fixed_while_waiting``), where each piece is reported."""
         if self.round_slice is None or self._round_gen is None or (
                 policy and not self._elig_cache):
             return max(n, 1)
-        return ROWS_CHUNK
+        return chunk
 
     def _scores(self, slots: np.ndarray, now: float) -> np.ndarray:
         """(job x pool) costs on the policy's normalised scale (see suanli.sched.policies)."""
@@ -1419,16 +1405,11 @@ class Scheduler:
                 sc[~reuse] = self.policy.normalise(view, new, self.policy.score(view, new, now))
                 yield len(new) * ROW_US * 2
         else:
-            step = self._row_step(len(todo), True)
-            pri = np.empty(len(todo))
-            sc = np.empty((len(todo), self.P))
-            for a in range(0, len(todo), step):
-                part = todo[a:a + step]
-                pri[a:a + step] = np.asarray(self.policy.queue_order(view, part, now),
-                                             dtype=float)
-                sc[a:a + step] = self.policy.normalise(view, part,
-                                                       self.policy.score(view, part, now))
-                yield len(part) * ROW_US * 2
+            pri = np.asarray((yield from self._by_rows(
+                lambda x: self.policy.queue_order(view, x, now), todo, ROW_US)), dtype=float)
+            sc = yield from self._by_rows(
+                lambda x: self.policy.normalise(view, x, self.policy.score(view, x, now)),
+                todo, ROW_US)
         yield from self._file_g(self._index[0], todo, pri, sc, dem, q, every)
         if len(self._index) > 1:  # the rate-scored second pass of _two_pass
             fb = self.policy.backfill_score(view, todo, now)
@@ -1450,7 +1431,7 @@ class Scheduler:
                 ix.clear()
             elif n < len(todo):
                 todo, pri, sc, dem, q = todo[ch], pri[ch], sc[ch], dem[ch], q[ch]
-        step = FILE_CHUNK if self.round_slice is not None else max(len(todo), 1)
+        step = self._row_step(len(todo), chunk=FILE_CHUNK)
         for a in range(0, len(todo), step):
             b = a + step
             ix.add(todo[a:b], pri[a:b], sc[a:b], self._eligible(sc[a:b]), dem[a:b], q[a:b])
@@ -1569,15 +1550,9 @@ class Scheduler:
             rest = slots[left]
             if len(rest) and (free >= self.t.demand[rest].min()).any():
                 rest = rest[np.argsort(self.t.pool[rest] < 0, kind="stable")]
-                step = self._row_step(len(rest), True)
-                if step >= len(rest):
-                    fb = self.policy.backfill_score(self.view(), rest, now)
-                else:
-                    fb = np.empty((len(rest), self.P))
-                    for a in range(0, len(rest), step):
-                        fb[a:a + step] = self.policy.backfill_score(self.view(),
-                                                                    rest[a:a + step], now)
-                        yield step * ROW_US * 3
+                view = self.view()
+                fb = yield from self._by_rows(
+                    lambda x: self.policy.backfill_score(view, x, now), rest, ROW_US * 3)
                 self._favour_current(rest, fb)
                 yield len(rest) * ROW_US
                 idx = []
@@ -1666,16 +1641,11 @@ class Scheduler:
         assert gen is not None
         out: list[Decision] = []
         self._round_dec = out
-        budget = self.round_slice
+        budget = math.inf if self.round_slice is None else self.round_slice
         used = 0.0
         try:
-            if budget is None:
-                for _ in gen:
-                    pass
-                self._round_gen = None
-            else:
-                while used < budget:
-                    used += next(gen)
+            while used < budget:
+                used += next(gen)
         except StopIteration:
             self._round_gen = None
         except BaseException:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Container, Generator
 
 import numpy as np
 
+from suanli.sched.steps import drain
+
 Entry = tuple[float, int, int]  # (priority, slot, version)
 
 
@@ -135,12 +137,7 @@ class WaitIndex:
     def changed(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
                 waiting: np.ndarray) -> tuple[np.ndarray, int]:
         """:meth:`changed_g` in one go."""
-        gen = self.changed_g(slots, pri, scores, waiting)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as e:
-                return e.value  # type: ignore[no-any-return]
+        return drain(self.changed_g(slots, pri, scores, waiting))
 
     def changed_g(self, slots: np.ndarray, pri: np.ndarray, scores: np.ndarray,
                   waiting: np.ndarray) -> Generator[float, None, tuple[np.ndarray, int]]:

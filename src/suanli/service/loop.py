@@ -246,7 +246,6 @@ class SchedulerLoop:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-stop")
         self._stopping: set[str] = set()
         self._more_starts = False  # the last pass left placeable starts for the next one
-        self._batch_jobs: dict[int, JobRow] = {}  # job rows of the deferred starts in hand
         self._lock = threading.Lock()
         # held for a pass (hooks + run_pass) and for a rebuild: a rebuild asked for from
         # another thread (tests, benchmarks) waits for the pass instead of swapping the
@@ -784,15 +783,15 @@ class SchedulerLoop:
             placed: list[int] = []
             # its previous attempt has not stopped yet (migration): it waits
             ids = [i for i in self._deferred if i not in ad.held]
-            # one query per 500 starts, not one each. FOR UPDATE (PostgreSQL; SQLite has the
-            # write lock): a cancel committed after this read would otherwise be overwritten
-            # by the start below (cancelled -> scheduled); with the row locked it waits for
-            # this commit and then records ``cancel_requested`` on the scheduled job. At most
-            # STARTS_PER_PASS are committed per pass (the rest in the next passes, run back to
-            # back): a round's starts freed all at once by its stops do not make one long pass
-            for db_id in self._deferred_batch(s, ids, placed):
+            # one query per STARTS_PER_PASS starts, not one each. FOR UPDATE (PostgreSQL;
+            # SQLite has the write lock): a cancel committed after this read would otherwise
+            # be overwritten by the start below (cancelled -> scheduled); with the row locked
+            # it waits for this commit and then records ``cancel_requested`` on the scheduled
+            # job. At most STARTS_PER_PASS are committed per pass (the rest in the next
+            # passes, run back to back): a round's starts freed all at once by its stops do
+            # not make one long pass
+            for db_id, job in self._deferred_batch(s, ids, placed):
                 d = self._deferred[db_id]
-                job = self._batch_jobs.get(db_id)
                 if job is None or job.state != JobState.PENDING.value or job.cancel_requested:
                     self._deferred.pop(db_id)
                     ad.forget(db_id, now)
@@ -809,27 +808,26 @@ class SchedulerLoop:
                                     devices=pl.devices))
                 _event(s, job, JobState.SCHEDULED, f"{pl.pool} ({self.policy})")
                 placed.append(db_id)
-            self._batch_jobs = {}
             s.commit()  # decisions are durable before anything is carried out
         if placed or stops:
             self._observe(ad, now, placed + stops)  # carry them out now (launch / stop)
 
 
-    def _deferred_batch(self, s: Session, ids: list[int], placed: list[int]) -> Iterator[int]:
-        """The deferred starts ``ids`` in order, their job rows locked and read 128 at a time
-        into ``_batch_jobs``; stops once ``placed`` holds STARTS_PER_PASS (``_more_starts``:
-        the loop runs its next pass at once)."""
-        step = min(500, STARTS_PER_PASS)  # rows read beyond what a pass can start: wasted
-        for i in range(0, len(ids), step):
-            chunk = ids[i:i + step]
-            self._batch_jobs = {j.id: j for j in s.scalars(
+    def _deferred_batch(self, s: Session, ids: list[int], placed: list[int]
+                        ) -> Iterator[tuple[int, JobRow | None]]:
+        """The deferred starts ``ids`` in order with their job rows (None: gone), locked and
+        read STARTS_PER_PASS at a time; stops once ``placed`` holds STARTS_PER_PASS
+        (``_more_starts``: the loop runs its next pass at once)."""
+        for i in range(0, len(ids), STARTS_PER_PASS):
+            chunk = ids[i:i + STARTS_PER_PASS]
+            jobs = {j.id: j for j in s.scalars(
                 select(JobRow).where(JobRow.id.in_(chunk)).order_by(JobRow.id)
                 .with_for_update())}
             for db_id in chunk:
                 if len(placed) >= STARTS_PER_PASS:
                     self._more_starts = True
                     return
-                yield db_id
+                yield db_id, jobs.get(db_id)
 
 
 def _remember(mirror: _Mirror, a: AllocationRow, job: JobRow) -> None:
